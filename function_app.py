@@ -1,0 +1,11 @@
+"""The Azure Functions app: builds the FunctionApp and registers the blueprints of functions/.
+
+Both the Azure Functions host and the local host (`batchai local up`) load this module."""
+
+import azure.functions as func
+
+from functions import health, http_api
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+app.register_functions(health.bp)
+app.register_functions(http_api.bp)

@@ -1,0 +1,59 @@
+"""HTTP triggers of the Batch AI API: one function per operation of the spec, registered from
+the operation catalog. Each is thin: HttpRequest -> ApiRequest -> core -> HttpResponse."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import azure.functions as func
+
+from shared.api.catalog import OPERATIONS, Operation
+from shared.api.request import ApiRequest, ApiResponse
+from shared.composition import services
+from shared.errors import ApiError, PayloadTooLarge, cloud_error
+
+log = logging.getLogger(__name__)
+bp = func.Blueprint()
+
+
+def to_api_request(req: func.HttpRequest) -> ApiRequest:
+    return ApiRequest(method=req.method, url=req.url, route=dict(req.route_params), query=dict(req.params),
+                      body=req.get_body() or b"", headers=dict(req.headers))
+
+
+def to_http_response(resp: ApiResponse) -> func.HttpResponse:
+    body = None if resp.body is None else json.dumps(resp.body, separators=(",", ":"))
+    return func.HttpResponse(body=body, status_code=resp.status, headers=resp.headers,
+                             mimetype="application/json" if body is not None else None)
+
+
+def invoke(op: Operation, req: func.HttpRequest) -> func.HttpResponse:
+    """Run one operation; every failure becomes a CloudError (secrets never reach the log)."""
+    try:
+        svc = services()
+        api_req = to_api_request(req)
+        if len(api_req.body) > svc.settings.max_request_bytes:
+            raise PayloadTooLarge(
+                f"The request body is {len(api_req.body)} bytes; at most {svc.settings.max_request_bytes} are "
+                "accepted.", target="body")
+        resp = op.handler(svc, api_req)
+    except ApiError as exc:
+        resp = ApiResponse(exc.status, exc.body())
+    except Exception:
+        log.exception("operation %s failed", op.operation_id)
+        resp = ApiResponse(500, cloud_error("InternalServerError", "The service failed to process the request."))
+    return to_http_response(resp)
+
+
+def _register(op: Operation) -> None:
+    def handler(req: func.HttpRequest) -> func.HttpResponse:
+        return invoke(op, req)
+
+    handler.__name__ = handler.__qualname__ = op.operation_id
+    route = bp.route(route=op.route, methods=[op.method], auth_level=func.AuthLevel.ANONYMOUS)
+    bp.function_name(op.operation_id)(route(handler))
+
+
+for _op in OPERATIONS:
+    _register(_op)

@@ -1,0 +1,289 @@
+"""State store on one SQLite file: the local stand-in for Cosmos DB.
+
+One table per container, keyed by (pk, id), the document kept as JSON text and the ETag in its own
+column, so conditional writes are single ``UPDATE/DELETE ... WHERE etag = ?`` statements (atomic
+without explicit transactions). WAL lets readers run while one writer writes; each thread gets its
+own connection (measured faster than one shared connection behind a lock for many small writes
+from a thread pool, and readers then never wait for a Python lock).
+
+Queries filter and sort on ``json_extract`` of the dotted paths, guarded by ``json_type`` so that
+values compare as in Cosmos DB: JSON ``true`` is not the number 1, the string "1" is not 1, and
+``None`` matches JSON null only (not a missing field).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+import uuid
+import weakref
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from shared.ports.state_store import (
+    Conflict,
+    ContainerSpec,
+    NotFound,
+    PreconditionFailed,
+    Query,
+    StateStore,
+    StoreError,
+)
+
+_CONTAINER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,200}$")
+_PATH_SEGMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_BUSY_TIMEOUT_MS = 30_000
+# Properties Cosmos DB owns; dropped from what callers write so both adapters store the same.
+_RESERVED = frozenset({"_etag", "_rid", "_self", "_attachments", "_ts"})
+
+# json_type() answers for each Python value kind a filter may hold.
+_NUMBER_TYPES = "('integer', 'real')"
+_BOOL_TYPES = "('true', 'false')"
+_TEXT_TYPES = "('text')"
+
+
+def _json_path(path: str) -> str:
+    """The SQLite JSON path for a dotted field path, as a SQL literal.
+
+    Inlined (not bound) so that queries match the expression indexes; hence the strict check.
+    """
+    segments = path.split(".")
+    if not all(_PATH_SEGMENT.match(s) for s in segments):
+        raise ValueError(f"unsupported field path {path!r}: use dotted identifiers")
+    return "'$." + ".".join(segments) + "'"
+
+
+def _type_guard(value: Any) -> tuple[str, Any]:
+    """The json_type() set a value's kind belongs to, and the value as SQLite compares it."""
+    if isinstance(value, bool):  # before int: bool is an int subclass
+        return _BOOL_TYPES, int(value)
+    if isinstance(value, (int, float)):
+        return _NUMBER_TYPES, value
+    if isinstance(value, str):
+        return _TEXT_TYPES, value
+    raise TypeError(f"cannot compare a field with {type(value).__name__} {value!r}")
+
+
+class _Clause:
+    """A WHERE clause under construction: SQL fragments joined by AND, and their parameters."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.params: list[Any] = []
+
+    def equals(self, path: str, value: Any) -> None:
+        """path = value, or path IN value for a list/tuple."""
+        jp = _json_path(path)
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        alternatives: list[str] = []
+        groups: dict[str, list[Any]] = {}
+        for v in values:
+            if v is None:
+                alternatives.append(f"json_type(body, {jp}) = 'null'")
+            else:
+                types, sql_value = _type_guard(v)
+                groups.setdefault(types, []).append(sql_value)
+        for types, group in groups.items():
+            marks = ", ".join("?" * len(group))
+            alternatives.append(f"(json_extract(body, {jp}) IN ({marks}) AND json_type(body, {jp}) IN {types})")
+            self.params.extend(group)
+        self.parts.append("(" + " OR ".join(alternatives) + ")" if alternatives else "0")
+
+    def greater(self, path: str, value: Any) -> None:
+        """path > value, comparing only values of the same kind (as Cosmos DB does)."""
+        jp = _json_path(path)
+        types, sql_value = _type_guard(value)
+        self.parts.append(f"(json_extract(body, {jp}) > ? AND json_type(body, {jp}) IN {types})")
+        self.params.append(sql_value)
+
+    def sql(self) -> str:
+        return " WHERE " + " AND ".join(self.parts) if self.parts else ""
+
+
+class _ConnectionHolder:
+    """Owns one thread's connection; closes it when the thread ends and its local storage goes."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __del__(self) -> None:
+        self.conn.close()
+
+
+class SqliteStateStore(StateStore):
+    """StateStore on a SQLite file; share one instance between threads."""
+
+    def __init__(self, path: str | Path) -> None:
+        self._path = Path(path)
+        self._local = threading.local()
+        # Holders of every live connection, so close() can reach other threads' connections.
+        self._holders: weakref.WeakSet[_ConnectionHolder] = weakref.WeakSet()
+        self._holders_lock = threading.Lock()
+        self._tables: dict[str, str] = {}
+        self._closed = False
+
+    # -- connections ----------------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use."""
+        holder: _ConnectionHolder | None = getattr(self._local, "holder", None)
+        if holder is not None:
+            return holder.conn
+        if self._closed:
+            raise StoreError("the state store is closed")
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        # Autocommit: every statement is its own transaction, which is all the port needs.
+        conn = sqlite3.connect(self._path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        holder = _ConnectionHolder(conn)
+        with self._holders_lock:
+            self._holders.add(holder)
+        self._local.holder = holder
+        return conn
+
+    def _table(self, container: str) -> str:
+        try:
+            return self._tables[container]
+        except KeyError:
+            raise StoreError(f"container {container!r} was not opened") from None
+
+    # -- StateStore -----------------------------------------------------------------------------
+
+    def open(self, containers: Sequence[ContainerSpec]) -> None:
+        conn = self._conn()
+        for spec in containers:
+            if not _CONTAINER_NAME.match(spec.name):
+                raise ValueError(f"unsupported container name {spec.name!r}")
+            table = f'"docs_{spec.name}"'
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (pk TEXT NOT NULL, id TEXT NOT NULL, "
+                         "etag TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (pk, id))")
+            for path in spec.indexed:
+                index = f'"ix_{spec.name}_{path.replace(".", "__")}"'
+                conn.execute(f"CREATE INDEX IF NOT EXISTS {index} ON {table} (json_extract(body, {_json_path(path)}))")
+            self._tables[spec.name] = table
+
+    def close(self) -> None:
+        self._closed = True
+        with self._holders_lock:
+            holders = list(self._holders)
+            self._holders.clear()
+        for holder in holders:
+            holder.close()
+        self._local = threading.local()
+
+    def create(self, container: str, doc: Mapping[str, Any]) -> dict[str, Any]:
+        table = self._table(container)
+        pk, id_, body = _serialise(doc)
+        etag = _new_etag()
+        try:
+            self._conn().execute(f"INSERT INTO {table} (pk, id, etag, body) VALUES (?, ?, ?, ?)", (pk, id_, etag, body))
+        except sqlite3.IntegrityError:
+            raise Conflict(f"{container}/{pk}/{id_} already exists") from None
+        return _document(body, etag)
+
+    def read(self, container: str, pk: str, id: str) -> dict[str, Any] | None:
+        table = self._table(container)
+        row = self._conn().execute(f"SELECT body, etag FROM {table} WHERE pk = ? AND id = ?", (pk, id)).fetchone()
+        return _document(*row) if row else None
+
+    def replace(self, container: str, doc: Mapping[str, Any], etag: str | None = None) -> dict[str, Any]:
+        table = self._table(container)
+        pk, id_, body = _serialise(doc)
+        new_etag = _new_etag()
+        sql = f"UPDATE {table} SET etag = ?, body = ? WHERE pk = ? AND id = ?"
+        params: tuple[Any, ...] = (new_etag, body, pk, id_)
+        if etag is not None:
+            sql, params = sql + " AND etag = ?", params + (etag,)
+        if self._conn().execute(sql, params).rowcount == 0:
+            self._raise_missed(table, container, pk, id_, etag)
+        return _document(body, new_etag)
+
+    def upsert(self, container: str, doc: Mapping[str, Any]) -> dict[str, Any]:
+        table = self._table(container)
+        pk, id_, body = _serialise(doc)
+        etag = _new_etag()
+        self._conn().execute(f"INSERT INTO {table} (pk, id, etag, body) VALUES (?, ?, ?, ?) ON CONFLICT (pk, id) "
+                             "DO UPDATE SET etag = excluded.etag, body = excluded.body", (pk, id_, etag, body))
+        return _document(body, etag)
+
+    def delete(self, container: str, pk: str, id: str, etag: str | None = None) -> None:
+        table = self._table(container)
+        sql = f"DELETE FROM {table} WHERE pk = ? AND id = ?"
+        params: tuple[Any, ...] = (pk, id)
+        if etag is not None:
+            sql, params = sql + " AND etag = ?", params + (etag,)
+        if self._conn().execute(sql, params).rowcount == 0:
+            self._raise_missed(table, container, pk, id, etag)
+
+    def query(self, container: str, query: Query, pk: str | None = None) -> list[dict[str, Any]]:
+        table = self._table(container)
+        clause = _where(query.where, pk)
+        if query.after is not None:
+            clause.greater(*query.after)
+        sql = f"SELECT body, etag FROM {table}{clause.sql()}"
+        # rowid last: ties come back in insertion order, as Cosmos DB breaks them by _rid.
+        order = [f"json_extract(body, {_json_path(p)})" for p in query.order_by]
+        sql += " ORDER BY " + ", ".join([*order, "rowid"])
+        params = list(clause.params)
+        if query.limit is not None:
+            sql += " LIMIT ?"
+            params.append(max(0, int(query.limit)))
+        return [_document(body, etag) for body, etag in self._conn().execute(sql, params)]
+
+    def count(self, container: str, where: Mapping[str, Any], pk: str | None = None) -> int:
+        table = self._table(container)
+        clause = _where(where, pk)
+        return int(self._conn().execute(f"SELECT COUNT(*) FROM {table}{clause.sql()}", clause.params).fetchone()[0])
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _raise_missed(self, table: str, container: str, pk: str, id_: str, etag: str | None) -> None:
+        """A conditional write touched no row: tell a stale ETag from a missing document."""
+        if etag is not None:
+            row = self._conn().execute(f"SELECT 1 FROM {table} WHERE pk = ? AND id = ?", (pk, id_)).fetchone()
+            if row:
+                raise PreconditionFailed(f"{container}/{pk}/{id_} was changed (ETag mismatch)")
+        raise NotFound(f"{container}/{pk}/{id_} does not exist")
+
+
+def _where(where: Mapping[str, Any], pk: str | None) -> _Clause:
+    clause = _Clause()
+    if pk is not None:
+        clause.parts.append("pk = ?")
+        clause.params.append(pk)
+    for path, value in where.items():
+        clause.equals(path, value)
+    return clause
+
+
+def _serialise(doc: Mapping[str, Any]) -> tuple[str, str, str]:
+    """(pk, id, JSON body) of a document; the caller's _etag is dropped (the store owns it)."""
+    pk, id_ = doc.get("pk"), doc.get("id")
+    if not isinstance(pk, str) or not isinstance(id_, str):
+        raise ValueError("a document needs string 'id' and 'pk' fields")
+    body = json.dumps({k: v for k, v in doc.items() if k not in _RESERVED}, ensure_ascii=False, separators=(",", ":"))
+    return pk, id_, body
+
+
+def _document(body: str, etag: str) -> dict[str, Any]:
+    """A fresh dict for the caller (never shared with the store or other callers)."""
+    doc: dict[str, Any] = json.loads(body)
+    doc["_etag"] = etag
+    return doc
+
+
+def _new_etag() -> str:
+    return str(uuid.uuid4())
+
+
+__all__ = ["SqliteStateStore"]
+

@@ -1,0 +1,72 @@
+"""Clusters: a pool of VMs of one size inside a workspace. Scaling them is the VM pool's work;
+here they are created, read, re-scaled by PATCH and described."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared import resources
+from shared.api.generic import put_resource, refuse_changes, route_ref, timestamp
+from shared.api.request import ApiRequest, ApiResponse, ok, parse_body
+from shared.composition import Services
+from shared.ids import CLUSTER
+from shared.models import ClusterCreateParameters, ClusterUpdateParameters
+
+MUTABLE = frozenset({"scaleSettings"})
+DEFAULT_SCALE = {"manual": {"targetNodeCount": 0, "nodeDeallocationOption": "requeue"}}
+NO_NODES = {"idleNodeCount": 0, "runningNodeCount": 0, "preparingNodeCount": 0,
+            "unusableNodeCount": 0, "leavingNodeCount": 0}
+
+
+def create(svc: Services, req: ApiRequest) -> ApiResponse:
+    ref = route_ref(CLUSTER, req)
+    params = parse_body(ClusterCreateParameters, req).properties
+    spec = params.to_wire(reveal_secrets=True)
+    public = params.to_wire()
+    for props in (spec, public):
+        props.setdefault("scaleSettings", DEFAULT_SCALE)
+
+    def build() -> tuple[dict[str, Any], dict[str, Any]]:
+        now = timestamp(svc.clock.now())
+        properties = public | {
+            "creationTime": now,
+            "provisioningState": "succeeded",
+            "provisioningStateTransitionTime": now,
+            "allocationState": "steady",
+            "allocationStateTransitionTime": now,
+            "currentNodeCount": 0,
+            "nodeStateCounts": dict(NO_NODES),
+        }
+        return resources.envelope(ref, properties), spec
+
+    def reconcile(doc: dict[str, Any]) -> dict[str, Any] | None:
+        if not refuse_changes(CLUSTER, doc["spec"], spec, MUTABLE):
+            return None
+        return with_scale(doc, spec["scaleSettings"])
+
+    return put_resource(svc, ref, build, reconcile)
+
+
+def update(svc: Services, req: ApiRequest) -> ApiResponse:
+    ref = route_ref(CLUSTER, req)
+    params = parse_body(ClusterUpdateParameters, req)
+    scale = params.properties.scale_settings if params.properties else None
+    if scale is None:
+        return ok(resources.require(svc.store, ref)["resource"])
+    wire = scale.to_wire()
+    return ok(resources.mutate(svc.store, ref, lambda doc: with_scale(doc, wire))["resource"])
+
+
+def with_scale(doc: dict[str, Any], scale: dict[str, Any]) -> dict[str, Any] | None:
+    if doc["spec"].get("scaleSettings") == scale:
+        return None
+    doc["spec"]["scaleSettings"] = scale
+    doc["resource"]["properties"]["scaleSettings"] = scale
+    return doc
+
+
+def list_remote_login(svc: Services, req: ApiRequest) -> ApiResponse:
+    """Nodes' addresses and ports; a cluster has no nodes until the VM pool provides them."""
+    ref = route_ref(CLUSTER, req)
+    resources.require(svc.store, ref)
+    return ok({"value": []})

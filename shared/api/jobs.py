@@ -1,0 +1,114 @@
+"""Jobs: created queued on a cluster of their workspace; terminated, listed, their files listed."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from shared import errors, resources
+from shared.api.generic import put_resource, refuse_changes, route_ref, timestamp
+from shared.api.request import ApiRequest, ApiResponse, int_param, ok, parse_body
+from shared.composition import Services
+from shared.ids import CLUSTER, JOB, ResourceRef
+from shared.models import JobCreateParameters, tool_type_of
+
+DEFAULT_CONSTRAINTS = {"maxWallClockTime": "7.00:00:00"}
+FINAL_STATES = frozenset({"succeeded", "failed"})
+STDOUTERR = "stdouterr"
+
+
+def create(svc: Services, req: ApiRequest) -> ApiResponse:
+    ref = route_ref(JOB, req)
+    params = parse_body(JobCreateParameters, req).properties
+    spec = params.to_wire(reveal_secrets=True)
+    spec.setdefault("constraints", DEFAULT_CONSTRAINTS)
+
+    def build() -> tuple[dict[str, Any], dict[str, Any]]:
+        cluster = cluster_of(svc, ref, spec["cluster"]["id"])
+        now = timestamp(svc.clock.now())
+        public = params.to_wire()
+        public.setdefault("constraints", DEFAULT_CONSTRAINTS)
+        public["cluster"] = {"id": cluster.arm_id}
+        properties = public | {
+            "toolType": str(tool_type_of(params)),
+            "jobOutputDirectoryPathSegment": output_segment(ref),
+            "creationTime": now,
+            "provisioningState": "succeeded",
+            "provisioningStateTransitionTime": now,
+            "executionState": "queued",
+            "executionStateTransitionTime": now,
+        }
+        return resources.envelope(ref, properties), spec
+
+    def reconcile(doc: dict[str, Any]) -> None:
+        refuse_changes(JOB, doc["spec"], spec)
+        return None
+
+    return put_resource(svc, ref, build, reconcile)
+
+
+def cluster_of(svc: Services, job: ResourceRef, cluster_id: str) -> ResourceRef:
+    """The job's cluster: it must exist in the job's own workspace."""
+    target = "properties.cluster.id"
+    cluster = ResourceRef.parse(cluster_id, CLUSTER)
+    if cluster is None:
+        raise errors.InvalidParameter(f"The cluster id '{cluster_id[:300]}' is not a Batch AI cluster resource id.",
+                                      target=target)
+    if cluster.workspace.key != job.workspace.key or cluster.pk != job.pk:
+        raise errors.InvalidParameter(
+            f"The cluster '{cluster.name}' must be in the job's workspace '{job.names[0]}'.", target=target)
+    doc = resources.load(svc.store, cluster)
+    if doc is None:
+        raise errors.InvalidParameter(f"The cluster '{cluster.name}' was not found in workspace '{job.names[0]}'.",
+                                      target=target)
+    return ResourceRef.parse(doc["resource"]["id"], CLUSTER) or cluster
+
+
+def output_segment(ref: ResourceRef) -> str:
+    """Unique per job, so jobs never overwrite each other's outputs (ENVIRONMENT.md)."""
+    workspace, experiment, job = ref.names
+    return (f"{ref.subscription}/{ref.resource_group}/workspaces/{workspace}/experiments/{experiment}"
+            f"/jobs/{job}/{uuid.uuid4()}")
+
+
+def terminate(svc: Services, req: ApiRequest) -> ApiResponse:
+    """Stop the job; a job that has not finished ends `failed` with a JobTerminated error."""
+    ref = route_ref(JOB, req)
+    now = timestamp(svc.clock.now())
+
+    def change(doc: dict[str, Any]) -> dict[str, Any] | None:
+        props = doc["resource"]["properties"]
+        if props["executionState"] in FINAL_STATES:
+            return None
+        props["executionState"] = "failed"
+        props["executionStateTransitionTime"] = now
+        info = props.setdefault("executionInfo", {})
+        info["endTime"] = now
+        info["errors"] = [{"code": "JobTerminated", "message": "The job was terminated by the user."}]
+        return doc
+
+    resources.mutate(svc.store, ref, change)
+    return ApiResponse(200)
+
+
+def list_output_files(svc: Services, req: ApiRequest) -> ApiResponse:
+    ref = route_ref(JOB, req)
+    output_id = req.query.get("outputdirectoryid")
+    if not output_id:
+        raise errors.InvalidParameter("The outputdirectoryid query parameter is required.",
+                                      target="outputdirectoryid")
+    int_param(req, "linkexpiryinminutes", 60, 5, 600)
+    int_param(req, "maxresults", 1000, 1, 1000)
+    doc = resources.require(svc.store, ref)
+    known = {STDOUTERR} | {d["id"] for d in doc["spec"].get("outputDirectories", [])}
+    if output_id not in known:
+        raise errors.InvalidParameter(
+            f"The job has no output directory '{output_id[:64]}'; it has: {', '.join(sorted(known))}.",
+            target="outputdirectoryid")
+    return ok({"value": []})  # nothing is written before the job runs
+
+
+def list_remote_login(svc: Services, req: ApiRequest) -> ApiResponse:
+    ref = route_ref(JOB, req)
+    resources.require(svc.store, ref)
+    return ok({"value": []})

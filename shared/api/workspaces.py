@@ -1,0 +1,66 @@
+"""Workspaces: the top of the hierarchy, the only resource with a location and tags."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared import errors, resources
+from shared.api.generic import put_resource, route_ref, timestamp
+from shared.api.request import ApiRequest, ApiResponse, check_api_version, int_param, ok, page, parse_body
+from shared.composition import Services
+from shared.ids import WORKSPACE, check_resource_group, resource_group_key
+from shared.models import WorkspaceCreateParameters, WorkspaceUpdateParameters
+
+
+def create(svc: Services, req: ApiRequest) -> ApiResponse:
+    ref = route_ref(WORKSPACE, req)
+    params = parse_body(WorkspaceCreateParameters, req)
+    tags = params.tags or {}
+
+    def build() -> tuple[dict[str, Any], None]:
+        now = timestamp(svc.clock.now())
+        resource = {
+            "id": ref.arm_id, "name": ref.name, "type": WORKSPACE.arm_type,
+            "location": params.location, "tags": tags,
+            "properties": {"creationTime": now, "provisioningState": "succeeded",
+                           "provisioningStateTransitionTime": now},
+        }
+        return resource, None
+
+    def reconcile(doc: dict[str, Any]) -> dict[str, Any] | None:
+        if doc["resource"]["location"].lower() != params.location.lower():
+            raise errors.Conflict(
+                f"The Workspace already exists in location '{doc['resource']['location']}'; "
+                "its location cannot be changed.", target="location")
+        if doc["resource"].get("tags", {}) == tags:
+            return None
+        doc["resource"]["tags"] = tags
+        return doc
+
+    return put_resource(svc, ref, build, reconcile)
+
+
+def update(svc: Services, req: ApiRequest) -> ApiResponse:
+    ref = route_ref(WORKSPACE, req)
+    params = parse_body(WorkspaceUpdateParameters, req)
+
+    def change(doc: dict[str, Any]) -> dict[str, Any] | None:
+        if params.tags is None:
+            return None
+        doc["resource"]["tags"] = params.tags
+        return doc
+
+    return ok(resources.mutate(svc.store, ref, change)["resource"])
+
+
+def list_all(svc: Services, req: ApiRequest) -> ApiResponse:
+    """Workspaces of a subscription, or of one resource group when the route names it."""
+    check_api_version(req)
+    subscription = req.route["subscriptionId"]
+    where: dict[str, Any] = {"kind": WORKSPACE.name}
+    if "resourceGroupName" in req.route:
+        where["parent"] = resource_group_key(check_resource_group(req.route["resourceGroupName"]))
+    max_results = int_param(req, "maxresults", 1000, 1, 1000)
+    docs, token = resources.list_page(svc.store, subscription.lower(), where, max_results,
+                                      req.query.get("$skiptoken"))
+    return page([d["resource"] for d in docs], req, token)

@@ -1,0 +1,68 @@
+"""The composition root: the only place that picks adapters (from Settings).
+
+Functions call `services()` when invoked, never at import time, so that indexing the app does
+no I/O. The local host and tests install their own with `use_services`.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from shared.ports.clock import Clock, SystemClock
+from shared.ports.state_store import StateStore
+from shared.resources import CONTAINERS
+from shared.settings import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: StateStore
+    clock: Clock
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def build_store(settings: Settings) -> StateStore:
+    if settings.store == "cosmos":
+        from shared.adapters.azure.cosmos_store import CosmosStateStore
+
+        store: StateStore = CosmosStateStore(
+            settings.cosmos_endpoint,
+            settings.cosmos_key,
+            settings.cosmos_database,
+            verify_tls=settings.cosmos_verify_tls,
+        )
+    else:
+        from shared.adapters.local.sqlite_store import SqliteStateStore
+
+        store = SqliteStateStore(settings.sqlite_path)
+    store.open(CONTAINERS)
+    return store
+
+
+def build_services(settings: Settings, clock: Clock | None = None) -> Services:
+    return Services(settings=settings, store=build_store(settings), clock=clock or SystemClock())
+
+
+_lock = threading.Lock()
+_current: Services | None = None
+
+
+def services() -> Services:
+    """The services of this process, built from the environment on first use."""
+    global _current
+    if _current is None:
+        with _lock:
+            if _current is None:
+                _current = build_services(Settings.from_env())
+    return _current
+
+
+def use_services(svc: Services | None) -> None:
+    """Install (or with None, forget) the services this process uses."""
+    global _current
+    with _lock:
+        _current = svc

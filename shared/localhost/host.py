@@ -1,0 +1,75 @@
+"""`batchai local up`: the FunctionApp on 127.0.0.1 with embedded state, until Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import uvicorn
+
+from shared.composition import Services, build_services, use_services
+from shared.localhost.functions_index import IndexedFunction, index, load_app
+from shared.localhost.http_server import FunctionsHttpApp
+from shared.localhost.router import Router
+from shared.localhost.timers import run_timer
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class LocalHost:
+    def __init__(self, settings: Settings, *, host: str = "127.0.0.1", port: int = 7071,
+                 app_module: str = "function_app", echo: Callable[[str], None] = print) -> None:
+        self.settings = settings
+        self.host = host
+        self.port = port
+        self.app_module = app_module
+        self.echo = echo
+        self.endpoint = ""
+
+    def run(self) -> None:
+        """Serve until interrupted; state stays in the data folder for the next start."""
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        svc = build_services(self.settings)
+        use_services(svc)
+        try:
+            asyncio.run(self._serve(svc))
+        finally:
+            use_services(None)
+            svc.close()
+            self._endpoint_file.unlink(missing_ok=True)
+
+    @property
+    def _endpoint_file(self) -> Path:
+        return self.settings.data_dir / "endpoint"
+
+    async def _serve(self, svc: Services) -> None:
+        functions = index(load_app(self.app_module))
+        app = FunctionsHttpApp(Router(functions), self.settings.max_request_bytes)
+        config = uvicorn.Config(app, host=self.host, port=self.port, log_level="warning", access_log=False,
+                                lifespan="off", http="httptools", loop="asyncio", timeout_graceful_shutdown=5)
+        server = uvicorn.Server(config)
+        timers = [asyncio.create_task(run_timer(f, svc.clock)) for f in functions if f.trigger_type == "timerTrigger"]
+        announce = asyncio.create_task(self._announce_when_ready(server, functions))
+        try:
+            await server.serve()
+        finally:
+            for task in (*timers, announce):
+                task.cancel()
+
+    async def _announce_when_ready(self, server: uvicorn.Server, functions: list[IndexedFunction]) -> None:
+        while not server.started:
+            await asyncio.sleep(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1] if server.servers else self.port
+        self.endpoint = f"http://{self.host}:{port}"
+        self.echo("Functions:")
+        for f in functions:
+            if f.trigger_type == "httpTrigger":
+                self.echo(f"  {f.name}: [{','.join(f.methods)}] {self.endpoint}/{f.route}")
+            else:
+                detail = f.schedule or f.queue_name or f.topic_name or ""
+                self.echo(f"  {f.name}: {f.trigger_type} {detail}")
+        self._endpoint_file.write_text(self.endpoint + "\n")
+        self.echo(f"Batch AI local host ready at {self.endpoint} (state in {self.settings.data_dir})")

@@ -1,0 +1,115 @@
+"""An ASGI application that serves a FunctionApp's HTTP triggers, as the Functions host would."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+import anyio
+import azure.functions as func
+
+from shared.errors import cloud_error
+from shared.localhost.router import Router
+
+log = logging.getLogger(__name__)
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class FunctionsHttpApp:
+    """Routes each request to its function, in a worker thread for synchronous functions."""
+
+    def __init__(self, router: Router, max_body_bytes: int) -> None:
+        self.router = router
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        method, path = scope["method"], scope["path"]
+        function, route_params = self.router.match(method, path)
+        if function is None:
+            status, code = (405, "MethodNotAllowed") if route_params else (404, "NotFound")
+            message = f"No operation answers {method} {path}." if status == 404 else \
+                f"{method} is not allowed on {path}."
+            await _send_json(send, status, cloud_error(code, message))
+            return
+        body = await _read_body(receive, self.max_body_bytes)
+        if body is None:
+            await _send_json(send, 413, cloud_error(
+                "RequestEntityTooLarge", f"The request body is larger than {self.max_body_bytes} bytes.",
+                target="body"))
+            return
+        request = func.HttpRequest(method=method, url=_url(scope), headers=_headers(scope),
+                                   params=dict(parse_qsl(scope["query_string"].decode("latin-1"),
+                                                         keep_blank_values=True)),
+                                   route_params=route_params, body=body)
+        if inspect.iscoroutinefunction(function.func):
+            response = await function.func(request)
+        else:
+            response = await anyio.to_thread.run_sync(function.func, request)
+        await _send_response(send, response)
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole body, or None as soon as it passes the limit (the rest is not buffered)."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+def _url(scope: Scope) -> str:
+    host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), None)
+    if host is None:
+        server = scope.get("server") or ("127.0.0.1", 80)
+        host = f"{server[0]}:{server[1]}"
+    query = scope["query_string"].decode("latin-1")
+    path = scope.get("raw_path", b"").decode("latin-1") or scope["path"]
+    return f"{scope.get('scheme', 'http')}://{host}{path}" + (f"?{query}" if query else "")
+
+
+async def _send_json(send: Send, status: int, body: Any) -> None:
+    await _send(send, status, [(b"content-type", b"application/json")], json.dumps(body).encode())
+
+
+async def _send_response(send: Send, response: func.HttpResponse) -> None:
+    headers = [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in response.headers.items()]
+    if response.mimetype and not any(k == b"content-type" for k, _ in headers):
+        content_type = response.mimetype + (f"; charset={response.charset}" if response.charset else "")
+        headers.append((b"content-type", content_type.encode("latin-1")))
+    await _send(send, response.status_code, headers, response.get_body() or b"")
+
+
+async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    headers = [h for h in headers if h[0] != b"content-length"] + [(b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,49 @@
+"""Conventions shared by every API model.
+
+* Python attributes are snake_case; the wire name (the spec's property name) is the alias,
+  derived by ``to_camel`` unless a field gives its own ``alias``. Models are built from wire
+  JSON and dumped with ``by_alias=True`` (see ``to_wire``).
+* Request models refuse unknown fields (``extra="forbid"``) and coerce nothing (``strict``),
+  so a typo or a wrong type is a 400 that names the field.
+* Fields holding secrets are listed in ``_secret_fields`` (attribute names); they are dropped
+  from every dump unless the caller passes ``context={"reveal_secrets": True}`` (used only
+  when the service writes its own documents) — invariant 7.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, SerializationInfo, SerializerFunctionWrapHandler, model_serializer
+from pydantic.alias_generators import to_camel
+
+REVEAL = {"reveal_secrets": True}
+
+
+class WireModel(BaseModel):
+    """Base of all API models."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        strict=True,
+        use_enum_values=True,
+    )
+
+    _secret_fields: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _drop_secrets(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
+        data = handler(self)
+        if self._secret_fields and not (info.context or {}).get("reveal_secrets"):
+            for name in self._secret_fields:
+                field = type(self).model_fields[name]
+                data.pop(field.alias if info.by_alias and field.alias else name, None)
+        return data
+
+    def to_wire(self, *, reveal_secrets: bool = False) -> dict[str, Any]:
+        """The JSON-ready wire form: aliases, no None values, secrets dropped unless revealed."""
+        return self.model_dump(
+            mode="json", by_alias=True, exclude_none=True, context=REVEAL if reveal_secrets else None
+        )

@@ -1,0 +1,1 @@
+"""Ports: the interfaces the core talks to. Adapters live in shared/adapters/{local,azure}."""

@@ -1,0 +1,40 @@
+"""Settings of a deployment, read from environment variables (Functions app settings on Azure,
+`local.settings.json` "Values" or the local host's flags on one machine)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+ENV_PREFIX = "BATCHAI_"
+
+
+class Settings(BaseModel):
+    store: Literal["sqlite", "cosmos"] = "sqlite"
+    data_dir: Path = Path(".batchai")
+    cosmos_endpoint: str = ""
+    cosmos_key: str = Field(default="", repr=False)
+    cosmos_database: str = "batchai"
+    cosmos_verify_tls: bool = True
+    max_request_bytes: int = 1024 * 1024
+    default_location: str = "local"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Every field can be set as BATCHAI_<FIELD> (upper case); explicit overrides win."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for name in cls.model_fields:
+            raw = environ.get(ENV_PREFIX + name.upper())
+            if raw is not None:
+                values[name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.model_validate(values)
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "state.sqlite3"
