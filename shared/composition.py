@@ -34,6 +34,7 @@ def build_store(settings: Settings) -> StateStore:
             settings.cosmos_key,
             settings.cosmos_database,
             verify_tls=settings.cosmos_verify_tls,
+            endpoint_discovery=settings.cosmos_endpoint_discovery,
         )
     else:
         from shared.adapters.local.sqlite_store import SqliteStateStore

@@ -20,6 +20,8 @@ class Settings(BaseModel):
     cosmos_key: str = Field(default="", repr=False)
     cosmos_database: str = "batchai"
     cosmos_verify_tls: bool = True
+    # Off for test servers that advertise https:// locations while serving plain HTTP.
+    cosmos_endpoint_discovery: bool = True
     max_request_bytes: int = 1024 * 1024
     default_location: str = "local"
 

@@ -6,14 +6,19 @@ from __future__ import annotations
 from typing import Any
 
 from shared import resources
-from shared.api.generic import put_resource, refuse_changes, route_ref, timestamp
-from shared.api.request import ApiRequest, ApiResponse, ok, parse_body
+from shared.api.generic import own_subnet, put_resource, refuse_changes, route_ref, timestamp
+from pydantic import ValidationError
+
+from shared.api.request import ApiRequest, ApiResponse, ok, parse_body, validation_error
 from shared.composition import Services
 from shared.ids import CLUSTER
 from shared.models import ClusterCreateParameters, ClusterUpdateParameters
 
 MUTABLE = frozenset({"scaleSettings"})
 DEFAULT_SCALE = {"manual": {"targetNodeCount": 0, "nodeDeallocationOption": "requeue"}}
+# What Batch AI gave a cluster that named no image: Ubuntu 16.04 LTS.
+DEFAULT_VM_CONFIGURATION = {"imageReference": {"publisher": "Canonical", "offer": "UbuntuServer",
+                                               "sku": "16.04-LTS", "version": "latest"}}
 NO_NODES = {"idleNodeCount": 0, "runningNodeCount": 0, "preparingNodeCount": 0,
             "unusableNodeCount": 0, "leavingNodeCount": 0}
 
@@ -29,6 +34,8 @@ def create(svc: Services, req: ApiRequest) -> ApiResponse:
     def build() -> tuple[dict[str, Any], dict[str, Any]]:
         now = timestamp(svc.clock.now())
         properties = public | {
+            "virtualMachineConfiguration": public.get("virtualMachineConfiguration", DEFAULT_VM_CONFIGURATION),
+            "subnet": public.get("subnet", {"id": own_subnet(ref)}),
             "creationTime": now,
             "provisioningState": "succeeded",
             "provisioningStateTransitionTime": now,
@@ -48,13 +55,21 @@ def create(svc: Services, req: ApiRequest) -> ApiResponse:
 
 
 def update(svc: Services, req: ApiRequest) -> ApiResponse:
+    """PATCH merges the given scaleSettings fields into the current ones, under the ETag."""
     ref = route_ref(CLUSTER, req)
     params = parse_body(ClusterUpdateParameters, req)
-    scale = params.properties.scale_settings if params.properties else None
-    if scale is None:
+    patch = params.properties.scale_settings if params.properties else None
+    if patch is None:
         return ok(resources.require(svc.store, ref)["resource"])
-    wire = scale.to_wire()
-    return ok(resources.mutate(svc.store, ref, lambda doc: with_scale(doc, wire))["resource"])
+
+    def change(doc: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            scale = patch.merged_into(doc["spec"].get("scaleSettings"))
+        except ValidationError as exc:
+            raise validation_error(exc, prefix="properties.scaleSettings") from None
+        return with_scale(doc, scale.to_wire())
+
+    return ok(resources.mutate(svc.store, ref, change)["resource"])
 
 
 def with_scale(doc: dict[str, Any], scale: dict[str, Any]) -> dict[str, Any] | None:

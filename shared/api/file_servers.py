@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.api.generic import put_resource, refuse_changes, route_ref, timestamp
+from shared.api.generic import own_subnet, put_resource, refuse_changes, route_ref, timestamp
 from shared.api.request import ApiRequest, ApiResponse, parse_body
 from shared.composition import Services
 from shared.ids import FILE_SERVER
 from shared.models import FileServerCreateParameters
 from shared.resources import envelope
 
-LOCAL_MOUNT = {"mountPoint": "/data", "fileServerPublicIP": "127.0.0.1", "fileServerInternalIP": "127.0.0.1"}
+LOCAL_MOUNT = {"mountPoint": "/mnt/data", "fileServerPublicIP": "127.0.0.1", "fileServerInternalIP": "127.0.0.1"}
 
 
 def create(svc: Services, req: ApiRequest) -> ApiResponse:
@@ -22,6 +22,7 @@ def create(svc: Services, req: ApiRequest) -> ApiResponse:
     def build() -> tuple[dict[str, Any], dict[str, Any]]:
         now = timestamp(svc.clock.now())
         properties = params.to_wire() | {
+            "subnet": spec.get("subnet", {"id": own_subnet(ref)}),
             "mountSettings": dict(LOCAL_MOUNT),
             "creationTime": now,
             "provisioningState": "succeeded",

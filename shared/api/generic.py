@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -95,3 +96,10 @@ def refuse_changes(kind: Kind, old: dict[str, Any] | None, new: dict[str, Any] |
             f"these cannot be changed. Delete it first or use another name.",
             target=f"properties.{fixed[0]}")
     return changed
+
+
+def own_subnet(ref: ResourceRef) -> str:
+    """The subnet of the virtual network the service makes for a cluster or file server given none."""
+    network = uuid.uuid5(uuid.NAMESPACE_URL, ref.key)
+    return (f"/subscriptions/{ref.subscription}/resourceGroups/{ref.resource_group}/providers/"
+            f"Microsoft.Network/virtualNetworks/{network}vnet/subnets/Subnet-1")

@@ -12,7 +12,6 @@ from shared.composition import Services
 from shared.ids import CLUSTER, JOB, ResourceRef
 from shared.models import JobCreateParameters, tool_type_of
 
-DEFAULT_CONSTRAINTS = {"maxWallClockTime": "7.00:00:00"}
 FINAL_STATES = frozenset({"succeeded", "failed"})
 STDOUTERR = "stdouterr"
 
@@ -21,13 +20,11 @@ def create(svc: Services, req: ApiRequest) -> ApiResponse:
     ref = route_ref(JOB, req)
     params = parse_body(JobCreateParameters, req).properties
     spec = params.to_wire(reveal_secrets=True)
-    spec.setdefault("constraints", DEFAULT_CONSTRAINTS)
 
     def build() -> tuple[dict[str, Any], dict[str, Any]]:
         cluster = cluster_of(svc, ref, spec["cluster"]["id"])
         now = timestamp(svc.clock.now())
         public = params.to_wire()
-        public.setdefault("constraints", DEFAULT_CONSTRAINTS)
         public["cluster"] = {"id": cluster.arm_id}
         properties = public | {
             "toolType": str(tool_type_of(params)),

@@ -58,8 +58,11 @@ def parse_body(model: type[M], req: ApiRequest) -> M:
         raise validation_error(exc) from None
 
 
-def validation_error(exc: ValidationError) -> errors.ApiError:
+def validation_error(exc: ValidationError, prefix: str = "") -> errors.ApiError:
+    """A 400 naming every field pydantic refused; `prefix` places the model inside the body."""
     problems = exc.errors(include_url=False, include_input=False)
+    if prefix:
+        problems = [{**p, "loc": (prefix, *p["loc"])} for p in problems]
     if problems and problems[0]["type"] == "json_invalid":
         return errors.InvalidRequestContent(f"The request body is not valid JSON: {problems[0]['msg']}.",
                                             target="body")

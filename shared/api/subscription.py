@@ -39,7 +39,8 @@ _ACTIONS = (
 def _operation(name: str, resource: str, operation: str, description: str) -> dict[str, Any]:
     return {"name": f"Microsoft.BatchAI/{name}", "origin": "user,system",
             "display": {"provider": PROVIDER_NAME, "resource": resource, "operation": operation,
-                        "description": description}}
+                        "description": description},
+            "properties": None}
 
 
 def operations() -> list[dict[str, Any]]:

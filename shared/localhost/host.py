@@ -36,10 +36,13 @@ class LocalHost:
         use_services(svc)
         try:
             asyncio.run(self._serve(svc))
+        except KeyboardInterrupt:
+            pass  # uvicorn re-raises the Ctrl-C it handled; the shutdown was already clean
         finally:
             use_services(None)
             svc.close()
             self._endpoint_file.unlink(missing_ok=True)
+        self.echo("Batch AI local host stopped")
 
     @property
     def _endpoint_file(self) -> Path:

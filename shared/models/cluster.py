@@ -7,9 +7,10 @@ properties); ``Cluster`` is what the service answers.
 from __future__ import annotations
 
 import enum
+import json
 import re
 from datetime import datetime
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 
 from pydantic import Field, ValidationInfo, model_validator
 
@@ -229,10 +230,45 @@ class ClusterBaseProperties(WireModel):
         return self
 
 
+class ManualScaleSettingsPatch(WireModel):
+    """A PATCH of manual scaling: only the fields given change."""
+
+    target_node_count: NonNegativeInt32 | None = None
+    node_deallocation_option: DeallocationOption | None = None
+
+
+class AutoScaleSettingsPatch(WireModel):
+    """A PATCH of automatic scaling: only the fields given change."""
+
+    minimum_node_count: NonNegativeInt32 | None = None
+    maximum_node_count: NonNegativeInt32 | None = None
+    initial_node_count: NonNegativeInt32 | None = None
+
+
+class ScaleSettingsPatch(WireModel):
+    """scaleSettings in a PATCH, merged into the cluster's current ones (JSON merge patch).
+
+    Merging lets two clients change different fields at once without one undoing the other; the
+    merged result must then be a valid ``ScaleSettings``. Naming the other mode switches to it."""
+
+    manual: ManualScaleSettingsPatch | None = None
+    auto_scale: AutoScaleSettingsPatch | None = None
+
+    def merged_into(self, current: dict[str, Any] | None) -> ScaleSettings:
+        """The scale settings after this patch; ValidationError if they are not valid."""
+        merged = {key: dict(value) for key, value in (current or {}).items()}
+        patch = self.to_wire()
+        if patch and not patch.keys() & merged.keys():
+            merged = {}  # a switch between manual and autoScale replaces the settings
+        for mode, fields in patch.items():
+            merged.setdefault(mode, {}).update(fields)
+        return ScaleSettings.model_validate_json(json.dumps(merged))  # JSON: strict enums accept text
+
+
 class ClusterUpdateProperties(WireModel):
     """The only thing a PATCH may change on a cluster: its scale."""
 
-    scale_settings: ScaleSettings | None = None
+    scale_settings: ScaleSettingsPatch | None = None
 
 
 class ClusterCreateParameters(WireModel):
@@ -305,6 +341,9 @@ __all__ = [
     "NodeStateCounts",
     "PerformanceCountersSettings",
     "ScaleSettings",
+    "ScaleSettingsPatch",
+    "ManualScaleSettingsPatch",
+    "AutoScaleSettingsPatch",
     "SetupTask",
     "VirtualMachineConfiguration",
     "VmPriority",

@@ -124,19 +124,20 @@ def parse_duration(value: object) -> object:
 
 
 def format_duration(value: timedelta) -> str:
-    """The spec's wire form of a duration: .NET TimeSpan "c" format, [d.]hh:mm:ss[.fffffff]."""
+    """The wire form of a duration: ISO 8601 ("P7D", "PT1H30M"), which is what the spec's
+    ``format: duration`` means to its clients — azure-mgmt-batchai cannot read "7.00:00:00"."""
     sign = "-" if value < timedelta(0) else ""
     micros = abs(value) // timedelta(microseconds=1)
     days, micros = divmod(micros, 86_400_000_000)
     hours, micros = divmod(micros, 3_600_000_000)
     minutes, micros = divmod(micros, 60_000_000)
-    seconds, micros = divmod(micros, 1_000_000)
-    text = f"{hours:02d}:{minutes:02d}:{seconds:02d}"
-    if days:
-        text = f"{days}.{text}"
-    if micros:
-        text += f".{micros * 10:07d}"
-    return sign + text
+    seconds = Decimal(micros) / 1_000_000
+    time = (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "")
+    if seconds:
+        time += f"{seconds.normalize():f}S"
+    if not days and not time:
+        return "PT0S"
+    return sign + "P" + (f"{days}D" if days else "") + (f"T{time}" if time else "")
 
 
 Duration = Annotated[
@@ -144,7 +145,7 @@ Duration = Annotated[
     BeforeValidator(parse_duration),
     PlainSerializer(format_duration, return_type=str, when_used="json"),
 ]
-"""A spec ``format: duration``: read from .NET or ISO 8601 text, written in the .NET form."""
+"""A spec ``format: duration``: read from .NET or ISO 8601 text, written as ISO 8601."""
 
 
 # --- names, ids and paths ----------------------------------------------------------------------------

@@ -1,0 +1,407 @@
+"""Jobs: what a user submits (``JobCreateParameters``) and what the service reports (``Job``).
+
+A job names exactly one toolkit; ``toolType`` is never sent, the service derives it from the
+toolkit settings given (``tool_type_of``). Process counts default to the node count when they
+are run.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timedelta
+from typing import Any, Self
+
+from pydantic import Field, model_validator
+
+from shared.models.base import WireModel
+from shared.models.common import (
+    DIRECTORY_ID_PATTERN,
+    BatchAIError,
+    ContainerSettings,
+    Duration,
+    EnvironmentVariable,
+    EnvironmentVariableWithSecretValue,
+    Int32,
+    Int64,
+    MountVolumes,
+    PositiveInt32,
+    ProvisioningState,
+    ProxyResource,
+    ResourceId,
+    check_environment,
+    quoted,
+)
+
+MAX_WALL_CLOCK_TIME_DEFAULT = timedelta(days=7)
+
+
+class JobPriority(enum.StrEnum):
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+
+
+class ToolType(enum.StrEnum):
+    CNTK = "cntk"
+    TENSORFLOW = "tensorflow"
+    CAFFE = "caffe"
+    CAFFE2 = "caffe2"
+    CHAINER = "chainer"
+    HOROVOD = "horovod"
+    MPI = "mpi"
+    CUSTOM = "custom"
+    # The spec's ToolType enum omits it, but JobProperties.toolType documents "pytorch" and the
+    # service reports it for pyTorchSettings jobs.
+    PYTORCH = "pytorch"
+
+
+class ExecutionState(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    TERMINATING = "terminating"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class FileType(enum.StrEnum):
+    FILE = "file"
+    DIRECTORY = "directory"
+
+
+# --------------------------------------------------------------------------------------------------
+# Toolkit settings
+# --------------------------------------------------------------------------------------------------
+
+
+class CNTKLanguage(enum.StrEnum):
+    BRAINSCRIPT = "BrainScript"
+    PYTHON = "Python"
+
+
+class CNTKsettings(WireModel):
+    """CNTK: a BrainScript config file, or a Python script."""
+
+    language_type: CNTKLanguage | None = None
+    config_file_path: str | None = None
+    python_script_file_path: str | None = None
+    python_interpreter_path: str | None = None
+    command_line_args: str | None = None
+    process_count: PositiveInt32 | None = None
+
+    @model_validator(mode="after")
+    def _paths_match_language(self) -> Self:
+        language = self.language_type or CNTKLanguage.BRAINSCRIPT
+        if language == CNTKLanguage.BRAINSCRIPT:
+            for name, value in (("pythonScriptFilePath", self.python_script_file_path),
+                                ("pythonInterpreterPath", self.python_interpreter_path)):
+                if value is not None:
+                    raise ValueError(f"{name} can be specified only if languageType is 'Python'")
+        elif self.config_file_path is not None:
+            raise ValueError("configFilePath can be specified only if languageType is 'BrainScript'")
+        elif self.python_script_file_path is None:
+            raise ValueError("pythonScriptFilePath is required when languageType is 'Python'")
+        return self
+
+
+class PyTorchBackend(enum.StrEnum):
+    TCP = "TCP"
+    GLOO = "Gloo"
+    MPI = "MPI"
+
+
+class PyTorchSettings(WireModel):
+    python_script_file_path: str
+    python_interpreter_path: str | None = None
+    command_line_args: str | None = None
+    process_count: PositiveInt32 | None = None
+    communication_backend: PyTorchBackend | None = None
+
+
+class TensorFlowSettings(WireModel):
+    """TensorFlow: one process, or distributed with workers and parameter servers."""
+
+    python_script_file_path: str
+    python_interpreter_path: str | None = None
+    master_command_line_args: str | None = None
+    worker_command_line_args: str | None = None
+    parameter_server_command_line_args: str | None = None
+    worker_count: PositiveInt32 | None = None
+    parameter_server_count: PositiveInt32 | None = None
+
+
+class CaffeSettings(WireModel):
+    """Caffe: a solver config file xor a Python script."""
+
+    config_file_path: str | None = None
+    python_script_file_path: str | None = None
+    python_interpreter_path: str | None = None
+    command_line_args: str | None = None
+    process_count: PositiveInt32 | None = None
+
+    @model_validator(mode="after")
+    def _config_xor_script(self) -> Self:
+        if (self.config_file_path is None) == (self.python_script_file_path is None):
+            raise ValueError("exactly one of configFilePath or pythonScriptFilePath must be specified")
+        if self.python_interpreter_path is not None and self.python_script_file_path is None:
+            raise ValueError("pythonInterpreterPath can be specified only if pythonScriptFilePath is specified")
+        return self
+
+
+class Caffe2Settings(WireModel):
+    python_script_file_path: str
+    python_interpreter_path: str | None = None
+    command_line_args: str | None = None
+
+
+class ChainerSettings(WireModel):
+    python_script_file_path: str
+    python_interpreter_path: str | None = None
+    command_line_args: str | None = None
+    process_count: PositiveInt32 | None = None
+
+
+class CustomToolkitSettings(WireModel):
+    command_line: str | None = None
+
+
+class CustomMpiSettings(WireModel):
+    command_line: str
+    process_count: PositiveInt32 | None = None
+
+
+class HorovodSettings(WireModel):
+    python_script_file_path: str
+    python_interpreter_path: str | None = None
+    command_line_args: str | None = None
+    process_count: PositiveInt32 | None = None
+
+
+TOOLKITS: dict[str, ToolType] = {
+    "cntk_settings": ToolType.CNTK,
+    "py_torch_settings": ToolType.PYTORCH,
+    "tensor_flow_settings": ToolType.TENSORFLOW,
+    "caffe_settings": ToolType.CAFFE,
+    "caffe2_settings": ToolType.CAFFE2,
+    "chainer_settings": ToolType.CHAINER,
+    "custom_toolkit_settings": ToolType.CUSTOM,
+    "custom_mpi_settings": ToolType.MPI,
+    "horovod_settings": ToolType.HOROVOD,
+}
+"""Toolkit settings attribute -> the toolType it implies."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Job pieces
+# --------------------------------------------------------------------------------------------------
+
+
+class JobPreparation(WireModel):
+    command_line: str
+
+
+class InputDirectory(WireModel):
+    id: str = Field(pattern=DIRECTORY_ID_PATTERN.pattern, max_length=64)
+    path: str
+
+
+class OutputDirectory(WireModel):
+    id: str = Field(pattern=DIRECTORY_ID_PATTERN.pattern, max_length=64)
+    path_prefix: str
+    path_suffix: str | None = None
+
+
+class JobBasePropertiesConstraints(WireModel):
+    max_wall_clock_time: Duration = MAX_WALL_CLOCK_TIME_DEFAULT
+
+    @model_validator(mode="after")
+    def _positive(self) -> Self:
+        if self.max_wall_clock_time <= timedelta(0):
+            raise ValueError("maxWallClockTime must be longer than zero")
+        return self
+
+
+def _unique_ids(kind: str, ids: list[str]) -> None:
+    seen: set[str] = set()
+    for index, value in enumerate(ids):
+        # Ids become AZ_BATCHAI_INPUT_<id> / AZ_BATCHAI_OUTPUT_<id>: they must differ as variables do.
+        if value.upper() in seen:
+            raise ValueError(f"{kind}[{index}].id {quoted(value)} is given twice")
+        seen.add(value.upper())
+
+
+class JobBaseProperties(WireModel):
+    """What a user may set when creating a job."""
+
+    scheduling_priority: JobPriority = JobPriority.NORMAL
+    cluster: ResourceId
+    mount_volumes: MountVolumes | None = None
+    node_count: PositiveInt32
+    container_settings: ContainerSettings | None = None
+    cntk_settings: CNTKsettings | None = None
+    py_torch_settings: PyTorchSettings | None = None
+    tensor_flow_settings: TensorFlowSettings | None = None
+    caffe_settings: CaffeSettings | None = None
+    caffe2_settings: Caffe2Settings | None = None
+    chainer_settings: ChainerSettings | None = None
+    custom_toolkit_settings: CustomToolkitSettings | None = None
+    custom_mpi_settings: CustomMpiSettings | None = None
+    horovod_settings: HorovodSettings | None = None
+    job_preparation: JobPreparation | None = None
+    std_out_err_path_prefix: str = Field(min_length=1)
+    input_directories: list[InputDirectory] | None = None
+    output_directories: list[OutputDirectory] | None = None
+    environment_variables: list[EnvironmentVariable] | None = None
+    secrets: list[EnvironmentVariableWithSecretValue] | None = None
+    constraints: JobBasePropertiesConstraints = Field(default_factory=JobBasePropertiesConstraints)
+
+    @model_validator(mode="after")
+    def _exactly_one_toolkit(self) -> Self:
+        given = [self._wire(name) for name in TOOLKITS if getattr(self, name) is not None]
+        if len(given) != 1:
+            names = ", ".join(self._wire(name) for name in TOOLKITS)
+            found = f"got {len(given)}" + (f" ({', '.join(given)})" if given else "")
+            raise ValueError(f"exactly one toolkit setting must be specified, one of {names}; {found}")
+        return self
+
+    @model_validator(mode="after")
+    def _counts_fit_nodes(self) -> Self:
+        tf = self.tensor_flow_settings
+        if tf is not None and tf.parameter_server_count is not None and tf.parameter_server_count > self.node_count:
+            raise ValueError(f"tensorFlowSettings.parameterServerCount ({tf.parameter_server_count}) must be "
+                             f"less than or equal to nodeCount ({self.node_count})")
+        return self
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Self:
+        check_environment(self.environment_variables, self.secrets)
+        _unique_ids("inputDirectories", [d.id for d in self.input_directories or ()])
+        _unique_ids("outputDirectories", [d.id for d in self.output_directories or ()])
+        return self
+
+    @classmethod
+    def _wire(cls, attribute: str) -> str:
+        return cls.model_fields[attribute].alias or attribute
+
+
+def tool_type_of(properties: Any) -> ToolType:
+    """The toolType implied by the one toolkit setting a job carries."""
+    for name, tool in TOOLKITS.items():
+        if getattr(properties, name, None) is not None:
+            return tool
+    raise ValueError("the job has no toolkit settings")
+
+
+class JobCreateParameters(WireModel):
+    """Body of PUT .../jobs/{name}."""
+
+    properties: JobBaseProperties
+
+
+# --------------------------------------------------------------------------------------------------
+# Responses
+# --------------------------------------------------------------------------------------------------
+
+
+class JobPropertiesExecutionInfo(WireModel):
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    exit_code: Int32 | None = None
+    errors: list[BatchAIError] | None = None
+
+
+class JobProperties(JobBaseProperties):
+    """A job as the service reports it: its settings plus the state the service keeps."""
+
+    # Responses are read leniently: lists of redacted secrets and optional pieces must parse.
+    cluster: ResourceId | None = None  # type: ignore[assignment]
+    node_count: Int32 | None = None  # type: ignore[assignment]
+    std_out_err_path_prefix: str | None = None  # type: ignore[assignment]
+    tool_type: ToolType | None = None
+    job_output_directory_path_segment: str | None = None
+    creation_time: datetime | None = None
+    provisioning_state: ProvisioningState | None = None
+    provisioning_state_transition_time: datetime | None = None
+    execution_state: ExecutionState | None = None
+    execution_state_transition_time: datetime | None = None
+    execution_info: JobPropertiesExecutionInfo | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one_toolkit(self) -> Self:
+        return self
+
+
+class Job(ProxyResource):
+    """Answer of GET/PUT of a job."""
+
+    properties: JobProperties | None = None
+
+
+class JobListResult(WireModel):
+    value: list[Job] | None = None
+    next_link: str | None = None
+
+
+class FileProperties(WireModel):
+    last_modified: datetime | None = None
+    content_length: Int64 | None = None
+
+
+class File(WireModel):
+    """One entry of a job's output directory listing."""
+
+    name: str | None = None
+    file_type: FileType | None = None
+    download_url: str | None = None
+    properties: FileProperties | None = None
+
+
+class FileListResult(WireModel):
+    value: list[File] | None = None
+    next_link: str | None = None
+
+
+class RemoteLoginInformation(WireModel):
+    node_id: str | None = None
+    ip_address: str | None = None
+    port: float | None = None
+
+
+class RemoteLoginInformationListResult(WireModel):
+    value: list[RemoteLoginInformation] | None = None
+    next_link: str | None = None
+
+
+__all__ = [
+    "CNTKLanguage",
+    "CNTKsettings",
+    "Caffe2Settings",
+    "CaffeSettings",
+    "ChainerSettings",
+    "CustomMpiSettings",
+    "CustomToolkitSettings",
+    "ExecutionState",
+    "File",
+    "FileListResult",
+    "FileProperties",
+    "FileType",
+    "HorovodSettings",
+    "InputDirectory",
+    "Job",
+    "JobBaseProperties",
+    "JobBasePropertiesConstraints",
+    "JobCreateParameters",
+    "JobListResult",
+    "JobPreparation",
+    "JobPriority",
+    "JobProperties",
+    "JobPropertiesExecutionInfo",
+    "OutputDirectory",
+    "PyTorchBackend",
+    "PyTorchSettings",
+    "RemoteLoginInformation",
+    "RemoteLoginInformationListResult",
+    "TOOLKITS",
+    "TensorFlowSettings",
+    "ToolType",
+    "tool_type_of",
+]
