@@ -115,9 +115,13 @@ def encode_token(value: str) -> str:
 
 def decode_token(token: str) -> str:
     try:
-        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        value = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=True).decode()
     except (ValueError, UnicodeDecodeError):
-        raise errors.InvalidParameter("The $skiptoken is not valid.", target="$skiptoken") from None
+        value = ""
+    if "|" not in value:  # every key is "kind|..."; anything else was not made by us
+        raise errors.InvalidParameter("The $skiptoken is not valid: use the nextLink of the previous page.",
+                                      target="$skiptoken")
+    return value
 
 
 def list_page(store: StateStore, pk: str, where: dict[str, Any], max_results: int, skip_token: str | None

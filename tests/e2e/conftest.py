@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import uuid
 from collections.abc import Iterator
+
 import httpx
 import pytest
 
@@ -41,3 +44,28 @@ def batchai_client(endpoint: str, subscription: str = SUBSCRIPTION):  # type: ig
 @pytest.fixture(scope="session")
 def sdk(local_host: LocalHostProcess):  # type: ignore[no-untyped-def]
     return batchai_client(local_host.endpoint)
+
+
+COSMOS_TEST_KEY = base64.b64encode(b"cosmosdb-server ignores signatures").decode()
+
+
+@pytest.fixture(scope="session")
+def cosmos_host(cosmos_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHostProcess]:
+    """A second local host whose state lives in the Cosmos DB test server."""
+    env = {
+        "BATCHAI_STORE": "cosmos",
+        "BATCHAI_COSMOS_ENDPOINT": cosmos_server,
+        "BATCHAI_COSMOS_KEY": COSMOS_TEST_KEY,
+        "BATCHAI_COSMOS_DATABASE": f"e2e-{uuid.uuid4().hex[:8]}",
+        "BATCHAI_COSMOS_VERIFY_TLS": "false",
+        "BATCHAI_COSMOS_ENDPOINT_DISCOVERY": "false",
+    }
+    host = start_local_host(tmp_path_factory.mktemp("cosmos-host"), env=env)
+    yield host
+    assert host.stop() == 0, "\n".join(host.output[-40:])
+
+
+@pytest.fixture(params=["sqlite", pytest.param("cosmos", marks=pytest.mark.cosmos)])
+def any_host(request: pytest.FixtureRequest) -> LocalHostProcess:
+    """The local host over each store adapter."""
+    return request.getfixturevalue("local_host" if request.param == "sqlite" else "cosmos_host")
