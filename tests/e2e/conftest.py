@@ -41,9 +41,6 @@ def batchai_client(endpoint: str, subscription: str = SUBSCRIPTION):  # type: ig
                    authentication_policy=LocalToken(), polling_interval=0)
 
 
-@pytest.fixture(scope="session")
-def sdk(local_host: LocalHostProcess):  # type: ignore[no-untyped-def]
-    return batchai_client(local_host.endpoint)
 
 
 COSMOS_TEST_KEY = base64.b64encode(b"cosmosdb-server ignores signatures").decode()
@@ -69,3 +66,16 @@ def cosmos_host(cosmos_server: str, tmp_path_factory: pytest.TempPathFactory) ->
 def any_host(request: pytest.FixtureRequest) -> LocalHostProcess:
     """The local host over each store adapter."""
     return request.getfixturevalue("local_host" if request.param == "sqlite" else "cosmos_host")
+
+
+@pytest.fixture
+def sdk(any_host: LocalHostProcess):  # type: ignore[no-untyped-def]
+    """azure-mgmt-batchai against the local host, once over each store adapter."""
+    return batchai_client(any_host.endpoint)
+
+
+@pytest.fixture
+def api(any_host: LocalHostProcess) -> Iterator[httpx.Client]:
+    """Plain REST calls to the same host as `sdk`."""
+    with httpx.Client(base_url=any_host.endpoint, params={"api-version": API_VERSION}, timeout=30) as client:
+        yield client

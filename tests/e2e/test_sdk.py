@@ -75,7 +75,7 @@ def test_cluster_create_get_update_list_delete(sdk: BatchAI, rg: str) -> None:
         sdk.clusters.get(rg, "ws", "gpu")
 
 
-def test_file_server_create_get_list_delete(sdk: BatchAI, rg: str, http: httpx.Client) -> None:
+def test_file_server_create_get_list_delete(sdk: BatchAI, rg: str, api: httpx.Client) -> None:
     make_workspace(sdk, rg)
     params = m.FileServerCreateParameters(
         vm_size="STANDARD_D2", ssh_configuration=m.SshConfiguration(user_account_settings=USER),
@@ -88,10 +88,10 @@ def test_file_server_create_get_list_delete(sdk: BatchAI, rg: str, http: httpx.C
 
     # The 7.0.0 client has no get or delete for file servers; they are plain REST calls.
     path = server.id
-    assert http.get(path).json()["name"] == "nfs"
-    assert http.delete(path).status_code == 200
-    assert http.get(path).status_code == 404
-    assert http.delete(path).status_code == 204
+    assert api.get(path).json()["name"] == "nfs"
+    assert api.delete(path).status_code == 200
+    assert api.get(path).status_code == 404
+    assert api.delete(path).status_code == 204
 
 
 def test_experiment_and_job_lifecycle(sdk: BatchAI, rg: str) -> None:
@@ -158,7 +158,7 @@ def test_a_job_with_each_of_the_nine_toolkits(sdk: BatchAI, rg: str) -> None:
     assert sorted(j.tool_type for j in sdk.jobs.list_by_experiment(rg, "ws", "toolkits")) == sorted(TOOLKITS)
 
 
-def test_listing_through_maxresults_pages(sdk: BatchAI, rg: str, http: httpx.Client) -> None:
+def test_listing_through_maxresults_pages(sdk: BatchAI, rg: str, api: httpx.Client) -> None:
     make_workspace(sdk, rg)
     for index in range(7):
         sdk.experiments.begin_create(rg, "ws", f"exp{index}").result()
@@ -166,7 +166,7 @@ def test_listing_through_maxresults_pages(sdk: BatchAI, rg: str, http: httpx.Cli
     names = [[e.name for e in page_] for page_ in pages]
     assert names == [["exp0", "exp1", "exp2"], ["exp3", "exp4", "exp5"], ["exp6"]]
 
-    first = http.get(f"/subscriptions/{sdk._config.subscription_id}/resourceGroups/{rg}/providers/"
+    first = api.get(f"/subscriptions/{sdk._config.subscription_id}/resourceGroups/{rg}/providers/"
                      "Microsoft.BatchAI/workspaces/ws/experiments", params={"maxresults": 7}).json()
     assert len(first["value"]) == 7 and "nextLink" not in first
 
