@@ -59,11 +59,11 @@ def run(console: Console | None = None) -> None:
                     console.rule(title)
                     console.print(f"[bold cyan]{method}[/] {path}?api-version=2018-05-01")
                     if body is not None:
-                        console.print(Syntax(json.dumps(body, indent=2), "json"))
+                        console.print(Syntax(json.dumps(body, indent=2), "json", word_wrap=True))
                     answer = client.request(method, path, json=body)
                     console.print(f"[bold]→ {answer.status_code} {answer.reason_phrase}[/]")
                     if answer.content:
-                        console.print(Syntax(json.dumps(answer.json(), indent=2), "json"))
+                        console.print(Syntax(json.dumps(answer.json(), indent=2), "json", word_wrap=True))
         finally:
             code = host.stop()
             console.rule(f"Local host stopped (exit code {code})")
