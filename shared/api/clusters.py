@@ -3,6 +3,7 @@ here they are created, read, re-scaled by PATCH and described."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from shared import resources
@@ -11,7 +12,7 @@ from pydantic import ValidationError
 
 from shared.api.request import ApiRequest, ApiResponse, ok, parse_body, validation_error
 from shared.composition import Services
-from shared.ids import CLUSTER
+from shared.ids import CLUSTER, ResourceRef
 from shared.models import ClusterCreateParameters, ClusterUpdateParameters
 
 MUTABLE = frozenset({"scaleSettings"})
@@ -44,6 +45,9 @@ def create(svc: Services, req: ApiRequest) -> ApiResponse:
             "currentNodeCount": 0,
             "nodeStateCounts": dict(NO_NODES),
         }
+        task = properties.get("nodeSetup", {}).get("setupTask")
+        if task is not None:
+            task["stdOutErrPathSuffix"] = setup_task_suffix(ref)
         return resources.envelope(ref, properties), spec
 
     def reconcile(doc: dict[str, Any]) -> dict[str, Any] | None:
@@ -52,6 +56,12 @@ def create(svc: Services, req: ApiRequest) -> ApiResponse:
         return with_scale(doc, spec["scaleSettings"])
 
     return put_resource(svc, ref, build, reconcile)
+
+
+def setup_task_suffix(ref: ResourceRef) -> str:
+    """Where under its prefix a cluster's setup task output goes: unique, so clusters never mix."""
+    workspace, cluster = ref.names
+    return f"{ref.subscription}/{ref.resource_group}/workspaces/{workspace}/clusters/{cluster}/{uuid.uuid4()}"
 
 
 def update(svc: Services, req: ApiRequest) -> ApiResponse:

@@ -72,6 +72,7 @@ CASES: dict[str, Bad] = {
                                            names="workspaceName"),
     "workspace name with a dot": Bad("PUT", WS.replace("/ws", "/ws.two"), {"location": "x"}, names="workspaceName"),
     "resource group name of 91 characters": Bad("GET", WS.replace(RG, "r" * 91), names="resourceGroupName"),
+    "workspace moving to another location": Bad("PUT", WS, {"location": "westus"}, status=409, names="location"),
     "missing workspace": Bad("GET", WS.replace("/ws", "/nope"), status=404, names="nope"),
     "PATCH of a missing workspace": Bad("PATCH", WS.replace("/ws", "/nope"), {"tags": {}}, status=404, names="nope"),
     # --- clusters -----------------------------------------------------------------------------

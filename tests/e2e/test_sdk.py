@@ -211,3 +211,16 @@ def test_changing_an_immutable_property_is_a_conflict(sdk: BatchAI, rg: str) -> 
         sdk.clusters.begin_create(rg, "ws", "gpu", params).result()
     assert caught.value.status_code == 409
     assert "vmSize" in caught.value.message
+
+
+def test_setup_task_gets_its_own_output_suffix(sdk: BatchAI, rg: str) -> None:
+    make_workspace(sdk, rg)
+    task = m.SetupTask(command_line="apt-get install -y jq", std_out_err_path_prefix="$AZ_BATCHAI_MOUNT_ROOT/setup",
+                       secrets=[m.EnvironmentVariableWithSecretValue(name="PIP_TOKEN", value="hush")])
+    params = m.ClusterCreateParameters(vm_size="STANDARD_D2", user_account_settings=USER,
+                                       node_setup=m.NodeSetup(setup_task=task))
+    created = sdk.clusters.begin_create(rg, "ws", "a", params).result().node_setup.setup_task
+    other = sdk.clusters.begin_create(rg, "ws", "b", params).result().node_setup.setup_task
+    assert created.std_out_err_path_suffix and created.std_out_err_path_suffix != other.std_out_err_path_suffix
+    assert "/clusters/a/" in created.std_out_err_path_suffix
+    assert created.secrets[0].name == "PIP_TOKEN" and created.secrets[0].value is None
