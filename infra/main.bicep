@@ -1,0 +1,80 @@
+// The control plane on Azure: a Python Functions app (consumption plan), the Cosmos DB account that
+// holds its state, the Service Bus namespace for job lanes and events, and the storage account for the
+// Functions runtime and job outputs. Deploy with:
+//   az deployment group create -g <group> -f infra/main.bicep -p prefix=<unique-prefix>
+// then publish the app with `func azure functionapp publish <prefix>-functions`.
+
+@description('Short unique prefix for resource names (letters and digits).')
+param prefix string
+
+param location string = resourceGroup().location
+
+var storageName = toLower('${prefix}store')
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-01-01' = {
+  name: storageName
+  location: location
+  sku: { name: 'Standard_LRS' }
+  kind: 'StorageV2'
+  properties: { minimumTlsVersion: 'TLS1_2', allowBlobPublicAccess: false }
+}
+
+resource cosmos 'Microsoft.DocumentDB/databaseAccounts@2024-05-15' = {
+  name: '${prefix}-cosmos'
+  location: location
+  kind: 'GlobalDocumentDB'
+  properties: {
+    databaseAccountOfferType: 'Standard'
+    locations: [ { locationName: location } ]
+    capabilities: [ { name: 'EnableServerless' } ]
+    consistencyPolicy: { defaultConsistencyLevel: 'Session' }
+  }
+}
+
+resource database 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases@2024-05-15' = {
+  parent: cosmos
+  name: 'batchai'
+  properties: { resource: { id: 'batchai' } }
+}
+
+resource bus 'Microsoft.ServiceBus/namespaces@2022-10-01-preview' = {
+  name: '${prefix}-bus'
+  location: location
+  sku: { name: 'Standard', tier: 'Standard' }
+}
+
+resource plan 'Microsoft.Web/serverfarms@2023-01-01' = {
+  name: '${prefix}-plan'
+  location: location
+  sku: { name: 'Y1', tier: 'Dynamic' }
+  kind: 'linux'
+  properties: { reserved: true }
+}
+
+resource app 'Microsoft.Web/sites@2023-01-01' = {
+  name: '${prefix}-functions'
+  location: location
+  kind: 'functionapp,linux'
+  identity: { type: 'SystemAssigned' }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    siteConfig: {
+      linuxFxVersion: 'Python|3.11'
+      appSettings: [
+        { name: 'FUNCTIONS_EXTENSION_VERSION', value: '~4' }
+        { name: 'FUNCTIONS_WORKER_RUNTIME', value: 'python' }
+        { name: 'AzureWebJobsFeatureFlags', value: 'EnableWorkerIndexing' }
+        { name: 'AzureWebJobsStorage', value: 'DefaultEndpointsProtocol=https;AccountName=${storage.name};AccountKey=${storage.listKeys().keys[0].value};EndpointSuffix=${environment().suffixes.storage}' }
+        { name: 'BATCHAI_STORE', value: 'cosmos' }
+        { name: 'BATCHAI_COSMOS_ENDPOINT', value: cosmos.properties.documentEndpoint }
+        { name: 'BATCHAI_COSMOS_KEY', value: cosmos.listKeys().primaryMasterKey }
+        { name: 'BATCHAI_COSMOS_DATABASE', value: database.name }
+        { name: 'BATCHAI_DEFAULT_LOCATION', value: location }
+      ]
+    }
+  }
+}
+
+output endpoint string = 'https://${app.properties.defaultHostName}'
+output serviceBusNamespace string = bus.name
