@@ -78,6 +78,47 @@ def _missing_programs() -> list[str]:
     return [program for program in REQUIRED_PROGRAMS if _which(program) is None]
 
 
+def _privilege_prefix() -> list[str] | None:
+    """How to run apt-get as root: directly when we are root, else through `sudo -n` if that
+    works without a password; None when neither does (so we never hang on a prompt)."""
+    if os.geteuid() == 0:
+        return []
+    sudo = _which("sudo")
+    if sudo is None:
+        return None
+    try:
+        works = subprocess.run([sudo, "-n", "true"], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return [sudo, "-n"] if works else None
+
+
+def _apt_get(prefix: list[str], apt_get: str, *args: str,
+             timeout: float = 1200) -> subprocess.CompletedProcess[str]:
+    """apt-get as root, non-interactive; `env` carries the variables through sudo's reset."""
+    argv = [*prefix, "env", "DEBIAN_FRONTEND=noninteractive", f"PATH={SBIN_PATH}", apt_get, *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+
+
+def _apt_install(prefix: list[str], apt_get: str) -> str:
+    """Install APT_PACKAGES; returns "" on success, else the reason."""
+    install = ("install", "-y", "-qq", "--no-install-recommends",
+               "-o", "DPkg::Lock::Timeout=120",
+               "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold",
+               *APT_PACKAGES)
+    try:
+        done = _apt_get(prefix, apt_get, *install)
+        if done.returncode != 0:  # stale package lists are the usual cause: refresh once
+            _apt_get(prefix, apt_get, "update", "-qq", timeout=600)
+            done = _apt_get(prefix, apt_get, *install)
+    except (OSError, subprocess.SubprocessError) as error:
+        return f"apt-get failed: {error}"
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        return f"apt-get install {' '.join(APT_PACKAGES)} failed: {' | '.join(tail)}"
+    return ""
+
+
 def ensure_installed() -> bool:
     """Install Debian's slurm-wlm and munge if a Slurm program is missing; never raises, so a
     benchmark without Slurm (no root, no apt, offline) still reports its own figures."""
@@ -87,34 +128,17 @@ def ensure_installed() -> bool:
     if not missing:
         return True
     apt_get = _which("apt-get")
+    prefix = _privilege_prefix()
     if apt_get is None:
         _install_problem = f"{', '.join(missing)} missing and no apt-get to install them"
-        return False
-    if os.geteuid() != 0:
-        _install_problem = f"{', '.join(missing)} missing and installing needs root"
-        return False
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", PATH=SBIN_PATH)
-    install = [apt_get, "install", "-y", "-qq", "--no-install-recommends",
-               "-o", "DPkg::Lock::Timeout=120",
-               "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold",
-               *APT_PACKAGES]
-    try:
-        done = subprocess.run(install, env=env, capture_output=True, text=True, timeout=1200)
-        if done.returncode != 0:  # stale package lists are the usual cause: refresh once
-            subprocess.run([apt_get, "update", "-qq"], env=env, capture_output=True, timeout=600)
-            done = subprocess.run(install, env=env, capture_output=True, text=True, timeout=1200)
-    except (OSError, subprocess.SubprocessError) as error:
-        _install_problem = f"apt-get failed: {error}"
-        return False
-    if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        _install_problem = f"apt-get install {' '.join(APT_PACKAGES)} failed: {' | '.join(tail)}"
-        return False
-    still_missing = _missing_programs()
-    if still_missing:
-        _install_problem = f"still missing after apt-get install: {', '.join(still_missing)}"
-        return False
-    return True
+    elif prefix is None:
+        _install_problem = (f"{', '.join(missing)} missing; installing needs root "
+                            "or a password-less `sudo -n`")
+    else:
+        _install_problem = _apt_install(prefix, apt_get)
+    if not _install_problem and _missing_programs():
+        _install_problem = f"still missing after apt-get install: {', '.join(_missing_programs())}"
+    return not _install_problem
 
 
 def _free_ports(count: int) -> list[int]:
@@ -189,13 +213,8 @@ class LocalSlurm:
         missing = _missing_programs()
         if missing:
             raise SlurmUnavailable(f"not installed: {', '.join(missing)} (call ensure_installed())")
-        for folder in ("etc", "munge", "state", "spool", "log", "run", "jobs"):
-            (self.workdir / folder).mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.workdir.chmod(0o700)  # munged refuses key/socket folders others can write to
-        key = self.workdir / "munge" / "munge.key"
-        if not key.exists():
-            key.write_bytes(os.urandom(1024))
-        key.chmod(0o400)
+        self._make_folders()
+        key = self._write_munge_key()
         ctld_port, slurmd_port = _free_ports(2)
         self.conf.write_text(self._slurm_conf(ctld_port, slurmd_port))
         (self.conf.parent / "cgroup.conf").write_text(
@@ -205,13 +224,31 @@ class LocalSlurm:
         self._spawn("munged", [
             "munged", "--foreground", f"--socket={self.munge_socket}", f"--key-file={key}",
             f"--pid-file={run / 'munged.pid'}", f"--log-file={log / 'munged.log'}",
-            f"--seed-file={self.workdir / 'munge' / 'munged.seed'}"])
+            f"--seed-file={self.workdir / 'munge-key' / 'munged.seed'}"])
         self._wait_for(lambda: self.munge_socket.exists(), timeout, "munged socket")
         self._spawn("slurmctld", ["slurmctld", "-D", "-c", "-f", str(self.conf)])
         self._wait_for(lambda: self._run(["sinfo", "-h"], check=False).returncode == 0,
                        timeout, "slurmctld answering")
         self._spawn("slurmd", ["slurmd", "-D", "-N", "localhost", "-f", str(self.conf)])
         self._wait_for(lambda: self._node_state() == "idle", timeout, "node localhost idle")
+
+    def _make_folders(self) -> None:
+        """munged insists that its socket folder (and every parent) be searchable by all but
+        writable by no one else, and that its key folder be private: hence two munge folders."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir.chmod(0o755)
+        for folder in ("etc", "munge", "munge-key", "state", "spool", "log", "run", "jobs"):
+            path = self.workdir / folder
+            path.mkdir(exist_ok=True)
+            path.chmod(0o700 if folder == "munge-key" else 0o755)
+
+    def _write_munge_key(self) -> Path:
+        """A fresh key of our own, so the system's munge (if any) is neither used nor needed."""
+        key = self.workdir / "munge-key" / "munge.key"
+        if not key.exists():
+            key.write_bytes(os.urandom(1024))
+        key.chmod(0o400)
+        return key
 
     def stop(self) -> None:
         """Cancel jobs, then stop each daemon we started by PID (TERM, then KILL), then any

@@ -10,7 +10,8 @@ from shared.api.generic import put_resource, refuse_changes, route_ref, timestam
 from shared.api.request import ApiRequest, ApiResponse, int_param, ok, parse_body
 from shared.composition import Services
 from shared.ids import CLUSTER, JOB, ResourceRef
-from shared.models import JobCreateParameters, tool_type_of
+from shared.models import JobBaseProperties, JobCreateParameters, tool_type_of
+from shared.vm_sizes import lookup
 
 FINAL_STATES = frozenset({"succeeded", "failed"})
 STDOUTERR = "stdouterr"
@@ -23,9 +24,10 @@ def create(svc: Services, req: ApiRequest) -> ApiResponse:
 
     def build() -> tuple[dict[str, Any], dict[str, Any]]:
         cluster = cluster_of(svc, ref, spec["cluster"]["id"])
+        check_worker_count(params, cluster["spec"]["vmSize"])
         now = timestamp(svc.clock.now())
         public = params.to_wire()
-        public["cluster"] = {"id": cluster.arm_id}
+        public["cluster"] = {"id": cluster["resource"]["id"]}
         properties = public | {
             "toolType": str(tool_type_of(params)),
             "jobOutputDirectoryPathSegment": output_segment(ref),
@@ -44,7 +46,7 @@ def create(svc: Services, req: ApiRequest) -> ApiResponse:
     return put_resource(svc, ref, build, reconcile)
 
 
-def cluster_of(svc: Services, job: ResourceRef, cluster_id: str) -> ResourceRef:
+def cluster_of(svc: Services, job: ResourceRef, cluster_id: str) -> dict[str, Any]:
     """The job's cluster: it must exist in the job's own workspace."""
     target = "properties.cluster.id"
     cluster = ResourceRef.parse(cluster_id, CLUSTER)
@@ -58,7 +60,19 @@ def cluster_of(svc: Services, job: ResourceRef, cluster_id: str) -> ResourceRef:
     if doc is None:
         raise errors.InvalidParameter(f"The cluster '{cluster.name}' was not found in workspace '{job.names[0]}'.",
                                       target=target)
-    return ResourceRef.parse(doc["resource"]["id"], CLUSTER) or cluster
+    return doc
+
+
+def check_worker_count(params: JobBaseProperties, vm_size: str) -> None:
+    """TensorFlow workers: at most nodeCount x GPUs per VM (one per node on a VM without GPUs)."""
+    tf = params.tensor_flow_settings
+    if tf is None or tf.worker_count is None:
+        return
+    limit = params.node_count * max(lookup(vm_size).gpus, 1)
+    if tf.worker_count > limit:
+        raise errors.InvalidParameter(
+            f"tensorFlowSettings.workerCount ({tf.worker_count}) must be at most nodeCount x GPUs per VM of "
+            f"{vm_size} ({limit}).", target="properties.tensorFlowSettings.workerCount")
 
 
 def output_segment(ref: ResourceRef) -> str:

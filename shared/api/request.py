@@ -53,7 +53,7 @@ def parse_body(model: type[M], req: ApiRequest) -> M:
     if not req.body.strip():
         raise errors.InvalidRequestContent("The request body is required.", target="body")
     try:
-        return model.model_validate_json(req.body)
+        return model.model_validate_json(req.body, by_alias=True, by_name=False)  # wire names only
     except ValidationError as exc:
         raise validation_error(exc) from None
 

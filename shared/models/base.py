@@ -42,6 +42,11 @@ class WireModel(BaseModel):
                 data.pop(field.alias if info.by_alias and field.alias else name, None)
         return data
 
+    def __repr_args__(self) -> Any:
+        # Never show a secret in a repr: reprs end up in logs and tracebacks (invariant 7).
+        for name, value in super().__repr_args__():
+            yield name, ("***" if name in self._secret_fields and value is not None else value)
+
     def to_wire(self, *, reveal_secrets: bool = False) -> dict[str, Any]:
         """The JSON-ready wire form: aliases, no None values, secrets dropped unless revealed."""
         return self.model_dump(

@@ -266,7 +266,8 @@ class JobBaseProperties(WireModel):
     @model_validator(mode="after")
     def _counts_fit_nodes(self) -> Self:
         tf = self.tensor_flow_settings
-        if tf is not None and tf.parameter_server_count is not None and tf.parameter_server_count > self.node_count:
+        if (tf is not None and tf.parameter_server_count is not None and self.node_count is not None
+                and tf.parameter_server_count > self.node_count):  # nodeCount is optional in responses
             raise ValueError(f"tensorFlowSettings.parameterServerCount ({tf.parameter_server_count}) must be "
                              f"less than or equal to nodeCount ({self.node_count})")
         return self

@@ -123,6 +123,7 @@ CASES: dict[str, Bad] = {
     "job with two toolkits": Bad("PUT", NEW, job(horovodSettings={"pythonScriptFilePath": "a.py"}),
                                  names="customToolkitSettings"),
     "job with no toolkit": Bad("PUT", NEW, job(customToolkitSettings=None), names="exactly one toolkit"),
+    "snake_case instead of the wire name": Bad("PUT", NEW, job(nodeCount=None, node_count=1), names="nodeCount"),
     "job on zero nodes": Bad("PUT", NEW, job(nodeCount=0), names="nodeCount"),
     "job without stdOutErrPathPrefix": Bad("PUT", NEW, job(stdOutErrPathPrefix=None), names="stdOutErrPathPrefix"),
     "job without cluster": Bad("PUT", NEW, job(cluster=None), names="properties.cluster"),
@@ -141,6 +142,8 @@ CASES: dict[str, Bad] = {
     "TensorFlow with more parameter servers than nodes": Bad("PUT", NEW, job(
         customToolkitSettings=None, nodeCount=1, tensorFlowSettings={
             "pythonScriptFilePath": "tf.py", "parameterServerCount": 2}), names="parameterServerCount"),
+    "TensorFlow with more workers than GPUs": Bad("PUT", NEW, job(customToolkitSettings=None, nodeCount=1,
+        tensorFlowSettings={"pythonScriptFilePath": "tf.py", "workerCount": 2}), names="workerCount"),
     "PyTorch without its script": Bad("PUT", NEW, job(customToolkitSettings=None, pyTorchSettings={}),
                                       names="pythonScriptFilePath"),
     "custom MPI without a command line": Bad("PUT", NEW, job(customToolkitSettings=None, customMpiSettings={}),
