@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Callable
 
 import azure.functions as func
 
@@ -30,20 +31,39 @@ def to_http_response(resp: ApiResponse) -> func.HttpResponse:
 
 def invoke(op: Operation, req: func.HttpRequest) -> func.HttpResponse:
     """Run one operation; every failure becomes a CloudError (secrets never reach the log)."""
-    try:
+
+    def run() -> ApiResponse:
         svc = services()
         api_req = to_api_request(req)
         if len(api_req.body) > svc.settings.max_request_bytes:
             raise PayloadTooLarge(
                 f"The request body is {len(api_req.body)} bytes; at most {svc.settings.max_request_bytes} are "
                 "accepted.", target="body")
-        resp = op.handler(svc, api_req)
+        return op.handler(svc, api_req)
+
+    return to_http_response(guarded(op.operation_id, run))
+
+
+def guarded(name: str, run: Callable[[], ApiResponse]) -> ApiResponse:
+    """The operation's answer, or its failure as a CloudError."""
+    try:
+        return run()
     except ApiError as exc:
-        resp = ApiResponse(exc.status, exc.body())
+        return ApiResponse(exc.status, exc.body())
     except Exception:
-        log.exception("operation %s failed", op.operation_id)
-        resp = ApiResponse(500, cloud_error("InternalServerError", "The service failed to process the request."))
-    return to_http_response(resp)
+        log.exception("operation %s failed", name)
+        return ApiResponse(500, cloud_error("InternalServerError", "The service failed to process the request."))
+
+
+async def guarded_async(name: str, run: Callable[[], Awaitable[ApiResponse]]) -> ApiResponse:
+    """`guarded` for operations that wait (long-polls)."""
+    try:
+        return await run()
+    except ApiError as exc:
+        return ApiResponse(exc.status, exc.body())
+    except Exception:
+        log.exception("operation %s failed", name)
+        return ApiResponse(500, cloud_error("InternalServerError", "The service failed to process the request."))
 
 
 def _register(op: Operation) -> None:

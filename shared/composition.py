@@ -10,9 +10,12 @@ import threading
 from dataclasses import dataclass
 
 from shared.ports.clock import Clock, SystemClock
+from shared.ports.messaging import Messaging
 from shared.ports.state_store import StateStore
+from shared.ports.vm_pool import VmPool
 from shared.resources import CONTAINERS
 from shared.settings import Settings
+from shared.wakeups import Wakeups
 
 
 @dataclass
@@ -20,8 +23,13 @@ class Services:
     settings: Settings
     store: StateStore
     clock: Clock
+    messaging: Messaging
+    pool: VmPool
+    wakeups: Wakeups
 
     def close(self) -> None:
+        self.pool.close()
+        self.messaging.close()
         self.store.close()
 
 
@@ -44,8 +52,32 @@ def build_store(settings: Settings) -> StateStore:
     return store
 
 
+def build_messaging(settings: Settings, clock: Clock) -> Messaging:
+    if settings.messaging == "servicebus":
+        from shared.adapters.azure.servicebus_messaging import ServiceBusMessaging
+
+        return ServiceBusMessaging(settings.servicebus_connection)
+    from shared.adapters.local.sqlite_messaging import SqliteMessaging
+
+    return SqliteMessaging(settings.messaging_path, clock)
+
+
+def build_pool(settings: Settings) -> VmPool:
+    if settings.pool == "vmss":
+        from azure.identity import DefaultAzureCredential  # type: ignore[import-not-found]
+
+        from shared.adapters.azure.vmss_pool import VmssPool
+
+        return VmssPool(settings.azure_subscription_id, settings.azure_resource_group, DefaultAzureCredential())
+    from shared.adapters.local.local_pool import LocalVmPool
+
+    return LocalVmPool(settings.pools_dir, endpoint_file=settings.endpoint_file)
+
+
 def build_services(settings: Settings, clock: Clock | None = None) -> Services:
-    return Services(settings=settings, store=build_store(settings), clock=clock or SystemClock())
+    clock = clock or SystemClock()
+    return Services(settings=settings, store=build_store(settings), clock=clock,
+                    messaging=build_messaging(settings, clock), pool=build_pool(settings), wakeups=Wakeups())
 
 
 _lock = threading.Lock()

@@ -20,8 +20,12 @@ from shared import errors
 from shared.ids import KINDS, WORKSPACE, ResourceRef
 from shared.ports.state_store import ContainerSpec, NotFound, PreconditionFailed, Query, StateStore
 
-RESOURCES = ContainerSpec("resources", indexed=("kind", "parent", "workspace"))
-CONTAINERS = (RESOURCES,)
+RESOURCES = ContainerSpec("resources", indexed=("kind", "parent", "workspace", "cluster", "state"))
+# The nodes of every cluster, partitioned by cluster (see shared/nodes.py).
+NODES = ContainerSpec("nodes", indexed=("state",))
+# One lease per cluster, held by whoever changes which nodes run what (see shared/leases.py).
+LEASES = ContainerSpec("leases")
+CONTAINERS = (RESOURCES, NODES, LEASES)
 R = RESOURCES.name
 
 DELETING = "deleting"
@@ -109,6 +113,22 @@ def mutate(store: StateStore, ref: ResourceRef, change: Callable[[dict[str, Any]
     raise AssertionError("unreachable")
 
 
+def mutate_doc(store: StateStore, doc: dict[str, Any], edit: Callable[[dict[str, Any]], bool]
+               ) -> dict[str, Any] | None:
+    """Apply `edit` (False: no change) to the stored resource document under its ETag, retrying
+    on conflicts. Returns the document as written, or None if it is gone or unchanged."""
+    for attempt in retrying_on_etag():
+        with attempt:
+            current = store.read(R, doc["pk"], doc["id"])
+            if current is None or not edit(current):
+                return None
+            try:
+                return store.replace(R, current, etag=current["_etag"])
+            except NotFound:
+                return None
+    return None
+
+
 def encode_token(value: str) -> str:
     return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
 
@@ -139,11 +159,13 @@ def children(store: StateStore, ref: ResourceRef) -> list[dict[str, Any]]:
     return store.query(R, Query(where={"parent": ref.key}), pk=ref.pk)
 
 
-def delete_tree(store: StateStore, ref: ResourceRef, stamp: Callable[[dict[str, Any]], None]) -> bool:
+def delete_tree(store: StateStore, ref: ResourceRef, stamp: Callable[[dict[str, Any]], None],
+                before_delete: Callable[[dict[str, Any]], None] = lambda doc: None) -> bool:
     """Delete a resource and everything under it. False when it did not exist.
 
     The resource is first marked `deleting` (so no child can be added and a crash leaves a visible,
-    resumable state), then its children go, deepest first, then itself."""
+    resumable state), then its children go, deepest first, then itself (after `before_delete`
+    has stopped whatever runs for it)."""
 
     def mark(doc: dict[str, Any]) -> dict[str, Any] | None:
         if doc["resource"]["properties"].get("provisioningState") == DELETING:
@@ -153,10 +175,11 @@ def delete_tree(store: StateStore, ref: ResourceRef, stamp: Callable[[dict[str, 
 
     if load(store, ref) is None:
         return False
-    mutate(store, ref, mark)
+    marked = mutate(store, ref, mark)
     for child in children(store, ref):
         child_ref = ref_of(child, ref)
-        delete_tree(store, child_ref, stamp)
+        delete_tree(store, child_ref, stamp, before_delete)
+    before_delete(marked)
     try:
         store.delete(R, ref.pk, ref.key)
     except NotFound:  # a concurrent delete finished first

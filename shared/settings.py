@@ -24,6 +24,20 @@ class Settings(BaseModel):
     cosmos_endpoint_discovery: bool = True
     max_request_bytes: int = 1024 * 1024
     default_location: str = "local"
+    # Messaging: the embedded SQLite queues, or Azure Service Bus.
+    messaging: Literal["sqlite", "servicebus"] = "sqlite"
+    servicebus_connection: str = Field(default="", repr=False)
+    # VM pools: local agent processes, or one VM scale set per cluster.
+    pool: Literal["local", "vmss"] = "local"
+    azure_subscription_id: str = ""
+    azure_resource_group: str = ""
+    # The control plane's address as nodes reach it (Azure: the Functions app's URL).
+    public_endpoint: str = ""
+    heartbeat_seconds: float = 2.0
+    # Auto-scale gives back a node idle for this long.
+    autoscale_idle_seconds: float = 60.0
+    # How long an agent's request for work is held open when there is none.
+    assignment_wait_seconds: float = 20.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -40,3 +54,16 @@ class Settings(BaseModel):
     @property
     def sqlite_path(self) -> Path:
         return self.data_dir / "state.sqlite3"
+
+    @property
+    def messaging_path(self) -> Path:
+        return self.data_dir / "messages.sqlite3"
+
+    @property
+    def pools_dir(self) -> Path:
+        return self.data_dir / "pools"
+
+    @property
+    def endpoint_file(self) -> Path:
+        """Where the local host writes its address, for agents to find it again after a restart."""
+        return self.data_dir / "endpoint"

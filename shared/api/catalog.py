@@ -63,8 +63,8 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("Clusters_Create", "PUT", _CLUSTER, clusters.create),
     Operation("Clusters_Update", "PATCH", _CLUSTER, clusters.update),
     Operation("Clusters_Delete", "DELETE", _CLUSTER, partial(delete_resource, CLUSTER)),
-    Operation("Clusters_Get", "GET", _CLUSTER, partial(get_resource, CLUSTER)),
+    Operation("Clusters_Get", "GET", _CLUSTER, clusters.get),
     Operation("Clusters_ListRemoteLoginInformation", "POST", _CLUSTER + "/listRemoteLoginInformation",
               clusters.list_remote_login),
-    Operation("Clusters_ListByWorkspace", "GET", _WS + "/clusters", partial(list_children, CLUSTER)),
+    Operation("Clusters_ListByWorkspace", "GET", _WS + "/clusters", clusters.list_by_workspace),
 )

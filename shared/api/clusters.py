@@ -6,10 +6,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from shared import resources
-from shared.api.generic import own_subnet, put_resource, refuse_changes, route_ref, timestamp
 from pydantic import ValidationError
 
+from shared import lanes, nodes, pools, resources
+from shared.api.generic import (get_resource, list_children, own_subnet, put_resource, refuse_changes, route_ref,
+                                timestamp)
 from shared.api.request import ApiRequest, ApiResponse, ok, parse_body, validation_error
 from shared.composition import Services
 from shared.ids import CLUSTER, ResourceRef
@@ -20,8 +21,6 @@ DEFAULT_SCALE = {"manual": {"targetNodeCount": 0, "nodeDeallocationOption": "req
 # What Batch AI gave a cluster that named no image: Ubuntu 16.04 LTS.
 DEFAULT_VM_CONFIGURATION = {"imageReference": {"publisher": "Canonical", "offer": "UbuntuServer",
                                                "sku": "16.04-LTS", "version": "latest"}}
-NO_NODES = {"idleNodeCount": 0, "runningNodeCount": 0, "preparingNodeCount": 0,
-            "unusableNodeCount": 0, "leavingNodeCount": 0}
 
 
 def create(svc: Services, req: ApiRequest) -> ApiResponse:
@@ -42,20 +41,39 @@ def create(svc: Services, req: ApiRequest) -> ApiResponse:
             "provisioningStateTransitionTime": now,
             "allocationState": "steady",
             "allocationStateTransitionTime": now,
-            "currentNodeCount": 0,
-            "nodeStateCounts": dict(NO_NODES),
         }
         task = properties.get("nodeSetup", {}).get("setupTask")
         if task is not None:
             task["stdOutErrPathSuffix"] = setup_task_suffix(ref)
-        return resources.envelope(ref, properties), spec
+        # uid names the cluster's lanes and pool; agentToken lets its nodes join (never returned).
+        extra = {"uid": uuid.uuid4().hex[:16], "agentToken": pools.new_agent_token(), "provisioned": False}
+        return resources.envelope(ref, properties), spec, extra
 
     def reconcile(doc: dict[str, Any]) -> dict[str, Any] | None:
         if not refuse_changes(CLUSTER, doc["spec"], spec, MUTABLE):
             return None
         return with_scale(doc, spec["scaleSettings"])
 
-    return put_resource(svc, ref, build, reconcile)
+    answer = put_resource(svc, ref, build, reconcile, present=present)
+    lanes.signal(svc.messaging, ref.key, ref.pk, lanes.RECONCILE)  # bring up (or resize) its nodes
+    return answer
+
+
+def present(svc: Services, doc: dict[str, Any]) -> dict[str, Any]:
+    """The cluster with its node counts as they are this moment."""
+    docs = nodes.list_docs(svc.store, lanes.cluster_uid(doc))
+    resource = dict(doc["resource"])
+    resource["properties"] = dict(resource["properties"], currentNodeCount=len(docs),
+                                  nodeStateCounts=nodes.state_counts(docs))
+    return resource
+
+
+def get(svc: Services, req: ApiRequest) -> ApiResponse:
+    return get_resource(CLUSTER, svc, req, present)
+
+
+def list_by_workspace(svc: Services, req: ApiRequest) -> ApiResponse:
+    return list_children(CLUSTER, svc, req, present)
 
 
 def setup_task_suffix(ref: ResourceRef) -> str:
@@ -70,7 +88,7 @@ def update(svc: Services, req: ApiRequest) -> ApiResponse:
     params = parse_body(ClusterUpdateParameters, req)
     patch = params.properties.scale_settings if params.properties else None
     if patch is None:
-        return ok(resources.require(svc.store, ref)["resource"])
+        return ok(present(svc, resources.require(svc.store, ref)))
 
     def change(doc: dict[str, Any]) -> dict[str, Any] | None:
         try:
@@ -79,7 +97,9 @@ def update(svc: Services, req: ApiRequest) -> ApiResponse:
             raise validation_error(exc, prefix="properties.scaleSettings") from None
         return with_scale(doc, scale.to_wire())
 
-    return ok(resources.mutate(svc.store, ref, change)["resource"])
+    doc = resources.mutate(svc.store, ref, change)
+    lanes.signal(svc.messaging, ref.key, ref.pk, lanes.RECONCILE)
+    return ok(present(svc, doc))
 
 
 def with_scale(doc: dict[str, Any], scale: dict[str, Any]) -> dict[str, Any] | None:

@@ -26,12 +26,20 @@ def route_ref(kind: Kind, req: ApiRequest) -> ResourceRef:
     return ResourceRef.from_route(kind, req.route)
 
 
-def get_resource(kind: Kind, svc: Services, req: ApiRequest) -> ApiResponse:
+Present = Callable[[Services, dict[str, Any]], dict[str, Any]]
+
+
+def stored(svc: Services, doc: dict[str, Any]) -> dict[str, Any]:
+    """A resource as stored; kinds with live parts (a cluster's nodes) present more."""
+    return doc["resource"]
+
+
+def get_resource(kind: Kind, svc: Services, req: ApiRequest, present: Present = stored) -> ApiResponse:
     ref = route_ref(kind, req)
-    return ok(resources.require(svc.store, ref)["resource"])
+    return ok(present(svc, resources.require(svc.store, ref)))
 
 
-def list_children(kind: Kind, svc: Services, req: ApiRequest) -> ApiResponse:
+def list_children(kind: Kind, svc: Services, req: ApiRequest, present: Present = stored) -> ApiResponse:
     """List the resources of `kind` under the parent named in the route, one page at a time."""
     check_api_version(req)
     assert kind.parent is not None
@@ -41,7 +49,7 @@ def list_children(kind: Kind, svc: Services, req: ApiRequest) -> ApiResponse:
                                       max_results, req.query.get("$skiptoken"))
     if not docs and token is None and not req.query.get("$skiptoken"):
         resources.require(svc.store, parent)  # an empty list of a missing parent is a 404
-    return page([d["resource"] for d in docs], req, token)
+    return page([present(svc, d) for d in docs], req, token)
 
 
 def delete_resource(kind: Kind, svc: Services, req: ApiRequest) -> ApiResponse:
@@ -58,28 +66,46 @@ def delete_resource(kind: Kind, svc: Services, req: ApiRequest) -> ApiResponse:
         props["provisioningState"] = resources.DELETING
         props["provisioningStateTransitionTime"] = now
 
-    resources.delete_tree(svc.store, ref, stamp)
+    resources.delete_tree(svc.store, ref, stamp, lambda doc: stop_running_parts(svc, doc))
     return ApiResponse(200)
+
+
+def stop_running_parts(svc: Services, doc: dict[str, Any]) -> None:
+    """Before a document goes: a cluster's pool and lanes are removed, a job's processes stopped."""
+    from shared import job_runs, pools
+
+    if doc["kind"] == "cluster":
+        pools.teardown(svc, doc)
+    elif doc["kind"] == "job" and doc.get("state") == job_runs.RUNNING:
+        job_runs.free_attempt(svc, doc)
 
 
 Reconcile = Callable[[dict[str, Any]], dict[str, Any] | None]
 
 
-def put_resource(svc: Services, ref: ResourceRef, build: Callable[[], tuple[dict[str, Any], dict[str, Any] | None]],
-                 reconcile: Reconcile) -> ApiResponse:
+Build = Callable[[], tuple[dict[str, Any], dict[str, Any] | None] | tuple[dict[str, Any], dict[str, Any] | None,
+                                                                           dict[str, Any]]]
+
+
+def put_resource(svc: Services, ref: ResourceRef, build: Build, reconcile: Reconcile,
+                 created: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+                 present: Present = stored) -> ApiResponse:
     """Create the resource, or — when it exists — let `reconcile` accept, update or refuse (409) the PUT.
 
-    `build` returns (resource, spec) of a new resource; `reconcile` gets the stored document and
-    returns it changed, or None when the PUT changes nothing."""
+    `build` returns (resource, spec) of a new resource, and optionally more fields of its document;
+    `created` runs once after the document is written (and returns it, perhaps changed);
+    `reconcile` gets the stored document and returns it changed, or None when the PUT changes nothing."""
     resources.require_parent(svc.store, ref)
     if resources.load(svc.store, ref) is None:
-        resource, spec = build()
+        resource, spec, *more = build()
         try:
-            doc = svc.store.create(resources.R, resources.new_document(ref, resource, spec))
-            return ok(doc["resource"])
+            doc = svc.store.create(resources.R, {**resources.new_document(ref, resource, spec), **(more[0] if more else {})})
+            if created is not None:
+                doc = created(doc)
+            return ok(present(svc, doc))
         except StoreConflict:
             pass  # created by a concurrent PUT a moment ago: treat ours as a repeat
-    return ok(resources.mutate(svc.store, ref, reconcile)["resource"])
+    return ok(present(svc, resources.mutate(svc.store, ref, reconcile)))
 
 
 def refuse_changes(kind: Kind, old: dict[str, Any] | None, new: dict[str, Any] | None,

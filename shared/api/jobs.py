@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from shared import errors, resources
+from shared import errors, job_runs, lanes, resources
 from shared.api.generic import put_resource, refuse_changes, route_ref, timestamp
 from shared.api.request import ApiRequest, ApiResponse, int_param, ok, parse_body
 from shared.composition import Services
@@ -13,7 +13,6 @@ from shared.ids import CLUSTER, JOB, ResourceRef
 from shared.models import JobBaseProperties, JobCreateParameters, tool_type_of
 from shared.vm_sizes import lookup
 
-FINAL_STATES = frozenset({"succeeded", "failed"})
 STDOUTERR = "stdouterr"
 
 
@@ -37,13 +36,41 @@ def create(svc: Services, req: ApiRequest) -> ApiResponse:
             "executionState": "queued",
             "executionStateTransitionTime": now,
         }
-        return resources.envelope(ref, properties), spec
+        extra = {"cluster": cluster["id"], "clusterPk": cluster["pk"], "clusterUid": lanes.cluster_uid(cluster),
+                 "state": job_runs.QUEUED, "attempt": 0, "nodes": [], "priority": str(params.scheduling_priority)}
+        return resources.envelope(ref, properties), spec, extra
 
     def reconcile(doc: dict[str, Any]) -> None:
         refuse_changes(JOB, doc["spec"], spec)
         return None
 
-    return put_resource(svc, ref, build, reconcile)
+    return put_resource(svc, ref, build, reconcile, created=lambda doc: enqueue(svc, doc))
+
+
+def enqueue(svc: Services, job: dict[str, Any]) -> dict[str, Any]:
+    """A new job joins its cluster's lane, unless the cluster can never hold it."""
+    cluster = svc.store.read(resources.R, job["clusterPk"], job["cluster"])
+    limit = largest_size(cluster["spec"]["scaleSettings"]) if cluster else 0
+    node_count = job["resource"]["properties"]["nodeCount"]
+    if node_count > limit:
+        message = (f"The job needs {node_count} nodes but its cluster can have at most {limit}"
+                   if cluster else "The job's cluster no longer exists")
+
+        def refuse(doc: dict[str, Any]) -> bool:
+            job_runs.fail(doc, svc.clock.now(), "ClusterTooSmall" if cluster else "ClusterNotFound", message + ".")
+            return True
+
+        return job_runs.transition(svc, job["pk"], job["id"], refuse) or job
+    lanes.publish_job(svc.messaging, job)
+    lanes.signal(svc.messaging, job["cluster"], job["clusterPk"])
+    return job
+
+
+def largest_size(scale: dict[str, Any]) -> int:
+    """The most nodes the cluster's scale settings allow it to have."""
+    if "autoScale" in scale:
+        return int(scale["autoScale"]["maximumNodeCount"])
+    return int(scale["manual"]["targetNodeCount"])
 
 
 def cluster_of(svc: Services, job: ResourceRef, cluster_id: str) -> dict[str, Any]:
@@ -85,20 +112,15 @@ def output_segment(ref: ResourceRef) -> str:
 def terminate(svc: Services, req: ApiRequest) -> ApiResponse:
     """Stop the job; a job that has not finished ends `failed` with a JobTerminated error."""
     ref = route_ref(JOB, req)
-    now = timestamp(svc.clock.now())
+    resources.require(svc.store, ref)
 
-    def change(doc: dict[str, Any]) -> dict[str, Any] | None:
-        props = doc["resource"]["properties"]
-        if props["executionState"] in FINAL_STATES:
-            return None
-        props["executionState"] = "failed"
-        props["executionStateTransitionTime"] = now
-        info = props.setdefault("executionInfo", {})
-        info["endTime"] = now
-        info["errors"] = [{"code": "JobTerminated", "message": "The job was terminated by the user."}]
-        return doc
+    def change(doc: dict[str, Any]) -> bool:
+        if doc["state"] in job_runs.FINAL:
+            return False
+        job_runs.fail(doc, svc.clock.now(), "JobTerminated", "The job was terminated by the user.")
+        return True
 
-    resources.mutate(svc.store, ref, change)
+    job_runs.transition(svc, ref.pk, ref.key, change)
     return ApiResponse(200)
 
 

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import uvicorn
 
+from shared import lanes, leases
 from shared.composition import Services, build_services, use_services
 from shared.localhost.functions_index import IndexedFunction, index, load_app
 from shared.localhost.http_server import FunctionsHttpApp
+from shared.localhost.queue_pump import QueuePump
 from shared.localhost.router import Router
 from shared.localhost.timers import run_timer
 from shared.settings import Settings
@@ -34,11 +36,21 @@ class LocalHost:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         svc = build_services(self.settings)
         use_services(svc)
+        leases.clear_all(svc.store)  # this host is the only one: leases of an earlier run are void
+        for queue, options in lanes.STATIC_QUEUES.items():
+            svc.messaging.create_queue(queue, options)
+        functions = index(load_app(self.app_module))
+        pump = QueuePump(svc.messaging, functions)
+        pump.start()
         try:
-            asyncio.run(self._serve(svc))
+            asyncio.run(self._serve(svc, functions))
         except KeyboardInterrupt:
             pass  # uvicorn re-raises the Ctrl-C it handled; the shutdown was already clean
         finally:
+            pump.stop()
+            stop_nodes = getattr(svc.pool, "stop_all", None)
+            if stop_nodes is not None:  # a clean stop takes the local nodes with it
+                stop_nodes()
             use_services(None)
             svc.close()
             self._endpoint_file.unlink(missing_ok=True)
@@ -46,21 +58,28 @@ class LocalHost:
 
     @property
     def _endpoint_file(self) -> Path:
-        return self.settings.data_dir / "endpoint"
+        return self.settings.endpoint_file
 
-    async def _serve(self, svc: Services) -> None:
-        functions = index(load_app(self.app_module))
+    async def _serve(self, svc: Services, functions: list[IndexedFunction]) -> None:
         app = FunctionsHttpApp(Router(functions), self.settings.max_request_bytes)
         config = uvicorn.Config(app, host=self.host, port=self.port, log_level="warning", access_log=False,
                                 lifespan="off", http="httptools", loop="asyncio", timeout_graceful_shutdown=5)
         server = uvicorn.Server(config)
         timers = [asyncio.create_task(run_timer(f, svc.clock)) for f in functions if f.trigger_type == "timerTrigger"]
         announce = asyncio.create_task(self._announce_when_ready(server, functions))
+        closing = asyncio.create_task(self._end_waits_on_exit(server, svc))
         try:
             await server.serve()
         finally:
-            for task in (*timers, announce):
+            for task in (*timers, announce, closing):
                 task.cancel()
+
+    @staticmethod
+    async def _end_waits_on_exit(server: uvicorn.Server, svc: Services) -> None:
+        """Long-polls answer at once when the host stops, so the graceful shutdown is quick."""
+        while not server.should_exit:
+            await asyncio.sleep(0.05)
+        svc.wakeups.close()
 
     async def _announce_when_ready(self, server: uvicorn.Server, functions: list[IndexedFunction]) -> None:
         while not server.started:

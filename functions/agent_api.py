@@ -1,0 +1,37 @@
+"""HTTP triggers of the node agents' API (beside Batch AI's, under agent/): thin wrappers around
+shared/api/agent.py, answering errors as CloudErrors like the rest of the API."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from functions.http_api import guarded, guarded_async, to_api_request, to_http_response
+from shared.api import agent
+from shared.composition import services
+
+bp = func.Blueprint()
+
+
+@bp.function_name("Agent_Register")
+@bp.route(route="agent/register", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+def register(req: func.HttpRequest) -> func.HttpResponse:
+    return to_http_response(guarded("Agent_Register", lambda: agent.register(services(), to_api_request(req))))
+
+
+@bp.function_name("Agent_Heartbeat")
+@bp.route(route="agent/heartbeat", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+def heartbeat(req: func.HttpRequest) -> func.HttpResponse:
+    return to_http_response(guarded("Agent_Heartbeat", lambda: agent.heartbeat(services(), to_api_request(req))))
+
+
+@bp.function_name("Agent_Assignment")
+@bp.route(route="agent/assignment", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+async def assignment(req: func.HttpRequest) -> func.HttpResponse:
+    answer = await guarded_async("Agent_Assignment", lambda: agent.assignment(services(), to_api_request(req)))
+    return to_http_response(answer)
+
+
+@bp.function_name("Agent_Report")
+@bp.route(route="agent/report", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+def report(req: func.HttpRequest) -> func.HttpResponse:
+    return to_http_response(guarded("Agent_Report", lambda: agent.report(services(), to_api_request(req))))

@@ -1,0 +1,24 @@
+"""Queue and timer triggers of the scheduler: the cluster-work queue (dispatch a cluster's lanes,
+reconcile its pool) and the timer that reconciles every cluster, so that a lost signal costs at
+most one timer period."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from shared import cluster_work, lanes
+from shared.composition import services
+
+bp = func.Blueprint()
+
+
+@bp.function_name("ClusterWork")
+@bp.service_bus_queue_trigger(arg_name="msg", queue_name=lanes.CLUSTER_WORK_QUEUE, connection="BATCHAI_SERVICEBUS")
+def cluster_work_message(msg: func.ServiceBusMessage) -> None:
+    cluster_work.handle_message(services(), msg.get_body())
+
+
+@bp.function_name("ReconcileClusters")
+@bp.timer_trigger(arg_name="timer", schedule="*/2 * * * * *", run_on_startup=True)
+def reconcile_clusters(timer: func.TimerRequest) -> None:
+    cluster_work.reconcile_all(services())

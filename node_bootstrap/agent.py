@@ -1,0 +1,214 @@
+"""The node agent: owns one node of a cluster for the control plane.
+
+It registers (trading the pool's bootstrap token for the node's own credential), heartbeats, and
+asks for work with a long-poll that says what it runs now; the answer tells it to start an attempt
+or to stop one that is no longer current. The master node of an attempt runs the job's command and
+reports its exit code with the attempt number. Connection problems are retried (the control plane
+may restart); a node the control plane removed (410) stops its job and exits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from node_bootstrap.launch import Launch, prepare_launch
+
+log = logging.getLogger("node_bootstrap")
+ASSIGNMENT_WAIT = 20.0
+RETRY_SECONDS = 0.5
+
+
+class NodeRemoved(Exception):
+    """The control plane no longer knows this node: stop everything and exit."""
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    node_dir: Path
+    cluster_id: str
+    node_id: str
+    address: str
+    token: str
+    endpoint: str = ""
+    endpoint_file: str | None = None
+    orphan_seconds: float = 600.0  # give up after this long without reaching the control plane
+
+    @classmethod
+    def load(cls, node_dir: Path) -> Bootstrap:
+        data = json.loads((node_dir / "bootstrap.json").read_text())
+        return cls(node_dir=node_dir, cluster_id=data["cluster_id"], node_id=data["node_id"],
+                   address=data.get("address", "127.0.0.1"), token=data["token"], endpoint=data.get("endpoint") or "",
+                   endpoint_file=data.get("endpoint_file"), orphan_seconds=float(data.get("orphan_seconds", 600)))
+
+
+@dataclass
+class Running:
+    job: str
+    attempt: int
+    process: subprocess.Popen[bytes] | None  # None on nodes that only hold the gang's place
+
+
+class Agent:
+    def __init__(self, boot: Bootstrap) -> None:
+        self.boot = boot
+        self.http = httpx.Client(transport=httpx.HTTPTransport(local_address=boot.address), timeout=ASSIGNMENT_WAIT + 10)
+        self.node = ""
+        self.credential = ""
+        self.heartbeat_seconds = 2.0
+        self.running: Running | None = None
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.last_contact = time.monotonic()
+
+    # -- talking to the control plane ---------------------------------------------------------------
+    def endpoint(self) -> str:
+        if self.boot.endpoint_file:
+            try:
+                return Path(self.boot.endpoint_file).read_text().strip()
+            except OSError:
+                pass
+        return self.boot.endpoint
+
+    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One request, retried until the control plane answers (it may be restarting)."""
+        while not self.stopping.is_set():
+            base = self.endpoint()
+            if base:
+                try:
+                    headers = {"x-batchai-node": self.node, "x-batchai-node-credential": self.credential}
+                    answer = self.http.request(method, f"{base}/{path}", headers=headers, **kwargs)
+                    if answer.status_code < 500:
+                        self.last_contact = time.monotonic()
+                        if answer.status_code == 410:
+                            raise NodeRemoved(answer.text)
+                        return answer
+                except httpx.HTTPError:
+                    pass
+            if time.monotonic() - self.last_contact > self.boot.orphan_seconds:
+                raise NodeRemoved("the control plane has been unreachable for too long")
+            self.stopping.wait(RETRY_SECONDS)
+        raise NodeRemoved("stopping")
+
+    def register(self) -> None:
+        body = {"clusterId": self.boot.cluster_id, "nodeId": self.boot.node_id, "address": self.boot.address,
+                "token": self.boot.token}
+        answer = self.call("POST", "agent/register", json=body)
+        if answer.status_code != 200:
+            raise NodeRemoved(f"registration refused: {answer.status_code} {answer.text}")
+        data = answer.json()
+        self.node, self.credential = data["node"], data["credential"]
+        self.heartbeat_seconds = float(data.get("heartbeatSeconds", 2.0))
+        log.info("registered as %s", self.node)
+
+    def authed(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """A call with the node's credential; registers again if the credential was refused."""
+        answer = self.call(method, path, **kwargs)
+        if answer.status_code == 401:
+            self.register()
+            answer = self.call(method, path, **kwargs)
+        return answer
+
+    # -- the loops ------------------------------------------------------------------------------------
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, self._terminated)
+        try:
+            self.register()
+            threading.Thread(target=self._heartbeats, daemon=True).start()
+            while not self.stopping.is_set():
+                self._follow_assignment()
+        except NodeRemoved as reason:
+            log.info("leaving: %s", reason)
+        finally:
+            self.stopping.set()
+            self._stop_running()
+
+    def _terminated(self, *_: object) -> None:
+        """SIGTERM (the pool removes the node, or the heartbeat found it removed): leave now,
+        even from the middle of a long-poll."""
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        self.stopping.set()
+        raise NodeRemoved("terminated")
+
+    def _heartbeats(self) -> None:
+        while not self.stopping.wait(self.heartbeat_seconds):
+            try:
+                self.authed("POST", "agent/heartbeat", json={})
+            except NodeRemoved:
+                signal.raise_signal(signal.SIGTERM)  # wakes the main loop out of its long-poll
+                return
+
+    def _follow_assignment(self) -> None:
+        with self.lock:
+            running = f"{self.running.job}#{self.running.attempt}" if self.running else ""
+        answer = self.authed("GET", "agent/assignment", params={"wait": ASSIGNMENT_WAIT, "running": running})
+        if answer.status_code != 200:
+            log.warning("assignment: %s %s", answer.status_code, answer.text[:300])
+            self.stopping.wait(RETRY_SECONDS)
+            return
+        wanted = answer.json().get("assignment")
+        with self.lock:
+            current = self.running
+        if current and (wanted is None or (wanted["job"], wanted["attempt"]) != (current.job, current.attempt)):
+            self._stop_running()
+        if wanted and (current is None or (wanted["job"], wanted["attempt"]) != (current.job, current.attempt)):
+            self._start(wanted)
+
+    # -- jobs -----------------------------------------------------------------------------------------
+    def _start(self, assignment: dict[str, Any]) -> None:
+        if not assignment["master"]:
+            with self.lock:
+                self.running = Running(assignment["job"], assignment["attempt"], None)
+            return
+        launch = prepare_launch(self.boot.node_dir, self.boot.address, assignment)
+        process = launch.start()
+        with self.lock:
+            self.running = Running(assignment["job"], assignment["attempt"], process)
+        threading.Thread(target=self._wait_and_report, args=(self.running, launch), daemon=True).start()
+
+    def _wait_and_report(self, run: Running, launch: Launch) -> None:
+        assert run.process is not None
+        code = launch.wait(run.process)
+        with self.lock:
+            if self.running is not run:
+                return  # stopped on the control plane's word: nothing to report
+        try:
+            answer = self.authed("POST", "agent/report", json={"job": run.job, "attempt": run.attempt,
+                                                               "exitCode": code})
+            if answer.status_code != 200:
+                log.warning("report of %s#%d refused: %s", run.job, run.attempt, answer.text[:300])
+        except NodeRemoved:
+            pass
+        with self.lock:
+            if self.running is run:
+                self.running = None
+
+    def _stop_running(self) -> None:
+        with self.lock:
+            run, self.running = self.running, None
+        if run is not None and run.process is not None and run.process.poll() is None:
+            kill_group(run.process)
+
+
+def kill_group(process: subprocess.Popen[bytes], grace: float = 2.0) -> None:
+    """Stop a job's whole process group: SIGTERM, then SIGKILL after a grace period."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue

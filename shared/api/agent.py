@@ -1,0 +1,161 @@
+"""The node agents' API, beside Batch AI's (routes under agent/): register, heartbeat, wait for an
+assignment, report an exit code. Every call but register carries the node's own credential, and
+can touch only that node and the attempt it holds (invariant 3: stale attempts are refused).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import secrets
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared import errors, job_runs, lanes, nodes
+from shared.api.request import ApiRequest, ApiResponse, ok, parse_body
+from shared.composition import Services
+from shared.ids import CLUSTER, ResourceRef
+from shared.resources import R
+from shared.scheduler import IDLE, PREPARING
+
+NODE_HEADER = "x-batchai-node"
+CREDENTIAL_HEADER = "x-batchai-node-credential"
+STORE_RECHECK_SECONDS = 1.0  # a waiting agent re-reads the store this often when nobody wakes it
+
+
+class AgentModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=False)
+
+
+class Registration(AgentModel):
+    cluster_id: str = Field(alias="clusterId", max_length=1000)
+    node_id: str = Field(alias="nodeId", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    address: str = Field(max_length=64)
+    token: str = Field(max_length=200, repr=False)
+
+
+class Report(AgentModel):
+    job: str = Field(max_length=1000)
+    attempt: int = Field(ge=1)
+    exit_code: int = Field(alias="exitCode")
+
+
+class Unauthorized(errors.ApiError):
+    status, code = 401, "Unauthorized"
+
+
+class Gone(errors.ApiError):
+    status, code = 410, "NodeRemoved"
+
+
+def register(svc: Services, req: ApiRequest) -> ApiResponse:
+    """Trade the cluster's bootstrap token for this node's own credential."""
+    reg = parse_body(Registration, req)
+    ref = ResourceRef.parse(reg.cluster_id, CLUSTER)
+    cluster = svc.store.read(R, ref.pk, ref.key) if ref else None
+    if cluster is None or not hmac.compare_digest(cluster.get("agentToken", ""), reg.token):
+        raise Unauthorized("The cluster id or bootstrap token is not valid.", target="token")
+    uid = lanes.cluster_uid(cluster)
+    credential = secrets.token_urlsafe(32)
+    now = svc.clock.now()
+    nodes.ensure(svc.store, nodes.new_doc(uid, reg.node_id, cluster["id"], cluster["pk"], reg.address, now))
+    previous: dict[str, Any] = {}
+
+    def join(doc: dict[str, Any]) -> bool:
+        previous.update(doc)
+        doc.update(credential=nodes.hash_secret(credential), address=reg.address, since=nodes.stamp(now))
+        if doc["state"] == PREPARING:
+            doc["state"] = IDLE
+        return True
+
+    node = nodes.change(svc.store, uid, reg.node_id, join)
+    if node is None:
+        raise Gone(f"The node {reg.node_id} is no longer part of the cluster.", target="nodeId")
+    if previous.get("job"):  # a restarted agent lost whatever it ran: that attempt starts again
+        job_runs.requeue_holder(svc, previous, "AgentRestarted", "The node's agent restarted during the job.")
+    lanes.signal(svc.messaging, cluster["id"], cluster["pk"])
+    return ok({"node": node["id"], "credential": credential, "heartbeatSeconds": svc.settings.heartbeat_seconds})
+
+
+def authenticate(svc: Services, req: ApiRequest) -> dict[str, Any]:
+    """The calling node's document; 401 without a valid credential, 410 for a removed node."""
+    key = req.headers.get(NODE_HEADER, "")
+    secret = req.headers.get(CREDENTIAL_HEADER, "")
+    uid, _, node_id = key.partition("|")
+    if not uid or not node_id or not secret:
+        raise Unauthorized("The node's credential is missing.", target=NODE_HEADER)
+    doc = svc.store.read(nodes.N, uid, key)
+    if doc is None:
+        raise Gone("The node is no longer part of its cluster.", target=NODE_HEADER)
+    if not nodes.credential_matches(doc, secret):
+        raise Unauthorized("The node's credential is not valid.", target=CREDENTIAL_HEADER)
+    return doc
+
+
+def heartbeat(svc: Services, req: ApiRequest) -> ApiResponse:
+    node = authenticate(svc, req)
+    return ok({"state": node["state"]})
+
+
+def current_assignment(svc: Services, node: dict[str, Any]) -> dict[str, Any] | None:
+    """What the node should be running now: its attempt, if the job's start was written."""
+    if node.get("job") is None:
+        return None
+    job = svc.store.read(R, node["jobPk"], node["job"])
+    if job is None or job["state"] != job_runs.RUNNING or job["attempt"] != node["attempt"] \
+            or node["nodeId"] not in job["nodes"]:
+        return None
+    uid = node["pk"]
+    members = [svc.store.read(nodes.N, uid, nodes.node_key(uid, n)) for n in job["nodes"]]
+    return {
+        "job": job["id"], "jobId": job["resource"]["id"], "attempt": job["attempt"],
+        "master": job["nodes"][0] == node["nodeId"],
+        "nodes": [{"nodeId": m["nodeId"], "address": m["address"]} for m in members if m],
+        "properties": job["spec"],  # with secret values: only ever sent to the job's own nodes
+        "jobOutputDirectoryPathSegment": job["resource"]["properties"]["jobOutputDirectoryPathSegment"],
+    }
+
+
+def _running(req: ApiRequest) -> tuple[str, int] | None:
+    job, _, attempt = req.query.get("running", "").rpartition("#")
+    return (job, int(attempt)) if job and attempt.isdigit() else None
+
+
+async def assignment(svc: Services, req: ApiRequest) -> ApiResponse:
+    """Long-poll: answers as soon as what the node should run differs from what it says it runs
+    (`running=<job>#<attempt>`), or after `wait` seconds with the same answer."""
+    node = await asyncio.to_thread(authenticate, svc, req)
+    running = _running(req)
+    try:
+        wait = min(float(req.query.get("wait", "0")), svc.settings.assignment_wait_seconds)
+    except ValueError:
+        raise errors.InvalidParameter("wait must be a number of seconds.", target="wait") from None
+    deadline = asyncio.get_running_loop().time() + max(wait, 0.0)
+    while True:
+        current = await asyncio.to_thread(current_assignment, svc, node)
+        held = (current["job"], current["attempt"]) if current else None
+        left = deadline - asyncio.get_running_loop().time()
+        if held != running or left <= 0 or svc.wakeups.closed:
+            return ok({"state": node["state"], "assignment": current})
+        await svc.wakeups.wait(node["id"], min(left, STORE_RECHECK_SECONDS))
+        node = await asyncio.to_thread(authenticate, svc, req)
+
+
+def report(svc: Services, req: ApiRequest) -> ApiResponse:
+    """The master node's process exited: the attempt ends, the job succeeds or fails."""
+    node = authenticate(svc, req)
+    rep = parse_body(Report, req)
+    if node.get("job") != rep.job or node.get("attempt") != rep.attempt:
+        raise errors.Conflict("The node does not hold that attempt of the job (it ended or moved).",
+                              target="attempt", code="StaleAttempt")
+
+    def end(job: dict[str, Any]) -> bool:
+        if job["state"] != job_runs.RUNNING or job["attempt"] != rep.attempt:
+            return False
+        job_runs.finish(job, rep.exit_code, svc.clock.now())
+        return True
+
+    job_runs.transition(svc, node["jobPk"], rep.job, end)
+    return ok({"accepted": True})
+

@@ -1,0 +1,47 @@
+"""What the cluster-work queue asks for: dispatch a cluster's lanes, or reconcile its pool (which
+is followed by a dispatch, since new or freed nodes may take the waiting jobs). Both run under the
+cluster's lease; a request that finds the lease taken is left to the holder."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from shared import dispatcher, lanes, leases, pools
+from shared.composition import Services
+from shared.ports.state_store import Query
+from shared.resources import DELETING, R
+
+
+def handle_message(svc: Services, body: bytes) -> None:
+    """A cluster-work message: {"cluster": key, "pk": partition, "action": dispatch|reconcile}."""
+    request = json.loads(body)
+    run(svc, request["pk"], request["cluster"], request.get("action", lanes.DISPATCH))
+
+
+def run(svc: Services, pk: str, cluster_key: str, action: str) -> None:
+    cluster = svc.store.read(R, pk, cluster_key)
+    if cluster is None or _deleting(cluster):
+        return
+
+    def work(requests: set[str]) -> None:
+        current = svc.store.read(R, pk, cluster_key)
+        if current is None or _deleting(current):
+            return
+        if lanes.RECONCILE in requests:
+            pools.reconcile(svc, current)
+            current = svc.store.read(R, pk, cluster_key) or current
+        dispatcher.dispatch(svc, current)
+
+    leases.run_exclusive(svc.store, svc.clock, lanes.cluster_uid(cluster), action, work)
+
+
+def reconcile_all(svc: Services) -> None:
+    """The timer's round: every cluster's pool reconciled (and its lanes dispatched)."""
+    for cluster in svc.store.query(R, Query(where={"kind": "cluster"})):
+        if not _deleting(cluster):
+            run(svc, cluster["pk"], cluster["id"], lanes.RECONCILE)
+
+
+def _deleting(cluster: dict[str, Any]) -> bool:
+    return cluster["resource"]["properties"].get("provisioningState") == DELETING

@@ -1,0 +1,106 @@
+"""The dispatcher: places the jobs at the heads of a cluster's lanes on idle nodes, a whole gang
+at a time, highest lane first, FIFO within a lane (invariants 2, 3 and 4).
+
+Runs under the cluster's lease (leases.py), so it is the only one placing jobs on that cluster.
+It looks at lane heads with `peek`, which neither locks nor spends a delivery: a job that cannot be
+placed yet stays at the head of the line, and nothing behind it starts ahead of it.
+A lane message is removed only after the job's start is written, and a message whose job is no
+longer waiting for that attempt is just removed: redelivery and repeats change nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from shared import job_runs, lanes, nodes
+from shared.composition import Services
+from shared.ports.messaging import ReceivedMessage
+from shared.resources import R
+from shared.scheduler import PRIORITIES, choose_nodes, free_nodes
+
+log = logging.getLogger(__name__)
+
+
+def dispatch(svc: Services, cluster: dict[str, Any]) -> None:
+    """Start every job the cluster's idle nodes can take now, in order. Call under the lease."""
+    uid = lanes.cluster_uid(cluster)
+    docs = {d["nodeId"]: d for d in nodes.list_docs(svc.store, uid)}
+    free = free_nodes(nodes.view(d) for d in docs.values())
+    while True:
+        head = _head(svc, uid)
+        if head is None:
+            return
+        lane, message = head
+        body = json.loads(message.body)
+        job = svc.store.read(R, body["pk"], body["job"])
+        if job is None or job["state"] != job_runs.QUEUED or job.get("attempt", 0) != body["attempt"]:
+            _remove(svc, lane, message)  # stale: the job started, ended or went away
+            continue
+        node_count = job["resource"]["properties"]["nodeCount"]
+        chosen = choose_nodes(node_count, free)
+        if chosen is None:
+            if _cluster_can_grow(cluster, len(docs)):
+                lanes.signal(svc.messaging, cluster["id"], cluster["pk"], lanes.RECONCILE)
+            return  # the head holds the line until nodes come
+        if _place(svc, uid, job, [docs[n] for n in chosen]):
+            _remove(svc, lane, message)
+            free = [n for n in free if n.node_id not in chosen]
+        else:  # a node or the job changed under us: look again from the store
+            docs = {d["nodeId"]: d for d in nodes.list_docs(svc.store, uid)}
+            free = free_nodes(nodes.view(d) for d in docs.values())
+
+
+def _head(svc: Services, uid: str) -> tuple[str, ReceivedMessage] | None:
+    for priority in PRIORITIES:
+        lane = lanes.lane(uid, priority)
+        peeked = svc.messaging.peek(lane, 1)
+        if peeked:
+            return lane, peeked[0]
+    return None
+
+
+def _remove(svc: Services, lane: str, head: ReceivedMessage) -> None:
+    """Take the peeked head off its lane."""
+    for message in svc.messaging.receive(lane, 1):
+        if message.message_id == head.message_id:
+            svc.messaging.complete(lane, message)
+        else:  # the head was locked by a crashed dispatcher: leave this one where it is
+            svc.messaging.abandon(lane, message)
+
+
+def _place(svc: Services, uid: str, job: dict[str, Any], chosen: list[dict[str, Any]]) -> bool:
+    """Claim every chosen node for the job's next attempt, then record the start: all or nothing."""
+    now = svc.clock.now()
+    attempt = job.get("attempt", 0) + 1
+    claimed: list[dict[str, Any]] = []
+    for doc in chosen:
+        if not nodes.claim(svc.store, doc, job["id"], job["pk"], attempt, now):
+            break
+        claimed.append(doc)
+    started = None
+    if len(claimed) == len(chosen):
+        node_ids = [d["nodeId"] for d in chosen]
+
+        def begin(doc: dict[str, Any]) -> bool:
+            if doc["state"] != job_runs.QUEUED or doc.get("attempt", 0) + 1 != attempt:
+                return False
+            job_runs.start(doc, node_ids, now)
+            return True
+
+        started = job_runs.transition(svc, job["pk"], job["id"], begin)
+    if started is None:
+        for doc in claimed:
+            nodes.release(svc.store, uid, doc["nodeId"], job["id"], attempt, now)
+        return False
+    for doc in chosen:
+        svc.wakeups.notify(doc["id"])
+    log.info("job %s attempt %d placed on %s", job["id"], attempt, ", ".join(d["nodeId"] for d in chosen))
+    return True
+
+
+def _cluster_can_grow(cluster: dict[str, Any], node_count: int) -> bool:
+    auto = cluster["spec"]["scaleSettings"].get("autoScale")
+    return auto is not None and node_count < int(auto["maximumNodeCount"])
+

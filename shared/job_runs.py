@@ -1,0 +1,142 @@
+"""A job's run: its execution state machine, and what each transition frees or publishes.
+
+    queued --(dispatcher places it)--> running --(agent reports exit)--> succeeded | failed
+       ^                                  |
+       +--------(requeue: node lost, cluster shrunk)
+    queued | running --(terminate, cluster deleted, cannot fit)--> failed
+
+Each start raises the job's attempt number; nodes, reports and kills all carry it (invariant 3).
+The transition is one ETag-guarded write of the job document; what follows from it (nodes given back,
+the lane message, a dispatch signal) is idempotent, so a crash in between is repaired by a retry.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from shared import lanes, nodes
+from shared.composition import Services
+from shared.nodes import stamp
+from shared.resources import R, retrying_on_etag
+from shared.ports.state_store import NotFound
+
+QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
+FINAL = frozenset({SUCCEEDED, FAILED})
+
+
+def _set_state(doc: dict[str, Any], state: str, now: datetime) -> None:
+    doc["state"] = state
+    props = doc["resource"]["properties"]
+    props["executionState"] = state
+    props["executionStateTransitionTime"] = stamp(now)
+
+
+def start(doc: dict[str, Any], node_ids: list[str], now: datetime) -> None:
+    """Queued -> running on these nodes, as the next attempt."""
+    doc["attempt"] = doc.get("attempt", 0) + 1
+    doc["nodes"] = list(node_ids)
+    _set_state(doc, RUNNING, now)
+    doc["resource"]["properties"]["executionInfo"] = {"startTime": stamp(now)}
+
+
+def finish(doc: dict[str, Any], exit_code: int, now: datetime) -> None:
+    """Running -> succeeded (exit code 0) or failed."""
+    _set_state(doc, SUCCEEDED if exit_code == 0 else FAILED, now)
+    info = doc["resource"]["properties"].setdefault("executionInfo", {})
+    info.update(endTime=stamp(now), exitCode=exit_code)
+    if exit_code != 0:
+        info["errors"] = [{"code": "JobFailed", "message": f"The job's process exited with code {exit_code}."}]
+
+
+def fail(doc: dict[str, Any], now: datetime, code: str, message: str) -> None:
+    """Any unfinished state -> failed, with the reason."""
+    _set_state(doc, FAILED, now)
+    info = doc["resource"]["properties"].setdefault("executionInfo", {})
+    info["endTime"] = stamp(now)
+    info["errors"] = [{"code": code, "message": message}]
+
+
+def requeue(doc: dict[str, Any], now: datetime) -> None:
+    """Running -> queued: the attempt is over; the next one starts from the head of the lane."""
+    doc["nodes"] = []
+    _set_state(doc, QUEUED, now)
+
+
+Edit = Callable[[dict[str, Any]], bool]
+
+
+def transition(svc: Services, pk: str, job_key: str, edit: Edit) -> dict[str, Any] | None:
+    """Apply `edit` (False: no change) to the job under its ETag, then give back the nodes of an
+    attempt that ended, publish a job that is queued again, and wake the dispatcher.
+    Returns the job as written, or None if it is gone or unchanged."""
+    written = _write(svc, pk, job_key, edit)
+    if written is None:
+        return None
+    before, after = written
+    attempt_ended = before["state"] == RUNNING and (after["state"] != RUNNING or after["attempt"] != before["attempt"])
+    if attempt_ended:
+        free_attempt(svc, before)
+    if after["state"] == QUEUED and before["state"] != QUEUED:
+        lanes.publish_job(svc.messaging, after)
+    if attempt_ended or after["state"] == QUEUED:
+        lanes.signal(svc.messaging, after["cluster"], after["clusterPk"])
+    return after
+
+
+def requeue_holder(svc: Services, node: dict[str, Any], code: str, message: str) -> None:
+    """The attempt holding this node ends (the node is lost or leaving): its job queues again."""
+    if node.get("job") is None:
+        return
+    attempt = node["attempt"]
+
+    def edit(job: dict[str, Any]) -> bool:
+        if job["state"] != RUNNING or job["attempt"] != attempt:
+            return False
+        requeue(job, svc.clock.now())
+        job.setdefault("history", []).append({"attempt": attempt, "code": code, "message": message})
+        return True
+
+    transition(svc, node["jobPk"], node["job"], edit)
+
+
+def fail_holder(svc: Services, node: dict[str, Any], code: str, message: str) -> None:
+    """The attempt holding this node ends and its job fails with the reason."""
+    if node.get("job") is None:
+        return
+    attempt = node["attempt"]
+
+    def edit(job: dict[str, Any]) -> bool:
+        if job["state"] != RUNNING or job["attempt"] != attempt:
+            return False
+        fail(job, svc.clock.now(), code, message)
+        return True
+
+    transition(svc, node["jobPk"], node["job"], edit)
+
+
+def free_attempt(svc: Services, job: dict[str, Any]) -> None:
+    """Give back every node the job's current attempt holds, and tell their agents at once."""
+    now = svc.clock.now()
+    for node_id in job.get("nodes") or []:
+        nodes.release(svc.store, job["clusterUid"], node_id, job["id"], job["attempt"], now)
+        svc.wakeups.notify(nodes.node_key(job["clusterUid"], node_id))
+
+
+def _write(svc: Services, pk: str, job_key: str, edit: Edit) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(before, after) of one ETag-guarded edit, re-read and retried when another writer won."""
+    for retry in retrying_on_etag():
+        with retry:
+            before = svc.store.read(R, pk, job_key)
+            if before is None:
+                return None
+            doc = copy.deepcopy(before)
+            if not edit(doc):
+                return None
+            try:
+                return before, svc.store.replace(R, doc, etag=before["_etag"])
+            except NotFound:
+                return None
+    return None

@@ -1,0 +1,61 @@
+"""Queues of the scheduler: each cluster's priority lanes, and the queue of cluster work signals.
+
+A job waits in its cluster's lane for its priority (high, normal, low), FIFO within the lane. The
+"cluster-work" queue wakes the function that dispatches (places lane heads on nodes) or reconciles
+(sizes the pool) one cluster. Messages are signals; the store is the truth (shared/dispatcher.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from shared.ports.messaging import EntityOptions, Messaging, OutgoingMessage
+from shared.scheduler import PRIORITIES
+
+CLUSTER_WORK_QUEUE = "cluster-work"
+DISPATCH, RECONCILE = "dispatch", "reconcile"
+# Lane messages are only read at the head; a short lock bounds the wait after a crash mid-dispatch.
+LANE_OPTIONS = EntityOptions(lock_duration=timedelta(seconds=10), max_delivery_count=10,
+                             duplicate_detection_window=timedelta(minutes=10))
+WORK_OPTIONS = EntityOptions(lock_duration=timedelta(seconds=60), max_delivery_count=10,
+                             duplicate_detection_window=None)
+# Queues that exist for the whole deployment (infra/main.bicep makes them on Azure).
+STATIC_QUEUES = {CLUSTER_WORK_QUEUE: WORK_OPTIONS}
+
+
+def cluster_uid(doc: dict[str, Any]) -> str:
+    """A cluster's own id, new for every cluster ever made: names of its lanes and its pool."""
+    return doc.get("uid") or hashlib.sha1(doc["id"].encode()).hexdigest()[:16]
+
+
+def lane(uid: str, priority: str) -> str:
+    return f"jobs-{uid}-{priority}"
+
+
+def create_lanes(messaging: Messaging, uid: str) -> None:
+    for priority in PRIORITIES:
+        messaging.create_queue(lane(uid, priority), LANE_OPTIONS)
+
+
+def delete_lanes(messaging: Messaging, uid: str) -> None:
+    for priority in PRIORITIES:
+        messaging.delete_queue(lane(uid, priority))
+
+
+def publish_job(messaging: Messaging, job: dict[str, Any]) -> None:
+    """Put a queued job at the back of its lane. The message id is the job and its attempt count,
+    so publishing twice (a retry, or the reconciler) leaves one message."""
+    body = {"job": job["id"], "pk": job["pk"], "attempt": job["attempt"]}
+    messaging.send(lane(job["clusterUid"], job["priority"]),
+                   [OutgoingMessage(json.dumps(body).encode(), message_id=f"{job['id']}#{job['attempt']}")])
+
+
+def signal(messaging: Messaging, cluster_key: str, pk: str, action: str = DISPATCH) -> None:
+    """Ask for the cluster's work to be done soon: dispatch its queue, or reconcile its pool."""
+    body = {"cluster": cluster_key, "pk": pk, "action": action}
+    messaging.send(CLUSTER_WORK_QUEUE, [OutgoingMessage(json.dumps(body).encode(), message_id=uuid.uuid4().hex,
+                                                        subject=action)])

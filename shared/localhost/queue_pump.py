@@ -1,0 +1,86 @@
+"""Service Bus triggers on the local host: each queue-triggered function is fed from the embedded
+messaging adapter with the Functions host's semantics — peek-lock, several messages at once,
+complete on success, abandon on failure (so the delivery count rises and the queue's max delivery
+count dead-letters a message that keeps failing)."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+from typing import Any
+
+from azure.functions.servicebus import ServiceBusMessage
+
+from shared.localhost.functions_index import IndexedFunction
+from shared.ports.messaging import Messaging, ReceivedMessage
+
+log = logging.getLogger(__name__)
+POLL_SECONDS = 0.5  # how long one receive waits; bounds how fast the pump notices a stop
+
+
+def trigger_message(message: ReceivedMessage) -> ServiceBusMessage:
+    """The message as a Functions trigger receives it."""
+    return ServiceBusMessage(
+        body=message.body, message_id=message.message_id, application_properties=dict(message.application_properties),
+        user_properties=dict(message.application_properties), correlation_id=message.correlation_id,
+        delivery_count=message.delivery_count, enqueued_time_utc=message.enqueued_time,
+        locked_until=message.locked_until, lock_token=message.lock_token, sequence_number=message.sequence_number,
+        subject=message.subject, label=message.subject, reply_to=message.reply_to,
+        dead_letter_reason=message.dead_letter_reason, dead_letter_error_description=message.dead_letter_description)
+
+
+class QueuePump:
+    """`concurrency` threads per queue-triggered function, until `stop()`."""
+
+    def __init__(self, messaging: Messaging, functions: list[IndexedFunction], concurrency: int = 4) -> None:
+        self.messaging = messaging
+        self.functions = [f for f in functions if f.trigger_type == "serviceBusTrigger" and f.queue_name]
+        self.concurrency = concurrency
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for function in self.functions:
+            for n in range(self.concurrency):
+                thread = threading.Thread(target=self._pump, args=(function,), name=f"pump-{function.name}-{n}",
+                                          daemon=True)
+                thread.start()
+                self._threads.append(thread)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def _pump(self, function: IndexedFunction) -> None:
+        queue = function.queue_name
+        assert queue is not None
+        while not self._stop.is_set():
+            try:
+                received = self.messaging.receive(queue, 1, max_wait=POLL_SECONDS)
+            except Exception:
+                log.exception("receiving from %s failed", queue)
+                self._stop.wait(POLL_SECONDS)
+                continue
+            for message in received:
+                self._deliver(function, queue, message)
+
+    def _deliver(self, function: IndexedFunction, queue: str, message: ReceivedMessage) -> None:
+        try:
+            result: Any = function.func(trigger_message(message))
+            if inspect.iscoroutine(result):
+                raise TypeError("async queue-triggered functions are not supported by the local host")
+        except Exception:
+            log.exception("function %s failed on message %s (delivery %d)", function.name, message.message_id,
+                          message.delivery_count)
+            self._settle(self.messaging.abandon, queue, message)
+            return
+        self._settle(self.messaging.complete, queue, message)
+
+    @staticmethod
+    def _settle(settle: Any, queue: str, message: ReceivedMessage) -> None:
+        try:
+            settle(queue, message)
+        except Exception:  # lock lost: the message comes back and the (idempotent) function runs again
+            log.warning("could not settle message %s on %s", message.message_id, queue)

@@ -1,0 +1,179 @@
+"""The pool manager: keeps each cluster's VM pool, node documents and allocation state in line with
+its scale settings (shared/autoscale.py decides the size; this module carries it out).
+
+Runs under the cluster's lease (leases.py), from the cluster-work queue and from a timer, and is
+idempotent: every run compares what the pool has, what the store says and what is wanted.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from shared import autoscale, job_runs, lanes, nodes
+from shared.composition import Services
+from shared.nodes import stamp
+from shared.ports.state_store import Query
+from shared.ports.vm_pool import AgentBootstrap, PoolNotFound, PoolSpec
+from shared.resources import R, mutate_doc
+from shared.scheduler import LEAVING, UNUSABLE
+
+log = logging.getLogger(__name__)
+DEFAULT_IMAGE = {"publisher": "Canonical", "offer": "UbuntuServer", "sku": "16.04-LTS", "version": "latest"}
+
+
+def pool_id(cluster: dict[str, Any]) -> str:
+    return f"c{lanes.cluster_uid(cluster)}"
+
+
+def new_agent_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def pool_spec(svc: Services, cluster: dict[str, Any]) -> PoolSpec:
+    spec = cluster["spec"]
+    account = spec.get("userAccountSettings", {})
+    image = (spec.get("virtualMachineConfiguration") or {}).get("imageReference") or DEFAULT_IMAGE
+    return PoolSpec(
+        pool_id=pool_id(cluster), vm_size=spec["vmSize"], vm_priority=spec.get("vmPriority", "dedicated"),
+        image_reference=image, admin_user_name=account.get("adminUserName", "batchai"),
+        admin_password=account.get("adminUserPassword"), admin_ssh_public_key=account.get("adminUserSshPublicKey"),
+        subnet_id=(spec.get("subnet") or {}).get("id"), location=svc.settings.default_location,
+        bootstrap=AgentBootstrap(endpoint=svc.settings.public_endpoint, cluster_id=cluster["resource"]["id"],
+                                 token=cluster["agentToken"]),
+        tags={"batchai-cluster": cluster["resource"]["id"][-256:]})
+
+
+def reconcile(svc: Services, cluster: dict[str, Any]) -> None:
+    """Bring the cluster's pool to the size it should have now. Call under the lease."""
+    uid = lanes.cluster_uid(cluster)
+    if not cluster.get("provisioned"):
+        lanes.create_lanes(svc.messaging, uid)
+        svc.pool.create_pool(pool_spec(svc, cluster))
+        cluster = mutate_doc(svc.store, cluster, lambda d: d.update(provisioned=True) or True) or cluster
+    now = svc.clock.now()
+    try:
+        pool_nodes = {n.node_id: n for n in svc.pool.list_nodes(pool_id(cluster))}
+    except PoolNotFound:
+        mutate_doc(svc.store, cluster, lambda d: d.update(provisioned=False) or True)
+        return
+    docs = {d["nodeId"]: d for d in nodes.list_docs(svc.store, uid)}
+    lost = [d for node_id, d in docs.items() if node_id not in pool_nodes]
+    failed = [docs[n.node_id] for n in pool_nodes.values() if n.state == "failed" and n.node_id in docs]
+    for doc in lost + failed:  # the machine is gone: its attempt starts again elsewhere
+        job_runs.requeue_holder(svc, doc, "NodeLost", f"The node {doc['nodeId']} was lost.")
+    if failed:
+        svc.pool.remove_nodes(pool_id(cluster), [d["nodeId"] for d in failed])
+    for doc in lost + failed:
+        nodes.delete(svc.store, uid, doc["nodeId"])
+        docs.pop(doc["nodeId"], None)
+    for node in pool_nodes.values():
+        if node.node_id not in docs and node.state in ("creating", "running"):
+            fresh = nodes.new_doc(uid, node.node_id, cluster["id"], cluster["pk"], node.address, now)
+            nodes.ensure(svc.store, fresh)
+            docs[node.node_id] = svc.store.read(nodes.N, uid, fresh["id"]) or fresh
+    _repair_claims(svc, list(docs.values()))
+    docs = {d["nodeId"]: d for d in nodes.list_docs(svc.store, uid)}
+    target = _resize(svc, cluster, uid, docs)
+    _update_allocation(svc, cluster, uid, target)
+
+
+def _resize(svc: Services, cluster: dict[str, Any], uid: str, docs: dict[str, dict[str, Any]]) -> int:
+    """Grow or shrink the pool towards the size it should have; returns that size."""
+    scale = cluster["spec"]["scaleSettings"]
+    views = [nodes.view(d) for d in docs.values()]
+    queued = queued_jobs(svc, cluster)
+    for job in queued:  # a lane message lost in a crash comes back; a repeat is dropped by its id
+        lanes.publish_job(svc.messaging, job)
+    demand = autoscale.Demand(queued=[int(j["resource"]["properties"]["nodeCount"]) for j in queued])
+    idle = timedelta(seconds=svc.settings.autoscale_idle_seconds)
+    target = autoscale.target_size(scale, views, demand, svc.clock.now(), idle)
+    live = [v for v in views if v.state not in (LEAVING, UNUSABLE)]
+    leaving = [v for v in views if v.state == LEAVING]
+    done_leaving = [v.node_id for v in leaving if v.job is None]
+    if len(live) < target:
+        svc.pool.resize(pool_id(cluster), target + len(leaving))
+    elif len(live) > target:
+        shrink = autoscale.choose_removals(live, len(live) - target)
+        option = (scale.get("manual") or {}).get("nodeDeallocationOption", "requeue")
+        for node_id in shrink.running:
+            _deallocate(svc, docs[node_id], option)
+        done_leaving += shrink.remove
+        done_leaving += [n for n in shrink.running if option != "waitforjobcompletion"]
+    if done_leaving:
+        now = svc.clock.now()
+        for node_id in done_leaving:
+            nodes.set_state(svc.store, uid, node_id, LEAVING, now)
+        svc.pool.remove_nodes(pool_id(cluster), done_leaving)
+        for node_id in done_leaving:
+            nodes.delete(svc.store, uid, node_id)
+    return target
+
+
+def _deallocate(svc: Services, doc: dict[str, Any], option: str) -> None:
+    """A node that runs a job is being removed: requeue, fail, or let the job finish first."""
+    nodes.set_state(svc.store, doc["pk"], doc["nodeId"], LEAVING, svc.clock.now())
+    if option == "requeue":
+        job_runs.requeue_holder(svc, doc, "NodeDeallocated", "The cluster was resized; the job was requeued.")
+    elif option == "terminate":
+        job_runs.fail_holder(svc, doc, "JobTerminatedByResize", "The cluster was resized; the job was terminated.")
+
+
+def _repair_claims(svc: Services, docs: list[dict[str, Any]]) -> None:
+    """Free nodes claimed for an attempt that never started or already ended (a crash between
+    the claim and the job's write). Safe: the lease keeps the dispatcher out meanwhile."""
+    now = svc.clock.now()
+    for doc in docs:
+        if doc.get("job") is None:
+            continue
+        job = svc.store.read(R, doc["jobPk"], doc["job"])
+        holds = (job is not None and job["state"] == job_runs.RUNNING and job["attempt"] == doc["attempt"]
+                 and doc["nodeId"] in job.get("nodes", []))
+        if not holds:
+            nodes.release(svc.store, doc["pk"], doc["nodeId"], doc["job"], doc["attempt"], now)
+            svc.wakeups.notify(doc["id"])
+
+
+def queued_jobs(svc: Services, cluster: dict[str, Any]) -> list[dict[str, Any]]:
+    return svc.store.query(R, Query(where={"kind": "job", "cluster": cluster["id"], "state": job_runs.QUEUED}),
+                           pk=cluster["pk"])
+
+
+def _update_allocation(svc: Services, cluster: dict[str, Any], uid: str, target: int) -> None:
+    """allocationState: resizing while the pool is not yet the size asked for, else steady."""
+    views = [nodes.view(d) for d in nodes.list_docs(svc.store, uid)]
+    live = [v for v in views if v.state not in (LEAVING, UNUSABLE)]
+    steady = len(live) == target and len(live) == len(views)
+    state = "steady" if steady else "resizing"
+
+    def edit(doc: dict[str, Any]) -> bool:
+        props = doc["resource"]["properties"]
+        if props.get("allocationState") == state:
+            return False
+        props["allocationState"] = state
+        props["allocationStateTransitionTime"] = stamp(svc.clock.now())
+        return True
+
+    mutate_doc(svc.store, cluster, edit)
+
+
+def teardown(svc: Services, cluster: dict[str, Any]) -> None:
+    """A deleted cluster: its jobs stop, its pool, lanes and nodes go."""
+    uid = lanes.cluster_uid(cluster)
+    for job in svc.store.query(R, Query(where={"kind": "job", "cluster": cluster["id"]}), pk=cluster["pk"]):
+        if job["state"] not in job_runs.FINAL:
+
+            def edit(doc: dict[str, Any]) -> bool:
+                if doc["state"] in job_runs.FINAL:
+                    return False
+                job_runs.fail(doc, svc.clock.now(), "ClusterDeleted", "The job's cluster was deleted.")
+                return True
+
+            job_runs.transition(svc, job["pk"], job["id"], edit)
+    svc.pool.delete_pool(pool_id(cluster))
+    lanes.delete_lanes(svc.messaging, uid)
+    for doc in nodes.list_docs(svc.store, uid):
+        nodes.delete(svc.store, uid, doc["nodeId"])
+

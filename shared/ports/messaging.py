@@ -1,0 +1,166 @@
+"""Messaging port: Service Bus semantics (queues, topics with subscriptions, peek-lock).
+
+Service Bus on Azure; an embedded SQLite adapter on one machine. Messages are signals that may
+be lost, repeated or reordered; the state store stays the single source of truth.
+
+Entity paths, as Service Bus names them:
+    "<queue>"                                   a queue
+    "<topic>"                                   a topic (send only)
+    "<topic>/subscriptions/<subscription>"      a subscription of a topic (receive only)
+    "<queue or subscription path>/$deadletterqueue"   its dead-letter sub-queue (receive only)
+
+Semantics every adapter keeps (the contract suite checks each):
+- FIFO by enqueue order within an entity, for messages that are available (not locked, not scheduled).
+- `receive` locks each message for the entity's lock duration and raises its delivery count by one.
+  `complete` removes it; `abandon` unlocks it at once; a lock that expires unlocks it too.
+  When a message is abandoned (or its lock expires) with delivery count == max delivery count,
+  it moves to the dead-letter sub-queue with reason "MaxDeliveryCountExceeded".
+- `dead_letter` moves it with the given reason and description (read back as application
+  properties "DeadLetterReason" / "DeadLetterErrorDescription", and as the fields below).
+- A message with `scheduled_enqueue_time` is invisible until then.
+- Duplicate detection: within the entity's window, a second message with the same message_id
+  sent to the same queue/topic is accepted and dropped.
+- A topic copies each message to every subscription it has at send time.
+- Operations on a missing entity raise EntityNotFound; settling with a lost lock raises LockLost.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+PropertyValue = str | int | float | bool
+DEAD_LETTER_SUFFIX = "/$deadletterqueue"
+
+
+class MessagingError(Exception):
+    """Base class of messaging errors."""
+
+
+class EntityNotFound(MessagingError):
+    """The queue, topic or subscription does not exist."""
+
+
+class LockLost(MessagingError):
+    """The message's lock expired or it was already settled: another receiver may have it now."""
+
+
+def subscription_path(topic: str, subscription: str) -> str:
+    return f"{topic}/subscriptions/{subscription}"
+
+
+def dead_letter_path(entity: str) -> str:
+    return entity + DEAD_LETTER_SUFFIX
+
+
+@dataclass(frozen=True)
+class EntityOptions:
+    """Settings of a queue or subscription (a topic uses only the duplicate-detection window)."""
+
+    lock_duration: timedelta = timedelta(seconds=30)
+    max_delivery_count: int = 10
+    duplicate_detection_window: timedelta | None = timedelta(minutes=10)  # None: no detection
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    body: bytes
+    message_id: str | None = None  # the adapter makes one when None
+    application_properties: Mapping[str, PropertyValue] = field(default_factory=dict)
+    correlation_id: str | None = None
+    subject: str | None = None
+    reply_to: str | None = None
+    scheduled_enqueue_time: datetime | None = None  # timezone-aware
+
+
+@dataclass(frozen=True)
+class ReceivedMessage:
+    body: bytes
+    message_id: str
+    lock_token: str  # empty for peeked messages
+    delivery_count: int  # 1 on the first delivery
+    sequence_number: int
+    enqueued_time: datetime
+    locked_until: datetime | None
+    application_properties: Mapping[str, PropertyValue] = field(default_factory=dict)
+    correlation_id: str | None = None
+    subject: str | None = None
+    reply_to: str | None = None
+    dead_letter_reason: str | None = None
+    dead_letter_description: str | None = None
+
+
+class Messaging(ABC):
+    """The port. Implementations must be safe to share between threads."""
+
+    # -- entities (idempotent) -------------------------------------------------------------------
+    @abstractmethod
+    def create_queue(self, name: str, options: EntityOptions = EntityOptions()) -> None:
+        """Create the queue if it does not exist (an existing one keeps its settings)."""
+
+    @abstractmethod
+    def delete_queue(self, name: str) -> None:
+        """Delete the queue and its messages; nothing happens if it does not exist."""
+
+    @abstractmethod
+    def create_topic(self, name: str, options: EntityOptions = EntityOptions()) -> None:
+        """Create the topic if it does not exist."""
+
+    @abstractmethod
+    def delete_topic(self, name: str) -> None:
+        """Delete the topic with its subscriptions; nothing happens if it does not exist."""
+
+    @abstractmethod
+    def create_subscription(self, topic: str, name: str, options: EntityOptions = EntityOptions()) -> None:
+        """Create the subscription if it does not exist; EntityNotFound if the topic does not."""
+
+    @abstractmethod
+    def delete_subscription(self, topic: str, name: str) -> None:
+        """Delete the subscription; nothing happens if it does not exist."""
+
+    @abstractmethod
+    def entity_exists(self, path: str) -> bool:
+        """Whether the queue, topic or subscription path exists."""
+
+    # -- messages ----------------------------------------------------------------------------------
+    @abstractmethod
+    def send(self, entity: str, messages: Sequence[OutgoingMessage]) -> None:
+        """Send to a queue or topic, all or nothing."""
+
+    @abstractmethod
+    def receive(self, entity: str, max_messages: int = 1, max_wait: float = 0.0) -> list[ReceivedMessage]:
+        """Peek-lock up to max_messages available messages in order; waits up to max_wait seconds
+        for the first one to arrive, then returns what is there (possibly nothing)."""
+
+    @abstractmethod
+    def peek(self, entity: str, max_messages: int = 1) -> list[ReceivedMessage]:
+        """The first active messages in sequence order, as Service Bus's peek shows them: available,
+        locked (by any receiver) and scheduled ones alike, but not dead-lettered ones. Peeking
+        neither locks a message nor counts a delivery; peeked messages have an empty lock_token
+        and no locked_until, so they cannot be settled."""
+
+    @abstractmethod
+    def complete(self, entity: str, message: ReceivedMessage) -> None:
+        """Remove a locked message. LockLost if its lock is no longer held."""
+
+    @abstractmethod
+    def abandon(self, entity: str, message: ReceivedMessage) -> None:
+        """Unlock a locked message now (dead-lettered if its delivery count is spent)."""
+
+    @abstractmethod
+    def dead_letter(self, entity: str, message: ReceivedMessage, reason: str, description: str = "") -> None:
+        """Move a locked message to the dead-letter sub-queue with a reason."""
+
+    @abstractmethod
+    def renew_lock(self, entity: str, message: ReceivedMessage) -> datetime:
+        """Extend the lock by the lock duration from now; returns the new locked-until time."""
+
+    @abstractmethod
+    def count(self, entity: str) -> int:
+        """Active messages in the entity (available, locked or scheduled; not dead-lettered)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections."""
