@@ -43,6 +43,20 @@ resource bus 'Microsoft.ServiceBus/namespaces@2022-10-01-preview' = {
   sku: { name: 'Standard', tier: 'Standard' }
 }
 
+// The cluster-work queue feeds the ClusterWork function (dispatch a cluster's lanes, reconcile its
+// pool); the clusters' own priority lanes are made and removed by the app with each cluster.
+resource clusterWork 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' = {
+  parent: bus
+  name: 'cluster-work'
+  properties: { lockDuration: 'PT1M', maxDeliveryCount: 10, deadLetteringOnMessageExpiration: true }
+}
+
+resource busRule 'Microsoft.ServiceBus/namespaces/AuthorizationRules@2022-10-01-preview' = {
+  parent: bus
+  name: 'batchai'
+  properties: { rights: [ 'Manage', 'Listen', 'Send' ] }
+}
+
 resource plan 'Microsoft.Web/serverfarms@2023-01-01' = {
   name: '${prefix}-plan'
   location: location
@@ -71,6 +85,14 @@ resource app 'Microsoft.Web/sites@2023-01-01' = {
         { name: 'BATCHAI_COSMOS_KEY', value: cosmos.listKeys().primaryMasterKey }
         { name: 'BATCHAI_COSMOS_DATABASE', value: database.name }
         { name: 'BATCHAI_DEFAULT_LOCATION', value: location }
+        { name: 'BATCHAI_MESSAGING', value: 'servicebus' }
+        { name: 'BATCHAI_SERVICEBUS_CONNECTION', value: busRule.listKeys().primaryConnectionString }
+        // The ClusterWork trigger's `connection` setting: the same namespace.
+        { name: 'BATCHAI_SERVICEBUS', value: busRule.listKeys().primaryConnectionString }
+        { name: 'BATCHAI_POOL', value: 'vmss' }
+        { name: 'BATCHAI_AZURE_SUBSCRIPTION_ID', value: subscription().subscriptionId }
+        { name: 'BATCHAI_AZURE_RESOURCE_GROUP', value: resourceGroup().name }
+        { name: 'BATCHAI_PUBLIC_ENDPOINT', value: 'https://${prefix}-functions.azurewebsites.net' }
       ]
     }
   }
@@ -78,3 +100,5 @@ resource app 'Microsoft.Web/sites@2023-01-01' = {
 
 output endpoint string = 'https://${app.properties.defaultHostName}'
 output serviceBusNamespace string = bus.name
+// Give the app's identity Contributor on the resource group so that it can manage the scale sets.
+output principalId string = app.identity.principalId

@@ -53,31 +53,36 @@ def reconcile(svc: Services, cluster: dict[str, Any]) -> None:
         lanes.create_lanes(svc.messaging, uid)
         svc.pool.create_pool(pool_spec(svc, cluster))
         cluster = mutate_doc(svc.store, cluster, lambda d: d.update(provisioned=True) or True) or cluster
-    now = svc.clock.now()
+    if not _sync(svc, cluster, uid):
+        mutate_doc(svc.store, cluster, lambda d: d.update(provisioned=False) or True)
+        return
+    _repair_claims(svc, nodes.list_docs(svc.store, uid))
+    target = _resize(svc, cluster, uid, {d["nodeId"]: d for d in nodes.list_docs(svc.store, uid)})
+    _sync(svc, cluster, uid)  # nodes it just asked for get their documents now, not a round later
+    _update_allocation(svc, cluster, uid, target)
+
+
+def _sync(svc: Services, cluster: dict[str, Any], uid: str) -> bool:
+    """Node documents for what the pool has: new machines join as preparing; lost or failed ones
+    leave (their attempts start again elsewhere) and are replaced by the resize that follows.
+    False when the pool does not exist."""
     try:
         pool_nodes = {n.node_id: n for n in svc.pool.list_nodes(pool_id(cluster))}
     except PoolNotFound:
-        mutate_doc(svc.store, cluster, lambda d: d.update(provisioned=False) or True)
-        return
+        return False
     docs = {d["nodeId"]: d for d in nodes.list_docs(svc.store, uid)}
     lost = [d for node_id, d in docs.items() if node_id not in pool_nodes]
-    failed = [docs[n.node_id] for n in pool_nodes.values() if n.state == "failed" and n.node_id in docs]
-    for doc in lost + failed:  # the machine is gone: its attempt starts again elsewhere
+    failed = [n.node_id for n in pool_nodes.values() if n.state == "failed"]
+    for doc in lost + [docs[n] for n in failed if n in docs]:
         job_runs.requeue_holder(svc, doc, "NodeLost", f"The node {doc['nodeId']} was lost.")
-    if failed:
-        svc.pool.remove_nodes(pool_id(cluster), [d["nodeId"] for d in failed])
-    for doc in lost + failed:
         nodes.delete(svc.store, uid, doc["nodeId"])
-        docs.pop(doc["nodeId"], None)
+    if failed:
+        svc.pool.remove_nodes(pool_id(cluster), failed)
+    now = svc.clock.now()
     for node in pool_nodes.values():
         if node.node_id not in docs and node.state in ("creating", "running"):
-            fresh = nodes.new_doc(uid, node.node_id, cluster["id"], cluster["pk"], node.address, now)
-            nodes.ensure(svc.store, fresh)
-            docs[node.node_id] = svc.store.read(nodes.N, uid, fresh["id"]) or fresh
-    _repair_claims(svc, list(docs.values()))
-    docs = {d["nodeId"]: d for d in nodes.list_docs(svc.store, uid)}
-    target = _resize(svc, cluster, uid, docs)
-    _update_allocation(svc, cluster, uid, target)
+            nodes.ensure(svc.store, nodes.new_doc(uid, node.node_id, cluster["id"], cluster["pk"], node.address, now))
+    return True
 
 
 def _resize(svc: Services, cluster: dict[str, Any], uid: str, docs: dict[str, dict[str, Any]]) -> int:
