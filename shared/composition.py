@@ -64,7 +64,7 @@ def build_messaging(settings: Settings, clock: Clock) -> Messaging:
 
 def build_pool(settings: Settings) -> VmPool:
     if settings.pool == "vmss":
-        from azure.identity import DefaultAzureCredential  # type: ignore[import-not-found]
+        from azure.identity import DefaultAzureCredential  # the Functions app's managed identity on Azure
 
         from shared.adapters.azure.vmss_pool import VmssPool
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -193,9 +194,24 @@ def seeded(http: httpx.Client, local_host: LocalHostProcess) -> SqliteStateStore
     for path, body in ((WS, {"location": "eastus"}), (CLUSTER_ID, CLUSTER), (WS + "/fileServers/nfs", FILE_SERVER),
                        (WS + "/experiments/exp", None), (WS + "/experiments/exp/jobs/job", job())):
         assert http.put(path, json=body).status_code == 200
+    settle(http)
     store = SqliteStateStore(local_host.data_dir / "state.sqlite3")
     store.open(CONTAINERS)
     return store
+
+
+def settle(http: httpx.Client, timeout: float = 60) -> None:
+    """Wait until the seeded job has run and its cluster is steady: from then on only a request
+    changes the store, so a snapshot before and after one tells what that request changed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job_state = http.get(WS + "/experiments/exp/jobs/job").json()["properties"]["executionState"]
+        cluster = http.get(CLUSTER_ID).json()["properties"]
+        if job_state in ("succeeded", "failed") and cluster["allocationState"] == "steady" \
+                and cluster["nodeStateCounts"]["idleNodeCount"] == 1:
+            return
+        time.sleep(0.1)
+    raise AssertionError("the seeded job did not run to its end")
 
 
 def snapshot(store: SqliteStateStore) -> dict[str, str]:
