@@ -10,6 +10,7 @@ from typing import Any
 from shared import dispatcher, lanes, leases, pools
 from shared.composition import Services
 from shared.ports.state_store import Query
+from shared.ports.vm_pool import PoolError
 from shared.resources import DELETING, R
 
 
@@ -29,7 +30,11 @@ def run(svc: Services, pk: str, cluster_key: str, action: str) -> None:
         if current is None or _deleting(current):
             return
         if lanes.RECONCILE in requests:
-            pools.reconcile(svc, current)
+            try:
+                pools.reconcile(svc, current)
+                pools.set_errors(svc, current, [])
+            except PoolError as exc:  # shown on the cluster; the next round tries again
+                pools.set_errors(svc, current, [{"code": "PoolOperationFailed", "message": str(exc)[:1000]}])
             current = svc.store.read(R, pk, cluster_key) or current
         dispatcher.dispatch(svc, current)
 

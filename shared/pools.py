@@ -164,6 +164,22 @@ def _update_allocation(svc: Services, cluster: dict[str, Any], uid: str, target:
     mutate_doc(svc.store, cluster, edit)
 
 
+def set_errors(svc: Services, cluster: dict[str, Any], errors: list[dict[str, str]]) -> None:
+    """The cluster's `errors`: what went wrong with its pool, until a round goes right."""
+
+    def edit(doc: dict[str, Any]) -> bool:
+        props = doc["resource"]["properties"]
+        if props.get("errors", []) == errors:
+            return False
+        if errors:
+            props["errors"] = errors
+        else:
+            props.pop("errors", None)
+        return True
+
+    mutate_doc(svc.store, cluster, edit)
+
+
 def teardown(svc: Services, cluster: dict[str, Any]) -> None:
     """A deleted cluster: its jobs stop, its pool, lanes and nodes go."""
     uid = lanes.cluster_uid(cluster)

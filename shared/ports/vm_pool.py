@@ -51,7 +51,11 @@ class PoolNode:
     details: str = ""  # why a node failed, for the cluster's errors
 
 
-class PoolNotFound(Exception):
+class PoolError(Exception):
+    """A pool operation failed (quota, a refused request, a time-out); the message says why."""
+
+
+class PoolNotFound(PoolError):
     """The pool does not exist."""
 
 
@@ -68,11 +72,13 @@ class VmPool(ABC):
 
     @abstractmethod
     def resize(self, pool_id: str, capacity: int) -> None:
-        """Ask for `capacity` nodes in all (nodes being deleted do not count). PoolNotFound if missing."""
+        """Ask for `capacity` nodes in all (nodes being deleted do not count). PoolNotFound if missing.
+        Returns once the change is accepted; new nodes show in list_nodes as creating meanwhile."""
 
     @abstractmethod
     def remove_nodes(self, pool_id: str, node_ids: Sequence[str]) -> None:
-        """Remove these nodes (unknown ids are ignored); the capacity drops by as many."""
+        """Remove these nodes (unknown ids and a missing pool are ignored); the capacity drops by as
+        many. Returns once the removal is accepted; removed nodes stop counting at once."""
 
     @abstractmethod
     def list_nodes(self, pool_id: str) -> list[PoolNode]:

@@ -20,8 +20,9 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Mapping, Sequence
-from typing import Any
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
@@ -52,7 +53,7 @@ from azure.mgmt.compute.models import (
     VirtualMachineScaleSetVMProfile,
 )
 
-from shared.ports.vm_pool import NodeState, PoolNode, PoolNotFound, PoolSpec, VmPool
+from shared.ports.vm_pool import NodeState, PoolError, PoolNode, PoolNotFound, PoolSpec, VmPool
 
 _POOL_ID = re.compile(r"^[a-z0-9-]{1,60}$")
 # The Network RP's "list NICs of a scale set" (no Python SDK of it installed); its long-standing version.
@@ -160,6 +161,26 @@ def cloud_init(bootstrap: Mapping[str, Any], agent_package: str) -> str:
     return "#cloud-config\n" + json.dumps(config, indent=2) + "\n"
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _arm_errors(method: F) -> F:
+    """ARM's refusals and time-outs reach the core as the port's PoolError, never as SDK types."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except PoolError:
+            raise
+        except HttpResponseError as exc:
+            raise PoolError(f"{method.__name__}: {exc.message or exc}") from exc
+        except TimeoutError as exc:
+            raise PoolError(f"{method.__name__}: {exc}") from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
 class VmssPool(VmPool):
     """One scale set per pool in one resource group; waits for each ARM operation, within a bound."""
 
@@ -191,6 +212,7 @@ class VmssPool(VmPool):
 
     # ---------------------------------------------------------------- the port
 
+    @_arm_errors
     def create_pool(self, spec: PoolSpec) -> None:
         _check_pool_id(spec.pool_id)
         try:
@@ -202,6 +224,7 @@ class VmssPool(VmPool):
             self._resource_group, spec.pool_id, self._scale_set(spec), **self._call)
         self._wait(poller, f"creating scale set {spec.pool_id}")
 
+    @_arm_errors
     def delete_pool(self, pool_id: str) -> None:
         _check_pool_id(pool_id)
         try:
@@ -210,6 +233,7 @@ class VmssPool(VmPool):
             return
         self._wait(poller, f"deleting scale set {pool_id}")
 
+    @_arm_errors
     def resize(self, pool_id: str, capacity: int) -> None:
         _check_pool_id(pool_id)
         if capacity < 0:
@@ -224,11 +248,12 @@ class VmssPool(VmPool):
         update = VirtualMachineScaleSetUpdate(
             sku=Sku(name=sku.name if sku else None, tier=sku.tier if sku else None, capacity=capacity))
         try:
-            poller = self._scale_sets.begin_update(self._resource_group, pool_id, update, **self._call)
+            # Accepted is enough: new instances show as creating, and the caller holds a lease.
+            self._scale_sets.begin_update(self._resource_group, pool_id, update, **self._call)
         except ResourceNotFoundError:
             raise PoolNotFound(pool_id) from None
-        self._wait(poller, f"resizing scale set {pool_id} to {capacity}")
 
+    @_arm_errors
     def remove_nodes(self, pool_id: str, node_ids: Sequence[str]) -> None:
         """Delete these instances; unknown ids (which ARM refuses) and a missing pool are ignored."""
         _check_pool_id(pool_id)
@@ -241,11 +266,11 @@ class VmssPool(VmPool):
             return
         ids = VirtualMachineScaleSetVMInstanceRequiredIDs(instance_ids=targets)
         try:
-            poller = self._scale_sets.begin_delete_instances(self._resource_group, pool_id, ids, **self._call)
+            self._scale_sets.begin_delete_instances(self._resource_group, pool_id, ids, **self._call)
         except ResourceNotFoundError:
             return
-        self._wait(poller, f"removing {len(targets)} nodes of scale set {pool_id}")
 
+    @_arm_errors
     def list_nodes(self, pool_id: str) -> list[PoolNode]:
         _check_pool_id(pool_id)
         vms = self._list_vms(pool_id, expand="instanceView")
