@@ -28,6 +28,7 @@ demo: install
 
 bench: install
 	$(PY) bench/api_throughput.py
+	$(PY) bench/dispatch.py
 
 clean:
 	rm -rf $(VENV) $(NPM_DIR)/node_modules .pytest_cache
