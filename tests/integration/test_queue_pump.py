@@ -1,0 +1,54 @@
+"""The local host's queue pump gives queue-triggered functions the Functions host's delivery
+semantics over the embedded queues: complete on success, abandon on failure, dead-letter when the
+delivery count is spent, and nothing stops the pump."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import azure.functions as func
+
+from shared.adapters.local.sqlite_messaging import SqliteMessaging
+from shared.localhost.functions_index import IndexedFunction
+from shared.localhost.queue_pump import QueuePump
+from shared.ports.messaging import EntityOptions, OutgoingMessage, dead_letter_path
+
+
+def wait_until(check, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_success_completes_failure_retries_then_dead_letters(tmp_path: Path) -> None:
+    messaging = SqliteMessaging(tmp_path / "m.db")
+    messaging.create_queue("work", EntityOptions(lock_duration=timedelta(seconds=30), max_delivery_count=3))
+    seen: list[tuple[bytes, int]] = []
+    lock = threading.Lock()
+
+    def handler(msg: func.ServiceBusMessage) -> None:
+        with lock:
+            seen.append((msg.get_body(), msg.delivery_count))
+        if msg.get_body() == b"poison":
+            raise ValueError("cannot handle this one")
+
+    function = IndexedFunction(name="Work", trigger_type="serviceBusTrigger", func=handler, queue_name="work")
+    pump = QueuePump(messaging, [function], concurrency=2)
+    pump.start()
+    try:
+        messaging.send("work", [OutgoingMessage(b"fine"), OutgoingMessage(b"poison")])
+        wait_until(lambda: messaging.count("work") == 0)
+        dead = messaging.receive(dead_letter_path("work"), 5)
+        assert [m.body for m in dead] == [b"poison"]
+        assert dead[0].dead_letter_reason == "MaxDeliveryCountExceeded"
+        assert sorted(n for body, n in seen if body == b"poison") == [1, 2, 3]
+        assert [n for body, n in seen if body == b"fine"] == [1]
+        messaging.send("work", [OutgoingMessage(b"after")])  # the pump goes on
+        wait_until(lambda: (b"after", 1) in seen)
+    finally:
+        pump.stop()
+        messaging.close()
