@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,9 @@ def _steps() -> list[tuple[str, str, str, dict[str, Any] | None]]:
              "customToolkitSettings": {"commandLine": "echo hello from $AZ_BATCHAI_JOB_TEMP"},
              "secrets": [{"name": "TOKEN", "value": "s3cr3t"}],
          }}),
+        ("Watch it: queued, then running on a node of the cluster, then succeeded", "WAIT",
+         f"{WORKSPACE}/experiments/demo_experiment/jobs/hello", None),
+        ("See the cluster's nodes", "GET", cluster_id, None),
         ("List the experiment's jobs", "GET", f"{WORKSPACE}/experiments/demo_experiment/jobs", None),
         ("Ask for something that does not exist", "GET", f"{WORKSPACE}/clusters/nope", None),
         ("Send a job with two toolkits", "PUT", f"{WORKSPACE}/experiments/demo_experiment/jobs/bad", {"properties": {
@@ -45,6 +49,20 @@ def _steps() -> list[tuple[str, str, str, dict[str, Any] | None]]:
         }}),
         ("Delete the workspace, and everything in it", "DELETE", WORKSPACE, None),
     ]
+
+
+def _watch(console: Console, client: httpx.Client, path: str, timeout: float = 60) -> None:
+    """Poll the job until it ends, printing each state it passes through."""
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = client.get(path).json()["properties"]["executionState"]
+        if state != seen:
+            console.print(f"  executionState: [bold]{state}[/]")
+            seen = state
+        if state in ("succeeded", "failed"):
+            return
+        time.sleep(0.05)
 
 
 def run(console: Console | None = None) -> None:
@@ -57,9 +75,13 @@ def run(console: Console | None = None) -> None:
             with httpx.Client(base_url=host.endpoint, params=API, timeout=30) as client:
                 for title, method, path, body in _steps():
                     console.rule(title)
-                    console.print(f"[bold cyan]{method}[/] {path}?api-version=2018-05-01")
+                    shown = "GET, until it ends:" if method == "WAIT" else method
+                    console.print(f"[bold cyan]{shown}[/] {path}?api-version=2018-05-01")
                     if body is not None:
                         console.print(Syntax(json.dumps(body, indent=2), "json", word_wrap=True))
+                    if method == "WAIT":
+                        _watch(console, client, path)
+                        method = "GET"
                     answer = client.request(method, path, json=body)
                     console.print(f"[bold]→ {answer.status_code} {answer.reason_phrase}[/]")
                     if answer.content:
