@@ -18,7 +18,7 @@ from shared import job_runs, lanes, nodes
 from shared.composition import Services
 from shared.ports.messaging import ReceivedMessage
 from shared.resources import R
-from shared.scheduler import PRIORITIES, choose_nodes, free_nodes
+from shared.scheduler import PRIORITIES, choose_nodes, free_nodes, largest_size
 
 log = logging.getLogger(__name__)
 
@@ -36,17 +36,24 @@ def dispatch(svc: Services, cluster: dict[str, Any]) -> None:
         body = json.loads(message.body)
         job = svc.store.read(R, body["pk"], body["job"])
         if job is None or job["state"] != job_runs.QUEUED or job.get("attempt", 0) != body["attempt"]:
-            _remove(svc, lane, message)  # stale: the job started, ended or went away
+            if not _remove(svc, lane, message):  # stale: the job started, ended or went away
+                return
             continue
         node_count = job["resource"]["properties"]["nodeCount"]
+        if node_count > largest_size(cluster["spec"]["scaleSettings"]):
+            job_runs.fail_job(svc, job, "ClusterTooSmall",
+                              f"The job needs {node_count} nodes; its cluster was resized and can now have at most "
+                              f"{largest_size(cluster['spec']['scaleSettings'])}.")
+            continue  # its message is now stale and goes on the next pass
         chosen = choose_nodes(node_count, free)
         if chosen is None:
             if _cluster_can_grow(cluster, len(docs)):
                 lanes.signal(svc.messaging, cluster["id"], cluster["pk"], lanes.RECONCILE)
             return  # the head holds the line until nodes come
         if _place(svc, uid, job, [docs[n] for n in chosen]):
-            _remove(svc, lane, message)
             free = [n for n in free if n.node_id not in chosen]
+            if not _remove(svc, lane, message):
+                return
         else:  # a node or the job changed under us: look again from the store
             docs = {d["nodeId"]: d for d in nodes.list_docs(svc.store, uid)}
             free = free_nodes(nodes.view(d) for d in docs.values())
@@ -61,13 +68,15 @@ def _head(svc: Services, uid: str) -> tuple[str, ReceivedMessage] | None:
     return None
 
 
-def _remove(svc: Services, lane: str, head: ReceivedMessage) -> None:
-    """Take the peeked head off its lane."""
+def _remove(svc: Services, lane: str, head: ReceivedMessage) -> bool:
+    """Take the peeked head off its lane. False when another message came instead: the head is
+    locked by a dispatcher that crashed, and the lane waits for that lock to expire."""
     for message in svc.messaging.receive(lane, 1):
         if message.message_id == head.message_id:
             svc.messaging.complete(lane, message)
-        else:  # the head was locked by a crashed dispatcher: leave this one where it is
-            svc.messaging.abandon(lane, message)
+            return True
+        svc.messaging.abandon(lane, message)
+    return False
 
 
 def _place(svc: Services, uid: str, job: dict[str, Any], chosen: list[dict[str, Any]]) -> bool:

@@ -117,6 +117,18 @@ def fail_holder(svc: Services, node: dict[str, Any], code: str, message: str) ->
     transition(svc, node["jobPk"], node["job"], edit)
 
 
+def fail_job(svc: Services, job: dict[str, Any], code: str, message: str) -> dict[str, Any] | None:
+    """End a job that has not finished as failed, with the reason (its attempt, if any, stops)."""
+
+    def edit(doc: dict[str, Any]) -> bool:
+        if doc["state"] in FINAL:
+            return False
+        fail(doc, svc.clock.now(), code, message)
+        return True
+
+    return transition(svc, job["pk"], job["id"], edit)
+
+
 def free_attempt(svc: Services, job: dict[str, Any]) -> None:
     """Give back every node the job's current attempt holds, and tell their agents at once."""
     now = svc.clock.now()

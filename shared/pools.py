@@ -185,14 +185,7 @@ def teardown(svc: Services, cluster: dict[str, Any]) -> None:
     uid = lanes.cluster_uid(cluster)
     for job in svc.store.query(R, Query(where={"kind": "job", "cluster": cluster["id"]}), pk=cluster["pk"]):
         if job["state"] not in job_runs.FINAL:
-
-            def edit(doc: dict[str, Any]) -> bool:
-                if doc["state"] in job_runs.FINAL:
-                    return False
-                job_runs.fail(doc, svc.clock.now(), "ClusterDeleted", "The job's cluster was deleted.")
-                return True
-
-            job_runs.transition(svc, job["pk"], job["id"], edit)
+            job_runs.fail_job(svc, job, "ClusterDeleted", "The job's cluster was deleted.")
     svc.pool.delete_pool(pool_id(cluster))
     lanes.delete_lanes(svc.messaging, uid)
     for doc in nodes.list_docs(svc.store, uid):

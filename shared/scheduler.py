@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 PRIORITIES = ("high", "normal", "low")  # lane order: the dispatcher serves the first non-empty lane
 
@@ -38,3 +39,10 @@ def choose_nodes(node_count: int, free: Sequence[NodeView]) -> list[str] | None:
     if node_count < 1 or len(free) < node_count:
         return None
     return [n.node_id for n in free[:node_count]]
+
+
+def largest_size(scale: dict[str, Any]) -> int:
+    """The most nodes a cluster's scale settings allow it to have: a job needing more never fits."""
+    if scale.get("autoScale") is not None:
+        return int(scale["autoScale"]["maximumNodeCount"])
+    return int(scale["manual"]["targetNodeCount"])

@@ -11,6 +11,7 @@ from shared.api.request import ApiRequest, ApiResponse, int_param, ok, parse_bod
 from shared.composition import Services
 from shared.ids import CLUSTER, JOB, ResourceRef
 from shared.models import JobBaseProperties, JobCreateParameters, tool_type_of
+from shared.scheduler import largest_size
 from shared.vm_sizes import lookup
 
 STDOUTERR = "stdouterr"
@@ -56,21 +57,10 @@ def enqueue(svc: Services, job: dict[str, Any]) -> dict[str, Any]:
         message = (f"The job needs {node_count} nodes but its cluster can have at most {limit}"
                    if cluster else "The job's cluster no longer exists")
 
-        def refuse(doc: dict[str, Any]) -> bool:
-            job_runs.fail(doc, svc.clock.now(), "ClusterTooSmall" if cluster else "ClusterNotFound", message + ".")
-            return True
-
-        return job_runs.transition(svc, job["pk"], job["id"], refuse) or job
+        return job_runs.fail_job(svc, job, "ClusterTooSmall" if cluster else "ClusterNotFound", message + ".") or job
     lanes.publish_job(svc.messaging, job)
     lanes.signal(svc.messaging, job["cluster"], job["clusterPk"])
     return job
-
-
-def largest_size(scale: dict[str, Any]) -> int:
-    """The most nodes the cluster's scale settings allow it to have."""
-    if "autoScale" in scale:
-        return int(scale["autoScale"]["maximumNodeCount"])
-    return int(scale["manual"]["targetNodeCount"])
 
 
 def cluster_of(svc: Services, job: ResourceRef, cluster_id: str) -> dict[str, Any]:
@@ -112,15 +102,7 @@ def output_segment(ref: ResourceRef) -> str:
 def terminate(svc: Services, req: ApiRequest) -> ApiResponse:
     """Stop the job; a job that has not finished ends `failed` with a JobTerminated error."""
     ref = route_ref(JOB, req)
-    resources.require(svc.store, ref)
-
-    def change(doc: dict[str, Any]) -> bool:
-        if doc["state"] in job_runs.FINAL:
-            return False
-        job_runs.fail(doc, svc.clock.now(), "JobTerminated", "The job was terminated by the user.")
-        return True
-
-    job_runs.transition(svc, ref.pk, ref.key, change)
+    job_runs.fail_job(svc, resources.require(svc.store, ref), "JobTerminated", "The job was terminated by the user.")
     return ApiResponse(200)
 
 
