@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import stat
+import subprocess
 import threading
 import time
 import urllib.error
@@ -522,6 +523,32 @@ def test_local_layout_and_secrets(local_root: Path) -> None:
     assert _cmdline(pid)[1:] == ["-m", "node_bootstrap", "--node-dir", str(node_dir)]
     assert os.getpgid(pid) == pid and os.getsid(pid) == pid  # its own session: outlives its starter
     assert (node_dir / "agent.log").exists()
+
+
+def test_local_node_removal_stops_every_process_of_the_node(local_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Like a deleted VM: the agent goes, and so do jobs it started in their own sessions."""
+    from shared.adapters.local.local_pool import NODE_DIR_VARIABLE
+
+    monkeypatch.setenv("BATCHAI_COSMOS_KEY", "control-plane-secret")
+    pool = _local_pool(local_root)
+    pool.create_pool(make_spec("pool-a"))
+    pool.resize("pool-a", 2)
+    running_nodes(pool, "pool-a", 2)
+    node_dir = local_root / "pool-a" / "node-0001"
+    agent_environ = Path(f"/proc/{_agent_pid(local_root, 'pool-a', 'node-0001')}/environ").read_bytes()
+    assert b"control-plane-secret" not in agent_environ, "a node never sees the control plane's settings"
+    assert f"{NODE_DIR_VARIABLE}={node_dir}".encode() in agent_environ.split(b"\0")
+    env = {"PATH": os.environ["PATH"], NODE_DIR_VARIABLE: str(node_dir)}  # what a job inherits
+    job = subprocess.Popen(["sleep", "60"], env=env, start_new_session=True)
+    other = subprocess.Popen(["sleep", "60"], env={**env, NODE_DIR_VARIABLE: f"{node_dir}0"}, start_new_session=True)
+    try:
+        pool.remove_nodes("pool-a", ["node-0001"])
+        assert job.wait(WAIT) == -signal.SIGTERM
+        assert other.poll() is None, "only the removed node's processes are stopped"
+    finally:
+        for proc in (job, other):
+            proc.kill()
+            proc.wait()
 
 
 def test_local_endpoint_file_is_passed_to_agents(local_root: Path, tmp_path: Path) -> None:

@@ -49,6 +49,7 @@ _POLL = 0.02
 _START_WINDOW = 30.0  # seconds a node folder may lack agent.pid before the node counts as failed
 _LOG_TAIL_LINES = 20
 _LOG_TAIL_BYTES = 4096
+NODE_DIR_VARIABLE = "BATCHAI_NODE_DIR"  # in the environment of an agent and of everything it starts
 # Where this project's packages live, so that `python -m node_bootstrap` works from any cwd.
 _PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
@@ -101,6 +102,28 @@ def _live_process_groups() -> set[int]:
     groups: set[int] = set()
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
+            stat = _proc_stat(int(entry.name))
+            if stat is not None and stat[0] != "Z":
+                groups.add(stat[1])
+    return groups
+
+
+def _node_process_groups(node_dirs: Sequence[Path]) -> set[int]:
+    """Process groups holding a live process that was started on one of these nodes.
+
+    Every process of a node inherits ``BATCHAI_NODE_DIR`` from its agent, jobs in their own sessions
+    included, so this finds what a deleted VM would take down with it.
+    """
+    marks = {f"{NODE_DIR_VARIABLE}={d}".encode() for d in node_dirs}
+    groups: set[int] = set()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = Path(f"/proc/{entry.name}/environ").read_bytes()
+        except OSError:
+            continue
+        if marks.intersection(environ.split(b"\0")):
             stat = _proc_stat(int(entry.name))
             if stat is not None and stat[0] != "Z":
                 groups.add(stat[1])
@@ -343,7 +366,9 @@ class LocalVmPool(VmPool):
             raise
 
     def _spawn(self, node_dir: Path) -> None:
-        env = dict(os.environ)
+        # A node sees none of the control plane's settings (they hold its secrets), as a VM would not.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHAI_")}
+        env[NODE_DIR_VARIABLE] = str(node_dir)
         if (_PROJECT_ROOT / "node_bootstrap").is_dir():
             env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PROJECT_ROOT), env.get("PYTHONPATH")) if p)
         with open(node_dir / "agent.log", "ab") as log:
@@ -466,15 +491,17 @@ class LocalVmPool(VmPool):
         return _Target(node_dir, None)
 
     def _terminate(self, node_dirs: Sequence[Path]) -> None:
-        """SIGTERM each agent's process group, SIGKILL what is left after the grace period."""
+        """SIGTERM each agent's process group and those of the jobs it started, SIGKILL what is left
+        after the grace period: like a deleted VM, a removed node leaves no process behind."""
         targets = [self._target(d) for d in node_dirs]
-        pgids = {t.pgid for t in targets if t.pgid is not None}
+        pgids = {t.pgid for t in targets if t.pgid is not None} | _node_process_groups(node_dirs)
         if not pgids:
             self._reap(node_dirs)
             return
         live = pgids & _live_process_groups()
         self._signal(live, signal.SIGTERM)
         live = self._wait_for_groups(live, self._kill_grace, node_dirs)
+        live |= _node_process_groups(node_dirs)  # started while the agent was stopping
         if live:
             self._signal(live, signal.SIGKILL)
             live = self._wait_for_groups(live, _KILL_WAIT, node_dirs)
