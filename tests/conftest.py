@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ try:  # `python -m pytest` from the repository root (or tests/ made a package)
 except ModuleNotFoundError:  # plain `pytest`: only tests/ itself is put on sys.path
     from servers import free_port, running_server  # type: ignore[no-redef]
 
+_REPO = Path(__file__).resolve().parents[1]
 _COSMOSDB_SERVER_CLI = Path(__file__).parent / "servers/node_modules/@vercel/cosmosdb-server/lib/cli.js"
 
 
@@ -32,3 +34,17 @@ def cosmos_server() -> Iterator[str]:
     argv = [node, str(_COSMOSDB_SERVER_CLI), "--host", host, "--port", str(port), "--no-ssl"]
     with running_server(argv, host, port):
         yield f"http://{host}:{port}"
+
+
+@pytest.fixture(scope="session")
+def servicebus_broker() -> Iterator[str]:
+    """Connection string of the test AMQP 1.0 broker (tests/servicebus_broker), run for the session.
+
+    A separate process: the broker and the SDK under test are both pure Python, so sharing one
+    interpreter (and its GIL) would slow both down, and a wedged broker cannot hang the test run.
+    """
+    host, port = "127.0.0.1", free_port()
+    argv = [sys.executable, "-m", "tests.servicebus_broker", "--host", host, "--port", str(port)]
+    with running_server(argv, host, port, cwd=_REPO):
+        yield (f"Endpoint=sb://{host}:{port};SharedAccessKeyName=RootManageSharedAccessKey;"
+               "SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;")
