@@ -40,6 +40,10 @@ class Conflict(ApiError):
     status, code = 409, "Conflict"
 
 
+class ServiceUnavailable(ApiError):
+    status, code = 503, "ServiceUnavailable"
+
+
 class PayloadTooLarge(ApiError):
     status, code = 413, "RequestEntityTooLarge"
 

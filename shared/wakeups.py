@@ -8,14 +8,17 @@ on a short period, so a wake-up is only ever a shortcut.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 
 class Wakeups:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = defaultdict(set)
+        self._waiters: dict[str, set[Waiter]] = defaultdict(set)
         self.closed = False
 
     def close(self) -> None:
@@ -30,26 +33,40 @@ class Wakeups:
         """Wake every coroutine waiting on `key`; callable from any thread."""
         with self._lock:
             waiters = list(self._waiters.get(key, ()))
-        for loop, event in waiters:
+        for waiter in waiters:
             try:
-                loop.call_soon_threadsafe(event.set)
+                waiter.loop.call_soon_threadsafe(waiter.event.set)
             except RuntimeError:  # that loop has closed
                 pass
 
-    async def wait(self, key: str, timeout: float) -> bool:
-        """True if woken for `key` within `timeout` seconds."""
+    @contextlib.contextmanager
+    def listening(self, key: str) -> Iterator[Waiter]:
+        """Listen for `key` from now on. Enter before reading the state you wait to see change,
+        then `await waiter.wait(timeout)`: a notify that lands between the read and the wait is
+        kept, not lost."""
+        waiter = Waiter(asyncio.get_running_loop(), asyncio.Event())
         if self.closed:
-            return True
-        entry = (asyncio.get_running_loop(), asyncio.Event())
+            waiter.event.set()
         with self._lock:
-            self._waiters[key].add(entry)
+            self._waiters[key].add(waiter)
         try:
-            await asyncio.wait_for(entry[1].wait(), timeout)
+            yield waiter
+        finally:
+            with self._lock:
+                self._waiters[key].discard(waiter)
+                if not self._waiters[key]:
+                    del self._waiters[key]
+
+
+@dataclass(frozen=True)
+class Waiter:
+    loop: asyncio.AbstractEventLoop
+    event: asyncio.Event
+
+    async def wait(self, timeout: float) -> bool:
+        """True if notified (since listening began) within `timeout` seconds."""
+        try:
+            await asyncio.wait_for(self.event.wait(), timeout)
             return True
         except TimeoutError:
             return False
-        finally:
-            with self._lock:
-                self._waiters[key].discard(entry)
-                if not self._waiters[key]:
-                    del self._waiters[key]

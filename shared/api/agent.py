@@ -133,13 +133,16 @@ async def assignment(svc: Services, req: ApiRequest) -> ApiResponse:
         raise errors.InvalidParameter("wait must be a number of seconds.", target="wait") from None
     deadline = asyncio.get_running_loop().time() + max(wait, 0.0)
     while True:
-        current = await asyncio.to_thread(current_assignment, svc, node)
-        held = (current["job"], current["attempt"]) if current else None
-        left = deadline - asyncio.get_running_loop().time()
-        if held != running or left <= 0 or svc.wakeups.closed:
-            return ok({"state": node["state"], "assignment": current})
-        await svc.wakeups.wait(node["id"], min(left, STORE_RECHECK_SECONDS))
-        node = await asyncio.to_thread(authenticate, svc, req)
+        with svc.wakeups.listening(node["id"]) as waiter:  # before the reads: no wake-up slips between
+            node = await asyncio.to_thread(authenticate, svc, req)
+            current = await asyncio.to_thread(current_assignment, svc, node)
+            held = (current["job"], current["attempt"]) if current else None
+            left = deadline - asyncio.get_running_loop().time()
+            if svc.wakeups.closed:  # the host is stopping: the agent asks again after a pause
+                raise errors.ServiceUnavailable("The control plane is stopping.")
+            if held != running or left <= 0:
+                return ok({"state": node["state"], "assignment": current})
+            await waiter.wait(min(left, STORE_RECHECK_SECONDS))
 
 
 def report(svc: Services, req: ApiRequest) -> ApiResponse:
