@@ -109,6 +109,16 @@ def _place(svc: Services, uid: str, job: dict[str, Any], chosen: list[dict[str, 
     return True
 
 
+def could_act(svc: Services, cluster: dict[str, Any]) -> bool:
+    """Whether a pass could start a job or grow the pool now: some node is free, or the cluster may grow.
+
+    A job's creator calls this after publishing the job and signals a pass only when it is true.
+    That loses nothing: a node freed later signals a pass of its own, and that pass sees the job.
+    """
+    docs = nodes.list_docs(svc.store, lanes.cluster_uid(cluster))
+    return bool(free_nodes(nodes.view(d) for d in docs)) or _cluster_can_grow(cluster, len(docs))
+
+
 def _cluster_can_grow(cluster: dict[str, Any], node_count: int) -> bool:
     auto = cluster["spec"]["scaleSettings"].get("autoScale")
     return auto is not None and node_count < int(auto["maximumNodeCount"])

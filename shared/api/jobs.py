@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from shared import errors, job_runs, lanes, resources
+from shared import dispatcher, errors, job_runs, lanes, resources
 from shared.api.generic import put_resource, refuse_changes, route_ref, timestamp
 from shared.api.request import ApiRequest, ApiResponse, int_param, ok, parse_body
 from shared.composition import Services
@@ -59,7 +59,8 @@ def enqueue(svc: Services, job: dict[str, Any]) -> dict[str, Any]:
 
         return job_runs.fail_job(svc, job, "ClusterTooSmall" if cluster else "ClusterNotFound", message + ".") or job
     lanes.publish_job(svc.messaging, job)
-    lanes.signal(svc.messaging, job["cluster"], job["clusterPk"])
+    if dispatcher.could_act(svc, cluster):  # read after publishing: see could_act
+        lanes.signal(svc.messaging, job["cluster"], job["clusterPk"])
     return job
 
 

@@ -142,6 +142,28 @@ def test_lanes_serve_high_then_normal_then_low_fifo_within(svc: Services) -> Non
     assert order == ["c", "e", "b", "f", "a", "d"]
 
 
+def test_a_new_job_wakes_the_dispatcher_only_when_a_pass_could_act(svc: Services) -> None:
+    def signals() -> int:
+        return svc.messaging.count(lanes.CLUSTER_WORK_QUEUE)
+
+    make_cluster(svc, {"manual": {"targetNodeCount": 1}})
+    before = signals()
+    submit(svc, "a")
+    assert signals() == before + 1  # an idle node: a pass can start it
+    dispatch(svc)
+    before = signals()
+    submit(svc, "b")  # the only node is busy and the cluster cannot grow: nothing to do yet
+    assert signals() == before
+    finish(svc, "a")  # the freed node signals a pass of its own, and that pass finds "b"
+    assert signals() == before + 1
+    dispatch(svc)
+    assert running(svc) == {"b": ["node-0001"]}
+    make_cluster(svc, {"autoScale": {"minimumNodeCount": 0, "maximumNodeCount": 2}}, name="auto")
+    before = signals()
+    submit(svc, "c", cluster="auto")  # no node, but the cluster may grow for it
+    assert signals() == before + 1
+
+
 def test_a_gang_waits_for_all_its_nodes_and_holds_the_line(svc: Services) -> None:
     make_cluster(svc, {"manual": {"targetNodeCount": 2}})
     submit(svc, "blocker")
