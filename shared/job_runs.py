@@ -88,22 +88,21 @@ def transition(svc: Services, pk: str, job_key: str, edit: Edit) -> dict[str, An
 
 def requeue_holder(svc: Services, node: dict[str, Any], code: str, message: str) -> None:
     """The attempt holding this node ends (the node is lost or leaving): its job queues again."""
-    if node.get("job") is None:
-        return
-    attempt = node["attempt"]
 
-    def edit(job: dict[str, Any]) -> bool:
-        if job["state"] != RUNNING or job["attempt"] != attempt:
-            return False
+    def end(job: dict[str, Any]) -> None:
         requeue(job, svc.clock.now())
-        job.setdefault("history", []).append({"attempt": attempt, "code": code, "message": message})
-        return True
+        job.setdefault("history", []).append({"attempt": job["attempt"], "code": code, "message": message})
 
-    transition(svc, node["jobPk"], node["job"], edit)
+    _end_holder(svc, node, end)
 
 
 def fail_holder(svc: Services, node: dict[str, Any], code: str, message: str) -> None:
     """The attempt holding this node ends and its job fails with the reason."""
+    _end_holder(svc, node, lambda job: fail(job, svc.clock.now(), code, message))
+
+
+def _end_holder(svc: Services, node: dict[str, Any], end: Callable[[dict[str, Any]], None]) -> None:
+    """Apply `end` to the job whose attempt holds the node, if that attempt is still running."""
     if node.get("job") is None:
         return
     attempt = node["attempt"]
@@ -111,7 +110,7 @@ def fail_holder(svc: Services, node: dict[str, Any], code: str, message: str) ->
     def edit(job: dict[str, Any]) -> bool:
         if job["state"] != RUNNING or job["attempt"] != attempt:
             return False
-        fail(job, svc.clock.now(), code, message)
+        end(job)
         return True
 
     transition(svc, node["jobPk"], node["job"], edit)
