@@ -40,7 +40,6 @@ import sqlite3
 import threading
 import time
 import uuid
-import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from shared.adapters.local.sqlite_connections import ThreadConnections
 from shared.ports.clock import Clock, SystemClock
 from shared.ports.messaging import (
     DEAD_LETTER_SUFFIX,
@@ -61,7 +61,6 @@ from shared.ports.messaging import (
     ReceivedMessage,
 )
 
-_BUSY_TIMEOUT_MS = 30_000
 _POLL_SECONDS = 0.05  # how soon a receive sees a send from another process
 _DEDUP_PRUNE_EVERY_US = 60_000_000  # forget expired message ids about once a minute
 _NEVER = 2**62  # "max delivery count" of a dead-letter sub-queue: never dead-lettered again
@@ -145,30 +144,14 @@ class _Entity:
         return self.topic if self.kind == "subscription" and self.topic else self.path
 
 
-class _ConnectionHolder:
-    """Owns one thread's connection; closes it when the thread's local storage goes away."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def close(self) -> None:
-        self.conn.close()
-
-    def __del__(self) -> None:
-        self.conn.close()
-
-
 class SqliteMessaging(Messaging):
     """Messaging on a SQLite file; share one instance between threads, the file between processes."""
 
     def __init__(self, path: Path, clock: Clock | None = None) -> None:
-        self._path = Path(path)
         self._clock = clock or SystemClock()
-        self._local = threading.local()
-        self._holders: weakref.WeakSet[_ConnectionHolder] = weakref.WeakSet()
-        self._holders_lock = threading.Lock()
         self._schema_lock = threading.Lock()
         self._schema_ready = False
+        self._connections = ThreadConnections(Path(path), self._make_schema)
         self._write_lock = threading.Lock()
         self._wake = threading.Condition()
         self._generations: dict[str, int] = {}
@@ -178,28 +161,17 @@ class SqliteMessaging(Messaging):
     # -- connections and transactions -------------------------------------------------------------
 
     def _conn(self) -> sqlite3.Connection:
-        """This thread's connection, opened (and the schema made) on first use."""
-        holder: _ConnectionHolder | None = getattr(self._local, "holder", None)
-        if holder is not None:
-            return holder.conn
-        if self._closed:
-            raise MessagingError("the messaging adapter is closed")
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        # Autocommit mode: transactions are begun explicitly where a read-modify-write needs one.
-        conn = sqlite3.connect(self._path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                               check_same_thread=False)
-        conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
+        """This thread's connection (autocommit: transactions are begun where a read-modify-write needs one)."""
+        try:
+            return self._connections.get()
+        except RuntimeError:
+            raise MessagingError("the messaging adapter is closed") from None
+
+    def _make_schema(self, conn: sqlite3.Connection) -> None:
         with self._schema_lock:
             if not self._schema_ready:
                 conn.executescript(_SCHEMA)
                 self._schema_ready = True
-        holder = _ConnectionHolder(conn)
-        with self._holders_lock:
-            self._holders.add(holder)
-        self._local.holder = holder
-        return conn
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -461,12 +433,7 @@ class SqliteMessaging(Messaging):
         self._closed = True
         with self._wake:
             self._wake.notify_all()
-        with self._holders_lock:
-            holders = list(self._holders)
-            self._holders.clear()
-        for holder in holders:
-            holder.close()
-        self._local = threading.local()
+        self._connections.close()
 
     # -- helpers ----------------------------------------------------------------------------------
 

@@ -16,13 +16,12 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import threading
 import uuid
-import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from shared.adapters.local.sqlite_connections import ThreadConnections
 from shared.ports.state_store import (
     Conflict,
     ContainerSpec,
@@ -35,7 +34,6 @@ from shared.ports.state_store import (
 
 _CONTAINER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,200}$")
 _PATH_SEGMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_BUSY_TIMEOUT_MS = 30_000
 # Properties Cosmos DB owns; dropped from what callers write so both adapters store the same.
 _RESERVED = frozenset({"_etag", "_rid", "_self", "_attachments", "_ts"})
 
@@ -103,52 +101,21 @@ class _Clause:
         return " WHERE " + " AND ".join(self.parts) if self.parts else ""
 
 
-class _ConnectionHolder:
-    """Owns one thread's connection; closes it when the thread ends and its local storage goes."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def close(self) -> None:
-        self.conn.close()
-
-    def __del__(self) -> None:
-        self.conn.close()
-
-
 class SqliteStateStore(StateStore):
     """StateStore on a SQLite file; share one instance between threads."""
 
     def __init__(self, path: str | Path) -> None:
-        self._path = Path(path)
-        self._local = threading.local()
-        # Holders of every live connection, so close() can reach other threads' connections.
-        self._holders: weakref.WeakSet[_ConnectionHolder] = weakref.WeakSet()
-        self._holders_lock = threading.Lock()
+        self._connections = ThreadConnections(Path(path))
         self._tables: dict[str, str] = {}
-        self._closed = False
 
     # -- connections ----------------------------------------------------------------------------
 
     def _conn(self) -> sqlite3.Connection:
-        """This thread's connection, opened on first use."""
-        holder: _ConnectionHolder | None = getattr(self._local, "holder", None)
-        if holder is not None:
-            return holder.conn
-        if self._closed:
-            raise StoreError("the state store is closed")
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        # Autocommit: every statement is its own transaction, which is all the port needs.
-        conn = sqlite3.connect(self._path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                               check_same_thread=False)
-        conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        holder = _ConnectionHolder(conn)
-        with self._holders_lock:
-            self._holders.add(holder)
-        self._local.holder = holder
-        return conn
+        """This thread's connection (autocommit: every statement is its own transaction, all the port needs)."""
+        try:
+            return self._connections.get()
+        except RuntimeError:
+            raise StoreError("the state store is closed") from None
 
     def _table(self, container: str) -> str:
         try:
@@ -172,13 +139,7 @@ class SqliteStateStore(StateStore):
             self._tables[spec.name] = table
 
     def close(self) -> None:
-        self._closed = True
-        with self._holders_lock:
-            holders = list(self._holders)
-            self._holders.clear()
-        for holder in holders:
-            holder.close()
-        self._local = threading.local()
+        self._connections.close()
 
     def create(self, container: str, doc: Mapping[str, Any]) -> dict[str, Any]:
         table = self._table(container)
