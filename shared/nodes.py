@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.ports.state_store import Conflict, NotFound, PreconditionFailed, Query, StateStore
-from shared.resources import NODES, retrying_on_etag
+from shared.resources import NODES, edit_stored
 from shared.scheduler import IDLE, LEAVING, NODE_STATES, PREPARING, RUNNING, NodeView
 
 N = NODES.name
@@ -74,16 +74,7 @@ def change(store: StateStore, uid: str, node_id: str, edit: Callable[[dict[str, 
            ) -> dict[str, Any] | None:
     """Apply `edit` under the node's ETag (it returns False to leave the node as it is).
     Returns the node as written, or None when it is gone or `edit` declined."""
-    for attempt in retrying_on_etag():
-        with attempt:
-            doc = store.read(N, uid, node_key(uid, node_id))
-            if doc is None or not edit(doc):
-                return None
-            try:
-                return store.replace(N, doc, etag=doc["_etag"])
-            except NotFound:
-                return None
-    return None
+    return edit_stored(store, N, uid, node_key(uid, node_id), edit)
 
 
 def claim(store: StateStore, doc: dict[str, Any], job_key: str, job_pk: str, attempt: int, now: datetime) -> bool:

@@ -117,13 +117,20 @@ def mutate_doc(store: StateStore, doc: dict[str, Any], edit: Callable[[dict[str,
                ) -> dict[str, Any] | None:
     """Apply `edit` (False: no change) to the stored resource document under its ETag, retrying
     on conflicts. Returns the document as written, or None if it is gone or unchanged."""
+    return edit_stored(store, R, doc["pk"], doc["id"], edit)
+
+
+def edit_stored(store: StateStore, container: str, pk: str, key: str, edit: Callable[[dict[str, Any]], bool]
+                ) -> dict[str, Any] | None:
+    """Read, `edit` (False: leave it) and replace one document under its ETag, again from a fresh
+    read when another writer won. Returns it as written, or None if it is gone or `edit` declined."""
     for attempt in retrying_on_etag():
         with attempt:
-            current = store.read(R, doc["pk"], doc["id"])
+            current = store.read(container, pk, key)
             if current is None or not edit(current):
                 return None
             try:
-                return store.replace(R, current, etag=current["_etag"])
+                return store.replace(container, current, etag=current["_etag"])
             except NotFound:
                 return None
     return None
