@@ -4,26 +4,32 @@ VENV := .venv
 PY := $(VENV)/bin/python
 NPM_DIR := tests/servers
 
-.PHONY: install test-deps test demo bench clean
+.PHONY: install system-deps test-deps test demo bench clean
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[train,test]'
 	touch $@
+
+# Open MPI for the MPI toolkits' launches (mpirun; mpi4py links against it). Needs root or sudo.
+system-deps:
+	@command -v mpirun >/dev/null || { \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq openmpi-bin libopenmpi-dev >/dev/null; }
 
 $(NPM_DIR)/node_modules/.installed: $(NPM_DIR)/package-lock.json
 	npm ci --prefix $(NPM_DIR) --no-audit --no-fund --loglevel=error
 	touch $@
 
-test-deps: install $(NPM_DIR)/node_modules/.installed
+test-deps: system-deps install $(NPM_DIR)/node_modules/.installed
 
 test: test-deps
 	$(PY) -m pytest -q
 
-demo: install
+demo: system-deps install
 	$(VENV)/bin/batchai demo
 
 bench: install

@@ -4,10 +4,11 @@ Both the Azure Functions host and the local host (`batchai local up`) load this 
 
 import azure.functions as func
 
-from functions import agent_api, cluster_work, health, http_api
+from functions import agent_api, cluster_work, files, health, http_api
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 app.register_functions(health.bp)
 app.register_functions(http_api.bp)
 app.register_functions(agent_api.bp)
 app.register_functions(cluster_work.bp)
+app.register_functions(files.bp)

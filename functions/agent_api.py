@@ -18,6 +18,18 @@ def register(req: func.HttpRequest) -> func.HttpResponse:
     return to_http_response(guarded("Agent_Register", lambda: agent.register(services(), to_api_request(req))))
 
 
+@bp.function_name("Agent_Setup")
+@bp.route(route="agent/setup", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def setup(req: func.HttpRequest) -> func.HttpResponse:
+    return to_http_response(guarded("Agent_Setup", lambda: agent.setup(services(), to_api_request(req))))
+
+
+@bp.function_name("Agent_Ready")
+@bp.route(route="agent/ready", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+def ready(req: func.HttpRequest) -> func.HttpResponse:
+    return to_http_response(guarded("Agent_Ready", lambda: agent.ready(services(), to_api_request(req))))
+
+
 @bp.function_name("Agent_Heartbeat")
 @bp.route(route="agent/heartbeat", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def heartbeat(req: func.HttpRequest) -> func.HttpResponse:

@@ -24,6 +24,8 @@ def to_api_request(req: func.HttpRequest) -> ApiRequest:
 
 
 def to_http_response(resp: ApiResponse) -> func.HttpResponse:
+    if isinstance(resp.body, bytes):  # a file's content, passed through with its own content-type header
+        return func.HttpResponse(body=resp.body, status_code=resp.status, headers=resp.headers)
     body = None if resp.body is None else json.dumps(resp.body, separators=(",", ":"))
     return func.HttpResponse(body=body, status_code=resp.status, headers=resp.headers,
                              mimetype="application/json" if body is not None else None)
@@ -71,7 +73,8 @@ def _register(op: Operation) -> None:
         return invoke(op, req)
 
     handler.__name__ = handler.__qualname__ = op.operation_id
-    route = bp.route(route=op.route, methods=[op.method], auth_level=func.AuthLevel.ANONYMOUS)
+    methods = [op.method, "GET"] if op.pages_by_get else [op.method]
+    route = bp.route(route=op.route, methods=methods, auth_level=func.AuthLevel.ANONYMOUS)
     bp.function_name(op.operation_id)(route(handler))
 
 

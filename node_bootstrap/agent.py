@@ -1,19 +1,17 @@
 """The node agent: owns one node of a cluster for the control plane.
 
-It registers (trading the pool's bootstrap token for the node's own credential), heartbeats, and
+It registers (trading the pool's bootstrap token for the node's own credential), sets the node up
+(the cluster's volumes, then the setup task) and says it is ready or unusable, heartbeats, and
 asks for work with a long-poll that says what it runs now; the answer tells it to start an attempt
-or to stop one that is no longer current. The master node of an attempt runs the job's command and
-reports its exit code with the attempt number. Connection problems are retried (the control plane
-may restart); a node the control plane removed (410) stops its job and exits.
+or to stop one that is no longer current (attempt.py runs one). Connection problems are retried
+(the control plane may restart); a node the control plane removed (410) stops its job and exits.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
-import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -22,7 +20,9 @@ from typing import Any
 
 import httpx
 
-from node_bootstrap.launch import Launch, prepare_launch
+from node_bootstrap.attempt import Attempt, Outcome
+from node_bootstrap.node_setup import set_up_node
+from node_bootstrap.storage import NodeStorage
 
 log = logging.getLogger("node_bootstrap")
 ASSIGNMENT_WAIT = 20.0
@@ -52,13 +52,6 @@ class Bootstrap:
                    endpoint_file=data.get("endpoint_file"), orphan_seconds=float(data.get("orphan_seconds", 600)))
 
 
-@dataclass
-class Running:
-    job: str
-    attempt: int
-    process: subprocess.Popen[bytes] | None  # None on nodes that only hold the gang's place
-
-
 class Agent:
     def __init__(self, boot: Bootstrap) -> None:
         self.boot = boot
@@ -66,7 +59,8 @@ class Agent:
         self.node = ""
         self.credential = ""
         self.heartbeat_seconds = 2.0
-        self.running: Running | None = None
+        self.storage: NodeStorage | None = None
+        self.running: Attempt | None = None
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.last_contact = time.monotonic()
@@ -125,6 +119,7 @@ class Agent:
         try:
             self.register()
             threading.Thread(target=self._heartbeats, daemon=True).start()
+            self._set_up()
             while not self.stopping.is_set():
                 self._follow_assignment()
         except NodeRemoved as reason:
@@ -132,6 +127,18 @@ class Agent:
         finally:
             self.stopping.set()
             self._stop_running()
+
+    def _set_up(self) -> None:
+        """Mount the cluster's volumes and run the setup task; the node is then idle or unusable."""
+        answer = self.authed("GET", "agent/setup")
+        if answer.status_code != 200:
+            raise NodeRemoved(f"setup refused: {answer.status_code} {answer.text[:300]}")
+        setup = answer.json()
+        self.storage = NodeStorage.from_wire(setup["storage"])
+        error = set_up_node(self.boot.node_dir, self.boot.address, setup, self.storage)
+        body = {"error": error} if error else {}
+        self.authed("POST", "agent/ready", json=body)
+        log.info("node %s: %s", "unusable" if error else "ready", error["message"] if error else "set up")
 
     def _terminated(self, *_: object) -> None:
         """SIGTERM (the pool removes the node, or the heartbeat found it removed): leave now,
@@ -150,65 +157,44 @@ class Agent:
 
     def _follow_assignment(self) -> None:
         with self.lock:
-            running = f"{self.running.job}#{self.running.attempt}" if self.running else ""
+            current = self.running
+        running = f"{current.job}#{current.attempt}" if current else ""
         answer = self.authed("GET", "agent/assignment", params={"wait": ASSIGNMENT_WAIT, "running": running})
         if answer.status_code != 200:
             log.warning("assignment: %s %s", answer.status_code, answer.text[:300])
             self.stopping.wait(RETRY_SECONDS)
             return
         wanted = answer.json().get("assignment")
-        with self.lock:
-            current = self.running
-        if current and (wanted is None or (wanted["job"], wanted["attempt"]) != (current.job, current.attempt)):
+        same = bool(current and wanted and (wanted["job"], wanted["attempt"]) == (current.job, current.attempt))
+        if current and not same:
             self._stop_running()
-        if wanted and (current is None or (wanted["job"], wanted["attempt"]) != (current.job, current.attempt)):
+        if wanted and not same:
             self._start(wanted)
 
     # -- jobs -----------------------------------------------------------------------------------------
     def _start(self, assignment: dict[str, Any]) -> None:
-        if not assignment["master"]:
-            with self.lock:
-                self.running = Running(assignment["job"], assignment["attempt"], None)
-            return
-        launch = prepare_launch(self.boot.node_dir, self.boot.address, assignment)
-        process = launch.start()
+        assert self.storage is not None
+        storage = self.storage.for_job()
+        attempt = Attempt(self.boot.node_dir, self.boot.node_id, self.boot.address, assignment, storage,
+                          lambda outcome: self._report(assignment, outcome))
         with self.lock:
-            self.running = Running(assignment["job"], assignment["attempt"], process)
-        threading.Thread(target=self._wait_and_report, args=(self.running, launch), daemon=True).start()
+            self.running = attempt
+        attempt.start()
 
-    def _wait_and_report(self, run: Running, launch: Launch) -> None:
-        assert run.process is not None
-        code = launch.wait(run.process)
-        with self.lock:
-            if self.running is not run:
-                return  # stopped on the control plane's word: nothing to report
+    def _report(self, assignment: dict[str, Any], outcome: Outcome) -> None:
+        body: dict[str, Any] = {"job": assignment["job"], "attempt": assignment["attempt"],
+                                "exitCode": outcome.exit_code}
+        if outcome.error:
+            body["error"] = outcome.error
         try:
-            answer = self.authed("POST", "agent/report", json={"job": run.job, "attempt": run.attempt,
-                                                               "exitCode": code})
+            answer = self.authed("POST", "agent/report", json=body)
             if answer.status_code != 200:
-                log.warning("report of %s#%d refused: %s", run.job, run.attempt, answer.text[:300])
+                log.warning("report of %s#%d refused: %s", assignment["job"], assignment["attempt"], answer.text[:300])
         except NodeRemoved:
             pass
-        with self.lock:
-            if self.running is run:
-                self.running = None
 
     def _stop_running(self) -> None:
         with self.lock:
-            run, self.running = self.running, None
-        if run is not None and run.process is not None and run.process.poll() is None:
-            kill_group(run.process)
-
-
-def kill_group(process: subprocess.Popen[bytes], grace: float = 2.0) -> None:
-    """Stop a job's whole process group: SIGTERM, then SIGKILL after a grace period."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+            attempt, self.running = self.running, None
+        if attempt is not None:
+            attempt.stop()

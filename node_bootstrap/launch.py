@@ -1,91 +1,58 @@
-"""How a job's process starts on its master node: the environment of ENVIRONMENT.md, its
-folders, and the toolkit's command; stdout and stderr go to the job's stdouterr folder."""
+"""Launching on a node: the job's environment with its folders made (shared/job_environment.py
+computes both), the setup task's environment, and the names of the files output goes to."""
 
 from __future__ import annotations
 
 import os
-import re
-import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
-@dataclass
-class Launch:
-    argv: list[str]
-    env: dict[str, str]
-    cwd: Path
-    stdouterr: Path
-    logs: list[Any] = field(default_factory=list)
-
-    def start(self) -> subprocess.Popen[bytes]:
-        self.stdouterr.mkdir(parents=True, exist_ok=True)
-        out = open(self.stdouterr / "stdout.txt", "ab")  # noqa: SIM115 - closed in wait()
-        err = open(self.stdouterr / "stderr.txt", "ab")  # noqa: SIM115
-        self.logs = [out, err]
-        return subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=err, start_new_session=True)
-
-    def wait(self, process: subprocess.Popen[bytes]) -> int:
-        """The exit code (128 + signal number for a process killed by a signal, as a shell says)."""
-        code = process.wait()
-        for log in self.logs:
-            log.close()
-        return code if code >= 0 else 128 - code
+from shared.job_environment import JobPaths, job_variables
 
 
-_VARIABLE = re.compile(r"\$(?:(\w+)|\{(\w+)\})")
+@dataclass(frozen=True)
+class LogNames:
+    """The master's files have the names ENVIRONMENT.md gives; other nodes add their id."""
+
+    stdout: str
+    stderr: str
+    prep_stdout: str
+    prep_stderr: str
+    execution: str
 
 
-def expand(text: str, env: dict[str, str]) -> str:
-    """$VAR and ${VAR} from the job's environment (unknown ones are left as they are)."""
-    return _VARIABLE.sub(lambda m: env.get(m.group(1) or m.group(2), m.group(0)), text)
+def log_names(master: bool, node_id: str) -> LogNames:
+    tag = "" if master else f"-{node_id}"
+    return LogNames(stdout=f"stdout{tag}.txt", stderr=f"stderr{tag}.txt", prep_stdout=f"stdout-job_prep{tag}.txt",
+                    prep_stderr=f"stderr-job_prep{tag}.txt", execution=f"execution-{node_id}.log")
 
 
-def job_environment(node_dir: Path, address: str, assignment: dict[str, Any]) -> dict[str, str]:
+def base_environment() -> dict[str, str]:
+    """The agent's environment without any contract variables it may have inherited."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("AZ_BATCHAI_")}
+
+
+def job_environment(address: str, assignment: dict[str, Any], paths: JobPaths) -> dict[str, str]:
+    """The job's variables on this node, with its folders created."""
     props = assignment["properties"]
-    segment = assignment["jobOutputDirectoryPathSegment"]
-    attempt_dir = node_dir / "jobs" / f"{segment.replace('/', '_')}-{assignment['attempt']}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AZ_BATCHAI_")}
-    env.update({
-        "AZ_BATCHAI_MOUNT_ROOT": str(node_dir / "mounts"),
-        "AZ_BATCHAI_JOB_MOUNT_ROOT": str(attempt_dir / "mounts"),
-        "AZ_BATCHAI_JOB_TEMP_DIR": str(node_dir / "jobs"),
-        "AZ_BATCHAI_JOB_TEMP": str(attempt_dir / "temp"),
-        "AZ_BATCHAI_SHARED_JOB_TEMP": str(attempt_dir / "shared"),
-        "AZ_BATCHAI_MPI_HOST_FILE": str(attempt_dir / "hostfile"),
-        "AZ_BATCHAI_NUM_GPUS": "0",
-        "AZ_BATCHAI_NODE_IP": address,
-    })
-    for name in ("AZ_BATCHAI_MOUNT_ROOT", "AZ_BATCHAI_JOB_MOUNT_ROOT", "AZ_BATCHAI_JOB_TEMP",
-                 "AZ_BATCHAI_SHARED_JOB_TEMP"):
-        Path(env[name]).mkdir(parents=True, exist_ok=True)
-    Path(env["AZ_BATCHAI_MPI_HOST_FILE"]).write_text(
-        "".join(f"{n['address']} slots=1\n" for n in assignment["nodes"]))
-    for item in props.get("environmentVariables") or []:
-        env[item["name"]] = item["value"]
-    for item in props.get("secrets") or []:
-        if "value" in item:
-            env[item["name"]] = item["value"]
-    prefix = expand(props["stdOutErrPathPrefix"], env)
-    env["AZ_BATCHAI_STDOUTERR_DIR"] = str(Path(prefix) / segment / "stdouterr")
-    for item in props.get("inputDirectories") or []:
-        env[f"AZ_BATCHAI_INPUT_{item['id']}"] = expand(item["path"], env)
-    for item in props.get("outputDirectories") or []:
-        path = Path(expand(item["pathPrefix"], env)) / segment / expand(item.get("pathSuffix") or "", env)
+    env = job_variables(os.environ, address, props, assignment["jobOutputDirectoryPathSegment"], paths)
+    for path in (paths.mount_root, paths.job_mount_root, paths.temp, paths.shared_temp):
         path.mkdir(parents=True, exist_ok=True)
-        env[f"AZ_BATCHAI_OUTPUT_{item['id']}"] = str(path)
+    Path(env["AZ_BATCHAI_STDOUTERR_DIR"]).mkdir(parents=True, exist_ok=True)
+    for item in props.get("outputDirectories") or []:
+        Path(env[f"AZ_BATCHAI_OUTPUT_{item['id']}"]).mkdir(parents=True, exist_ok=True)
     return env
 
 
-def prepare_launch(node_dir: Path, address: str, assignment: dict[str, Any]) -> Launch:
-    env = job_environment(node_dir, address, assignment)
-    props = assignment["properties"]
-    custom = props.get("customToolkitSettings")
-    if custom is not None and custom.get("commandLine"):
-        argv = ["/bin/bash", "-c", custom["commandLine"]]
-    else:  # the other toolkits' launchers come with the full agent
-        argv = ["/bin/bash", "-c", "echo 'this node agent launches customToolkitSettings jobs only' >&2; exit 127"]
-    cwd = Path(env["AZ_BATCHAI_JOB_TEMP"])
-    return Launch(argv=argv, env=env, cwd=cwd, stdouterr=Path(env["AZ_BATCHAI_STDOUTERR_DIR"]))
+def setup_environment(node_dir: Path, address: str, task: dict[str, Any]) -> dict[str, str]:
+    """The setup task's variables: the mount root, its own variables and secrets."""
+    env = base_environment()
+    env.update({"AZ_BATCHAI_MOUNT_ROOT": str(node_dir / "mounts"), "AZ_BATCHAI_NODE_IP": address,
+                "AZ_BATCHAI_NUM_GPUS": "0", "AZ_BATCHAI_JOB_TEMP_DIR": str(node_dir / "jobs")})
+    for item in task.get("environmentVariables") or []:
+        env[item["name"]] = item["value"]
+    for item in task.get("secrets") or []:
+        if "value" in item:
+            env[item["name"]] = item["value"]
+    return env

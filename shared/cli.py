@@ -31,11 +31,15 @@ def local_up(
 
 
 @app.command()
-def demo() -> None:
-    """Start a local host in a temporary folder and walk through the API, showing each answer."""
+def demo(
+    epochs: Annotated[int, typer.Option(help="Epochs of the demo's training.")] = 60,
+    output_dir: Annotated[Path, typer.Option(help="Where the job's outputs are downloaded.")] = Path("demo-output"),
+) -> None:
+    """Run the product's main job on a local 2-node cluster: distributed PyTorch training, its
+    stdout shown as it runs, its model downloaded at the end."""
     from shared.demo import run
 
-    run()
+    run(output_dir=output_dir, epochs=epochs)
 
 
 def main() -> None:

@@ -6,15 +6,18 @@ no I/O. The local host and tests install their own with `use_services`.
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass
 
+from shared.ports.blob_store import BlobStore
 from shared.ports.clock import Clock, SystemClock
 from shared.ports.messaging import Messaging
 from shared.ports.state_store import StateStore
 from shared.ports.vm_pool import VmPool
 from shared.resources import CONTAINERS
 from shared.settings import Settings
+from shared.signed_urls import UrlSigner, load_or_create_key
 from shared.wakeups import Wakeups
 
 
@@ -26,11 +29,22 @@ class Services:
     messaging: Messaging
     pool: VmPool
     wakeups: Wakeups
+    # Blob storage and the signer of the local host's download URLs: built from settings unless
+    # given (building them does no I/O; the signing key is read or made on first use).
+    signer: UrlSigner = None  # type: ignore[assignment]
+    blobs: BlobStore = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.signer is None:
+            self.signer = build_signer(self.settings)
+        if self.blobs is None:
+            self.blobs = build_blobs(self.settings, self.signer)
 
     def close(self) -> None:
         self.pool.close()
         self.messaging.close()
         self.store.close()
+        self.blobs.close()
 
 
 def build_store(settings: Settings) -> StateStore:
@@ -74,10 +88,39 @@ def build_pool(settings: Settings) -> VmPool:
     return LocalVmPool(settings.pools_dir, endpoint_file=settings.endpoint_file)
 
 
+def local_base_url(settings: Settings) -> str:
+    """Where signed URLs point: the public endpoint if set, else the running local host's address."""
+    if settings.public_endpoint:
+        return settings.public_endpoint
+    try:
+        return settings.endpoint_file.read_text().strip()
+    except FileNotFoundError:
+        raise RuntimeError(f"cannot sign a URL: no public_endpoint and no local host address in "
+                           f"{settings.endpoint_file}") from None
+
+
+def build_signer(settings: Settings) -> UrlSigner:
+    """Signs URLs of files under data_dir, served by the local host's files route."""
+    return UrlSigner(functools.partial(load_or_create_key, settings.url_key_path),
+                     functools.partial(local_base_url, settings), settings.data_dir)
+
+
+def build_blobs(settings: Settings, signer: UrlSigner | None = None) -> BlobStore:
+    if settings.blobs == "azure":
+        from shared.adapters.azure.azure_blobs import DEFAULT_ENDPOINT, AzureBlobStore
+
+        return AzureBlobStore(settings.blob_endpoint or DEFAULT_ENDPOINT)
+    from shared.adapters.local.folder_blobs import FolderBlobStore
+
+    return FolderBlobStore(settings.blobs_dir, signer or build_signer(settings))
+
+
 def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     clock = clock or SystemClock()
+    signer = build_signer(settings)
     return Services(settings=settings, store=build_store(settings), clock=clock,
-                    messaging=build_messaging(settings, clock), pool=build_pool(settings), wakeups=Wakeups())
+                    messaging=build_messaging(settings, clock), pool=build_pool(settings), wakeups=Wakeups(),
+                    signer=signer, blobs=build_blobs(settings, signer))
 
 
 _lock = threading.Lock()

@@ -5,6 +5,9 @@
        +--------(requeue: node lost, cluster shrunk)
     queued | running --(terminate, cluster deleted, cannot fit)--> failed
 
+Every node of an attempt reports once: the exit code of the processes the job's outcome waits for
+on that node (0 at once for a node that only holds its place, such as an MPI job's other nodes).
+The attempt succeeds when every node reported 0 and fails at the first non-zero report.
 Each start raises the job's attempt number; nodes, reports and kills all carry it (invariant 3).
 The transition is one ETag-guarded write of the job document; what follows from it (nodes given back,
 the lane message, a dispatch signal) is idempotent, so a crash in between is repaired by a retry.
@@ -38,6 +41,7 @@ def start(doc: dict[str, Any], node_ids: list[str], now: datetime) -> None:
     """Queued -> running on these nodes, as the next attempt."""
     doc["attempt"] = doc.get("attempt", 0) + 1
     doc["nodes"] = list(node_ids)
+    doc["reports"] = {}
     _set_state(doc, RUNNING, now)
     doc["resource"]["properties"]["executionInfo"] = {"startTime": stamp(now)}
 
@@ -49,6 +53,23 @@ def finish(doc: dict[str, Any], exit_code: int, now: datetime) -> None:
     info.update(endTime=stamp(now), exitCode=exit_code)
     if exit_code != 0:
         info["errors"] = [{"code": "JobFailed", "message": f"The job's process exited with code {exit_code}."}]
+
+
+def record_report(doc: dict[str, Any], node_id: str, exit_code: int, now: datetime,
+                  error: dict[str, str] | None = None) -> bool:
+    """One node's report on a running attempt; ends the attempt when it decides the outcome.
+    False when it changes nothing (a repeated report)."""
+    reports = doc.setdefault("reports", {})
+    if node_id in reports:
+        return False
+    reports[node_id] = exit_code
+    if exit_code != 0:
+        finish(doc, exit_code, now)
+        if error is not None:
+            doc["resource"]["properties"]["executionInfo"]["errors"] = [dict(error)]
+    elif all(reports.get(n) == 0 for n in doc["nodes"]):
+        finish(doc, 0, now)
+    return True
 
 
 def fail(doc: dict[str, Any], now: datetime, code: str, message: str) -> None:

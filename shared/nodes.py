@@ -21,7 +21,7 @@ from typing import Any
 
 from shared.ports.state_store import Conflict, NotFound, PreconditionFailed, Query, StateStore
 from shared.resources import NODES, edit_stored
-from shared.scheduler import IDLE, LEAVING, NODE_STATES, PREPARING, RUNNING, NodeView
+from shared.scheduler import IDLE, NODE_STATES, PREPARING, RUNNING, NodeView
 
 N = NODES.name
 
@@ -94,7 +94,7 @@ def release(store: StateStore, uid: str, node_id: str, job_key: str, attempt: in
         if doc.get("job") != job_key or doc.get("attempt") != attempt:
             return False  # held by someone else by now: not ours to free
         doc.update(job=None, jobPk=None, since=stamp(now))
-        if doc["state"] != LEAVING:
+        if doc["state"] == RUNNING:  # a leaving node stays leaving, a restarted one preparing
             doc["state"] = IDLE
         return True
 

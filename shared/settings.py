@@ -38,6 +38,10 @@ class Settings(BaseModel):
     autoscale_idle_seconds: float = 60.0
     # How long an agent's request for work is held open when there is none.
     assignment_wait_seconds: float = 20.0
+    # Blob storage: a folder under data_dir (URLs signed by the local host), or Azure Storage.
+    blobs: Literal["local", "azure"] = "local"
+    # Azure only: the blob endpoint with {account} (Azurite: http://127.0.0.1:10000/{account}); empty: Azure's.
+    blob_endpoint: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -67,3 +71,12 @@ class Settings(BaseModel):
     def endpoint_file(self) -> Path:
         """Where the local host writes its address, for agents to find it again after a restart."""
         return self.data_dir / "endpoint"
+
+    @property
+    def blobs_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def url_key_path(self) -> Path:
+        """The key that signs the local host's download URLs (created on first use, mode 0600)."""
+        return self.data_dir / "url-signing.key"

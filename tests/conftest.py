@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,14 @@ except ModuleNotFoundError:  # plain `pytest`: only tests/ itself is put on sys.
 
 _REPO = Path(__file__).resolve().parents[1]
 _COSMOSDB_SERVER_CLI = Path(__file__).parent / "servers/node_modules/@vercel/cosmosdb-server/lib/cli.js"
+_AZURITE_BLOB_CLI = Path(__file__).parent / "servers/node_modules/azurite/dist/src/blob/main.js"
+# Azurite's development account: name and key are public (Azurite's README); tests only.
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "azurite: needs Azurite, the Azure Storage emulator from npm")
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +57,32 @@ def servicebus_broker() -> Iterator[str]:
     with running_server(argv, host, port, cwd=_REPO):
         yield (f"Endpoint=sb://{host}:{port};SharedAccessKeyName=RootManageSharedAccessKey;"
                "SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;")
+
+
+@dataclass(frozen=True)
+class AzuriteServer:
+    blob_endpoint: str  # a template with {account}, as Settings.blob_endpoint
+    account_name: str = AZURITE_ACCOUNT
+    account_key: str = AZURITE_KEY
+
+    def __repr__(self) -> str:
+        return f"AzuriteServer(blob_endpoint={self.blob_endpoint!r})"
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzuriteServer]:
+    """Azurite's blob service (in memory) for the session, and its development account.
+
+    Node runs Azurite's blob-only entry point directly, so stopping the PID stops the server and no
+    queue or table port is opened. It accepts the SDK's newer API versions and sends no telemetry."""
+    if not _AZURITE_BLOB_CLI.is_file():
+        pytest.fail(f"{_AZURITE_BLOB_CLI} is missing: run `make test` (it installs tests/servers with npm)")
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("`node` is not on PATH: Azurite needs Node.js 20")
+    host, port = "127.0.0.1", free_port()
+    workspace = tmp_path_factory.mktemp("azurite")  # its working folder: anything it writes stays there
+    argv = [node, str(_AZURITE_BLOB_CLI), "--blobHost", host, "--blobPort", str(port), "--inMemoryPersistence",
+            "--skipApiVersionCheck", "--disableTelemetry", "--silent"]
+    with running_server(argv, host, port, cwd=workspace):
+        yield AzuriteServer(f"http://{host}:{port}/{{account}}")

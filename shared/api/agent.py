@@ -1,6 +1,10 @@
-"""The node agents' API, beside Batch AI's (routes under agent/): register, heartbeat, wait for an
-assignment, report an exit code. Every call but register carries the node's own credential, and
-can touch only that node and the attempt it holds (invariant 3: stale attempts are refused).
+"""The node agents' API, beside Batch AI's (routes under agent/): register, fetch the node's setup,
+say it is ready (or unusable), heartbeat, wait for an assignment, report an exit code. Every call
+but register carries the node's own credential, and can touch only that node and the attempt it
+holds (invariant 3: stale attempts are refused).
+
+A node is `preparing` from registration until its agent has mounted the cluster's volumes and run
+the setup task; then it is `idle`, or `unusable` with the error, which the cluster shows.
 """
 
 from __future__ import annotations
@@ -12,12 +16,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared import errors, job_runs, lanes, nodes
+from shared import errors, job_runs, lanes, nodes, volumes
 from shared.api.request import ApiRequest, ApiResponse, ok, parse_body
 from shared.composition import Services
-from shared.ids import CLUSTER, ResourceRef
+from shared.ids import CLUSTER, FILE_SERVER, ResourceRef
 from shared.resources import R
-from shared.scheduler import IDLE, PREPARING
+from shared.scheduler import IDLE, LEAVING, PREPARING, UNUSABLE
 
 NODE_HEADER = "x-batchai-node"
 CREDENTIAL_HEADER = "x-batchai-node-credential"
@@ -35,10 +39,20 @@ class Registration(AgentModel):
     token: str = Field(max_length=200, repr=False)
 
 
+class Problem(AgentModel):
+    code: str = Field(max_length=100)
+    message: str = Field(max_length=4000)
+
+
 class Report(AgentModel):
     job: str = Field(max_length=1000)
     attempt: int = Field(ge=1)
     exit_code: int = Field(alias="exitCode")
+    error: Problem | None = None
+
+
+class Ready(AgentModel):
+    error: Problem | None = None
 
 
 class Unauthorized(errors.ApiError):
@@ -65,8 +79,8 @@ def register(svc: Services, req: ApiRequest) -> ApiResponse:
     def join(doc: dict[str, Any]) -> bool:
         previous.update(doc)
         doc.update(credential=nodes.hash_secret(credential), address=reg.address, since=nodes.stamp(now))
-        if doc["state"] == PREPARING:
-            doc["state"] = IDLE
+        if doc["state"] != LEAVING:  # a (re)started agent sets its node up again before it takes work
+            doc.update(state=PREPARING, error=None)
         return True
 
     node = nodes.change(svc.store, uid, reg.node_id, join)
@@ -93,6 +107,64 @@ def authenticate(svc: Services, req: ApiRequest) -> dict[str, Any]:
     return doc
 
 
+def setup(svc: Services, req: ApiRequest) -> ApiResponse:
+    """What the node does before it takes work: the cluster's volumes and setup task (with its
+    secrets: only ever sent to the cluster's own nodes), and where local storage lives."""
+    node = authenticate(svc, req)
+    cluster = svc.store.read(R, node["clusterPk"], node["cluster"])
+    if cluster is None:
+        raise Gone("The node's cluster no longer exists.", target=NODE_HEADER)
+    node_setup = cluster["spec"].get("nodeSetup") or {}
+    task = node_setup.get("setupTask")
+    if task is not None:
+        suffix = cluster["resource"]["properties"]["nodeSetup"]["setupTask"]["stdOutErrPathSuffix"]
+        task = dict(task, stdOutErrPathSuffix=suffix)
+    return ok({"nodeId": node["nodeId"], "setupTask": task, "storage": storage_info(svc),
+               "volumes": resolved_volumes(svc, node_setup.get("mountVolumes"), "properties.nodeSetup.mountVolumes")})
+
+
+def storage_info(svc: Services) -> dict[str, Any]:
+    """How a node reaches storage: real mounts on VMs; in the local pool, folders of the data
+    folder stand for shares and file servers, and blob containers go through the blob port."""
+    settings = svc.settings
+    if settings.pool != "local":
+        return {"mode": "vm"}
+    blobs: dict[str, Any] = ({"kind": "azure", "endpoint": settings.blob_endpoint} if settings.blobs == "azure"
+                             else {"kind": "folder", "root": str(settings.blobs_dir.resolve())})
+    return {"mode": "local", "storageDir": str(settings.data_dir.resolve() / "storage"), "blobs": blobs}
+
+
+def resolved_volumes(svc: Services, mount_volumes: dict[str, Any] | None, target: str) -> list[dict[str, Any]]:
+    """The volumes with what a node needs to mount them (a file server's address, keys)."""
+    def file_server(arm_id: str) -> dict[str, Any] | None:
+        ref = ResourceRef.parse(arm_id, FILE_SERVER)
+        doc = svc.store.read(R, ref.pk, ref.key) if ref else None
+        return doc["resource"] if doc else None
+
+    try:
+        return [v.to_wire() for v in volumes.volumes_of(mount_volumes, file_server, where=target)]
+    except ValueError as exc:
+        raise errors.InvalidParameter(str(exc), target=target) from None
+
+
+def ready(svc: Services, req: ApiRequest) -> ApiResponse:
+    """The node's setup is done: idle, or unusable with the error the cluster then shows."""
+    node = authenticate(svc, req)
+    body = parse_body(Ready, req)
+    error = body.error.model_dump() if body.error else None
+
+    def settle(doc: dict[str, Any]) -> bool:
+        if doc["state"] != PREPARING:
+            return False
+        doc.update(state=UNUSABLE if error else IDLE, error=error, since=nodes.stamp(svc.clock.now()))
+        return True
+
+    written = nodes.change(svc.store, node["pk"], node["nodeId"], settle)
+    if written is not None and written["state"] == IDLE:
+        lanes.signal(svc.messaging, node["cluster"], node["clusterPk"])
+    return ok({"state": (written or node)["state"]})
+
+
 def heartbeat(svc: Services, req: ApiRequest) -> ApiResponse:
     node = authenticate(svc, req)
     return ok({"state": node["state"]})
@@ -114,6 +186,7 @@ def current_assignment(svc: Services, node: dict[str, Any]) -> dict[str, Any] | 
         "nodes": [{"nodeId": m["nodeId"], "address": m["address"]} for m in members if m],
         "properties": job["spec"],  # with secret values: only ever sent to the job's own nodes
         "jobOutputDirectoryPathSegment": job["resource"]["properties"]["jobOutputDirectoryPathSegment"],
+        "volumes": resolved_volumes(svc, job["spec"].get("mountVolumes"), "properties.mountVolumes"),
     }
 
 
@@ -146,7 +219,8 @@ async def assignment(svc: Services, req: ApiRequest) -> ApiResponse:
 
 
 def report(svc: Services, req: ApiRequest) -> ApiResponse:
-    """The master node's process exited: the attempt ends, the job succeeds or fails."""
+    """A node's part of the attempt ended: a non-zero exit fails the job at once, the last of the
+    nodes' zeros makes it succeed (see job_runs)."""
     node = authenticate(svc, req)
     rep = parse_body(Report, req)
     if node.get("job") != rep.job or node.get("attempt") != rep.attempt:
@@ -156,8 +230,8 @@ def report(svc: Services, req: ApiRequest) -> ApiResponse:
     def end(job: dict[str, Any]) -> bool:
         if job["state"] != job_runs.RUNNING or job["attempt"] != rep.attempt:
             return False
-        job_runs.finish(job, rep.exit_code, svc.clock.now())
-        return True
+        error = rep.error.model_dump() if rep.error else None
+        return job_runs.record_report(job, node["nodeId"], rep.exit_code, svc.clock.now(), error)
 
     job_runs.transition(svc, node["jobPk"], rep.job, end)
     return ok({"accepted": True})

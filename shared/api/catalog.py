@@ -24,6 +24,8 @@ class Operation:
     method: str
     route: str
     handler: Handler
+    # A POST list whose nextLink the SDK follows with GET (ARM's convention for action lists).
+    pages_by_get: bool = False
 
 
 _SUB = "subscriptions/{subscriptionId}"
@@ -52,9 +54,9 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("Jobs_Create", "PUT", _JOB, jobs.create),
     Operation("Jobs_Delete", "DELETE", _JOB, partial(delete_resource, JOB)),
     Operation("Jobs_Get", "GET", _JOB, partial(get_resource, JOB)),
-    Operation("Jobs_ListOutputFiles", "POST", _JOB + "/listOutputFiles", jobs.list_output_files),
+    Operation("Jobs_ListOutputFiles", "POST", _JOB + "/listOutputFiles", jobs.list_output_files, True),
     Operation("Jobs_ListRemoteLoginInformation", "POST", _JOB + "/listRemoteLoginInformation",
-              jobs.list_remote_login),
+              jobs.list_remote_login, True),
     Operation("Jobs_Terminate", "POST", _JOB + "/terminate", jobs.terminate),
     Operation("FileServers_Create", "PUT", _FS, file_servers.create),
     Operation("FileServers_Delete", "DELETE", _FS, partial(delete_resource, FILE_SERVER)),
@@ -65,6 +67,6 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("Clusters_Delete", "DELETE", _CLUSTER, partial(delete_resource, CLUSTER)),
     Operation("Clusters_Get", "GET", _CLUSTER, clusters.get),
     Operation("Clusters_ListRemoteLoginInformation", "POST", _CLUSTER + "/listRemoteLoginInformation",
-              clusters.list_remote_login),
+              clusters.list_remote_login, True),
     Operation("Clusters_ListByWorkspace", "GET", _WS + "/clusters", clusters.list_by_workspace),
 )

@@ -11,12 +11,14 @@ from pydantic import ValidationError
 from shared import lanes, nodes, pools, resources
 from shared.api.generic import (get_resource, list_children, own_subnet, put_resource, refuse_changes, route_ref,
                                 timestamp)
-from shared.api.request import ApiRequest, ApiResponse, ok, parse_body, validation_error
+from shared.api.request import ApiRequest, ApiResponse, int_param, ok, page_of, parse_body, validation_error
 from shared.composition import Services
 from shared.ids import CLUSTER, ResourceRef
 from shared.models import ClusterCreateParameters, ClusterUpdateParameters
+from shared.scheduler import UNUSABLE
 
 MUTABLE = frozenset({"scaleSettings"})
+SSH_PORT = 22
 DEFAULT_SCALE = {"manual": {"targetNodeCount": 0, "nodeDeallocationOption": "requeue"}}
 # What Batch AI gave a cluster that named no image: Ubuntu 16.04 LTS.
 DEFAULT_VM_CONFIGURATION = {"imageReference": {"publisher": "Canonical", "offer": "UbuntuServer",
@@ -65,7 +67,17 @@ def present(svc: Services, doc: dict[str, Any]) -> dict[str, Any]:
     resource = dict(doc["resource"])
     resource["properties"] = dict(resource["properties"], currentNodeCount=len(docs),
                                   nodeStateCounts=nodes.state_counts(docs))
+    failed = node_errors(docs)
+    if failed:
+        resource["properties"]["errors"] = resource["properties"].get("errors", []) + failed
     return resource
+
+
+def node_errors(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Why nodes are unusable (a failed mount or setup task), one error per node."""
+    return [{"code": d["error"]["code"], "message": f"Node {d['nodeId']}: {d['error']['message']}",
+             "details": [{"name": "nodeId", "value": d["nodeId"]}]}
+            for d in docs if d["state"] == UNUSABLE and d.get("error")]
 
 
 def get(svc: Services, req: ApiRequest) -> ApiResponse:
@@ -111,7 +123,12 @@ def with_scale(doc: dict[str, Any], scale: dict[str, Any]) -> dict[str, Any] | N
 
 
 def list_remote_login(svc: Services, req: ApiRequest) -> ApiResponse:
-    """Nodes' addresses and ports; a cluster has no nodes until the VM pool provides them."""
+    """Every node's address and SSH port, paged like every list."""
     ref = route_ref(CLUSTER, req)
-    resources.require(svc.store, ref)
-    return ok({"value": []})
+    doc = resources.require(svc.store, ref)
+    return remote_logins(req, nodes.list_docs(svc.store, lanes.cluster_uid(doc)))
+
+
+def remote_logins(req: ApiRequest, docs: list[dict[str, Any]]) -> ApiResponse:
+    entries = [{"nodeId": d["nodeId"], "ipAddress": d["address"], "port": SSH_PORT} for d in docs]
+    return page_of(entries, req, int_param(req, "maxresults", 1000, 1, 1000))

@@ -5,16 +5,15 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from shared import dispatcher, errors, job_runs, lanes, resources
+from shared import dispatcher, errors, job_files, job_runs, lanes, nodes, resources
+from shared.api import clusters
 from shared.api.generic import put_resource, refuse_changes, route_ref, timestamp
-from shared.api.request import ApiRequest, ApiResponse, int_param, ok, parse_body
+from shared.api.request import ApiRequest, ApiResponse, int_param, page_of, parse_body
 from shared.composition import Services
 from shared.ids import CLUSTER, JOB, ResourceRef
 from shared.models import JobBaseProperties, JobCreateParameters, tool_type_of
 from shared.scheduler import largest_size
 from shared.vm_sizes import lookup
-
-STDOUTERR = "stdouterr"
 
 
 def create(svc: Services, req: ApiRequest) -> ApiResponse:
@@ -108,23 +107,33 @@ def terminate(svc: Services, req: ApiRequest) -> ApiResponse:
 
 
 def list_output_files(svc: Services, req: ApiRequest) -> ApiResponse:
+    """A job directory's files with download URLs, listed while the job runs and after."""
     ref = route_ref(JOB, req)
     output_id = req.query.get("outputdirectoryid")
     if not output_id:
         raise errors.InvalidParameter("The outputdirectoryid query parameter is required.",
                                       target="outputdirectoryid")
-    int_param(req, "linkexpiryinminutes", 60, 5, 600)
-    int_param(req, "maxresults", 1000, 1, 1000)
+    minutes = int_param(req, "linkexpiryinminutes", 60, 5, 600)
+    max_results = int_param(req, "maxresults", 1000, 1, 1000)
     doc = resources.require(svc.store, ref)
-    known = {STDOUTERR} | {d["id"] for d in doc["spec"].get("outputDirectories", [])}
+    known = {job_files.STDOUTERR} | {d["id"] for d in doc["spec"].get("outputDirectories", [])}
     if output_id not in known:
         raise errors.InvalidParameter(
             f"The job has no output directory '{output_id[:64]}'; it has: {', '.join(sorted(known))}.",
             target="outputdirectoryid")
-    return ok({"value": []})  # nothing is written before the job runs
+    try:
+        entries = job_files.list_directory(svc, doc, output_id, req.query.get("directory", ""),
+                                           job_files.expiry(svc, minutes))
+    except ValueError as exc:
+        raise errors.InvalidParameter(str(exc), target="directory") from None
+    return page_of([e.to_wire() for e in entries], req, max_results)
 
 
 def list_remote_login(svc: Services, req: ApiRequest) -> ApiResponse:
+    """The nodes the job runs on now (none while it is queued or after it ended)."""
     ref = route_ref(JOB, req)
-    resources.require(svc.store, ref)
-    return ok({"value": []})
+    doc = resources.require(svc.store, ref)
+    uid = doc["clusterUid"]
+    running = doc.get("nodes") or [] if doc["state"] == job_runs.RUNNING else []
+    held = [svc.store.read(nodes.N, uid, nodes.node_key(uid, n)) for n in running]
+    return clusters.remote_logins(req, [n for n in held if n is not None])

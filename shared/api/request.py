@@ -123,3 +123,12 @@ def page(values: list[Any], req: ApiRequest, token: str | None) -> ApiResponse:
     if link:
         body["nextLink"] = link
     return ok(body)
+
+
+def page_of(values: list[Any], req: ApiRequest, max_results: int) -> ApiResponse:
+    """One page of a list computed whole (a folder's files, a cluster's nodes): the token is the
+    offset of the next page."""
+    token = req.query.get("$skiptoken", "0")
+    start = int(token) if token.isdigit() else 0
+    end = start + max_results
+    return page(values[start:end], req, str(end) if end < len(values) else None)

@@ -369,6 +369,8 @@ class LocalVmPool(VmPool):
         # A node sees none of the control plane's settings (they hold its secrets), as a VM would not.
         env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHAI_")}
         env[NODE_DIR_VARIABLE] = str(node_dir)
+        # The node's `python3` (a job's default interpreter) is the one this project runs with.
+        env["PATH"] = os.pathsep.join(p for p in (str(Path(self._python).parent), env.get("PATH")) if p)
         if (_PROJECT_ROOT / "node_bootstrap").is_dir():
             env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PROJECT_ROOT), env.get("PYTHONPATH")) if p)
         with open(node_dir / "agent.log", "ab") as log:

@@ -1,0 +1,242 @@
+"""One attempt of a job on one node, from assignment to report.
+
+Every node of the job mounts the job's volumes, creates the job's folders, runs the job
+preparation, and starts the processes its toolkit gives this node (none for an MPI job's other
+nodes: mpirun on the master reaches them). The node's outcome is the exit of the processes the
+job waits for (a TensorFlow parameter server is not one of them): the first non-zero one, or 0
+when all of them succeeded. The agent reports it; the control plane decides the job.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from node_bootstrap import toolkits
+from node_bootstrap.execution_log import ExecutionLog
+from node_bootstrap.launch import job_environment, log_names
+from shared.job_environment import JobPaths
+from node_bootstrap.storage import JobStorage
+from shared.volumes import Volume
+
+RSH_AGENT = Path(__file__).with_name("local_rsh.sh")
+SYNC_SECONDS = 2.0  # how often blob-backed folders are pushed while the job runs
+
+
+@dataclass(frozen=True)
+class Outcome:
+    exit_code: int
+    error: dict[str, str] | None = None
+
+
+Report = Callable[[Outcome], None]
+
+
+class Attempt:
+    """Runs in its own thread; `stop()` (the control plane moved on) kills whatever it started."""
+
+    def __init__(self, node_dir: Path, node_id: str, address: str, assignment: dict[str, Any],
+                 storage: JobStorage, report: Report) -> None:
+        self.node_dir, self.node_id, self.address = node_dir, node_id, address
+        self.assignment = assignment
+        self.job, self.attempt = assignment["job"], assignment["attempt"]
+        self.storage = storage
+        self.report = report
+        self.stopped = threading.Event()
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self._lock = threading.Lock()
+        self.first_process_at: float | None = None
+        self.thread = threading.Thread(target=self._run, name=f"attempt-{self.attempt}", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        with self._lock:
+            running = list(self.processes)
+        for process in running:
+            kill_group(process)
+
+    # -- the steps --------------------------------------------------------------------------------
+    def _run(self) -> None:
+        props = self.assignment["properties"]
+        master = self.assignment["master"]
+        paths = JobPaths.of(self.node_dir, self.assignment["jobOutputDirectoryPathSegment"], self.attempt)
+        volumes = [Volume.from_wire(v) for v in self.assignment.get("volumes") or []]
+        errors = self.storage.mount(volumes, paths.job_mount_root)
+        env = job_environment(self.address, self.assignment, paths)
+        names = log_names(master, self.node_id)
+        stdouterr = Path(env["AZ_BATCHAI_STDOUTERR_DIR"])
+        log = ExecutionLog(stdouterr / names.execution)
+        log.write(f"node {self.node_id} ({self.address}) starts attempt {self.attempt} of {self.assignment['jobId']}")
+        if errors:
+            log.write("mount failed: " + "; ".join(errors))
+            self._finish(Outcome(1, {"code": "MountFailed", "message": "; ".join(errors)}), log, volumes, paths)
+            return
+        try:
+            outcome = self._prepare_and_launch(props, env, stdouterr, names, log)
+        except Exception as exc:  # a launch that cannot even start is the job's error, not the agent's end
+            log.write(f"launch failed: {exc}")
+            outcome = Outcome(1, {"code": "JobLaunchFailed", "message": f"Node {self.node_id}: {exc}"})
+        self._finish(outcome, log, volumes, paths)
+
+    def _prepare_and_launch(self, props: dict[str, Any], env: dict[str, str], stdouterr: Path,
+                            names: Any, log: ExecutionLog) -> Outcome:
+        prep = (props.get("jobPreparation") or {}).get("commandLine")
+        if prep:
+            log.write(f"job preparation: {prep}")
+            code = self._run_and_wait(["/bin/bash", "-c", prep], env, stdouterr / names.prep_stdout,
+                                      stdouterr / names.prep_stderr)
+            log.write(f"job preparation exited with code {code}")
+            if self.stopped.is_set():
+                return Outcome(code)
+            if code != 0:
+                return Outcome(code, {"code": "JobPreparationFailed",
+                                      "message": f"The job preparation on node {self.node_id} exited with code {code};"
+                                                 f" see {names.prep_stderr} in the stdouterr directory."})
+        in_container = props.get("containerSettings") is not None
+        problem = toolkits.container_unavailable_message(props, in_container and docker_engine_answers())
+        if problem:
+            log.write(problem)
+            return Outcome(1, {"code": "ContainerUnavailable", "message": problem})
+        if in_container and (login := toolkits.docker_login(props)) is not None:
+            argv, password = login
+            log.write("docker login " + " ".join(argv[2:]))
+            subprocess.run(argv, input=password.encode(), capture_output=True, timeout=120, check=False)
+        plan = toolkits.plan(props, self.assignment["nodes"], self.node_id, f"{self.job}#{self.attempt}",
+                             local=self.storage.local, rsh_agent=str(RSH_AGENT),
+                             python=props_python(props), env_names=sorted(job_variable_names(props, env)),
+                             as_root=os.geteuid() == 0)
+        Path(env["AZ_BATCHAI_MPI_HOST_FILE"]).write_text(plan.hostfile)
+        env.update(plan.job_env)
+        decisive: list[subprocess.Popen[bytes]] = []
+        folders = sorted({env[k] for k in ("AZ_BATCHAI_MOUNT_ROOT", "AZ_BATCHAI_JOB_MOUNT_ROOT", "AZ_BATCHAI_JOB_TEMP",
+                                           "AZ_BATCHAI_SHARED_JOB_TEMP", "AZ_BATCHAI_STDOUTERR_DIR")})
+        for spec in plan.processes:
+            if self.stopped.is_set():
+                return Outcome(137)
+            command = spec.command
+            if in_container:
+                names_in = sorted(job_variable_names(props, env) | set(spec.env) | set(plan.job_env))
+                command = toolkits.docker_command(props, command, folders, names_in)
+            log.write(f"starting {spec.role}: {command}")
+            process = self._spawn(["/bin/bash", "-c", command], env | spec.env, stdouterr / names.stdout,
+                                  stdouterr / names.stderr)
+            if spec.decisive:
+                decisive.append(process)
+        if not decisive:
+            log.write("nothing on this node decides the job's outcome; holding the node for the job")
+            return Outcome(0)
+        return self._wait_for(decisive, log)
+
+    def _wait_for(self, decisive: list[subprocess.Popen[bytes]], log: ExecutionLog) -> Outcome:
+        """The first failure, or 0 when every process the job waits for has succeeded; pushes
+        blob-backed folders meanwhile so their files can be listed while the job runs."""
+        pending = list(decisive)
+        next_sync = time.monotonic() + SYNC_SECONDS
+        while pending:
+            for process in list(pending):
+                code = process.poll()
+                if code is None:
+                    continue
+                code = code if code >= 0 else 128 - code
+                pending.remove(process)
+                log.write(f"process {process.pid} exited with code {code}")
+                if code != 0:
+                    return Outcome(code)
+            if pending:
+                time.sleep(0.05)
+            if time.monotonic() >= next_sync:
+                self.storage.push()
+                next_sync = time.monotonic() + SYNC_SECONDS
+        return Outcome(0)
+
+    def _finish(self, outcome: Outcome, log: ExecutionLog, volumes: list[Volume], paths: JobPaths) -> None:
+        if self.stopped.is_set():
+            log.write("stopped by the control plane")
+        if outcome.exit_code != 0 or self.stopped.is_set():
+            self.stop_processes()  # on success, processes the outcome does not wait for run on
+        log.write(f"node outcome: exit code {outcome.exit_code}")
+        self.storage.push()
+        if not self.stopped.is_set():
+            self.report(outcome)
+        self.stopped.wait()  # until the control plane ends the attempt everywhere
+        self.stop_processes()
+        self.storage.push()
+        self.storage.unmount(volumes, paths.job_mount_root)
+
+    def stop_processes(self) -> None:
+        with self._lock:
+            running = list(self.processes)
+        for process in running:
+            if process.poll() is None:
+                kill_group(process)
+
+    # -- processes --------------------------------------------------------------------------------
+    def _spawn(self, argv: list[str], env: dict[str, str], stdout: Path, stderr: Path) -> subprocess.Popen[bytes]:
+        stdout.parent.mkdir(parents=True, exist_ok=True)
+        with stdout.open("ab") as out, stderr.open("ab") as err:
+            process = subprocess.Popen(argv, env=env, cwd=env["AZ_BATCHAI_JOB_TEMP"], stdin=subprocess.DEVNULL,
+                                       stdout=out, stderr=err, start_new_session=True)
+        with self._lock:
+            self.processes.append(process)
+        if self.first_process_at is None:
+            self.first_process_at = time.time()
+        return process
+
+    def _run_and_wait(self, argv: list[str], env: dict[str, str], stdout: Path, stderr: Path) -> int:
+        process = self._spawn(argv, env, stdout, stderr)
+        code = process.wait()
+        return code if code >= 0 else 128 - code
+
+
+@functools.cache
+def docker_engine_answers() -> bool:
+    """A docker command is not enough: its engine must answer (a machine may have only the CLI)."""
+    if shutil.which("docker") is None:
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def props_python(props: dict[str, Any]) -> str:
+    for key in ("horovodSettings", "chainerSettings", "cntkSettings", "caffeSettings", "caffe2Settings",
+                "pyTorchSettings", "tensorFlowSettings"):
+        settings = props.get(key) or {}
+        if settings.get("pythonInterpreterPath"):
+            return str(settings["pythonInterpreterPath"])
+    return "python3"
+
+
+def job_variable_names(props: dict[str, Any], env: dict[str, str]) -> set[str]:
+    """The variables ranks on other nodes need too (mpirun -x): the contract's and the user's."""
+    names = {k for k in env if k.startswith("AZ_BATCHAI_")}
+    names |= {v["name"] for v in props.get("environmentVariables") or []}
+    names |= {v["name"] for v in props.get("secrets") or []}
+    return names
+
+
+def kill_group(process: subprocess.Popen[bytes], grace: float = 2.0) -> None:
+    """Stop a process's whole group: SIGTERM, then SIGKILL after a grace period."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue

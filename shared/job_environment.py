@@ -1,0 +1,68 @@
+"""What a job sees on a node (reference/ENVIRONMENT.md): its folders and its variables. Pure: the
+node agent creates the folders; the control plane computes the same paths to find a job's files."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shared.volumes import expand
+
+
+@dataclass(frozen=True)
+class JobPaths:
+    """The node-local folders of one attempt (a later attempt starts from clean ones)."""
+
+    mount_root: Path  # the cluster's volumes
+    job_mount_root: Path  # the job's own volumes
+    temp_dir: Path  # all jobs' temporary folders
+    temp: Path
+    shared_temp: Path
+    hostfile: Path
+
+    @classmethod
+    def of(cls, node_dir: Path, segment: str, attempt: int) -> JobPaths:
+        name = f"{segment.replace('/', '_')}-{attempt}"
+        attempt_dir = node_dir / "jobs" / name
+        # Locally the nodes are folders of one pool, so a folder beside them is seen by all of them.
+        return cls(mount_root=node_dir / "mounts", job_mount_root=attempt_dir / "mounts", temp_dir=node_dir / "jobs",
+                   temp=attempt_dir / "temp", shared_temp=node_dir.parent / "shared" / name,
+                   hostfile=attempt_dir / "hostfile")
+
+
+def job_variables(base: Mapping[str, str], address: str, props: dict[str, Any], segment: str,
+                  paths: JobPaths) -> dict[str, str]:
+    """Every variable of ENVIRONMENT.md plus the job's own (and its secrets), over `base`."""
+    env = {k: v for k, v in base.items() if not k.startswith("AZ_BATCHAI_")}
+    env.update({
+        "AZ_BATCHAI_MOUNT_ROOT": str(paths.mount_root),
+        "AZ_BATCHAI_JOB_MOUNT_ROOT": str(paths.job_mount_root),
+        "AZ_BATCHAI_JOB_TEMP_DIR": str(paths.temp_dir),
+        "AZ_BATCHAI_JOB_TEMP": str(paths.temp),
+        "AZ_BATCHAI_SHARED_JOB_TEMP": str(paths.shared_temp),
+        "AZ_BATCHAI_MPI_HOST_FILE": str(paths.hostfile),
+        "AZ_BATCHAI_NUM_GPUS": "0",
+        "AZ_BATCHAI_NODE_IP": address,
+    })
+    for item in props.get("environmentVariables") or []:
+        env[item["name"]] = item["value"]
+    for item in props.get("secrets") or []:
+        if "value" in item:
+            env[item["name"]] = item["value"]
+    env["AZ_BATCHAI_STDOUTERR_DIR"] = str(stdouterr_dir(props, segment, env))
+    for item in props.get("inputDirectories") or []:
+        env[f"AZ_BATCHAI_INPUT_{item['id']}"] = expand(item["path"], env)
+    for item in props.get("outputDirectories") or []:
+        env[f"AZ_BATCHAI_OUTPUT_{item['id']}"] = str(output_dir(item, segment, env))
+    return env
+
+
+def stdouterr_dir(props: dict[str, Any], segment: str, env: Mapping[str, str]) -> Path:
+    return Path(expand(props["stdOutErrPathPrefix"], env)) / segment / "stdouterr"
+
+
+def output_dir(item: dict[str, Any], segment: str, env: Mapping[str, str]) -> Path:
+    """`<pathPrefix>/<jobOutputDirectoryPathSegment>/<pathSuffix>`, expanded."""
+    return Path(expand(item["pathPrefix"], env)) / segment / expand(item.get("pathSuffix") or "", env)

@@ -1,0 +1,150 @@
+"""Where a job's files are, and listing them with download URLs (Jobs_ListOutputFiles).
+
+A directory of a job (its stdouterr directory or an output directory) is a path template that the
+nodes expand. On a mounted volume it lives in that volume's storage: a blob container through the
+blob port (SAS URLs), a share, file server or unmanaged file system as a folder of the data folder
+(local pool; URLs signed by the local host). Elsewhere, in the local pool, it is a folder of the
+job's master node, expanded with that node's variables.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from shared import errors, pools
+from shared.api.agent import resolved_volumes
+from shared.composition import Services
+from shared.job_environment import JobPaths, job_variables, output_dir, stdouterr_dir
+from shared.ports.blob_store import Account
+from shared.resources import R
+from shared.volumes import Location, Volume, local_folder, locate
+
+STDOUTERR = "stdouterr"
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    is_directory: bool
+    size: int = 0
+    modified: datetime | None = None
+    url: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        if self.is_directory:
+            return {"name": self.name, "fileType": "directory"}
+        modified = self.modified.isoformat(timespec="milliseconds").replace("+00:00", "Z") if self.modified else None
+        return {"name": self.name, "fileType": "file", "downloadUrl": self.url,
+                "properties": {"lastModified": modified, "contentLength": self.size}}
+
+
+def list_directory(svc: Services, job: dict[str, Any], output_id: str, directory: str, expires: datetime
+                   ) -> list[Entry]:
+    """The entries of one job directory (and `directory` below it), files with URLs valid until
+    `expires`. Nothing before the job has run anywhere, or where no storage can be reached."""
+    spec = job["spec"]
+    segment = job["resource"]["properties"]["jobOutputDirectoryPathSegment"]
+    sub = _clean(directory)
+    cluster = svc.store.read(R, job["clusterPk"], job["cluster"])
+    cluster_volumes = _volumes(svc, (cluster or {}).get("spec", {}).get("nodeSetup", {}).get("mountVolumes"))
+    job_volumes = _volumes(svc, spec.get("mountVolumes"))
+    user_env = {v["name"]: v["value"] for v in spec.get("environmentVariables") or []}
+    template = _template(spec, output_id, segment)
+    try:
+        where = locate(template, user_env, cluster_volumes, job_volumes)
+    except ValueError:  # not on a volume: a folder of the node (e.g. under $AZ_BATCHAI_JOB_TEMP)
+        where = Location()
+    if where.volume is not None:
+        inner = posixpath.join(where.inside, sub) if sub else where.inside
+        if where.volume.kind == "azureBlob":
+            return _blob_entries(svc, where.volume, inner, expires)
+        if svc.settings.pool == "local":
+            return _folder_entries(svc, local_folder(where.volume, _storage_dir(svc)) / inner, expires)
+        return []
+    folder = _master_folder(svc, job, cluster, output_id, segment)
+    return _folder_entries(svc, folder / sub, expires) if folder is not None else []
+
+
+def expiry(svc: Services, minutes: int) -> datetime:
+    return svc.clock.now() + timedelta(minutes=minutes)
+
+
+def _template(spec: dict[str, Any], output_id: str, segment: str) -> str:
+    if output_id == STDOUTERR:
+        return f"{spec['stdOutErrPathPrefix']}/{segment}/{STDOUTERR}"
+    item = next(d for d in spec.get("outputDirectories") or [] if d["id"] == output_id)
+    suffix = item.get("pathSuffix") or ""
+    return f"{item['pathPrefix']}/{segment}" + (f"/{suffix}" if suffix else "")
+
+
+def _clean(directory: str) -> str:
+    """A sub-directory relative to the listed one; '..' can never climb out of it."""
+    parts = [p for p in directory.replace("\\", "/").split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise ValueError("directory must not contain '..'")
+    return "/".join(parts)
+
+
+def _volumes(svc: Services, mount_volumes: dict[str, Any] | None) -> list[Volume]:
+    try:
+        return [Volume.from_wire(v) for v in resolved_volumes(svc, mount_volumes, "mountVolumes")]
+    except errors.ApiError:  # a file server deleted since: its files cannot be found any more
+        return []
+
+
+def _storage_dir(svc: Services) -> Path:
+    return svc.settings.data_dir.resolve() / "storage"
+
+
+def _blob_entries(svc: Services, volume: Volume, prefix: str, expires: datetime) -> list[Entry]:
+    account = Account(volume.account, volume.key)
+    prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+    entries = []
+    for blob in svc.blobs.list(account, volume.container, prefix, delimiter="/"):
+        name = blob.name[len(prefix):].rstrip("/")
+        url = None if blob.is_directory else svc.blobs.download_url(account, volume.container, blob.name, expires)
+        entries.append(Entry(name, blob.is_directory, blob.size, blob.last_modified, url))
+    return entries
+
+
+def _folder_entries(svc: Services, folder: Path, expires: datetime) -> list[Entry]:
+    """A local folder's entries; only inside the data folder, whose files the host serves."""
+    root = svc.settings.data_dir.resolve()
+    try:
+        real = folder.resolve()
+        real.relative_to(root)
+        children = sorted(real.iterdir())
+    except (OSError, ValueError):
+        return []
+    entries = []
+    for child in children:
+        try:
+            stat = child.stat()
+        except OSError:
+            continue  # removed meanwhile
+        if child.is_dir():
+            entries.append(Entry(child.name, True))
+        else:
+            modified = datetime.fromtimestamp(stat.st_mtime).astimezone()
+            entries.append(Entry(child.name, False, stat.st_size, modified, svc.signer.url_for(child, expires)))
+    return entries
+
+
+def _master_folder(svc: Services, job: dict[str, Any], cluster: dict[str, Any] | None, output_id: str,
+                   segment: str) -> Path | None:
+    """In the local pool: the directory as the job's (last) master node expanded it."""
+    if svc.settings.pool != "local" or cluster is None or not job.get("nodes") or not job.get("attempt"):
+        return None
+    master = job["nodes"][0]
+    node_dir = svc.settings.pools_dir.resolve() / pools.pool_id(cluster) / master
+    paths = JobPaths.of(node_dir, segment, job["attempt"])
+    env = job_variables({}, "", job["spec"], segment, paths)
+    if output_id == STDOUTERR:
+        return stdouterr_dir(job["spec"], segment, env)
+    item = next(d for d in job["spec"].get("outputDirectories") or [] if d["id"] == output_id)
+    return output_dir(item, segment, env)
+
