@@ -43,6 +43,19 @@ async def assignment(req: func.HttpRequest) -> func.HttpResponse:
     return to_http_response(answer)
 
 
+@bp.function_name("Agent_Prepared")
+@bp.route(route="agent/prepared", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+def prepared(req: func.HttpRequest) -> func.HttpResponse:
+    return to_http_response(guarded("Agent_Prepared", lambda: agent.prepared(services(), to_api_request(req))))
+
+
+@bp.function_name("Agent_AllPrepared")
+@bp.route(route="agent/prepared", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+async def all_prepared(req: func.HttpRequest) -> func.HttpResponse:
+    answer = await guarded_async("Agent_AllPrepared", lambda: agent.all_prepared(services(), to_api_request(req)))
+    return to_http_response(answer)
+
+
 @bp.function_name("Agent_Report")
 @bp.route(route="agent/report", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def report(req: func.HttpRequest) -> func.HttpResponse:

@@ -176,7 +176,7 @@ class Agent:
         assert self.storage is not None
         storage = self.storage.for_job()
         attempt = Attempt(self.boot.node_dir, self.boot.node_id, self.boot.address, assignment, storage,
-                          lambda outcome: self._report(assignment, outcome))
+                          lambda outcome: self._report(assignment, outcome), PreparationBarrier(self, assignment))
         with self.lock:
             self.running = attempt
         attempt.start()
@@ -198,3 +198,23 @@ class Agent:
             attempt, self.running = self.running, None
         if attempt is not None:
             attempt.stop()
+
+
+class PreparationBarrier:
+    """The job's nodes meet after their job preparation, through the control plane."""
+
+    def __init__(self, agent: Agent, assignment: dict[str, Any]) -> None:
+        self.agent = agent
+        self.ids = {"job": assignment["job"], "attempt": assignment["attempt"]}
+
+    def prepared(self) -> None:
+        self.agent.authed("POST", "agent/prepared", json=self.ids)
+
+    def wait_all(self, stopped: threading.Event) -> bool:
+        while not stopped.is_set():
+            answer = self.agent.authed("GET", "agent/prepared", params={**self.ids, "wait": ASSIGNMENT_WAIT})
+            if answer.status_code != 200:
+                return False  # the attempt ended
+            if answer.json()["all"]:
+                return True
+        return False

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from node_bootstrap import toolkits
 from node_bootstrap.execution_log import ExecutionLog
@@ -41,16 +41,27 @@ class Outcome:
 Report = Callable[[Outcome], None]
 
 
+class Barrier(Protocol):
+    """The job's nodes meet after their job preparation, through the control plane."""
+
+    def prepared(self) -> None:
+        """This node has prepared."""
+
+    def wait_all(self, stopped: threading.Event) -> bool:
+        """Until every node has prepared (True), or the attempt ended (False)."""
+
+
 class Attempt:
     """Runs in its own thread; `stop()` (the control plane moved on) kills whatever it started."""
 
     def __init__(self, node_dir: Path, node_id: str, address: str, assignment: dict[str, Any],
-                 storage: JobStorage, report: Report) -> None:
+                 storage: JobStorage, report: Report, barrier: Barrier) -> None:
         self.node_dir, self.node_id, self.address = node_dir, node_id, address
         self.assignment = assignment
         self.job, self.attempt = assignment["job"], assignment["attempt"]
         self.storage = storage
         self.report = report
+        self.barrier = barrier
         self.stopped = threading.Event()
         self.processes: list[subprocess.Popen[bytes]] = []
         self._lock = threading.Lock()
@@ -92,6 +103,12 @@ class Attempt:
 
     def _prepare_and_launch(self, props: dict[str, Any], env: dict[str, str], stdouterr: Path,
                             names: Any, log: ExecutionLog) -> Outcome:
+        plan = toolkits.plan(props, self.assignment["nodes"], self.node_id, f"{self.job}#{self.attempt}",
+                             local=self.storage.local, rsh_agent=str(RSH_AGENT),
+                             python=props_python(props), env_names=sorted(job_variable_names(props, env)),
+                             as_root=os.geteuid() == 0)
+        Path(env["AZ_BATCHAI_MPI_HOST_FILE"]).write_text(plan.hostfile)
+        env.update(plan.job_env)
         prep = (props.get("jobPreparation") or {}).get("commandLine")
         if prep:
             log.write(f"job preparation: {prep}")
@@ -105,6 +122,7 @@ class Attempt:
                                       "message": f"The job preparation on node {self.node_id} exited with code {code};"
                                                  f" see {names.prep_stderr} in the stdouterr directory."})
         in_container = props.get("containerSettings") is not None
+        self.barrier.prepared()
         problem = toolkits.container_unavailable_message(props, in_container and docker_engine_answers())
         if problem:
             log.write(problem)
@@ -113,12 +131,10 @@ class Attempt:
             argv, password = login
             log.write("docker login " + " ".join(argv[2:]))
             subprocess.run(argv, input=password.encode(), capture_output=True, timeout=120, check=False)
-        plan = toolkits.plan(props, self.assignment["nodes"], self.node_id, f"{self.job}#{self.attempt}",
-                             local=self.storage.local, rsh_agent=str(RSH_AGENT),
-                             python=props_python(props), env_names=sorted(job_variable_names(props, env)),
-                             as_root=os.geteuid() == 0)
-        Path(env["AZ_BATCHAI_MPI_HOST_FILE"]).write_text(plan.hostfile)
-        env.update(plan.job_env)
+        if self._launches_onto_others(props, plan):
+            log.write("waiting for every node of the job to finish its job preparation")
+            if not self.barrier.wait_all(self.stopped):
+                return Outcome(137)
         decisive: list[subprocess.Popen[bytes]] = []
         folders = sorted({env[k] for k in ("AZ_BATCHAI_MOUNT_ROOT", "AZ_BATCHAI_JOB_MOUNT_ROOT", "AZ_BATCHAI_JOB_TEMP",
                                            "AZ_BATCHAI_SHARED_JOB_TEMP", "AZ_BATCHAI_STDOUTERR_DIR")})
@@ -138,6 +154,13 @@ class Attempt:
             log.write("nothing on this node decides the job's outcome; holding the node for the job")
             return Outcome(0)
         return self._wait_for(decisive, log)
+
+    def _launches_onto_others(self, props: dict[str, Any], plan: toolkits.NodePlan) -> bool:
+        """mpirun (or a custom command, which may use the hostfile) reaches the other nodes: they
+        must have run their job preparation first."""
+        if len(self.assignment["nodes"]) < 2 or not plan.processes:
+            return False
+        return props.get("customToolkitSettings") is not None or any(p.role == "mpirun" for p in plan.processes)
 
     def _wait_for(self, decisive: list[subprocess.Popen[bytes]], log: ExecutionLog) -> Outcome:
         """The first failure, or 0 when every process the job waits for has succeeded; pushes

@@ -42,6 +42,7 @@ def start(doc: dict[str, Any], node_ids: list[str], now: datetime) -> None:
     doc["attempt"] = doc.get("attempt", 0) + 1
     doc["nodes"] = list(node_ids)
     doc["reports"] = {}
+    doc["prepared"] = []  # nodes that ran the job preparation (see api/agent.py `prepared`)
     _set_state(doc, RUNNING, now)
     doc["resource"]["properties"]["executionInfo"] = {"startTime": stamp(now)}
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared import errors, job_runs, lanes, nodes, volumes
+from shared import errors, job_runs, lanes, nodes, resources, volumes
 from shared.api.request import ApiRequest, ApiResponse, ok, parse_body
 from shared.composition import Services
 from shared.ids import CLUSTER, FILE_SERVER, ResourceRef
@@ -53,6 +53,11 @@ class Report(AgentModel):
 
 class Ready(AgentModel):
     error: Problem | None = None
+
+
+class Prepared(AgentModel):
+    job: str = Field(max_length=1000)
+    attempt: int = Field(ge=1)
 
 
 class Unauthorized(errors.ApiError):
@@ -218,14 +223,59 @@ async def assignment(svc: Services, req: ApiRequest) -> ApiResponse:
             await waiter.wait(min(left, STORE_RECHECK_SECONDS))
 
 
+def _held_attempt(node: dict[str, Any], job: str, attempt: int) -> None:
+    if node.get("job") != job or node.get("attempt") != attempt:
+        raise errors.Conflict("The node does not hold that attempt of the job (it ended or moved).",
+                              target="attempt", code="StaleAttempt")
+
+
+def prepared(svc: Services, req: ApiRequest) -> ApiResponse:
+    """This node ran the job's preparation: the master, which waits for every node before it
+    launches onto them (mpirun, or a custom command using the hostfile), is woken."""
+    node = authenticate(svc, req)
+    body = parse_body(Prepared, req)
+    _held_attempt(node, body.job, body.attempt)
+
+    def mark(job: dict[str, Any]) -> bool:
+        done = job.setdefault("prepared", [])
+        if job["state"] != job_runs.RUNNING or job["attempt"] != body.attempt or node["nodeId"] in done:
+            return False
+        done.append(node["nodeId"])
+        return True
+
+    written = resources.edit_stored(svc.store, R, node["jobPk"], body.job, mark)
+    if written is not None:
+        svc.wakeups.notify(nodes.node_key(node["pk"], written["nodes"][0]))
+    return ok({"accepted": True})
+
+
+async def all_prepared(svc: Services, req: ApiRequest) -> ApiResponse:
+    """Long-poll (master): answers when every node of the attempt has prepared, or after `wait`."""
+    node = await asyncio.to_thread(authenticate, svc, req)
+    job_key, attempt = req.query.get("job", ""), req.query.get("attempt", "")
+    if not attempt.isdigit():
+        raise errors.InvalidParameter("attempt must be a number.", target="attempt")
+    _held_attempt(node, job_key, int(attempt))
+    wait = min(float(req.query.get("wait", "0") or 0), svc.settings.assignment_wait_seconds)
+    deadline = asyncio.get_running_loop().time() + max(wait, 0.0)
+    while True:
+        with svc.wakeups.listening(node["id"]) as waiter:
+            job = await asyncio.to_thread(svc.store.read, R, node["jobPk"], job_key)
+            if job is None or job["state"] != job_runs.RUNNING or job["attempt"] != int(attempt):
+                raise errors.Conflict("The attempt ended.", target="attempt", code="StaleAttempt")
+            done = set(job.get("prepared") or [])
+            left = deadline - asyncio.get_running_loop().time()
+            if done >= set(job["nodes"]) or left <= 0 or svc.wakeups.closed:
+                return ok({"prepared": sorted(done), "all": done >= set(job["nodes"])})
+            await waiter.wait(min(left, STORE_RECHECK_SECONDS))
+
+
 def report(svc: Services, req: ApiRequest) -> ApiResponse:
     """A node's part of the attempt ended: a non-zero exit fails the job at once, the last of the
     nodes' zeros makes it succeed (see job_runs)."""
     node = authenticate(svc, req)
     rep = parse_body(Report, req)
-    if node.get("job") != rep.job or node.get("attempt") != rep.attempt:
-        raise errors.Conflict("The node does not hold that attempt of the job (it ended or moved).",
-                              target="attempt", code="StaleAttempt")
+    _held_attempt(node, rep.job, rep.attempt)
 
     def end(job: dict[str, Any]) -> bool:
         if job["state"] != job_runs.RUNNING or job["attempt"] != rep.attempt:

@@ -292,3 +292,14 @@ def test_output_urls_expire_and_refuse_tampering(jobs: Jobs) -> None:
     bad = jobs.http.post(f"{WS}/experiments/e/jobs/custom/listOutputFiles",
                          params={"outputdirectoryid": "stdouterr", "linkexpiryinminutes": 4})
     assert bad.status_code == 400 and bad.json()["error"]["target"] == "linkexpiryinminutes"
+
+
+def test_mpirun_starts_only_after_every_node_ran_its_job_preparation(jobs: Jobs) -> None:
+    prep = ("[ \"$(head -1 $AZ_BATCHAI_MPI_HOST_FILE | cut -d' ' -f1)\" = \"$AZ_BATCHAI_NODE_IP\" ] || sleep 1; "
+            "touch $AZ_BATCHAI_SHARED_JOB_TEMP/prepared-$AZ_BATCHAI_NODE_IP")
+    jobs.succeeded("barrier", {"jobPreparation": {"commandLine": prep}, "customMpiSettings": {
+        "commandLine": "bash -c 'test $(ls $AZ_BATCHAI_SHARED_JOB_TEMP | grep -c prepared-) = 2 && echo both prepared'",
+        "processCount": 2}})
+    assert jobs.text("barrier").count("both prepared") == 2
+    assert jobs.text("barrier", "stdout-job_prep.txt") == ""
+    assert any(name.startswith("stdout-job_prep-") for name in jobs.files("barrier"))  # the other node's
