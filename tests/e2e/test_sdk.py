@@ -68,7 +68,9 @@ def test_cluster_create_get_update_list_delete(sdk: BatchAI, rg: str) -> None:
     assert updated.scale_settings.auto_scale.maximum_node_count == 4
     assert sdk.clusters.get(rg, "ws", "gpu").scale_settings.auto_scale.initial_node_count == 0
     assert [c.name for c in sdk.clusters.list_by_workspace(rg, "ws")] == ["gpu"]
-    assert list(sdk.clusters.list_remote_login_information(rg, "ws", "gpu")) == []
+    logins = list(sdk.clusters.list_remote_login_information(rg, "ws", "gpu"))  # nodes still come and go
+    assert all(n.ip_address.startswith("127.0.0.") and n.port == 22 for n in logins)
+    assert len({n.node_id for n in logins}) == len(logins) <= 2
 
     sdk.clusters.begin_delete(rg, "ws", "gpu").result()
     with pytest.raises(ResourceNotFoundError):
