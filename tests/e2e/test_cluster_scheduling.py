@@ -12,7 +12,7 @@ import os
 import random
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,24 +20,12 @@ import httpx
 import pytest
 
 from shared.localhost.process import LocalHostProcess, start_local_host
+from tests.e2e.polling import wait_until
 
 WS = "/subscriptions/e2e/resourceGroups/rg/providers/Microsoft.BatchAI/workspaces/ws"
 Q = {"api-version": "2018-05-01"}
 FINAL = ("succeeded", "failed")
 HOST_ENV = {"BATCHAI_AUTOSCALE_IDLE_SECONDS": "1", "BATCHAI_HEARTBEAT_SECONDS": "0.5"}
-
-
-def wait_until(what: str, check: Callable[[], Any], timeout: float = 30, every: float = 0.05,
-               describe: Callable[[], Any] = lambda: "") -> Any:
-    """Poll `check` until it returns something truthy; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} {describe()}")
-        time.sleep(every)
 
 
 def agent_pids(data_dir: Path, cluster: str = "") -> list[int]:

@@ -5,7 +5,6 @@ while it runs and downloaded through SAS URLs afterwards."""
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,22 +14,12 @@ import pytest
 
 from shared.adapters.azure.azure_blobs import AzureBlobStore
 from shared.localhost.process import LocalHostProcess, start_local_host
+from tests.e2e.polling import wait_until
 from shared.ports.blob_store import Account
 
 WS = "/subscriptions/e2e/resourceGroups/rg/providers/Microsoft.BatchAI/workspaces/setup"
 Q = {"api-version": "2018-05-01"}
 SETUP_SECRET = "setup-" + "secret-never-shown"
-
-
-def wait_for(what: str, check: Any, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +46,7 @@ def cluster(http: httpx.Client, name: str, node_setup: dict[str, Any]) -> dict[s
         "vmSize": "STANDARD_D1_V2", "scaleSettings": {"manual": {"targetNodeCount": 1}},
         "userAccountSettings": {"adminUserName": "u", "adminUserPassword": "p"}, "nodeSetup": node_setup,
     }}).raise_for_status()
-    return wait_for(f"{name}'s node to be set up", lambda: settled(http, name))
+    return wait_until(f"{name}'s node to be set up", lambda: settled(http, name))
 
 
 def settled(http: httpx.Client, name: str) -> dict[str, Any] | None:
@@ -128,13 +117,13 @@ def test_a_job_keeps_its_logs_and_outputs_in_a_blob_container_on_azurite(
         answer.raise_for_status()
         return {f["name"]: f for f in answer.json()["value"]}
 
-    running = wait_for("stdout.txt on Azurite while the job runs",
+    running = wait_until("stdout.txt on Azurite while the job runs",
                        lambda: (f := listed("stdouterr").get("stdout.txt")) and httpx.get(f["downloadUrl"]).text
                        == "started\n" and f)
     assert running["downloadUrl"].startswith(azurite.blob_endpoint.format(account=azurite.account_name))
     assert "sig=" in running["downloadUrl"]
     gate.touch()
-    props = wait_for("the job to end", lambda: (p := http.get(f"{WS}/experiments/e/jobs/blob").json()["properties"])
+    props = wait_until("the job to end", lambda: (p := http.get(f"{WS}/experiments/e/jobs/blob").json()["properties"])
                      ["executionState"] in ("succeeded", "failed") and p)
     assert props["executionState"] == "succeeded", props
     model = listed("MODEL")["model.bin"]

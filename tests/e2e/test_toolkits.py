@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import pytest
 
 from node_bootstrap.attempt import docker_engine_answers
 from shared.localhost.process import LocalHostProcess, start_local_host
+from tests.e2e.polling import wait_until
 
 WS = "/subscriptions/e2e/resourceGroups/rg/providers/Microsoft.BatchAI/workspaces/tk"
 CLUSTER = f"{WS}/clusters/two"
@@ -55,7 +55,7 @@ class Jobs:
                 "accountName": ACCOUNT, "azureFileUrl": f"https://{ACCOUNT}.file.core.windows.net/{SHARE}",
                 "credentials": {"accountKey": "key"}, "relativeMountPath": "afs"}]}},
         }}).raise_for_status()
-        wait_for("2 idle nodes", lambda: self.http.get(CLUSTER).json()["properties"]["nodeStateCounts"]
+        wait_until("2 idle nodes", lambda: self.http.get(CLUSTER).json()["properties"]["nodeStateCounts"]
                  ["idleNodeCount"] == 2)
 
     def run(self, name: str, properties: dict[str, Any], timeout: float = 120) -> dict[str, Any]:
@@ -63,7 +63,7 @@ class Jobs:
         body = {"cluster": {"id": CLUSTER}, "nodeCount": 2, "stdOutErrPathPrefix": AFS,
                 "environmentVariables": [{"name": "PATH", "value": self.path}]} | properties
         self.http.put(f"{WS}/experiments/e/jobs/{name}", json={"properties": body}).raise_for_status()
-        return wait_for(f"job {name} to end", lambda: self.ended(name), timeout)
+        return wait_until(f"job {name} to end", lambda: self.ended(name), timeout)
 
     def ended(self, name: str) -> dict[str, Any] | None:
         props = self.http.get(f"{WS}/experiments/e/jobs/{name}").json()["properties"]
@@ -89,15 +89,17 @@ class Jobs:
         return props
 
 
-def wait_for(what: str, check: Any, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.1)
+def processes_running(jobs: Jobs, script_name: str) -> list[int]:
+    """Live processes of this host's nodes running the script (its path is below the host's folder)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes()
+            if script_name.encode() in text and str(jobs.host.data_dir).encode() in text:
+                found.append(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +144,7 @@ def test_tensorflow_one_parameter_server_and_two_workers(jobs: Jobs) -> None:
         "parameterServerCommandLineArgs": "ps"}})
     everything = jobs.logs("tf")
     assert "master 0 ok" in everything and "worker 1 ok" in everything and "ps 0 ok" in everything, everything
+    wait_until("the parameter server to be stopped once the workers ended", lambda: not processes_running(jobs, "tf_roles.py"))
 
 
 @pytest.mark.parametrize("toolkit", ["horovodSettings", "chainerSettings"])
@@ -303,3 +306,14 @@ def test_mpirun_starts_only_after_every_node_ran_its_job_preparation(jobs: Jobs)
     assert jobs.text("barrier").count("both prepared") == 2
     assert jobs.text("barrier", "stdout-job_prep.txt") == ""
     assert any(name.startswith("stdout-job_prep-") for name in jobs.files("barrier"))  # the other node's
+
+
+def test_terminating_a_running_job_stops_its_processes_on_every_node(jobs: Jobs) -> None:
+    body = {"cluster": {"id": CLUSTER}, "nodeCount": 2, "stdOutErrPathPrefix": AFS,
+            "caffe2Settings": {"pythonScriptFilePath": script("sleeper.py")}}
+    jobs.http.put(f"{WS}/experiments/e/jobs/endless", json={"properties": body}).raise_for_status()
+    wait_until("a sleeper on each node", lambda: len(processes_running(jobs, "sleeper.py")) == 2)
+    jobs.http.post(f"{WS}/experiments/e/jobs/endless/terminate").raise_for_status()
+    wait_until("every sleeper to be stopped", lambda: not processes_running(jobs, "sleeper.py"), timeout=15)
+    props = jobs.ended("endless")
+    assert props and props["executionInfo"]["errors"][0]["code"] == "JobTerminated"

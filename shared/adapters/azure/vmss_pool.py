@@ -144,7 +144,9 @@ def cloud_init(bootstrap: Mapping[str, Any], agent_package: str) -> str:
     ])
     config = {
         "package_update": True,
-        "packages": ["python3", "python3-venv", "python3-pip"],
+        # The agent's interpreter, the mount helpers (Azure Files over SMB, file servers over NFS) and
+        # Open MPI for the MPI toolkits. blobfuse2 comes with the VM image (as on Batch AI's images).
+        "packages": ["python3", "python3-venv", "python3-pip", "cifs-utils", "nfs-common", "openmpi-bin"],
         "write_files": [
             {"path": f"{NODE_DIR}/bootstrap.json", "permissions": "0600", "owner": "root:root",
              "content": json.dumps(dict(bootstrap), indent=2)},
