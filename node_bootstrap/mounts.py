@@ -225,6 +225,9 @@ class VmMounter:
     def push(self) -> None:
         """Nothing to do: real mounts write through."""
 
+    def pull(self) -> None:
+        """Nothing to do: real mounts read through."""
+
     def _check(self, command: Command) -> None:
         code, output = self._run(command.argv)
         if code != 0:
@@ -333,6 +336,13 @@ class LocalMounter:
         for syncer in syncers:
             syncer.push()
 
+    def pull(self) -> None:
+        """Download what others wrote into the synced containers since (before each job)."""
+        with self._lock:
+            syncers = list(self._syncers.values())
+        for syncer in syncers:
+            syncer.pull()
+
 
 # --------------------------------------------------------------------------------------------------
 # Orchestration
@@ -345,6 +355,8 @@ class Mounter(Protocol):
     def unmount(self, volume: Volume, path: Path) -> None: ...
 
     def push(self) -> None: ...
+
+    def pull(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -415,11 +427,18 @@ class Mounts:
 
     def push(self) -> list[MountError]:
         """Local mode with Azurite: upload the synced blob folders; elsewhere nothing to do."""
+        return self._sync("pushing", self.mounter.push)
+
+    def pull(self) -> list[MountError]:
+        """Local mode with Azurite: download into the synced blob folders; elsewhere nothing to do."""
+        return self._sync("pulling", self.mounter.pull)
+
+    def _sync(self, verb: str, action: Callable[[], None]) -> list[MountError]:
         try:
-            self.mounter.push()
+            action()
         except Exception as exc:  # noqa: BLE001 - reported to the caller, the job goes on
             keys = [v.key for v in self._mounted.values()]
-            return [MountError("", _scrub(f"pushing blob folders under {self.root} failed: {exc}", keys))]
+            return [MountError("", _scrub(f"{verb} blob folders under {self.root} failed: {exc}", keys))]
         return []
 
     def _mount_one(self, volume: Volume) -> None:

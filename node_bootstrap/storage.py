@@ -60,6 +60,10 @@ class NodeStorage:
         if self.cluster_mounts is not None:
             self.cluster_mounts.push()
 
+    def pull(self) -> list[str]:
+        """Bring synced cluster-level blob folders up to date (other nodes may have written)."""
+        return [str(e) for e in self.cluster_mounts.pull()] if self.cluster_mounts is not None else []
+
     # -- building mounts --------------------------------------------------------------------------
     def _mounts(self, root: Path) -> Mounts:
         if not self.local:
@@ -95,10 +99,11 @@ class JobStorage:
         return self.node.local
 
     def mount(self, volumes: list[Volume], root: Path) -> list[str]:
+        """The job's volumes, after the node's synced ones are brought up to date."""
         root.mkdir(parents=True, exist_ok=True)
         mounts = self.node._mounts(root)
         self.mounts[root] = mounts
-        return [str(e) for e in mounts.mount_all(volumes)]
+        return self.node.pull() + [str(e) for e in mounts.mount_all(volumes)]
 
     def unmount(self, volumes: list[Volume], root: Path) -> None:
         mounts = self.mounts.pop(root, None)

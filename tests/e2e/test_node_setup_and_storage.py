@@ -133,3 +133,23 @@ def test_a_job_keeps_its_logs_and_outputs_in_a_blob_container_on_azurite(
     assert httpx.get(stdout["downloadUrl"]).text == "started\nfinished\n"
     names = [e.name for e in store.list(account, "results", "", delimiter=None)]
     assert any(n.endswith("/model/model.bin") for n in names), names
+
+
+def test_a_cluster_level_container_is_pulled_before_each_job(http: httpx.Client, azurite: Any) -> None:
+    account = Account(azurite.account_name, azurite.account_key)
+    store = AzureBlobStore(azurite.blob_endpoint)
+    store.create_container(account, "shared")
+    cluster(http, "blobcluster", {"mountVolumes": {"azureBlobFileSystems": [{
+        "accountName": azurite.account_name, "containerName": "shared", "relativeMountPath": "data",
+        "credentials": {"accountKey": azurite.account_key}}]}})
+    store.upload_bytes(account, "shared", "inputs/greeting.txt", b"written after the node was set up\n")
+    http.put(f"{WS}/experiments/e/jobs/reader", json={"properties": {
+        "cluster": {"id": f"{WS}/clusters/blobcluster"}, "nodeCount": 1, "stdOutErrPathPrefix": "$AZ_BATCHAI_MOUNT_ROOT/data",
+        "customToolkitSettings": {"commandLine": "cat $AZ_BATCHAI_MOUNT_ROOT/data/inputs/greeting.txt"}}}
+             ).raise_for_status()
+    props = wait_until("the job to end", lambda: (p := http.get(f"{WS}/experiments/e/jobs/reader").json()
+                                                  ["properties"])["executionState"] in ("succeeded", "failed") and p)
+    assert props["executionState"] == "succeeded", props
+    files = http.post(f"{WS}/experiments/e/jobs/reader/listOutputFiles", params={"outputdirectoryid": "stdouterr"})
+    stdout = {f["name"]: f for f in files.json()["value"]}["stdout.txt"]
+    assert httpx.get(stdout["downloadUrl"]).text == "written after the node was set up\n"
