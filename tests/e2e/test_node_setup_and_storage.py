@@ -153,3 +153,29 @@ def test_a_cluster_level_container_is_pulled_before_each_job(http: httpx.Client,
     files = http.post(f"{WS}/experiments/e/jobs/reader/listOutputFiles", params={"outputdirectoryid": "stdouterr"})
     stdout = {f["name"]: f for f in files.json()["value"]}["stdout.txt"]
     assert httpx.get(stdout["downloadUrl"]).text == "written after the node was set up\n"
+
+
+def test_job_volumes_of_a_file_server_and_an_unmanaged_file_system_are_folders_of_the_data_folder(
+        http: httpx.Client, blob_host: LocalHostProcess) -> None:
+    http.put(f"{WS}/fileServers/nfs", json={"properties": {
+        "vmSize": "STANDARD_D2", "sshConfiguration": {"userAccountSettings": {"adminUserName": "u", "adminUserPassword": "p"}},
+        "dataDisks": {"diskSizeInGB": 10, "diskCount": 1, "storageAccountType": "Standard_LRS"}}}).raise_for_status()
+    cluster(http, "volumes", {})
+    command = "echo nfs > $AZ_BATCHAI_JOB_MOUNT_ROOT/nfs/from-job && echo own > $AZ_BATCHAI_JOB_MOUNT_ROOT/own/from-job"
+    http.put(f"{WS}/experiments/e/jobs/volumes", json={"properties": {
+        "cluster": {"id": f"{WS}/clusters/volumes"}, "nodeCount": 1,
+        "mountVolumes": {"fileServers": [{"fileServer": {"id": f"{WS}/fileServers/nfs"}, "relativeMountPath": "nfs",
+                                          "sourceDirectory": "projects"}],
+                         "unmanagedFileSystems": [{"mountCommand": "mount -t tmpfs none", "relativeMountPath": "own"}]},
+        "stdOutErrPathPrefix": "$AZ_BATCHAI_JOB_MOUNT_ROOT/nfs",
+        "customToolkitSettings": {"commandLine": command}}}).raise_for_status()
+    props = wait_until("the job to end", lambda: (p := http.get(f"{WS}/experiments/e/jobs/volumes").json()
+                                                  ["properties"])["executionState"] in ("succeeded", "failed") and p)
+    assert props["executionState"] == "succeeded", props
+    storage = blob_host.data_dir / "storage"
+    [nfs_file] = (storage / "fileservers").glob("*/projects/from-job")
+    assert nfs_file.read_text() == "nfs\n"
+    [own_file] = (storage / "unmanaged").glob("*/from-job")
+    assert own_file.read_text() == "own\n"
+    files = http.post(f"{WS}/experiments/e/jobs/volumes/listOutputFiles", params={"outputdirectoryid": "stdouterr"})
+    assert "stdout.txt" in {f["name"] for f in files.json()["value"]}  # listed from the file server's folder
