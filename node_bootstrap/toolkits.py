@@ -1,16 +1,28 @@
-"""Which processes this node starts for a job, per toolkit (reference/ENVIRONMENT.md). Pure: every
-node of the job computes the same plan from the same inputs, so ports and ranks agree without
-talking to each other.
+"""Which processes this node starts for a job, per toolkit (reference/ENVIRONMENT.md).
 
-- custom: the command line once, on the master; customMpi, Horovod, Chainer, CNTK: mpirun on the
-  master with `processCount` ranks; Caffe: mpirun only when `processCount` > 1.
-- Caffe2: one process per node, AZ_BATCHAI_TASK_INDEX = the node's index.
-- PyTorch: `processCount` processes in contiguous blocks over the nodes (node k runs ranks
-  k*b .. k*b+b-1, b = ceil(processCount / nodeCount)), each with its rank in AZ_BATCHAI_TASK_INDEX
-  and one rendezvous address; with the MPI backend, through mpirun instead.
-- TensorFlow: workers, then parameter servers, dealt round-robin over the nodes, each on its own
-  port; worker 0 is the master.
-Commands are bash command lines, so `$VARS` in paths and arguments expand as a shell would.
+Pure (no I/O but `os.geteuid()` when `as_root` is not given): every node of the job computes the
+same plan from the same inputs, so ranks, hosts and ports agree without the nodes talking.
+
+- `processCount` defaults to the job's `nodeCount`.
+- custom: the command line once, on the master. customMpi, Horovod, Chainer, CNTK: one mpirun on
+  the master with `processCount` ranks (the other nodes start nothing: mpirun reaches them).
+  Caffe: the same, but mpirun only when `processCount` > 1, else one process on the master.
+- Caffe2: one process per node, AZ_BATCHAI_TASK_INDEX = the node's index in the job's node list.
+- PyTorch: `processCount` processes in contiguous blocks: with b = ceil(processCount / nodeCount),
+  node k runs ranks k*b .. min(processCount, (k+1)*b) - 1 (the way mpirun fills the hostfile's
+  `slots=b`), each with its rank in AZ_BATCHAI_TASK_INDEX, and one rendezvous
+  AZ_BATCHAI_PYTORCH_INIT_METHOD = tcp://<master>:<port>. Backend MPI: through mpirun, each rank
+  setting AZ_BATCHAI_TASK_INDEX from OMPI_COMM_WORLD_RANK.
+- TensorFlow: the worker tasks, then the parameter-server tasks, dealt round-robin over the nodes
+  (task t of that list on node t % nodeCount); worker 0 is the master.
+- Ports come from a hash of the attempt's seed. A TensorFlow task's port is the base plus its
+  position among the tasks on its node on VMs; in the local pool, where every node is an address of
+  one machine (and TensorFlow listens on 0.0.0.0), its position in the whole task list.
+
+Commands are bash command lines, run with `bash -c` in the job's environment: paths and arguments
+are joined as given, so `$VARS`, `~` and quotes in them work as a shell would (as on Batch AI).
+Variable values never appear in a command line (secrets are among them): mpirun gets `-x NAME`,
+docker `-e NAME`.
 """
 
 from __future__ import annotations
@@ -18,153 +30,265 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import re
 import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-BASE_PORT, PORT_RANGE = 20000, 40000
-MPI_KEYS = ("customMpiSettings", "horovodSettings", "chainerSettings", "cntkSettings", "caffeSettings",
-            "caffe2Settings", "pyTorchSettings", "tensorFlowSettings", "customToolkitSettings")
+PORT_LOW = 20000  # ports are PORT_LOW .. 65535
+BASE_PORT_SPAN = 40000  # a base port is PORT_LOW .. 59999, leaving room above it for an attempt's tasks
+PORT_SPAN = 65536 - PORT_LOW
+
+TOOLKIT_KEYS = ("customToolkitSettings", "customMpiSettings", "horovodSettings", "chainerSettings", "cntkSettings",
+                "caffeSettings", "caffe2Settings", "pyTorchSettings", "tensorFlowSettings")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 @dataclass(frozen=True)
 class ProcessSpec:
+    """One process this node starts: a bash command line, with variables added to the job's."""
+
     command: str
     env: dict[str, str] = field(default_factory=dict)
-    decisive: bool = True  # the job's outcome waits for it (not for a parameter server)
-    role: str = "main"
+    decisive: bool = True  # the job's outcome waits for it (not for a TensorFlow parameter server)
+    role: str = "main"  # for logs; "mpirun" marks a launch that reaches the other nodes
 
 
 @dataclass(frozen=True)
 class NodePlan:
+    """What this node runs, the job's Open MPI hostfile, and the variables the toolkit adds to the job."""
+
     processes: list[ProcessSpec]
     hostfile: str
     job_env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
-class Launcher:
-    """How mpirun reaches the job's other nodes: ssh on VMs; locally, an rsh agent that runs the
-    'remote' command here, over TCP (shared memory breaks with several loopback 'hosts'), and
-    without the hwloc runtime component, whose topology sharing between several daemons on one
-    machine crashes Open MPI 4.1's orted now and then (seen here in about 1 start in 6)."""
+class _Job:
+    """What every toolkit's rule needs to know about the job and this node."""
+
+    props: dict[str, Any]
+    addresses: list[str]
+    index: int
+    seed: str
+    local: bool
+    python: str
+    mpirun: MpiLauncher
+
+    @property
+    def master(self) -> bool:
+        return self.index == 0
+
+    @property
+    def node_count(self) -> int:
+        return len(self.addresses)
+
+    def process_count(self, settings: dict[str, Any]) -> int:
+        """ENVIRONMENT.md: `processCount` defaults to `nodeCount`."""
+        return int(settings.get("processCount") or self.props.get("nodeCount") or self.node_count)
+
+    def hostfile(self, slots: int = 1) -> str:
+        return "".join(f"{address} slots={slots}\n" for address in self.addresses)
+
+    def script(self, settings: dict[str, Any], args_key: str = "commandLineArgs") -> str:
+        """`<python> <pythonScriptFilePath> <args>`; the settings' pythonInterpreterPath wins."""
+        interpreter = settings.get("pythonInterpreterPath") or self.python
+        return _join(interpreter, settings.get("pythonScriptFilePath"), settings.get(args_key))
+
+
+@dataclass(frozen=True)
+class MpiLauncher:
+    """Open MPI's mpirun, started once on the master, reaching the job's nodes from the hostfile.
+
+    On VMs it reaches them with ssh. In the local pool the nodes are loopback addresses of this
+    machine, which Open MPI takes for remote hosts: `plm_rsh_agent` is a script that runs the
+    'remote' command here (node_bootstrap/local_rsh.sh, which also gives each 'host' its own
+    session directory); `btl tcp,self` because the shared-memory transport crashes when ranks of
+    several 'hosts' share a machine; `btl_tcp_if_include lo` because the TCP transport leaves out
+    127.0.0.0/8 by default, so on a machine with only loopback the ranks could not reach each
+    other; `--oversubscribe` because the pool's 'nodes' claim more slots than the machine has cores.
+    """
 
     local: bool
     rsh_agent: str
     as_root: bool
     env_names: tuple[str, ...]
 
-    def mpirun(self, count: int, command: str) -> str:
-        argv = ["mpirun", "--hostfile", "$AZ_BATCHAI_MPI_HOST_FILE", "-np", str(count), "--bind-to", "none",
-                "--oversubscribe"]
+    def flags(self, count: int) -> list[str]:
+        argv = ["--hostfile", "$AZ_BATCHAI_MPI_HOST_FILE", "-np", str(count), "--bind-to", "none"]
         if self.as_root:
             argv.append("--allow-run-as-root")
         if self.local:
             argv += ["--mca", "plm_rsh_agent", shlex.quote(self.rsh_agent), "--mca", "btl", "tcp,self",
-                     "--mca", "btl_tcp_if_include", "lo", "--mca", "oob_tcp_if_include", "lo", "--mca", "rtc", "^hwloc"]
-        for name in self.env_names:  # names only: values (secrets among them) never reach argv
+                     "--mca", "btl_tcp_if_include", "lo", "--oversubscribe"]
+        for name in self.env_names:
             argv += ["-x", name]
-        return " ".join(argv) + " " + command
+        return argv
+
+    def command(self, count: int, program: str) -> str:
+        """`mpirun <flags> <program>`: the program as given, so the master's shell expands its `$VARS`."""
+        return " ".join(["mpirun", *self.flags(count), program])
 
 
 def plan(props: dict[str, Any], nodes: list[dict[str, str]], me: str, seed: str, *, local: bool, rsh_agent: str,
-         python: str = "python3", env_names: list[str] | None = None, as_root: bool = False) -> NodePlan:
-    launcher = Launcher(local, rsh_agent, as_root, tuple(env_names or ()))
-    index = next(i for i, n in enumerate(nodes) if n["nodeId"] == me)
-    master = index == 0
-    node_count = len(nodes)
-    addresses = [n["address"] for n in nodes]
+         python: str = "python3", env_names: list[str] | None = None, as_root: bool | None = None) -> NodePlan:
+    """The processes node `me` starts for the job (`nodes` in order, the first is the master).
 
-    def hostfile(slots: int = 1) -> str:
-        return "".join(f"{a} slots={slots}\n" for a in addresses)
-
-    def script(settings: dict[str, Any], args_key: str = "commandLineArgs") -> str:
-        interpreter = settings.get("pythonInterpreterPath") or python
-        return " ".join(p for p in (interpreter, settings["pythonScriptFilePath"], settings.get(args_key) or "") if p)
-
-    def mpi(settings: dict[str, Any], command: str) -> NodePlan:
-        count = int(settings.get("processCount") or node_count)
-        slots = max(1, math.ceil(count / node_count))
-        processes = [ProcessSpec(launcher.mpirun(count, command), role="mpirun")] if master else []
-        return NodePlan(processes, hostfile(slots))
-
-    if (s := props.get("customToolkitSettings")) is not None:
-        processes = [ProcessSpec(s.get("commandLine") or "true", role="master")] if master else []
-        return NodePlan(processes, hostfile())
-    if (s := props.get("customMpiSettings")) is not None:
-        return mpi(s, s["commandLine"])
-    if (s := props.get("horovodSettings")) is not None or (s := props.get("chainerSettings")) is not None:
-        return mpi(s, script(s))
-    if (s := props.get("cntkSettings")) is not None:
-        if (s.get("languageType") or "BrainScript").lower() == "python":
-            return mpi(s, script(s))
-        return mpi(s, " ".join(p for p in ("cntk", f"configFile={s['configFilePath']}", s.get("commandLineArgs")) if p))
-    if (s := props.get("caffeSettings")) is not None:
-        command = (script(s) if s.get("pythonScriptFilePath") else
-                   " ".join(p for p in ("caffe train", f"--solver={s['configFilePath']}", s.get("commandLineArgs")) if p))
-        if int(s.get("processCount") or 1) > 1:
-            return mpi(s, command)
-        return NodePlan([ProcessSpec(command, role="master")] if master else [], hostfile())
-    if (s := props.get("caffe2Settings")) is not None:
-        return NodePlan([ProcessSpec(script(s), {"AZ_BATCHAI_TASK_INDEX": str(index)}, role=f"node {index}")],
-                        hostfile())
-    if (s := props.get("pyTorchSettings")) is not None:
-        if (s.get("communicationBackend") or "").lower() == "mpi":
-            return mpi(s, script(s))
-        return _pytorch(s, script(s), addresses, index, seed, hostfile())
-    if (s := props.get("tensorFlowSettings")) is not None:
-        return _tensorflow(s, script, addresses, index, seed, hostfile())
-    raise ValueError("the job names no toolkit")
+    `seed` is unique per job attempt (ports); `env_names` are the job's variable names for mpirun's
+    `-x` (names that are not shell identifiers are left out: no `$NAME` can reach them anyway);
+    `as_root` defaults to whether this process runs as root (mpirun refuses root without a flag).
+    """
+    index = next((i for i, node in enumerate(nodes) if node["nodeId"] == me), None)
+    if index is None:
+        raise ValueError(f"node {me} is not one of the job's nodes")
+    toolkit = next((key for key in TOOLKIT_KEYS if props.get(key) is not None), None)
+    if toolkit is None:
+        raise ValueError("the job names no toolkit")
+    root = os.geteuid() == 0 if as_root is None else as_root
+    addresses = [node["address"] for node in nodes]
+    job_env_names = _job_env_names(toolkit, props)
+    names = tuple(dict.fromkeys(n for n in [*(env_names or ()), *job_env_names] if _NAME.match(n)))
+    job = _Job(props, addresses, index, seed, local, python, MpiLauncher(local, rsh_agent, root, names))
+    return _RULES[toolkit](job, props[toolkit])
 
 
-def base_port(seed: str) -> int:
-    """A port the same on every node of an attempt, and unlikely to be another attempt's."""
-    return BASE_PORT + int(hashlib.sha256(seed.encode()).hexdigest(), 16) % PORT_RANGE
+def _job_env_names(toolkit: str, props: dict[str, Any]) -> list[str]:
+    """The variables a toolkit adds to the whole job, which mpirun must pass on too."""
+    if toolkit == "pyTorchSettings":
+        return ["AZ_BATCHAI_PYTORCH_INIT_METHOD"]
+    if toolkit == "tensorFlowSettings":
+        return ["AZ_BATCHAI_PS_HOSTS", "AZ_BATCHAI_WORKER_HOSTS"]
+    return []
 
 
-def _pytorch(s: dict[str, Any], command: str, addresses: list[str], index: int, seed: str, hostfile: str) -> NodePlan:
-    count = int(s.get("processCount") or len(addresses))
-    block = math.ceil(count / len(addresses))
-    ranks = range(index * block, min(count, (index + 1) * block))
-    job_env = {"AZ_BATCHAI_PYTORCH_INIT_METHOD": f"tcp://{addresses[0]}:{base_port(seed)}"}
-    processes = [ProcessSpec(command, {"AZ_BATCHAI_TASK_INDEX": str(rank)}, role=f"rank {rank}") for rank in ranks]
-    return NodePlan(processes, hostfile, job_env)
+# -- the toolkits ---------------------------------------------------------------------------------
+def _custom(job: _Job, s: dict[str, Any]) -> NodePlan:
+    processes = [ProcessSpec(s.get("commandLine") or "true", role="master")] if job.master else []
+    return NodePlan(processes, job.hostfile())
 
 
-def _tensorflow(s: dict[str, Any], script: Any, addresses: list[str], index: int, seed: str,
-                hostfile: str) -> NodePlan:
-    """Workers then parameter servers dealt round-robin over the nodes; each task's port is the
-    attempt's base port plus its position among the tasks on its node."""
-    workers = int(s.get("workerCount") or len(addresses))
-    given_ps = s.get("parameterServerCount")
-    ps_count = int(given_ps) if given_ps is not None else (1 if workers > 1 else 0)
-    tasks = [("worker", i) for i in range(workers)] + [("ps", i) for i in range(ps_count)]
-    port = base_port(seed)
-    on_node: dict[int, int] = {}
-    where: dict[tuple[str, int], tuple[int, str]] = {}
-    for position, task in enumerate(tasks):
-        node = position % len(addresses)
-        slot = on_node.get(node, 0)
-        on_node[node] = slot + 1
-        where[task] = (node, f"{addresses[node]}:{port + slot}")
-    ps_hosts = [where[("ps", i)][1] for i in range(ps_count)]
-    worker_hosts = [where[("worker", i)][1] for i in range(workers)]
-    job_env = {"AZ_BATCHAI_PS_HOSTS": ",".join(ps_hosts), "AZ_BATCHAI_WORKER_HOSTS": ",".join(worker_hosts)}
+def _mpi(job: _Job, s: dict[str, Any], program: str, job_env: dict[str, str] | None = None) -> NodePlan:
+    """mpirun on the master only; the hostfile gives each node ceil(processCount / nodeCount) slots."""
+    count = job.process_count(s)
+    slots = max(1, math.ceil(count / job.node_count))
+    processes = [ProcessSpec(job.mpirun.command(count, program), role="mpirun")] if job.master else []
+    return NodePlan(processes, job.hostfile(slots), dict(job_env or {}))
+
+
+def _custom_mpi(job: _Job, s: dict[str, Any]) -> NodePlan:
+    return _mpi(job, s, s["commandLine"])
+
+
+def _python_mpi(job: _Job, s: dict[str, Any]) -> NodePlan:
+    """Horovod and Chainer(MN): the script under mpirun."""
+    return _mpi(job, s, job.script(s))
+
+
+def _cntk(job: _Job, s: dict[str, Any]) -> NodePlan:
+    if (s.get("languageType") or "BrainScript").lower() == "python":
+        return _mpi(job, s, job.script(s))
+    return _mpi(job, s, _join("cntk", f"configFile={s.get('configFilePath') or ''}", s.get("commandLineArgs")))
+
+
+def _caffe(job: _Job, s: dict[str, Any]) -> NodePlan:
+    if s.get("pythonScriptFilePath"):
+        command = job.script(s)
+    else:
+        command = _join("caffe train", f"--solver={s.get('configFilePath') or ''}", s.get("commandLineArgs"))
+    if job.process_count(s) > 1:
+        return _mpi(job, s, command)
+    return NodePlan([ProcessSpec(command, role="master")] if job.master else [], job.hostfile())
+
+
+def _caffe2(job: _Job, s: dict[str, Any]) -> NodePlan:
+    """One process per node; the nodes meet through AZ_BATCHAI_SHARED_JOB_TEMP."""
+    spec = ProcessSpec(job.script(s), {"AZ_BATCHAI_TASK_INDEX": str(job.index)}, role=f"node {job.index}")
+    return NodePlan([spec], job.hostfile())
+
+
+def _pytorch(job: _Job, s: dict[str, Any]) -> NodePlan:
+    job_env = {"AZ_BATCHAI_PYTORCH_INIT_METHOD": f"tcp://{job.addresses[0]}:{base_port(job.seed)}"}
+    if (s.get("communicationBackend") or "").lower() == "mpi":
+        rank_command = "export AZ_BATCHAI_TASK_INDEX=$OMPI_COMM_WORLD_RANK; exec " + job.script(s)
+        return _mpi(job, s, "bash -c " + shlex.quote(rank_command), job_env)
+    processes = [ProcessSpec(job.script(s), {"AZ_BATCHAI_TASK_INDEX": str(rank)}, role=f"rank {rank}")
+                 for rank in pytorch_ranks(job.process_count(s), job.node_count, job.index)]
+    return NodePlan(processes, job.hostfile(), job_env)
+
+
+def pytorch_ranks(process_count: int, node_count: int, node_index: int) -> range:
+    """Contiguous blocks of ceil(process_count / node_count) ranks, node 0 first."""
+    block = math.ceil(process_count / node_count)
+    return range(min(process_count, node_index * block), min(process_count, (node_index + 1) * block))
+
+
+@dataclass(frozen=True)
+class TfTask:
+    kind: str  # "worker" or "ps" (the cluster's lists)
+    index: int  # within its list
+    node: int
+    port: int
+
+
+def tensorflow_tasks(workers: int, parameter_servers: int, node_count: int, seed: str, *, local: bool) -> list[TfTask]:
+    """Workers then parameter servers, dealt round-robin over the nodes, each with its port."""
+    kinds = [("worker", i) for i in range(workers)] + [("ps", i) for i in range(parameter_servers)]
+    on_node = [0] * node_count
+    tasks = []
+    for position, (kind, i) in enumerate(kinds):
+        node = position % node_count
+        offset = position if local else on_node[node]
+        on_node[node] += 1
+        tasks.append(TfTask(kind, i, node, task_port(seed, offset)))
+    return tasks
+
+
+def tensorflow_counts(s: dict[str, Any], node_count: int) -> tuple[int, int]:
+    """(workers, parameter servers): workerCount defaults to nodeCount; parameterServerCount to 1
+    when the job is distributed (several workers, or a workerCount given, which the schema allows
+    only for distributed training), else 0."""
+    workers = int(s.get("workerCount") or node_count)
+    if s.get("parameterServerCount") is not None:
+        return workers, int(s["parameterServerCount"])
+    distributed = workers > 1 or s.get("workerCount") is not None
+    return workers, 1 if distributed else 0
+
+
+def _tensorflow(job: _Job, s: dict[str, Any]) -> NodePlan:
+    workers, parameter_servers = tensorflow_counts(s, int(job.props.get("nodeCount") or job.node_count))
+    tasks = tensorflow_tasks(workers, parameter_servers, job.node_count, job.seed, local=job.local)
+    hosts = {kind: [f"{job.addresses[t.node]}:{t.port}" for t in tasks if t.kind == kind] for kind in ("ps", "worker")}
+    job_env = {"AZ_BATCHAI_PS_HOSTS": ",".join(hosts["ps"]), "AZ_BATCHAI_WORKER_HOSTS": ",".join(hosts["worker"])}
     processes = []
-    for (role, i) in tasks:
-        if where[(role, i)][0] != index:
-            continue
-        kind = "ps" if role == "ps" else ("master" if i == 0 else "worker")
+    for task in (t for t in tasks if t.node == job.index):
+        kind = "ps" if task.kind == "ps" else "master" if task.index == 0 else "worker"
         args_key = {"ps": "parameterServerCommandLineArgs", "master": "masterCommandLineArgs",
                     "worker": "workerCommandLineArgs"}[kind]
-        config = {"cluster": {"ps": ps_hosts, "worker": worker_hosts}, "task": {"type": kind, "index": i},
-                  "environment": "cloud"}
-        processes.append(ProcessSpec(script(s, args_key), {"AZ_BATCHAI_TASK_INDEX": str(i),
-                                                           "TF_CONFIG": json.dumps(config)},
-                                     decisive=kind != "ps", role=f"{kind} {i}"))
-    return NodePlan(processes, hostfile, job_env)
+        config = {"cluster": {"ps": hosts["ps"], "worker": hosts["worker"]},
+                  "task": {"type": kind, "index": task.index}, "environment": "cloud"}
+        env = {"AZ_BATCHAI_TASK_INDEX": str(task.index), "TF_CONFIG": json.dumps(config)}
+        processes.append(ProcessSpec(job.script(s, args_key), env, decisive=kind != "ps", role=f"{kind} {task.index}"))
+    return NodePlan(processes, job.hostfile(), job_env)
 
 
+_RULES = {"customToolkitSettings": _custom, "customMpiSettings": _custom_mpi, "horovodSettings": _python_mpi,
+          "chainerSettings": _python_mpi, "cntkSettings": _cntk, "caffeSettings": _caffe, "caffe2Settings": _caffe2,
+          "pyTorchSettings": _pytorch, "tensorFlowSettings": _tensorflow}
+
+
+# -- ports ----------------------------------------------------------------------------------------
+def base_port(seed: str) -> int:
+    """A port (20000-59999) the same on every node of an attempt, and unlikely to be another attempt's."""
+    return PORT_LOW + int(hashlib.sha256(seed.encode()).hexdigest(), 16) % BASE_PORT_SPAN
+
+
+def task_port(seed: str, offset: int) -> int:
+    """The attempt's base port plus `offset`, wrapping within 20000-65535 (distinct for 45536 offsets)."""
+    return PORT_LOW + (base_port(seed) - PORT_LOW + offset) % PORT_SPAN
+
+
+# -- containers -----------------------------------------------------------------------------------
 def container_unavailable_message(props: dict[str, Any], docker_present: bool) -> str | None:
     """Jobs with containerSettings need a Docker engine on the node; say so plainly if there is none."""
     settings = props.get("containerSettings")
@@ -175,27 +299,59 @@ def container_unavailable_message(props: dict[str, Any], docker_present: bool) -
             "on a cluster whose nodes have Docker, or without containerSettings.")
 
 
-def docker_command(props: dict[str, Any], command: str, folders: list[str], env_names: list[str]) -> str:
-    """The command line run in the job's container: the host's network (the nodes' addresses and
-    the ranks' ports stay as they are), the job's folders at the same paths, its variables by name."""
+def docker_argv(props: dict[str, Any], inner_command: str, mounts: list[tuple[str, str]] | list[str],
+                env_names: list[str], *, workdir: str | None = None) -> list[str]:
+    """`docker run` of the job's image running `bash -c <inner_command>`: the host's network (the
+    nodes' addresses and the tasks' ports stay as they are), `--shm-size` when the job gives one,
+    else the host's IPC namespace (Docker's 64 MB /dev/shm starves data loaders and NCCL), the
+    mounts (`(host, container)` pairs, or a path mounted at the same path), variables by name only."""
     settings = props["containerSettings"]
-    argv = ["docker", "run", "--rm", "--network", "host", "--shm-size", settings.get("shmSize") or "64m"]
-    for folder in folders:
-        argv += ["-v", f"{folder}:{folder}"]
-    for name in env_names:
+    argv = ["docker", "run", "--rm", "--network", "host"]
+    argv += ["--shm-size", settings["shmSize"]] if settings.get("shmSize") else ["--ipc", "host"]
+    for mount in mounts:
+        host, container = (mount, mount) if isinstance(mount, str) else mount
+        argv += ["-v", f"{host}:{container}"]
+    for name in dict.fromkeys(n for n in env_names if _NAME.match(n)):
         argv += ["-e", name]
-    argv += ["-w", "$AZ_BATCHAI_JOB_TEMP", settings["imageSourceRegistry"]["image"], "bash", "-c",
-             shlex.quote(command)]
-    return " ".join(argv)
+    if workdir:
+        argv += ["-w", workdir]
+    return argv + [settings["imageSourceRegistry"]["image"], "bash", "-c", inner_command]
 
 
-def docker_login(props: dict[str, Any]) -> tuple[list[str], str] | None:
-    """`docker login` for a private registry, and the password to give it on stdin (never in argv)."""
-    registry = (props.get("containerSettings") or {}).get("imageSourceRegistry") or {}
+def docker_command(props: dict[str, Any], command: str, folders: list[str] | list[tuple[str, str]],
+                   env_names: list[str]) -> str:
+    """`docker_argv` as a bash command line (what the agent runs with `bash -c`), working in the
+    container in $AZ_BATCHAI_JOB_TEMP, which the outer shell expands."""
+    argv = docker_argv(props, command, folders, env_names)
+    image_at = len(argv) - 4  # the image, "bash", "-c", the command
+    return " ".join([*map(shlex.quote, argv[:image_at]), '-w "$AZ_BATCHAI_JOB_TEMP"', *map(shlex.quote, argv[image_at:])])
+
+
+def docker_login_command(registry: dict[str, Any]) -> list[str] | None:
+    """`docker login` for an imageSourceRegistry with credentials (None without): the password goes
+    to its stdin (`registry_password`), never into argv, where any user of the machine could read it."""
     credentials = registry.get("credentials")
     if not credentials:
         return None
     argv = ["docker", "login", "--username", credentials["username"], "--password-stdin"]
     if registry.get("serverUrl"):
         argv.append(registry["serverUrl"])
-    return argv, credentials.get("password") or ""
+    return argv
+
+
+def registry_password(registry: dict[str, Any]) -> str:
+    """The password for `docker login --password-stdin` ("" when only a Key Vault reference is given:
+    resolving it is the control plane's job)."""
+    return str((registry.get("credentials") or {}).get("password") or "")
+
+
+def docker_login(props: dict[str, Any]) -> tuple[list[str], str] | None:
+    """The job's `docker login` argv and the password to write to its stdin, or None (a public image)."""
+    registry = (props.get("containerSettings") or {}).get("imageSourceRegistry") or {}
+    argv = docker_login_command(registry)
+    return None if argv is None else (argv, registry_password(registry))
+
+
+def _join(*parts: str | None) -> str:
+    """A command line from its parts, as given (no quoting: they are shell text), empty ones left out."""
+    return " ".join(p for p in parts if p)

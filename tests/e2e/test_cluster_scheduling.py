@@ -66,13 +66,22 @@ class BatchAI:
     """The few REST calls these cases make, on one workspace and experiment."""
 
     def __init__(self, host: LocalHostProcess) -> None:
-        self.http = httpx.Client(base_url=host.endpoint, params=Q, timeout=30)
+        self.host = host
+        self.http = httpx.Client(base_url=host.endpoint, params=Q, timeout=30,
+                                 event_hooks={"response": [self._server_error]})
         self.data_dir = host.data_dir
         self.http.put(WS, json={"location": "local"}).raise_for_status()
         self.http.put(f"{WS}/experiments/e", json={}).raise_for_status()
 
     def close(self) -> None:
         self.http.close()
+
+    def _server_error(self, answer: httpx.Response) -> None:
+        """A 5xx is a bug of the host: show what it logged, not only the status."""
+        if answer.status_code >= 500:
+            answer.read()
+            pytest.fail(f"{answer.request.method} {answer.request.url} -> {answer.status_code} {answer.text[:500]}\n"
+                        "host output:\n" + "\n".join(self.host.output[-60:]))
 
     def cluster(self, name: str, scale: dict[str, Any]) -> None:
         body = {"properties": {"vmSize": "STANDARD_D1_V2", "scaleSettings": scale,
