@@ -147,19 +147,15 @@ def plan(props: dict[str, Any], nodes: list[dict[str, str]], me: str, seed: str,
         raise ValueError("the job names no toolkit")
     root = os.geteuid() == 0 if as_root is None else as_root
     addresses = [node["address"] for node in nodes]
-    job_env_names = _job_env_names(toolkit, props)
+    job_env_names = _JOB_ENV_NAMES.get(toolkit, [])
     names = tuple(dict.fromkeys(n for n in [*(env_names or ()), *job_env_names] if _NAME.match(n)))
     job = _Job(props, addresses, index, seed, local, python, MpiLauncher(local, rsh_agent, root, names))
     return _RULES[toolkit](job, props[toolkit])
 
 
-def _job_env_names(toolkit: str, props: dict[str, Any]) -> list[str]:
-    """The variables a toolkit adds to the whole job, which mpirun must pass on too."""
-    if toolkit == "pyTorchSettings":
-        return ["AZ_BATCHAI_PYTORCH_INIT_METHOD"]
-    if toolkit == "tensorFlowSettings":
-        return ["AZ_BATCHAI_PS_HOSTS", "AZ_BATCHAI_WORKER_HOSTS"]
-    return []
+# The variables a toolkit adds to the whole job (NodePlan.job_env), which mpirun must pass on too.
+_JOB_ENV_NAMES = {"pyTorchSettings": ["AZ_BATCHAI_PYTORCH_INIT_METHOD"],
+                  "tensorFlowSettings": ["AZ_BATCHAI_PS_HOSTS", "AZ_BATCHAI_WORKER_HOSTS"]}
 
 
 # -- the toolkits ---------------------------------------------------------------------------------

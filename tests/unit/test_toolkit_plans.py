@@ -1,122 +1,391 @@
-"""What each node starts for each toolkit (node_bootstrap/toolkits.py): pure, so every rule of
-ENVIRONMENT.md is checked here in milliseconds; tests/e2e/test_toolkits.py runs them for real."""
+"""node_bootstrap/toolkits.py: what each node starts for each toolkit, per reference/ENVIRONMENT.md.
+Pure, so every rule is checked here in milliseconds (tests/integration/test_mpirun_local.py runs a
+planned mpirun for real)."""
 
 from __future__ import annotations
 
 import json
+import shlex
+import subprocess
 
 import pytest
 
 from node_bootstrap import toolkits
+from node_bootstrap.toolkits import NodePlan, ProcessSpec
 
+SEED = "job#1"
+PORT = 44855  # toolkits.base_port(SEED): pinned, so a change of the port rule shows here
 NODES = [{"nodeId": "n0", "address": "10.0.0.4"}, {"nodeId": "n1", "address": "10.0.0.5"}]
+NAMES = ["AZ_BATCHAI_JOB_TEMP", "AZ_BATCHAI_MPI_HOST_FILE", "TOKEN"]
+VM_FLAGS = "--hostfile $AZ_BATCHAI_MPI_HOST_FILE"
 
 
-def plan(props: dict, me: str = "n0", *, local: bool = False, nodes: list | None = None) -> toolkits.NodePlan:
-    return toolkits.plan(props, nodes or NODES, me, "job#1", local=local, rsh_agent="/agent.sh",
-                         env_names=["AZ_BATCHAI_JOB_TEMP", "TOKEN"], as_root=True)
+def nodes(count: int) -> list[dict[str, str]]:
+    return [{"nodeId": f"n{i}", "address": f"10.0.0.{4 + i}"} for i in range(count)]
 
 
-def test_custom_runs_once_on_the_master_and_holds_the_other_nodes() -> None:
-    props = {"customToolkitSettings": {"commandLine": "echo $X"}}
-    assert [p.command for p in plan(props).processes] == ["echo $X"]
-    assert plan(props, "n1").processes == []
-    assert plan(props).hostfile == "10.0.0.4 slots=1\n10.0.0.5 slots=1\n"
+def plan(toolkit: str, settings: dict, me: str = "n0", *, node_list: list | None = None, local: bool = False,
+         env_names: list[str] | None = None, as_root: bool | None = True, **props: object) -> NodePlan:
+    node_list = node_list or NODES
+    job = {"nodeCount": len(node_list), toolkit: settings, **props}
+    return toolkits.plan(job, node_list, me, SEED, local=local, rsh_agent="/opt/agent.sh",
+                         env_names=NAMES if env_names is None else env_names, as_root=as_root)
 
 
-def test_mpirun_passes_variable_names_never_values_and_spreads_slots() -> None:
-    result = plan({"customMpiSettings": {"commandLine": "python3 a.py", "processCount": 4}})
-    [mpirun] = result.processes
-    assert mpirun.command.startswith("mpirun --hostfile $AZ_BATCHAI_MPI_HOST_FILE -np 4 ")
-    assert "-x AZ_BATCHAI_JOB_TEMP -x TOKEN" in mpirun.command and mpirun.command.endswith(" python3 a.py")
-    assert "--allow-run-as-root" in mpirun.command and "plm_rsh_agent" not in mpirun.command
-    assert result.hostfile == "10.0.0.4 slots=2\n10.0.0.5 slots=2\n"
-    assert plan({"customMpiSettings": {"commandLine": "x"}}, "n1").processes == []
+def every_node(toolkit: str, settings: dict, count: int = 2, **kwargs: object) -> list[NodePlan]:
+    return [plan(toolkit, settings, f"n{i}", node_list=nodes(count), **kwargs) for i in range(count)]
 
 
-def test_local_mpirun_reaches_loopback_nodes_through_the_rsh_agent_over_tcp() -> None:
-    [mpirun] = plan({"customMpiSettings": {"commandLine": "x"}}, local=True).processes
-    assert "--mca plm_rsh_agent /agent.sh --mca btl tcp,self" in mpirun.command
-    assert " -np 2 " in mpirun.command  # processCount defaults to nodeCount
+def only(result: NodePlan) -> ProcessSpec:
+    [process] = result.processes
+    return process
 
 
-@pytest.mark.parametrize("key", ["horovodSettings", "chainerSettings"])
-def test_horovod_and_chainer_run_the_python_script_under_mpirun(key: str) -> None:
-    props = {key: {"pythonScriptFilePath": "$AFS/train.py", "commandLineArgs": "--lr 0.1", "processCount": 3,
-                   "pythonInterpreterPath": "/opt/py/bin/python"}}
-    [mpirun] = plan(props).processes
-    assert mpirun.command.endswith(" -x TOKEN /opt/py/bin/python $AFS/train.py --lr 0.1") and " -np 3 " in mpirun.command
+# -- custom ---------------------------------------------------------------------------------------
+def test_custom_runs_its_command_line_once_on_the_master_and_nothing_elsewhere() -> None:
+    master, other = every_node("customToolkitSettings", {"commandLine": "echo $AZ_BATCHAI_JOB_TEMP | wc -c"})
+    assert master.processes == [ProcessSpec("echo $AZ_BATCHAI_JOB_TEMP | wc -c", role="master")]
+    assert other.processes == []
+    assert master.hostfile == other.hostfile == "10.0.0.4 slots=1\n10.0.0.5 slots=1\n"
+    assert master.job_env == {}
 
 
-def test_cntk_brainscript_and_python() -> None:
-    [brain] = plan({"cntkSettings": {"configFilePath": "$AFS/m.cntk", "commandLineArgs": "a=1"}}).processes
-    assert brain.command.endswith(" cntk configFile=$AFS/m.cntk a=1")
-    [python] = plan({"cntkSettings": {"languageType": "Python", "pythonScriptFilePath": "s.py"}}).processes
-    assert python.command.endswith(" python3 s.py")
+# -- mpirun ---------------------------------------------------------------------------------------
+MPI_TOOLKITS = [
+    ("customMpiSettings", {"commandLine": "python3 $AZ_BATCHAI_INPUT_S/a.py"}, "python3 $AZ_BATCHAI_INPUT_S/a.py"),
+    ("horovodSettings", {"pythonScriptFilePath": "$AFS/hvd.py", "commandLineArgs": "--lr 0.1"},
+     "python3 $AFS/hvd.py --lr 0.1"),
+    ("chainerSettings", {"pythonScriptFilePath": "$AFS/mn.py", "commandLineArgs": "-g 0"}, "python3 $AFS/mn.py -g 0"),
+    ("cntkSettings", {"configFilePath": "$AFS/a.cntk", "commandLineArgs": "x=1"}, "cntk configFile=$AFS/a.cntk x=1"),
+    ("cntkSettings", {"languageType": "Python", "pythonScriptFilePath": "$AFS/c.py"}, "python3 $AFS/c.py"),
+]
 
 
-def test_caffe_uses_mpirun_only_for_several_processes() -> None:
-    [single] = plan({"caffeSettings": {"configFilePath": "solver.prototxt", "commandLineArgs": "-gpu all"}}).processes
-    assert single.command == "caffe train --solver=solver.prototxt -gpu all"
-    [several] = plan({"caffeSettings": {"pythonScriptFilePath": "s.py", "processCount": 2}}).processes
-    assert several.command.startswith("mpirun ") and several.command.endswith(" python3 s.py")
+@pytest.mark.parametrize(("toolkit", "settings", "program"), MPI_TOOLKITS)
+def test_mpi_toolkits_run_one_mpirun_on_the_master_with_process_count_ranks(toolkit: str, settings: dict,
+                                                                           program: str) -> None:
+    master, other = every_node(toolkit, {**settings, "processCount": 4})
+    assert only(master).command == (f"mpirun {VM_FLAGS} -np 4 --bind-to none --allow-run-as-root "
+                                    f"-x AZ_BATCHAI_JOB_TEMP -x AZ_BATCHAI_MPI_HOST_FILE -x TOKEN {program}")
+    assert only(master).role == "mpirun" and only(master).decisive and only(master).env == {}
+    assert other.processes == []
+    assert master.hostfile == other.hostfile == "10.0.0.4 slots=2\n10.0.0.5 slots=2\n"
 
 
-def test_caffe2_runs_one_process_per_node_with_its_index() -> None:
-    props = {"caffe2Settings": {"pythonScriptFilePath": "s.py"}}
-    assert [p.env for p in plan(props, "n1").processes] == [{"AZ_BATCHAI_TASK_INDEX": "1"}]
+@pytest.mark.parametrize(("toolkit", "settings", "program"), MPI_TOOLKITS)
+def test_process_count_defaults_to_the_node_count(toolkit: str, settings: dict, program: str) -> None:
+    master = plan(toolkit, settings, node_list=nodes(3))
+    assert " -np 3 " in only(master).command and master.hostfile.count(" slots=1\n") == 3
 
 
-def test_pytorch_spreads_ranks_in_blocks_with_one_rendezvous() -> None:
-    props = {"pyTorchSettings": {"pythonScriptFilePath": "t.py", "processCount": 3}}
-    first, second = plan(props, "n0"), plan(props, "n1")
-    assert [p.env["AZ_BATCHAI_TASK_INDEX"] for p in first.processes] == ["0", "1"]
-    assert [p.env["AZ_BATCHAI_TASK_INDEX"] for p in second.processes] == ["2"]
-    assert first.job_env == second.job_env
-    assert first.job_env["AZ_BATCHAI_PYTORCH_INIT_METHOD"].startswith("tcp://10.0.0.4:")
-    [mpirun] = plan({"pyTorchSettings": {"pythonScriptFilePath": "t.py", "communicationBackend": "MPI"}}).processes
-    assert mpirun.command.startswith("mpirun ")
+def test_process_count_falls_back_to_the_node_list_without_a_node_count() -> None:
+    job = {"customMpiSettings": {"commandLine": "x"}}
+    [mpirun] = toolkits.plan(job, NODES, "n0", SEED, local=False, rsh_agent="a", as_root=False).processes
+    assert " -np 2 " in mpirun.command
+
+
+@pytest.mark.parametrize(("count", "slots"), [(1, 1), (2, 1), (3, 2), (5, 3), (8, 4)])
+def test_hostfile_slots_are_the_ranks_per_node_rounded_up(count: int, slots: int) -> None:
+    result = plan("customMpiSettings", {"commandLine": "x", "processCount": count})
+    assert result.hostfile == f"10.0.0.4 slots={slots}\n10.0.0.5 slots={slots}\n"
+
+
+def test_mpirun_passes_variable_names_and_never_their_values() -> None:
+    names = ["TOKEN", "AZ_BATCHAI_JOB_TEMP", "TOKEN", "BASH_FUNC_x%%", "A=B", "PATH"]
+    command = only(plan("customMpiSettings", {"commandLine": "run"}, env_names=names)).command
+    assert command.endswith(" -x TOKEN -x AZ_BATCHAI_JOB_TEMP -x PATH run")  # once each, in order
+    assert "%" not in command and "A=B" not in command  # not names a shell can expand: left out
+    assert command.count("=") == 0  # no NAME=value anywhere
+
+
+def test_mpirun_in_the_local_pool_reaches_loopback_nodes_through_the_rsh_agent_over_tcp() -> None:
+    local = [{"nodeId": "a", "address": "127.0.0.2"}, {"nodeId": "b", "address": "127.0.0.3"}]
+    result = toolkits.plan({"nodeCount": 2, "customMpiSettings": {"commandLine": "run", "processCount": 4}}, local,
+                           "a", SEED, local=True, rsh_agent="/my dir/local_rsh.sh", env_names=["TOKEN"],
+                           as_root=False)
+    assert only(result).command == (
+        f"mpirun {VM_FLAGS} -np 4 --bind-to none --mca plm_rsh_agent '/my dir/local_rsh.sh' --mca btl tcp,self "
+        "--mca btl_tcp_if_include lo --oversubscribe -x TOKEN run")
+    assert result.hostfile == "127.0.0.2 slots=2\n127.0.0.3 slots=2\n"
+    argv = shlex.split(only(result).command)
+    assert argv[argv.index("plm_rsh_agent") + 1] == "/my dir/local_rsh.sh"
+
+
+def test_vm_mpirun_has_no_local_pool_flags_and_root_flag_only_for_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    command = only(plan("customMpiSettings", {"commandLine": "run"}, as_root=False)).command
+    assert command == f"mpirun {VM_FLAGS} -np 2 --bind-to none -x AZ_BATCHAI_JOB_TEMP -x AZ_BATCHAI_MPI_HOST_FILE " \
+                      "-x TOKEN run"
+    monkeypatch.setattr(toolkits.os, "geteuid", lambda: 0)
+    assert "--allow-run-as-root" in only(plan("customMpiSettings", {"commandLine": "run"}, as_root=None)).command
+    monkeypatch.setattr(toolkits.os, "geteuid", lambda: 1000)
+    assert "--allow-run-as-root" not in only(plan("customMpiSettings", {"commandLine": "run"}, as_root=None)).command
+
+
+@pytest.mark.parametrize("toolkit", ["horovodSettings", "chainerSettings"])
+def test_python_interpreter_path_overrides_the_nodes_python(toolkit: str) -> None:
+    settings = {"pythonScriptFilePath": "t.py", "pythonInterpreterPath": "/opt/conda/bin/python"}
+    assert only(plan(toolkit, settings)).command.endswith(" -x TOKEN /opt/conda/bin/python t.py")
+    job = {"nodeCount": 1, toolkit: {"pythonScriptFilePath": "t.py"}}
+    [mpirun] = toolkits.plan(job, NODES[:1], "n0", SEED, local=False, rsh_agent="a", python="/usr/bin/python3.11",
+                             as_root=False).processes
+    assert mpirun.command.endswith(" /usr/bin/python3.11 t.py")
+
+
+# -- CNTK -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("language", [None, "BrainScript", "brainscript"])
+def test_cntk_brainscript_is_the_default(language: str | None) -> None:
+    settings = {"configFilePath": "$AFS/m.cntk", "commandLineArgs": "a=1 b=$X"}
+    if language:
+        settings["languageType"] = language
+    assert only(plan("cntkSettings", settings)).command.endswith(" -x TOKEN cntk configFile=$AFS/m.cntk a=1 b=$X")
+
+
+@pytest.mark.parametrize("language", ["Python", "python"])
+def test_cntk_python_runs_the_script(language: str) -> None:
+    settings = {"languageType": language, "pythonScriptFilePath": "$AFS/c.py", "commandLineArgs": "--e 2",
+                "pythonInterpreterPath": "/py", "processCount": 3}
+    command = only(plan("cntkSettings", settings)).command
+    assert " -np 3 " in command and command.endswith(" -x TOKEN /py $AFS/c.py --e 2")
+
+
+# -- Caffe ----------------------------------------------------------------------------------------
+def test_caffe_with_one_process_runs_caffe_train_on_the_master_without_mpirun() -> None:
+    settings = {"configFilePath": "$AFS/solver.prototxt", "commandLineArgs": "-gpu all"}
+    master = plan("caffeSettings", settings, node_list=nodes(1))
+    assert only(master) == ProcessSpec("caffe train --solver=$AFS/solver.prototxt -gpu all", role="master")
+    master, other = every_node("caffeSettings", {**settings, "processCount": 1})
+    assert only(master).command == "caffe train --solver=$AFS/solver.prototxt -gpu all" and other.processes == []
+    assert master.hostfile == "10.0.0.4 slots=1\n10.0.0.5 slots=1\n"
+
+
+def test_caffe_python_with_one_process_runs_the_script() -> None:
+    settings = {"pythonScriptFilePath": "$AFS/c.py", "commandLineArgs": "1", "pythonInterpreterPath": "/py"}
+    assert only(plan("caffeSettings", settings, node_list=nodes(1))).command == "/py $AFS/c.py 1"
+
+
+def test_caffe_with_several_processes_runs_under_mpirun() -> None:
+    master, other = every_node("caffeSettings", {"configFilePath": "s.prototxt", "processCount": 4})
+    assert only(master).role == "mpirun" and " -np 4 " in only(master).command
+    assert only(master).command.endswith(" -x TOKEN caffe train --solver=s.prototxt") and other.processes == []
+    assert master.hostfile == "10.0.0.4 slots=2\n10.0.0.5 slots=2\n"
+    python = only(plan("caffeSettings", {"pythonScriptFilePath": "c.py", "processCount": 2}))
+    assert python.command.startswith("mpirun ") and python.command.endswith(" -x TOKEN python3 c.py")
+
+
+def test_caffe_process_count_defaults_to_the_node_count_so_two_nodes_mean_mpirun() -> None:
+    command = only(plan("caffeSettings", {"configFilePath": "s.prototxt"})).command
+    assert command.startswith("mpirun ") and " -np 2 " in command
+
+
+# -- Caffe2 ---------------------------------------------------------------------------------------
+def test_caffe2_runs_one_process_per_node_with_the_nodes_index() -> None:
+    settings = {"pythonScriptFilePath": "$AFS/c2.py", "commandLineArgs": "--shared $AZ_BATCHAI_SHARED_JOB_TEMP"}
+    plans = every_node("caffe2Settings", settings, 3)
+    assert [only(p).env for p in plans] == [{"AZ_BATCHAI_TASK_INDEX": str(i)} for i in range(3)]
+    assert {only(p).command for p in plans} == {"python3 $AFS/c2.py --shared $AZ_BATCHAI_SHARED_JOB_TEMP"}
+    assert all(only(p).decisive for p in plans)
+    assert plans[0].hostfile == "10.0.0.4 slots=1\n10.0.0.5 slots=1\n10.0.0.6 slots=1\n"
+
+
+# -- PyTorch --------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("count", "node_count", "spread"), [
+    (None, 2, [[0], [1]]),  # processCount defaults to nodeCount
+    (4, 2, [[0, 1], [2, 3]]),
+    (5, 2, [[0, 1, 2], [3, 4]]),
+    (3, 2, [[0, 1], [2]]),
+    (3, 4, [[0], [1], [2], []]),
+    (7, 3, [[0, 1, 2], [3, 4, 5], [6]]),
+])
+def test_pytorch_spreads_ranks_in_contiguous_blocks(count: int | None, node_count: int, spread: list) -> None:
+    settings = {"pythonScriptFilePath": "t.py", "commandLineArgs": "--rank $AZ_BATCHAI_TASK_INDEX"}
+    if count:
+        settings["processCount"] = count
+    plans = every_node("pyTorchSettings", settings, node_count)
+    assert [[int(p.env["AZ_BATCHAI_TASK_INDEX"]) for p in result.processes] for result in plans] == spread
+    assert [[p.role for p in result.processes] for result in plans] == [[f"rank {r}" for r in s] for s in spread]
+    assert {p.command for result in plans for p in result.processes} == {"python3 t.py --rank $AZ_BATCHAI_TASK_INDEX"}
+    assert {json.dumps(result.job_env) for result in plans} == {
+        json.dumps({"AZ_BATCHAI_PYTORCH_INIT_METHOD": f"tcp://10.0.0.4:{PORT}"})}
+
+
+def test_pytorch_rendezvous_port_comes_from_the_seed() -> None:
+    assert toolkits.base_port(SEED) == PORT
+    other = toolkits.plan({"nodeCount": 2, "pyTorchSettings": {"pythonScriptFilePath": "t.py"}}, NODES, "n1",
+                          "job#2", local=False, rsh_agent="a", as_root=False)
+    assert other.job_env["AZ_BATCHAI_PYTORCH_INIT_METHOD"] == f"tcp://10.0.0.4:{toolkits.base_port('job#2')}"
+    assert toolkits.base_port("job#2") != PORT
+
+
+@pytest.mark.parametrize("backend", ["MPI", "mpi", "Mpi"])
+def test_pytorch_with_the_mpi_backend_runs_under_mpirun_each_rank_knowing_its_index(backend: str) -> None:
+    settings = {"pythonScriptFilePath": "$AFS/t.py", "commandLineArgs": "--out $OUT", "processCount": 4,
+                "communicationBackend": backend}
+    master, other = every_node("pyTorchSettings", settings)
+    command = only(master).command
+    assert command.startswith(f"mpirun {VM_FLAGS} -np 4 ") and only(master).role == "mpirun"
+    assert " -x TOKEN -x AZ_BATCHAI_PYTORCH_INIT_METHOD bash -c " in command
+    assert other.processes == [] and master.hostfile == "10.0.0.4 slots=2\n10.0.0.5 slots=2\n"
+    assert master.job_env == {"AZ_BATCHAI_PYTORCH_INIT_METHOD": f"tcp://10.0.0.4:{PORT}"}
+    rank_program = shlex.split(command)[-1]  # what each rank's bash runs
+    assert rank_program == "export AZ_BATCHAI_TASK_INDEX=$OMPI_COMM_WORLD_RANK; exec python3 $AFS/t.py --out $OUT"
+    shown = subprocess.run(["bash", "-c", rank_program.replace("python3 $AFS/t.py", "echo $AZ_BATCHAI_TASK_INDEX")],
+                           env={"OMPI_COMM_WORLD_RANK": "3", "OUT": "/o"}, capture_output=True, text=True, check=True)
+    assert shown.stdout == "3 --out /o\n"
+
+
+@pytest.mark.parametrize("backend", ["gloo", "TCP", None])
+def test_pytorch_other_backends_start_processes_directly(backend: str | None) -> None:
+    settings = {"pythonScriptFilePath": "t.py", "communicationBackend": backend}
+    assert only(plan("pyTorchSettings", settings)).command == "python3 t.py"
+
+
+# -- TensorFlow -----------------------------------------------------------------------------------
+TF = {"pythonScriptFilePath": "$AFS/tf.py", "masterCommandLineArgs": "--m", "workerCommandLineArgs": "--w",
+      "parameterServerCommandLineArgs": "--p"}
 
 
 def test_tensorflow_one_ps_and_two_workers_on_two_nodes() -> None:
-    props = {"tensorFlowSettings": {"pythonScriptFilePath": "tf.py", "parameterServerCount": 1, "workerCount": 2,
-                                    "masterCommandLineArgs": "m", "workerCommandLineArgs": "w",
-                                    "parameterServerCommandLineArgs": "p"}}
-    first, second = plan(props, "n0"), plan(props, "n1")
-    port = toolkits.base_port("job#1")
-    assert first.job_env == second.job_env == {"AZ_BATCHAI_PS_HOSTS": f"10.0.0.4:{port + 1}",
-                                               "AZ_BATCHAI_WORKER_HOSTS": f"10.0.0.4:{port},10.0.0.5:{port}"}
+    first, second = every_node("tensorFlowSettings", {**TF, "parameterServerCount": 1, "workerCount": 2})
+    cluster = {"ps": [f"10.0.0.4:{PORT + 1}"], "worker": [f"10.0.0.4:{PORT}", f"10.0.0.5:{PORT}"]}
+    assert first.job_env == second.job_env == {"AZ_BATCHAI_PS_HOSTS": f"10.0.0.4:{PORT + 1}",
+                                               "AZ_BATCHAI_WORKER_HOSTS": f"10.0.0.4:{PORT},10.0.0.5:{PORT}"}
     master, ps = first.processes
     [worker] = second.processes
-    assert (master.command, worker.command, ps.command) == ("python3 tf.py m", "python3 tf.py w", "python3 tf.py p")
-    assert json.loads(master.env["TF_CONFIG"]) == {
-        "cluster": {"ps": [f"10.0.0.4:{port + 1}"], "worker": [f"10.0.0.4:{port}", f"10.0.0.5:{port}"]},
-        "task": {"type": "master", "index": 0}, "environment": "cloud"}
-    assert json.loads(worker.env["TF_CONFIG"])["task"] == {"type": "worker", "index": 1}
-    assert json.loads(ps.env["TF_CONFIG"])["task"] == {"type": "ps", "index": 0}
-    assert (master.decisive, worker.decisive, ps.decisive) == (True, True, False)
-    assert worker.env["AZ_BATCHAI_TASK_INDEX"] == "1"
+    assert master.env["TF_CONFIG"] == (
+        '{"cluster": {"ps": ["10.0.0.4:44856"], "worker": ["10.0.0.4:44855", "10.0.0.5:44855"]}, '
+        '"task": {"type": "master", "index": 0}, "environment": "cloud"}')
+    assert worker.env["TF_CONFIG"] == json.dumps(
+        {"cluster": cluster, "task": {"type": "worker", "index": 1}, "environment": "cloud"})
+    assert ps.env["TF_CONFIG"] == json.dumps(
+        {"cluster": cluster, "task": {"type": "ps", "index": 0}, "environment": "cloud"})
+    assert [p.env["AZ_BATCHAI_TASK_INDEX"] for p in (master, worker, ps)] == ["0", "1", "0"]
+    assert [p.command for p in (master, worker, ps)] == ["python3 $AFS/tf.py --m", "python3 $AFS/tf.py --w",
+                                                         "python3 $AFS/tf.py --p"]
+    assert [p.decisive for p in (master, worker, ps)] == [True, True, False]
+    assert [p.role for p in (master, worker, ps)] == ["master 0", "worker 1", "ps 0"]
+    assert first.hostfile == "10.0.0.4 slots=1\n10.0.0.5 slots=1\n"
 
 
-def test_tensorflow_defaults_one_worker_per_node_and_one_ps_when_distributed() -> None:
-    result = plan({"tensorFlowSettings": {"pythonScriptFilePath": "tf.py"}})
-    assert len(result.job_env["AZ_BATCHAI_WORKER_HOSTS"].split(",")) == 2
-    assert len(result.job_env["AZ_BATCHAI_PS_HOSTS"].split(",")) == 1
-    single = plan({"tensorFlowSettings": {"pythonScriptFilePath": "tf.py"}}, nodes=NODES[:1])
-    assert single.job_env["AZ_BATCHAI_PS_HOSTS"] == "" and len(single.processes) == 1
+def test_tensorflow_ports_are_distinct_per_task_on_a_node_and_the_same_on_every_node() -> None:
+    plans = every_node("tensorFlowSettings", {**TF, "workerCount": 5, "parameterServerCount": 2}, 3)
+    assert len({json.dumps(p.job_env) for p in plans}) == 1
+    workers = plans[0].job_env["AZ_BATCHAI_WORKER_HOSTS"].split(",")
+    ps = plans[0].job_env["AZ_BATCHAI_PS_HOSTS"].split(",")
+    # workers then ps dealt round-robin: w0 w3 ps1 on node 0, w1 w4 on node 1, w2 ps0 on node 2
+    assert workers == ["10.0.0.4:44855", "10.0.0.5:44855", "10.0.0.6:44855", "10.0.0.4:44856", "10.0.0.5:44856"]
+    assert ps == ["10.0.0.6:44856", "10.0.0.4:44857"]
+    assert len(set(workers + ps)) == 7
+    assert [[p.role for p in result.processes] for result in plans] == [
+        ["master 0", "worker 3", "ps 1"], ["worker 1", "worker 4"], ["worker 2", "ps 0"]]
+    for result in plans:  # every task's TF_CONFIG shows the same cluster
+        assert {json.dumps(json.loads(p.env["TF_CONFIG"])["cluster"]) for p in result.processes} == {
+            json.dumps({"ps": ps, "worker": workers})}
 
 
-def test_ports_differ_between_attempts() -> None:
-    assert toolkits.base_port("job#1") != toolkits.base_port("job#2")
+def test_tensorflow_ports_in_the_local_pool_are_distinct_across_the_job() -> None:
+    """The local pool's nodes share one machine's ports, and TensorFlow listens on 0.0.0.0."""
+    local = [{"nodeId": f"n{i}", "address": f"127.0.0.{2 + i}"} for i in range(2)]
+    result = toolkits.plan({"nodeCount": 2, "tensorFlowSettings": {**TF, "parameterServerCount": 1}}, local, "n0",
+                           SEED, local=True, rsh_agent="a", as_root=False)
+    assert result.job_env == {"AZ_BATCHAI_WORKER_HOSTS": f"127.0.0.2:{PORT},127.0.0.3:{PORT + 1}",
+                              "AZ_BATCHAI_PS_HOSTS": f"127.0.0.2:{PORT + 2}"}
 
 
-def test_docker_wraps_the_command_and_keeps_the_password_off_the_command_line() -> None:
-    props = {"containerSettings": {"shmSize": "2g", "imageSourceRegistry": {
-        "image": "me/train:1", "serverUrl": "registry.example", "credentials": {"username": "me", "password": "pw"}}}}
-    command = toolkits.docker_command(props, "python3 t.py $A", ["/mnt/x"], ["A"])
-    assert command.startswith("docker run --rm --network host --shm-size 2g -v /mnt/x:/mnt/x -e A ")
-    assert command.endswith("me/train:1 bash -c 'python3 t.py $A'")
-    argv, password = toolkits.docker_login(props)
-    assert password == "pw" and "pw" not in argv and argv[-1] == "registry.example"
-    assert toolkits.container_unavailable_message(props, docker_present=False)
+@pytest.mark.parametrize(("settings", "node_count", "workers", "ps"), [
+    ({}, 2, 2, 1),  # distributed: one ps
+    ({}, 1, 1, 0),  # a single worker, no count given: no ps
+    ({"workerCount": 1}, 1, 1, 1),  # a workerCount is given for distributed training only
+    ({"parameterServerCount": 0}, 2, 2, 0),
+    ({"parameterServerCount": 2}, 1, 1, 2),
+    ({"workerCount": 4}, 2, 4, 1),
+])
+def test_tensorflow_counts_and_their_defaults(settings: dict, node_count: int, workers: int, ps: int) -> None:
+    result = plan("tensorFlowSettings", {**TF, **settings}, node_list=nodes(node_count))
+    hosts = result.job_env
+    assert len([h for h in hosts["AZ_BATCHAI_WORKER_HOSTS"].split(",") if h]) == workers
+    assert len([h for h in hosts["AZ_BATCHAI_PS_HOSTS"].split(",") if h]) == ps
+
+
+def test_tensorflow_single_worker_is_the_master_with_an_empty_ps_list() -> None:
+    result = plan("tensorFlowSettings", {"pythonScriptFilePath": "tf.py", "pythonInterpreterPath": "/py"},
+                  node_list=nodes(1))
+    assert only(result).command == "/py tf.py" and only(result).role == "master 0"
+    assert json.loads(only(result).env["TF_CONFIG"]) == {
+        "cluster": {"ps": [], "worker": [f"10.0.0.4:{PORT}"]}, "task": {"type": "master", "index": 0},
+        "environment": "cloud"}
+    assert result.job_env == {"AZ_BATCHAI_PS_HOSTS": "", "AZ_BATCHAI_WORKER_HOSTS": f"10.0.0.4:{PORT}"}
+
+
+def test_mpirun_passes_only_the_variables_its_own_toolkit_adds() -> None:
+    assert "AZ_BATCHAI_PS_HOSTS" not in only(plan("customMpiSettings", {"commandLine": "x"})).command
+
+
+# -- ports ----------------------------------------------------------------------------------------
+def test_ports_stay_in_range_and_wrap_distinctly() -> None:
+    assert all(20000 <= toolkits.base_port(f"s{i}") <= 59999 for i in range(2000))
+    high = "s5008"  # its base port is 59997
+    assert toolkits.base_port(high) == 59997
+    ports = [toolkits.task_port(high, k) for k in range(45536)]
+    assert ports[:3] == [59997, 59998, 59999] and ports[5538] == 65535 and ports[5539] == 20000
+    assert len(set(ports)) == 45536 and min(ports) == 20000 and max(ports) == 65535
+
+
+# -- errors ---------------------------------------------------------------------------------------
+def test_a_node_outside_the_job_or_a_job_without_toolkit_is_an_error() -> None:
+    with pytest.raises(ValueError, match="not one of the job's nodes"):
+        plan("customToolkitSettings", {"commandLine": "x"}, "n9")
+    with pytest.raises(ValueError, match="no toolkit"):
+        toolkits.plan({"nodeCount": 1}, NODES, "n0", SEED, local=False, rsh_agent="a")
+
+
+# -- containers -----------------------------------------------------------------------------------
+REGISTRY = {"image": "me/train:1", "serverUrl": "registry.example",
+            "credentials": {"username": "me", "password": "s3cr3t-pw"}}
+
+
+def test_docker_argv_uses_the_hosts_network_the_jobs_shm_size_mounts_and_variable_names() -> None:
+    props = {"containerSettings": {"shmSize": "2g", "imageSourceRegistry": REGISTRY}}
+    argv = toolkits.docker_argv(props, "python3 t.py $A", [("/mnt/x", "/x"), "/jobs/j1"], ["A", "B", "A", "C=1"],
+                                workdir="/jobs/j1/temp")
+    assert argv == ["docker", "run", "--rm", "--network", "host", "--shm-size", "2g", "-v", "/mnt/x:/x",
+                    "-v", "/jobs/j1:/jobs/j1", "-e", "A", "-e", "B", "-w", "/jobs/j1/temp", "me/train:1",
+                    "bash", "-c", "python3 t.py $A"]
+    assert "s3cr3t-pw" not in " ".join(argv)
+
+
+def test_docker_without_a_shm_size_shares_the_hosts_ipc() -> None:
+    props = {"containerSettings": {"imageSourceRegistry": {"image": "ubuntu"}}}
+    argv = toolkits.docker_argv(props, "true", [], [])
+    assert argv == ["docker", "run", "--rm", "--network", "host", "--ipc", "host", "ubuntu", "bash", "-c", "true"]
+
+
+def test_docker_command_is_a_bash_line_that_expands_only_the_working_folder() -> None:
+    props = {"containerSettings": {"shmSize": "1g", "imageSourceRegistry": {"image": "img"}}}
+    command = toolkits.docker_command(props, "python3 'a b.py' $A", ["/mnt/my dir"], ["A"])
+    assert command == ("docker run --rm --network host --shm-size 1g -v '/mnt/my dir:/mnt/my dir' -e A "
+                       "-w \"$AZ_BATCHAI_JOB_TEMP\" img bash -c 'python3 '\"'\"'a b.py'\"'\"' $A'")
+    shown = subprocess.run(["bash", "-c", "printf '%s\\n' " + command], env={"AZ_BATCHAI_JOB_TEMP": "/t"},
+                           capture_output=True, text=True, check=True)
+    assert shown.stdout.splitlines() == ["docker", "run", "--rm", "--network", "host", "--shm-size", "1g", "-v",
+                                         "/mnt/my dir:/mnt/my dir", "-e", "A", "-w", "/t", "img", "bash", "-c",
+                                         "python3 'a b.py' $A"]
+
+
+def test_docker_login_keeps_the_password_off_the_command_line() -> None:
+    argv = toolkits.docker_login_command(REGISTRY)
+    assert argv == ["docker", "login", "--username", "me", "--password-stdin", "registry.example"]
+    assert toolkits.registry_password(REGISTRY) == "s3cr3t-pw"
+    assert toolkits.docker_login({"containerSettings": {"imageSourceRegistry": REGISTRY}}) == (argv, "s3cr3t-pw")
+    docker_hub = {"image": "me/x", "credentials": {"username": "me", "password": "p"}}
+    assert toolkits.docker_login_command(docker_hub) == ["docker", "login", "--username", "me", "--password-stdin"]
+    assert toolkits.docker_login_command({"image": "ubuntu"}) is None
+    assert toolkits.docker_login({"containerSettings": {"imageSourceRegistry": {"image": "ubuntu"}}}) is None
+    assert toolkits.docker_login({}) is None
+
+
+def test_a_container_job_without_docker_gets_a_clear_message() -> None:
+    props = {"containerSettings": {"imageSourceRegistry": {"image": "me/train:1"}}}
+    message = toolkits.container_unavailable_message(props, docker_present=False)
+    assert message is not None and "me/train:1" in message and "Docker" in message
     assert toolkits.container_unavailable_message(props, docker_present=True) is None
+    assert toolkits.container_unavailable_message({}, docker_present=False) is None
