@@ -32,8 +32,9 @@ test: test-deps
 demo: system-deps install
 	$(VENV)/bin/batchai demo
 
-bench: install
+bench: system-deps install
 	$(PY) bench/api_throughput.py
+	$(PY) bench/launch.py
 	$(PY) bench/dispatch.py
 
 clean:
