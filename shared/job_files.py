@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from shared import errors, pools
-from shared.api.agent import resolved_volumes
+from shared.node_storage import resolved_volumes
 from shared.composition import Services
 from shared.job_environment import JobPaths, job_variables, output_dir, stdouterr_dir
 from shared.ports.blob_store import Account
@@ -63,7 +63,7 @@ def list_directory(svc: Services, job: dict[str, Any], output_id: str, directory
         if where.volume.kind == "azureBlob":
             return _blob_entries(svc, where.volume, inner, expires)
         if svc.settings.pool == "local":
-            return _folder_entries(svc, local_folder(where.volume, _storage_dir(svc)) / inner, expires)
+            return _folder_entries(svc, local_folder(where.volume, svc.settings.storage_dir) / inner, expires)
         return []
     folder = _master_folder(svc, job, cluster, output_id, segment)
     return _folder_entries(svc, folder / sub, expires) if folder is not None else []
@@ -94,10 +94,6 @@ def _volumes(svc: Services, mount_volumes: dict[str, Any] | None) -> list[Volume
         return [Volume.from_wire(v) for v in resolved_volumes(svc, mount_volumes, "mountVolumes")]
     except errors.ApiError:  # a file server deleted since: its files cannot be found any more
         return []
-
-
-def _storage_dir(svc: Services) -> Path:
-    return svc.settings.data_dir.resolve() / "storage"
 
 
 def _blob_entries(svc: Services, volume: Volume, prefix: str, expires: datetime) -> list[Entry]:

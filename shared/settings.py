@@ -68,6 +68,11 @@ class Settings(BaseModel):
         return self.data_dir / "pools"
 
     @property
+    def storage_dir(self) -> Path:
+        """Local pool: the folders that stand for file shares, file servers and unmanaged file systems."""
+        return self.data_dir.resolve() / "storage"
+
+    @property
     def endpoint_file(self) -> Path:
         """Where the local host writes its address, for agents to find it again after a restart."""
         return self.data_dir / "endpoint"

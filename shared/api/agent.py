@@ -16,10 +16,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared import errors, job_runs, lanes, nodes, resources, volumes
+from shared import errors, job_runs, lanes, node_storage, nodes, resources
 from shared.api.request import ApiRequest, ApiResponse, ok, parse_body
 from shared.composition import Services
-from shared.ids import CLUSTER, FILE_SERVER, ResourceRef
+from shared.ids import CLUSTER, ResourceRef
 from shared.resources import R
 from shared.scheduler import IDLE, LEAVING, PREPARING, UNUSABLE
 
@@ -124,32 +124,8 @@ def setup(svc: Services, req: ApiRequest) -> ApiResponse:
     if task is not None:
         suffix = cluster["resource"]["properties"]["nodeSetup"]["setupTask"]["stdOutErrPathSuffix"]
         task = dict(task, stdOutErrPathSuffix=suffix)
-    return ok({"nodeId": node["nodeId"], "setupTask": task, "storage": storage_info(svc),
-               "volumes": resolved_volumes(svc, node_setup.get("mountVolumes"), "properties.nodeSetup.mountVolumes")})
-
-
-def storage_info(svc: Services) -> dict[str, Any]:
-    """How a node reaches storage: real mounts on VMs; in the local pool, folders of the data
-    folder stand for shares and file servers, and blob containers go through the blob port."""
-    settings = svc.settings
-    if settings.pool != "local":
-        return {"mode": "vm"}
-    blobs: dict[str, Any] = ({"kind": "azure", "endpoint": settings.blob_endpoint} if settings.blobs == "azure"
-                             else {"kind": "folder", "root": str(settings.blobs_dir.resolve())})
-    return {"mode": "local", "storageDir": str(settings.data_dir.resolve() / "storage"), "blobs": blobs}
-
-
-def resolved_volumes(svc: Services, mount_volumes: dict[str, Any] | None, target: str) -> list[dict[str, Any]]:
-    """The volumes with what a node needs to mount them (a file server's address, keys)."""
-    def file_server(arm_id: str) -> dict[str, Any] | None:
-        ref = ResourceRef.parse(arm_id, FILE_SERVER)
-        doc = svc.store.read(R, ref.pk, ref.key) if ref else None
-        return doc["resource"] if doc else None
-
-    try:
-        return [v.to_wire() for v in volumes.volumes_of(mount_volumes, file_server, where=target)]
-    except ValueError as exc:
-        raise errors.InvalidParameter(str(exc), target=target) from None
+    return ok({"nodeId": node["nodeId"], "setupTask": task, "storage": node_storage.storage_info(svc),
+               "volumes": node_storage.resolved_volumes(svc, node_setup.get("mountVolumes"), "properties.nodeSetup.mountVolumes")})
 
 
 def ready(svc: Services, req: ApiRequest) -> ApiResponse:
@@ -191,7 +167,7 @@ def current_assignment(svc: Services, node: dict[str, Any]) -> dict[str, Any] | 
         "nodes": [{"nodeId": m["nodeId"], "address": m["address"]} for m in members if m],
         "properties": job["spec"],  # with secret values: only ever sent to the job's own nodes
         "jobOutputDirectoryPathSegment": job["resource"]["properties"]["jobOutputDirectoryPathSegment"],
-        "volumes": resolved_volumes(svc, job["spec"].get("mountVolumes"), "properties.mountVolumes"),
+        "volumes": node_storage.resolved_volumes(svc, job["spec"].get("mountVolumes"), "properties.mountVolumes"),
     }
 
 

@@ -1,0 +1,35 @@
+"""What a node needs to reach storage, as the control plane tells it (agent API): the volumes of a
+cluster or job resolved against the store, and how storage is reached in this deployment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared import errors, volumes
+from shared.composition import Services
+from shared.ids import FILE_SERVER, ResourceRef
+from shared.resources import R
+
+
+def storage_info(svc: Services) -> dict[str, Any]:
+    """How a node reaches storage: real mounts on VMs; in the local pool, folders of the data
+    folder stand for shares and file servers, and blob containers go through the blob port."""
+    settings = svc.settings
+    if settings.pool != "local":
+        return {"mode": "vm"}
+    blobs: dict[str, Any] = ({"kind": "azure", "endpoint": settings.blob_endpoint} if settings.blobs == "azure"
+                             else {"kind": "folder", "root": str(settings.blobs_dir.resolve())})
+    return {"mode": "local", "storageDir": str(settings.storage_dir), "blobs": blobs}
+
+
+def resolved_volumes(svc: Services, mount_volumes: dict[str, Any] | None, target: str) -> list[dict[str, Any]]:
+    """The volumes with what a node needs to mount them (a file server's address, keys)."""
+    def file_server(arm_id: str) -> dict[str, Any] | None:
+        ref = ResourceRef.parse(arm_id, FILE_SERVER)
+        doc = svc.store.read(R, ref.pk, ref.key) if ref else None
+        return doc["resource"] if doc else None
+
+    try:
+        return [v.to_wire() for v in volumes.volumes_of(mount_volumes, file_server, where=target)]
+    except ValueError as exc:
+        raise errors.InvalidParameter(str(exc), target=target) from None
