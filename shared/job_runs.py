@@ -108,12 +108,23 @@ def transition(svc: Services, pk: str, job_key: str, edit: Edit) -> dict[str, An
     return after
 
 
-def requeue_holder(svc: Services, node: dict[str, Any], code: str, message: str) -> None:
-    """The attempt holding this node ends (the node is lost or leaving): its job queues again."""
+def requeue_holder(svc: Services, node: dict[str, Any], code: str, message: str, failure: bool = False) -> None:
+    """The attempt holding this node ends (the node is lost or leaving): its job queues again. A
+    `failure` (not a resize or an eviction) spends one retry; with none left the job fails."""
 
     def end(job: dict[str, Any]) -> None:
-        requeue(job, svc.clock.now())
+        now = svc.clock.now()
         job.setdefault("history", []).append({"attempt": job["attempt"], "code": code, "message": message})
+        if failure:
+            job["retries"] = job.get("retries", 0) + 1
+            if job["retries"] > svc.settings.job_retry_budget:
+                fail(job, now, "RetryBudgetSpent", f"The job's nodes failed {job['retries']} times; the last: "
+                                                   f"{message}")
+                failures = [h for h in job["history"] if h["code"] not in ("NodeDeallocated",)]
+                job["resource"]["properties"]["executionInfo"]["errors"] += [
+                    {"code": h["code"], "message": f"Attempt {h['attempt']}: {h['message']}"} for h in failures]
+                return
+        requeue(job, now)
 
     _end_holder(svc, node, end)
 

@@ -12,7 +12,7 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from shared import autoscale, job_runs, lanes, nodes
+from shared import autoscale, job_runs, lanes, nodes, watchdog
 from shared.composition import Services
 from shared.nodes import stamp
 from shared.ports.state_store import Query
@@ -56,6 +56,11 @@ def reconcile(svc: Services, cluster: dict[str, Any]) -> None:
     if not _sync(svc, cluster, uid):
         mutate_doc(svc.store, cluster, lambda d: d.update(provisioned=False) or True)
         return
+    lost = watchdog.watch(svc, cluster, uid)
+    if lost:  # they leave the pool; the resize below replaces them
+        svc.pool.remove_nodes(pool_id(cluster), lost)
+        for node_id in lost:
+            nodes.delete(svc.store, uid, node_id)
     _repair_claims(svc, nodes.list_docs(svc.store, uid))
     target = _resize(svc, cluster, uid, {d["nodeId"]: d for d in nodes.list_docs(svc.store, uid)})
     _sync(svc, cluster, uid)  # nodes it just asked for get their documents now, not a round later
@@ -74,7 +79,7 @@ def _sync(svc: Services, cluster: dict[str, Any], uid: str) -> bool:
     lost = [d for node_id, d in docs.items() if node_id not in pool_nodes]
     failed = [n.node_id for n in pool_nodes.values() if n.state == "failed"]
     for doc in lost + [docs[n] for n in failed if n in docs]:
-        job_runs.requeue_holder(svc, doc, "NodeLost", f"The node {doc['nodeId']} was lost.")
+        job_runs.requeue_holder(svc, doc, "NodeLost", f"The node {doc['nodeId']} was lost.", failure=True)
         nodes.delete(svc.store, uid, doc["nodeId"])
     if failed:
         svc.pool.remove_nodes(pool_id(cluster), failed)

@@ -25,7 +25,8 @@ RESOURCES = ContainerSpec("resources", indexed=("kind", "parent", "workspace", "
 NODES = ContainerSpec("nodes", indexed=("state",))
 # One lease per cluster, held by whoever changes which nodes run what (see shared/leases.py).
 LEASES = ContainerSpec("leases")
-CONTAINERS = (RESOURCES, NODES, LEASES)
+HEARTBEATS = ContainerSpec("heartbeats")  # one per node, upserted without ETags (see watchdog.py)
+CONTAINERS = (RESOURCES, NODES, LEASES, HEARTBEATS)
 R = RESOURCES.name
 
 DELETING = "deleting"

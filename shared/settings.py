@@ -34,6 +34,10 @@ class Settings(BaseModel):
     # The control plane's address as nodes reach it (Azure: the Functions app's URL).
     public_endpoint: str = ""
     heartbeat_seconds: float = 2.0
+    # A node is lost after this many heartbeats in a row did not arrive.
+    missed_heartbeats: int = 3
+    # How often a job is requeued after failures of its nodes before it fails.
+    job_retry_budget: int = 3
     # Auto-scale gives back a node idle for this long.
     autoscale_idle_seconds: float = 60.0
     # How long an agent's request for work is held open when there is none.

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared import errors, job_runs, lanes, node_storage, nodes, resources
+from shared import errors, job_runs, lanes, node_storage, nodes, resources, watchdog
 from shared.api.request import ApiRequest, ApiResponse, ok, parse_body
 from shared.composition import Services
 from shared.ids import CLUSTER, ResourceRef
@@ -91,8 +91,10 @@ def register(svc: Services, req: ApiRequest) -> ApiResponse:
     node = nodes.change(svc.store, uid, reg.node_id, join)
     if node is None:
         raise Gone(f"The node {reg.node_id} is no longer part of the cluster.", target="nodeId")
+    watchdog.beat(svc, uid, reg.node_id)
     if previous.get("job"):  # a restarted agent lost whatever it ran: that attempt starts again
-        job_runs.requeue_holder(svc, previous, "AgentRestarted", "The node's agent restarted during the job.")
+        job_runs.requeue_holder(svc, previous, "AgentRestarted", "The node's agent restarted during the job.",
+                                failure=True)
     lanes.signal(svc.messaging, cluster["id"], cluster["pk"])
     return ok({"node": node["id"], "credential": credential, "heartbeatSeconds": svc.settings.heartbeat_seconds})
 
@@ -148,6 +150,7 @@ def ready(svc: Services, req: ApiRequest) -> ApiResponse:
 
 def heartbeat(svc: Services, req: ApiRequest) -> ApiResponse:
     node = authenticate(svc, req)
+    watchdog.beat(svc, node["pk"], node["nodeId"])
     return ok({"state": node["state"]})
 
 

@@ -1,0 +1,114 @@
+"""Nodes fail, jobs don't: the watchdog's round over one cluster (under its lease, from the pool
+manager's timer).
+
+- A registered node whose heartbeats stopped for the grace period (`missed_heartbeats` beats) is
+  lost: it becomes `unusable` with the reason, the attempt it held ends on every node of the job,
+  the job queues again at the head of its lane, and the node leaves the pool, which the resize that
+  follows replaces. A job requeued for a failure spends one retry of its budget; once spent, the
+  job fails with the failures it met.
+- If the watchdog itself has not run for a grace period (the control plane was down), nobody can
+  have heartbeated to it meanwhile: every node gets a fresh grace instead of being declared lost.
+- A running job past its `constraints.maxWallClockTime` fails.
+
+Heartbeats live in their own container, written without ETags, so that a beat never makes a claim
+or another edit of the node's document retry.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from shared import job_runs, nodes
+from shared.composition import Services
+from shared.models.common import parse_duration
+from shared.nodes import parse_time, stamp
+from shared.ports.state_store import NotFound, Query
+from shared.resources import HEARTBEATS, R
+from shared.scheduler import IDLE, PREPARING, RUNNING, UNUSABLE
+
+H = HEARTBEATS.name
+WATCHED = frozenset({PREPARING, IDLE, RUNNING})
+_WATCHDOG = "watchdog"
+# The timer runs the watchdog every 2 s: a round that comes later than three of them (or than the
+# grace, if longer) means the control plane was away.
+ABSENCE = timedelta(seconds=6)
+
+
+def beat(svc: Services, uid: str, node_id: str) -> None:
+    """The node is alive now."""
+    svc.store.upsert(H, {"id": nodes.node_key(uid, node_id), "pk": uid, "at": stamp(svc.clock.now())})
+
+
+def grace(svc: Services) -> timedelta:
+    return timedelta(seconds=svc.settings.heartbeat_seconds * svc.settings.missed_heartbeats)
+
+
+def lost_nodes(docs: list[dict[str, Any]], beats: dict[str, datetime], now: datetime, grace: timedelta
+               ) -> list[dict[str, Any]]:
+    """Registered nodes in a watched state whose last sign of life is older than the grace (pure)."""
+    lost = []
+    for doc in docs:
+        if doc["state"] not in WATCHED or not doc.get("credential"):
+            continue  # not yet registered: the pool judges a node that never starts
+        last = beats.get(doc["nodeId"]) or parse_time(doc.get("since"))
+        if last is None or now - last > grace:
+            lost.append(doc)
+    return lost
+
+
+def past_wall_clock(job: dict[str, Any], now: datetime) -> bool:
+    """Pure: has this running job used up its maxWallClockTime?"""
+    props = job["resource"]["properties"]
+    started = parse_time((props.get("executionInfo") or {}).get("startTime"))
+    limit = (props.get("constraints") or {}).get("maxWallClockTime")
+    if started is None or limit is None:
+        return False
+    duration = parse_duration(limit)
+    return isinstance(duration, timedelta) and now - started > duration
+
+
+def watch(svc: Services, cluster: dict[str, Any], uid: str) -> list[str]:
+    """One round: the lost nodes are settled (see the module's doc); returns their ids, which the
+    caller removes from the pool."""
+    now = svc.clock.now()
+    limit = grace(svc)
+    docs = nodes.list_docs(svc.store, uid)
+    records = {d["id"]: d for d in svc.store.query(H, Query(where={"pk": uid}), pk=uid)}
+    previous = parse_time((records.get(_WATCHDOG) or {}).get("at"))
+    svc.store.upsert(H, {"id": _WATCHDOG, "pk": uid, "at": stamp(now)})
+    if previous is None or now - previous > max(limit, ABSENCE):
+        for doc in docs:  # the control plane was away: a fresh grace for everyone
+            beat(svc, uid, doc["nodeId"])
+        _enforce_wall_clock(svc, cluster, now)
+        return []
+    known = {d["id"] for d in docs}
+    for key in set(records) - known - {_WATCHDOG}:  # nodes that left the cluster
+        _delete(svc, uid, key)
+    beats = {r["id"].partition("|")[2]: t for r in records.values() if (t := parse_time(r.get("at")))}
+    lost = lost_nodes(docs, beats, now, limit)
+    for doc in lost:
+        seconds = limit.total_seconds()
+        error = {"code": "NodeHeartbeatLost", "message": f"The node sent no heartbeat for more than {seconds:g} s."}
+        nodes.set_state(svc.store, uid, doc["nodeId"], UNUSABLE, now, error)
+        job_runs.requeue_holder(svc, doc, "NodeHeartbeatLost", f"Node {doc['nodeId']}: {error['message']}",
+                                failure=True)
+    _enforce_wall_clock(svc, cluster, now)
+    return [d["nodeId"] for d in lost]
+
+
+def _enforce_wall_clock(svc: Services, cluster: dict[str, Any], now: datetime) -> None:
+    running = svc.store.query(R, Query(where={"kind": "job", "cluster": cluster["id"], "state": job_runs.RUNNING}),
+                              pk=cluster["pk"])
+    for job in running:
+        if past_wall_clock(job, now):
+            limit = job["resource"]["properties"]["constraints"]["maxWallClockTime"]
+            job_runs.fail_job(svc, job, "MaxWallClockTimeExceeded",
+                              f"The job ran longer than its maxWallClockTime ({limit}).")
+
+
+def _delete(svc: Services, uid: str, key: str) -> None:
+    try:
+        svc.store.delete(H, uid, key)
+    except NotFound:
+        pass
