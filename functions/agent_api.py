@@ -30,6 +30,12 @@ def ready(req: func.HttpRequest) -> func.HttpResponse:
     return to_http_response(guarded("Agent_Ready", lambda: agent.ready(services(), to_api_request(req))))
 
 
+@bp.function_name("Agent_Evicting")
+@bp.route(route="agent/evicting", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+def evicting(req: func.HttpRequest) -> func.HttpResponse:
+    return to_http_response(guarded("Agent_Evicting", lambda: agent.evicting(services(), to_api_request(req))))
+
+
 @bp.function_name("Agent_Heartbeat")
 @bp.route(route="agent/heartbeat", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def heartbeat(req: func.HttpRequest) -> func.HttpResponse:

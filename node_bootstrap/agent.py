@@ -22,6 +22,7 @@ import httpx
 
 from node_bootstrap.attempt import Attempt, Outcome
 from node_bootstrap.node_setup import set_up_node
+from node_bootstrap.scheduled_events import IMDS_URL, EvictionWatcher
 from node_bootstrap.storage import NodeStorage
 
 log = logging.getLogger("node_bootstrap")
@@ -43,13 +44,15 @@ class Bootstrap:
     endpoint: str = ""
     endpoint_file: str | None = None
     orphan_seconds: float = 600.0  # give up after this long without reaching the control plane
+    imds_url: str = IMDS_URL  # the VM's Scheduled Events (a test may point it elsewhere)
 
     @classmethod
     def load(cls, node_dir: Path) -> Bootstrap:
         data = json.loads((node_dir / "bootstrap.json").read_text())
         return cls(node_dir=node_dir, cluster_id=data["cluster_id"], node_id=data["node_id"],
                    address=data.get("address", "127.0.0.1"), token=data["token"], endpoint=data.get("endpoint") or "",
-                   endpoint_file=data.get("endpoint_file"), orphan_seconds=float(data.get("orphan_seconds", 600)))
+                   endpoint_file=data.get("endpoint_file"), orphan_seconds=float(data.get("orphan_seconds", 600)),
+                   imds_url=data.get("imds_url") or IMDS_URL)
 
 
 class Agent:
@@ -135,10 +138,19 @@ class Agent:
             raise NodeRemoved(f"setup refused: {answer.status_code} {answer.text[:300]}")
         setup = answer.json()
         self.storage = NodeStorage.from_wire(setup["storage"])
+        if not self.storage.local:
+            EvictionWatcher(self.boot.node_id, self._evicting, self.stopping, url=self.boot.imds_url).start()
         error = set_up_node(self.boot.node_dir, self.boot.address, setup, self.storage)
         body = {"error": error} if error else {}
         self.authed("POST", "agent/ready", json=body)
         log.info("node %s: %s", "unusable" if error else "ready", error["message"] if error else "set up")
+
+    def _evicting(self) -> None:
+        """The VM is about to go: the control plane requeues the job now."""
+        try:
+            self.authed("POST", "agent/evicting", json={})
+        except NodeRemoved:
+            pass
 
     def _terminated(self, *_: object) -> None:
         """SIGTERM (the pool removes the node, or the heartbeat found it removed): leave now,

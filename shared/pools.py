@@ -78,8 +78,12 @@ def _sync(svc: Services, cluster: dict[str, Any], uid: str) -> bool:
     docs = {d["nodeId"]: d for d in nodes.list_docs(svc.store, uid)}
     lost = [d for node_id, d in docs.items() if node_id not in pool_nodes]
     failed = [n.node_id for n in pool_nodes.values() if n.state == "failed"]
+    evictable = cluster["spec"].get("vmPriority") == "lowpriority"  # a lost Spot VM was most likely evicted
     for doc in lost + [docs[n] for n in failed if n in docs]:
-        job_runs.requeue_holder(svc, doc, "NodeLost", f"The node {doc['nodeId']} was lost.", failure=True)
+        if evictable and doc in lost:
+            job_runs.requeue_holder(svc, doc, "NodePreempted", f"The low-priority node {doc['nodeId']} was evicted.")
+        else:
+            job_runs.requeue_holder(svc, doc, "NodeLost", f"The node {doc['nodeId']} was lost.", failure=True)
         nodes.delete(svc.store, uid, doc["nodeId"])
     if failed:
         svc.pool.remove_nodes(pool_id(cluster), failed)

@@ -8,7 +8,8 @@ manager's timer).
   job fails with the failures it met.
 - If the watchdog itself has not run for a grace period (the control plane was down), nobody can
   have heartbeated to it meanwhile: every node gets a fresh grace instead of being declared lost.
-- A running job past its `constraints.maxWallClockTime` fails.
+- A running job past its `constraints.maxWallClockTime` fails; one whose nodes no longer hold its
+  attempt (a crash between two writes) queues again.
 
 Heartbeats live in their own container, written without ETags, so that a beat never makes a claim
 or another edit of the node's document retry.
@@ -80,7 +81,7 @@ def watch(svc: Services, cluster: dict[str, Any], uid: str) -> list[str]:
     if previous is None or now - previous > max(limit, ABSENCE):
         for doc in docs:  # the control plane was away: a fresh grace for everyone
             beat(svc, uid, doc["nodeId"])
-        _enforce_wall_clock(svc, cluster, now)
+        _check_running(svc, cluster, uid, now)
         return []
     known = {d["id"] for d in docs}
     for key in set(records) - known - {_WATCHDOG}:  # nodes that left the cluster
@@ -93,15 +94,29 @@ def watch(svc: Services, cluster: dict[str, Any], uid: str) -> list[str]:
         nodes.set_state(svc.store, uid, doc["nodeId"], UNUSABLE, now, error)
         job_runs.requeue_holder(svc, doc, "NodeHeartbeatLost", f"Node {doc['nodeId']}: {error['message']}",
                                 failure=True)
-    _enforce_wall_clock(svc, cluster, now)
+    _check_running(svc, cluster, uid, now)
     return [d["nodeId"] for d in lost]
 
 
-def _enforce_wall_clock(svc: Services, cluster: dict[str, Any], now: datetime) -> None:
+def unheld(job: dict[str, Any], docs: dict[str, dict[str, Any]]) -> list[str]:
+    """Pure: the nodes of a running job that do not hold its attempt (gone, or holding another)."""
+    return [n for n in job.get("nodes") or []
+            if (d := docs.get(n)) is None or d.get("job") != job["id"] or d.get("attempt") != job["attempt"]]
+
+
+def _check_running(svc: Services, cluster: dict[str, Any], uid: str, now: datetime) -> None:
+    """Running jobs past their wall-clock limit fail; one whose nodes no longer run it (a crash
+    between two writes) queues again, spending no retry: its nodes did not fail."""
     running = svc.store.query(R, Query(where={"kind": "job", "cluster": cluster["id"], "state": job_runs.RUNNING}),
                               pk=cluster["pk"])
+    docs = {d["nodeId"]: d for d in nodes.list_docs(svc.store, uid)} if running else {}
     for job in running:
-        if past_wall_clock(job, now):
+        missing = unheld(job, docs)
+        if missing:
+            holder = {"job": job["id"], "jobPk": job["pk"], "attempt": job["attempt"]}
+            job_runs.requeue_holder(svc, holder, "AttemptRepaired",
+                                    f"Nodes {', '.join(missing)} no longer ran the attempt; it starts again.")
+        elif past_wall_clock(job, now):
             limit = job["resource"]["properties"]["constraints"]["maxWallClockTime"]
             job_runs.fail_job(svc, job, "MaxWallClockTimeExceeded",
                               f"The job ran longer than its maxWallClockTime ({limit}).")

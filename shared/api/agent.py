@@ -148,6 +148,16 @@ def ready(svc: Services, req: ApiRequest) -> ApiResponse:
     return ok({"state": (written or node)["state"]})
 
 
+def evicting(svc: Services, req: ApiRequest) -> ApiResponse:
+    """The node's VM is about to be evicted (a Spot VM's Scheduled Event): it leaves, and its job
+    queues again at once without spending a retry; the pool replaces it once it is gone."""
+    node = authenticate(svc, req)
+    nodes.set_state(svc.store, node["pk"], node["nodeId"], LEAVING, svc.clock.now(),
+                    {"code": "NodePreempted", "message": "The VM is being evicted (low priority)."})
+    job_runs.requeue_holder(svc, node, "NodePreempted", f"Node {node['nodeId']} was evicted (low priority).")
+    return ok({"state": LEAVING})
+
+
 def heartbeat(svc: Services, req: ApiRequest) -> ApiResponse:
     node = authenticate(svc, req)
     watchdog.beat(svc, node["pk"], node["nodeId"])

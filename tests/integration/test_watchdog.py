@@ -107,3 +107,17 @@ def test_heartbeat_records_of_departed_nodes_are_dropped(svc: Services) -> None:
     reconcile(svc)
     records = svc.store.query(watchdog.H, Query(where={"pk": uid(svc)}), pk=uid(svc))
     assert not any(r["id"].endswith("|node-gone") for r in records)
+
+
+def test_a_running_job_whose_nodes_no_longer_hold_it_is_requeued(svc: Services) -> None:
+    make_cluster(svc, {"manual": {"targetNodeCount": 1}})
+    beating = registered(svc)
+    reconcile(svc)
+    submit(svc, "orphan", 1)
+    dispatch(svc)
+    [node_id] = job(svc, "orphan")["nodes"]
+    nodes.release(svc.store, uid(svc), node_id, job(svc, "orphan")["id"], 1, svc.clock.now())  # a crash's leftover
+    rounds(svc, 1, beating=beating)
+    doc = job(svc, "orphan")
+    assert doc["history"][-1]["code"] == "AttemptRepaired" and doc.get("retries", 0) == 0
+    assert doc["attempt"] == 2 and doc["state"] == "running"  # placed again at once on the freed node
