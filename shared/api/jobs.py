@@ -12,6 +12,7 @@ from shared.api.request import ApiRequest, ApiResponse, int_param, page_of, pars
 from shared.composition import Services
 from shared.ids import CLUSTER, JOB, ResourceRef
 from shared.models import JobBaseProperties, JobCreateParameters, tool_type_of
+from shared.ports.messaging import EntityNotFound
 from shared.scheduler import largest_size
 from shared.vm_sizes import lookup
 
@@ -57,7 +58,10 @@ def enqueue(svc: Services, job: dict[str, Any]) -> dict[str, Any]:
                    if cluster else "The job's cluster no longer exists")
 
         return job_runs.fail_job(svc, job, "ClusterTooSmall" if cluster else "ClusterNotFound", message + ".") or job
-    lanes.publish_job(svc.messaging, job)
+    try:
+        lanes.publish_job(svc.messaging, job)
+    except EntityNotFound:  # a cluster created a moment ago: its pool manager's first round makes the
+        return job          # lanes and publishes every queued job (it was signalled by the cluster's create)
     if dispatcher.could_act(svc, cluster):  # read after publishing: see could_act
         lanes.signal(svc.messaging, job["cluster"], job["clusterPk"])
     return job

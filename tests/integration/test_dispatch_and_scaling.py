@@ -292,3 +292,17 @@ def test_deleting_the_cluster_fails_its_jobs_and_removes_pool_and_lanes(svc: Ser
     assert state(svc, "a") == "failed" and state(svc, "b") == "failed"
     assert pool_id not in svc.pool.pools  # type: ignore[attr-defined]
     assert not svc.messaging.entity_exists(lane)
+
+
+def test_a_job_created_before_its_new_cluster_has_lanes_is_queued_and_published_by_the_first_round(
+        svc: Services) -> None:
+    call(clusters.create, svc, {"clusterName": "c"}, {"properties": {
+        "vmSize": "STANDARD_D1_V2", "scaleSettings": {"manual": {"targetNodeCount": 1}},
+        "userAccountSettings": {"adminUserName": "u", "adminUserPassword": "p"}}})
+    submit(svc, "early")  # no pool-manager round yet: the cluster's lanes do not exist
+    assert state(svc, "early") == "queued"
+    reconcile(svc)
+    for node in nodes.list_docs(svc.store, uid(svc)):
+        nodes.set_state(svc.store, node["pk"], node["nodeId"], "idle", svc.clock.now())
+    dispatch(svc)
+    assert state(svc, "early") == "running"
