@@ -35,6 +35,7 @@ demo: system-deps install
 bench: system-deps install
 	$(PY) bench/api_throughput.py
 	$(PY) bench/launch.py
+	$(PY) bench/chaos.py
 	$(PY) bench/dispatch.py
 
 clean:
