@@ -4,7 +4,7 @@ Both the Azure Functions host and the local host (`batchai local up`) load this 
 
 import azure.functions as func
 
-from functions import agent_api, cluster_work, files, health, http_api
+from functions import agent_api, cluster_work, events, files, health, http_api
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 app.register_functions(health.bp)
@@ -12,3 +12,4 @@ app.register_functions(http_api.bp)
 app.register_functions(agent_api.bp)
 app.register_functions(cluster_work.bp)
 app.register_functions(files.bp)
+app.register_functions(events.bp)

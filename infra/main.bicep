@@ -51,6 +51,32 @@ resource clusterWork 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview'
   properties: { lockDuration: 'PT1M', maxDeliveryCount: 10, deadLetteringOnMessageExpiration: true }
 }
 
+// Job events: every job state change, once (shared/events.py); the webhooks subscription feeds the
+// JobEventsFanOut function, which puts one message per matching event subscription on event-deliveries.
+resource jobEvents 'Microsoft.ServiceBus/namespaces/topics@2022-10-01-preview' = {
+  parent: bus
+  name: 'job-events'
+  properties: { requiresDuplicateDetection: true, duplicateDetectionHistoryTimeWindow: 'PT10M' }
+}
+
+resource webhooks 'Microsoft.ServiceBus/namespaces/topics/subscriptions@2022-10-01-preview' = {
+  parent: jobEvents
+  name: 'webhooks'
+  properties: { lockDuration: 'PT15S', maxDeliveryCount: 10, deadLetteringOnMessageExpiration: true }
+}
+
+resource eventDeliveries 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' = {
+  parent: bus
+  name: 'event-deliveries'
+  properties: {
+    lockDuration: 'PT15S'
+    maxDeliveryCount: 10
+    requiresDuplicateDetection: true
+    duplicateDetectionHistoryTimeWindow: 'PT10M'
+    deadLetteringOnMessageExpiration: true
+  }
+}
+
 resource busRule 'Microsoft.ServiceBus/namespaces/AuthorizationRules@2022-10-01-preview' = {
   parent: bus
   name: 'batchai'

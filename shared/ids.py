@@ -38,7 +38,10 @@ CLUSTER = Kind("cluster", "clusters", f"{PROVIDER}/Clusters", "Cluster", "cluste
 FILE_SERVER = Kind("fileServer", "fileServers", f"{PROVIDER}/FileServers", "File server", "fileServerName", WORKSPACE)
 EXPERIMENT = Kind("experiment", "experiments", f"{PROVIDER}/Experiments", "Experiment", "experimentName", WORKSPACE)
 JOB = Kind("job", "jobs", f"{PROVIDER}/Jobs", "Job", "jobName", EXPERIMENT)
-KINDS = (WORKSPACE, CLUSTER, FILE_SERVER, EXPERIMENT, JOB)
+# Beside Batch AI's kinds: webhooks for job events (shared/api/event_subscriptions.py).
+EVENT_SUBSCRIPTION = Kind("eventSubscription", "eventSubscriptions", f"{PROVIDER}/EventSubscriptions",
+                          "Event subscription", "eventSubscriptionName", WORKSPACE)
+KINDS = (WORKSPACE, CLUSTER, FILE_SERVER, EXPERIMENT, JOB, EVENT_SUBSCRIPTION)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from shared import lanes, nodes
+from shared import events, lanes, nodes
 from shared.composition import Services
 from shared.nodes import stamp
 from shared.resources import R, retrying_on_etag
@@ -105,6 +105,8 @@ def transition(svc: Services, pk: str, job_key: str, edit: Edit) -> dict[str, An
         lanes.publish_job(svc.messaging, after)
     if attempt_ended or after["state"] == QUEUED:
         lanes.signal(svc.messaging, after["cluster"], after["clusterPk"])
+    # Job events: publish the event(s) the write put in the job's outbox (shared/events.py).
+    events.flush(svc, after)
     return after
 
 
@@ -179,6 +181,9 @@ def _write(svc: Services, pk: str, job_key: str, edit: Edit) -> tuple[dict[str, 
             doc = copy.deepcopy(before)
             if not edit(doc):
                 return None
+            # Job events: the change's CloudEvent joins the job's outbox in this same ETag-guarded
+            # write, so it is recorded exactly when the change is (shared/events.py).
+            events.record_change(before, doc)
             try:
                 return before, svc.store.replace(R, doc, etag=before["_etag"])
             except NotFound:

@@ -13,6 +13,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+from shared import events
 from shared.ports.messaging import EntityOptions, Messaging, OutgoingMessage
 from shared.scheduler import PRIORITIES
 
@@ -24,7 +25,9 @@ LANE_OPTIONS = EntityOptions(lock_duration=timedelta(seconds=10), max_delivery_c
 WORK_OPTIONS = EntityOptions(lock_duration=timedelta(seconds=60), max_delivery_count=10,
                              duplicate_detection_window=None)
 # Queues that exist for the whole deployment (infra/main.bicep makes them on Azure).
-STATIC_QUEUES = {CLUSTER_WORK_QUEUE: WORK_OPTIONS}
+STATIC_QUEUES = {CLUSTER_WORK_QUEUE: WORK_OPTIONS, events.DELIVERIES_QUEUE: events.DELIVERY_OPTIONS}
+# Topics that exist for the whole deployment, each with its subscriptions and their settings.
+STATIC_TOPICS = {events.JOB_EVENTS_TOPIC: (events.TOPIC_OPTIONS, {events.WEBHOOKS_SUBSCRIPTION: events.FANOUT_OPTIONS})}
 
 
 def cluster_uid(doc: dict[str, Any]) -> str:

@@ -46,6 +46,13 @@ class Settings(BaseModel):
     blobs: Literal["local", "azure"] = "local"
     # Azure only: the blob endpoint with {account} (Azurite: http://127.0.0.1:10000/{account}); empty: Azure's.
     blob_endpoint: str = ""
+    # Job events to webhooks (shared/event_delivery.py): attempts per delivery before it is
+    # dead-lettered; the wait after the first failed attempt, doubling each time up to the cap;
+    # how long one POST (or the validation handshake) may take.
+    event_delivery_attempts: int = Field(default=8, ge=1, le=100)
+    event_delivery_backoff_seconds: float = Field(default=1.0, gt=0)
+    event_delivery_backoff_max_seconds: float = Field(default=300.0, gt=0)
+    event_delivery_timeout_seconds: float = Field(default=5.0, gt=0)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:

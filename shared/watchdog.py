@@ -127,3 +127,10 @@ def _delete(svc: Services, uid: str, key: str) -> None:
         svc.store.delete(H, uid, key)
     except NotFound:
         pass
+
+
+def resume_all(svc: Services) -> None:
+    """A control plane that has just started (the local host is the only one) was away for an
+    unknown time: every cluster's next round gives its nodes a fresh grace."""
+    for record in svc.store.query(H, Query(where={"id": _WATCHDOG})):
+        _delete(svc, record["pk"], _WATCHDOG)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from shared import dispatcher, errors, job_files, job_runs, lanes, nodes, resources
+from shared import dispatcher, errors, events, job_files, job_runs, lanes, nodes, resources
 from shared.api import clusters
 from shared.api.generic import put_resource, refuse_changes, route_ref, timestamp
 from shared.api.request import ApiRequest, ApiResponse, int_param, page_of, parse_body
@@ -39,13 +39,21 @@ def create(svc: Services, req: ApiRequest) -> ApiResponse:
         }
         extra = {"cluster": cluster["id"], "clusterPk": cluster["pk"], "clusterUid": lanes.cluster_uid(cluster),
                  "state": job_runs.QUEUED, "attempt": 0, "nodes": [], "priority": str(params.scheduling_priority)}
-        return resources.envelope(ref, properties), spec, extra
+        resource = resources.envelope(ref, properties)
+        return resource, spec, extra | events.creation_fields(resource)
 
     def reconcile(doc: dict[str, Any]) -> None:
         refuse_changes(JOB, doc["spec"], spec)
         return None
 
-    return put_resource(svc, ref, build, reconcile, created=lambda doc: enqueue(svc, doc))
+    return put_resource(svc, ref, build, reconcile, created=lambda doc: enqueue_and_announce(svc, doc))
+
+
+def enqueue_and_announce(svc: Services, job: dict[str, Any]) -> dict[str, Any]:
+    """A new job joins its lane, then its creation event goes out (a repeat is dropped by its id)."""
+    written = enqueue(svc, job)
+    events.flush(svc, job)
+    return written
 
 
 def enqueue(svc: Services, job: dict[str, Any]) -> dict[str, Any]:

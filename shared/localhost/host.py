@@ -9,7 +9,7 @@ from pathlib import Path
 
 import uvicorn
 
-from shared import lanes, leases
+from shared import lanes, leases, watchdog
 from shared.composition import Services, build_services, use_services
 from shared.localhost.functions_index import IndexedFunction, index, load_app
 from shared.localhost.http_server import FunctionsHttpApp
@@ -37,8 +37,13 @@ class LocalHost:
         svc = build_services(self.settings)
         use_services(svc)
         leases.clear_all(svc.store)  # this host is the only one: leases of an earlier run are void
+        watchdog.resume_all(svc)  # nobody could heartbeat while it was down: fresh graces
         for queue, options in lanes.STATIC_QUEUES.items():
             svc.messaging.create_queue(queue, options)
+        for topic, (options, subscriptions) in lanes.STATIC_TOPICS.items():
+            svc.messaging.create_topic(topic, options)
+            for name, sub_options in subscriptions.items():
+                svc.messaging.create_subscription(topic, name, sub_options)
         functions = index(load_app(self.app_module))
         pump = QueuePump(svc.messaging, functions)
         pump.start()

@@ -13,7 +13,7 @@ from typing import Any
 from azure.functions.servicebus import ServiceBusMessage
 
 from shared.localhost.functions_index import IndexedFunction
-from shared.ports.messaging import Messaging, ReceivedMessage
+from shared.ports.messaging import Messaging, ReceivedMessage, subscription_path
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.5  # how long one receive waits; bounds how fast the pump notices a stop
@@ -30,12 +30,21 @@ def trigger_message(message: ReceivedMessage) -> ServiceBusMessage:
         dead_letter_reason=message.dead_letter_reason, dead_letter_error_description=message.dead_letter_description)
 
 
+def entity_of(function: IndexedFunction) -> str | None:
+    """What a Service Bus trigger reads: its queue, or its subscription of a topic."""
+    if function.queue_name:
+        return function.queue_name
+    if function.topic_name and function.subscription_name:
+        return subscription_path(function.topic_name, function.subscription_name)
+    return None
+
+
 class QueuePump:
     """`concurrency` threads per queue-triggered function, until `stop()`."""
 
     def __init__(self, messaging: Messaging, functions: list[IndexedFunction], concurrency: int = 4) -> None:
         self.messaging = messaging
-        self.functions = [f for f in functions if f.trigger_type == "serviceBusTrigger" and f.queue_name]
+        self.functions = [f for f in functions if f.trigger_type == "serviceBusTrigger" and entity_of(f)]
         self.concurrency = concurrency
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -54,7 +63,7 @@ class QueuePump:
             thread.join(timeout)
 
     def _pump(self, function: IndexedFunction) -> None:
-        queue = function.queue_name
+        queue = entity_of(function)
         assert queue is not None
         while not self._stop.is_set():
             try:

@@ -21,6 +21,7 @@ import pytest
 
 from shared.localhost.process import LocalHostProcess, start_local_host
 from tests.e2e.polling import wait_until
+from tests.integration.test_event_delivery import Receiver
 
 WS = "/subscriptions/e2e/resourceGroups/rg/providers/Microsoft.BatchAI/workspaces/ws"
 Q = {"api-version": "2018-05-01"}
@@ -296,14 +297,19 @@ def test_deleting_a_cluster_stops_its_jobs_and_agents(api: BatchAI, gate: Path, 
 
 
 def test_killing_the_host_at_random_moments_loses_no_job_and_starts_none_twice(tmp_path: Path) -> None:
+    """Kills land during dispatch, completion and event delivery alike; a webhook subscriber gets
+    every job's queued, running and succeeded events at least once."""
     data_dir = tmp_path / "state"
     markers = tmp_path / "markers"
     markers.mkdir()
     rng = random.Random(int(os.environ.get("BATCHAI_CRASH_SEED", "3")))
     names = [f"crash-{n:02d}" for n in range(24)]
     host = start_local_host(data_dir, env=HOST_ENV)
+    receiver = Receiver()
     try:
         api = BatchAI(host)
+        api.http.put(f"{WS}/eventSubscriptions/crash", json={"properties": {
+            "destination": {"endpointUrl": receiver.url}}}).raise_for_status()
         api.cluster("crashy", {"manual": {"targetNodeCount": 2}})
         api.wait_idle_nodes("crashy", 2)
         for name in names:
@@ -320,8 +326,13 @@ def test_killing_the_host_at_random_moments_loses_no_job_and_starts_none_twice(t
         assert set(states.values()) == {"succeeded"}, states
         started = sorted(p.name.split(".")[0] for p in markers.iterdir())
         assert started == names, "each job started exactly once"
+        wanted = {(f"{WS}/experiments/e/jobs/{n}", f"Microsoft.BatchAI.Job{t}") for n in names
+                  for t in ("Queued", "Running", "Succeeded")}
+        wait_until("every job's events at the webhook",
+                   lambda: wanted <= {(e["source"], e["type"]) for e in receiver.events()}, 60, 0.2)
         assert host.stop() == 0, "\n".join(host.output[-40:])
     finally:
+        receiver.stop()
         host.kill()
         kill_agents(data_dir)
 

@@ -17,7 +17,7 @@ def test_health_and_the_function_list(local_host) -> None:  # type: ignore[no-un
     assert httpx.get(local_host.endpoint + "/health").status_code == 200
     listed = [line for line in local_host.output if line.startswith("  ")]
     assert sum("Jobs_Create: [PUT]" in line for line in listed) == 1
-    assert len([line for line in listed if "[" in line]) == 40  # the 29 operations, 9 of the agents', files, /health
+    assert len([line for line in listed if "[" in line]) == 45  # the 29 operations, 9 of the agents', files, /health, 5 of event subscriptions
     assert any("ClusterWork: serviceBusTrigger cluster-work" in line for line in listed)
     assert any("ReconcileClusters: timerTrigger" in line for line in listed)
     assert (local_host.data_dir / "endpoint").read_text().strip() == local_host.endpoint

@@ -121,3 +121,15 @@ def test_a_running_job_whose_nodes_no_longer_hold_it_is_requeued(svc: Services) 
     doc = job(svc, "orphan")
     assert doc["history"][-1]["code"] == "AttemptRepaired" and doc.get("retries", 0) == 0
     assert doc["attempt"] == 2 and doc["state"] == "running"  # placed again at once on the freed node
+
+
+def test_a_restarted_control_plane_gives_every_node_a_fresh_grace(svc: Services) -> None:
+    make_cluster(svc, {"manual": {"targetNodeCount": 2}})
+    registered(svc)
+    reconcile(svc)
+    rounds(svc, 1, beating=[])  # the last round before the host went down
+    svc.clock.advance(3)  # down and up again: a gap the watchdog cannot tell from a slow round
+    watchdog.resume_all(svc)  # what the local host does when it starts
+    rounds(svc, 1, beating=[])  # the nodes' last beats are 7 s old, but nobody could beat meanwhile
+    assert len(nodes.list_docs(svc.store, uid(svc))) == 2
+    assert all(n["state"] == "idle" for n in nodes.list_docs(svc.store, uid(svc)))

@@ -1,0 +1,78 @@
+"""Job events: the event subscriptions API (beside Batch AI's, under a workspace), the fan-out of
+the job-events topic to webhooks, their delivery queue, and the outbox timer that publishes what a
+crash left unpublished (shared/events.py, shared/event_delivery.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+import azure.functions as func
+
+from functions.http_api import guarded, to_api_request, to_http_response
+from shared import event_delivery, events
+from shared.api import event_subscriptions
+from shared.api.generic import delete_resource, get_resource, list_children
+from shared.api.request import ApiRequest, ApiResponse
+from shared.composition import Services, services
+from shared.ids import EVENT_SUBSCRIPTION
+
+bp = func.Blueprint()
+
+_WS = ("subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.BatchAI"
+       "/workspaces/{workspaceName}")
+_SUB = _WS + "/eventSubscriptions/{eventSubscriptionName}"
+
+
+def _serve(name: str, handler: Callable[[Services, ApiRequest], ApiResponse], req: func.HttpRequest
+           ) -> func.HttpResponse:
+    return to_http_response(guarded(name, lambda: handler(services(), to_api_request(req))))
+
+
+@bp.function_name("EventSubscriptions_Create")
+@bp.route(route=_SUB, methods=["PUT"], auth_level=func.AuthLevel.ANONYMOUS)
+def create(req: func.HttpRequest) -> func.HttpResponse:
+    return _serve("EventSubscriptions_Create", event_subscriptions.create, req)
+
+
+@bp.function_name("EventSubscriptions_Get")
+@bp.route(route=_SUB, methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def get(req: func.HttpRequest) -> func.HttpResponse:
+    return _serve("EventSubscriptions_Get", partial(get_resource, EVENT_SUBSCRIPTION), req)
+
+
+@bp.function_name("EventSubscriptions_Delete")
+@bp.route(route=_SUB, methods=["DELETE"], auth_level=func.AuthLevel.ANONYMOUS)
+def delete(req: func.HttpRequest) -> func.HttpResponse:
+    return _serve("EventSubscriptions_Delete", partial(delete_resource, EVENT_SUBSCRIPTION), req)
+
+
+@bp.function_name("EventSubscriptions_ListByWorkspace")
+@bp.route(route=_WS + "/eventSubscriptions", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def list_by_workspace(req: func.HttpRequest) -> func.HttpResponse:
+    return _serve("EventSubscriptions_ListByWorkspace", partial(list_children, EVENT_SUBSCRIPTION), req)
+
+
+@bp.function_name("EventSubscriptions_ListDeadLetters")
+@bp.route(route=_SUB + "/deadLetters", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def list_dead_letters(req: func.HttpRequest) -> func.HttpResponse:
+    return _serve("EventSubscriptions_ListDeadLetters", event_subscriptions.list_dead_letters, req)
+
+
+@bp.function_name("JobEventsFanOut")
+@bp.service_bus_topic_trigger(arg_name="msg", topic_name=events.JOB_EVENTS_TOPIC,
+                              subscription_name=events.WEBHOOKS_SUBSCRIPTION, connection="BATCHAI_SERVICEBUS")
+def fan_out(msg: func.ServiceBusMessage) -> None:
+    event_delivery.fan_out(services(), msg.get_body())
+
+
+@bp.function_name("WebHookDelivery")
+@bp.service_bus_queue_trigger(arg_name="msg", queue_name=events.DELIVERIES_QUEUE, connection="BATCHAI_SERVICEBUS")
+def deliver(msg: func.ServiceBusMessage) -> None:
+    event_delivery.deliver(services(), msg.get_body())
+
+
+@bp.function_name("JobEventsOutbox")
+@bp.timer_trigger(arg_name="timer", schedule="*/2 * * * * *", run_on_startup=True)
+def outbox(timer: func.TimerRequest) -> None:
+    events.sweep(services())

@@ -1,0 +1,136 @@
+"""Webhook delivery of job events: fan-out, one attempt at a time with backoff, signature, dead letters.
+
+At least once, per (event, event subscription), so that one slow or failing endpoint holds back no
+other: the fan-out turns each event of the job-events topic into one message per matching
+subscription on the deliveries queue; each such message is one attempt. A failed attempt schedules
+the next one as a new message (scheduled enqueue time = now + backoff: base, 2 x base, 4 x base ...
+up to the cap), never a sleep. Message ids are (event, subscription, attempt), so a repeated fan-out
+or a repeated retry is dropped by the queue's duplicate detection. After the last attempt the
+delivery is kept in the subscription's dead-letter list with the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from shared.events import DELIVERIES_QUEUE
+from shared.ids import EVENT_SUBSCRIPTION, JOB, ResourceRef
+from shared.nodes import stamp
+from shared.ports.messaging import OutgoingMessage
+from shared.ports.state_store import Query
+from shared.resources import R, edit_stored
+from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from shared.composition import Services
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-BatchAI-Signature"
+CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
+DEAD_LETTERS_KEPT = 500  # per subscription, newest kept: the list lives in its document
+
+
+def fan_out(svc: Services, body: bytes) -> None:
+    """A job event from the topic: one delivery message per event subscription that wants it."""
+    event = json.loads(body)
+    job = ResourceRef.parse(event["source"], JOB)
+    if job is None:
+        raise ValueError(f"the event's source is not a job: {event['source'][:200]!r}")
+    subscriptions = svc.store.query(R, Query(where={"kind": EVENT_SUBSCRIPTION.name, "parent": job.workspace.key}),
+                                    pk=job.pk)
+    wanted = [s for s in subscriptions if matches(s["resource"]["properties"], event, job.names[1])]
+    if wanted:
+        svc.messaging.send(DELIVERIES_QUEUE, [_delivery(event, s, 1) for s in wanted])
+
+
+def matches(properties: dict[str, Any], event: dict[str, Any], experiment: str) -> bool:
+    """Whether a subscription's filter lets the event through (absent or empty lists let all)."""
+    rules = properties.get("filter") or {}
+    experiments = {e.lower() for e in rules.get("experiments") or []}
+    types = set(rules.get("eventTypes") or [])
+    return (not experiments or experiment.lower() in experiments) and (not types or event["type"] in types)
+
+
+def _delivery(event: dict[str, Any], subscription: dict[str, Any], attempt: int,
+              when: Any = None) -> OutgoingMessage:
+    body = {"event": event, "pk": subscription["pk"], "subscription": subscription["id"],
+            "uid": subscription["uid"], "attempt": attempt}
+    return OutgoingMessage(json.dumps(body, separators=(",", ":")).encode(),
+                           message_id=f"{event['id']}:{subscription['uid']}:{attempt}", scheduled_enqueue_time=when)
+
+
+def deliver(svc: Services, body: bytes) -> None:
+    """One attempt of one delivery; on failure the next attempt is scheduled, or the delivery is
+    dead-lettered. Raises only when that bookkeeping fails (the message then comes back)."""
+    request = json.loads(body)
+    subscription = svc.store.read(R, request["pk"], request["subscription"])
+    if subscription is None or subscription.get("uid") != request["uid"]:
+        return  # the subscription was deleted (perhaps made again): nothing to deliver to
+    event, attempt = request["event"], int(request["attempt"])
+    status, reason = post(svc.settings, subscription, event)
+    if status is not None and 200 <= status < 300:
+        return
+    settings = svc.settings
+    if attempt < settings.event_delivery_attempts:
+        when = svc.clock.now() + timedelta(seconds=backoff(settings, attempt))
+        svc.messaging.send(DELIVERIES_QUEUE, [_delivery(event, subscription, attempt + 1, when)])
+        log.info("delivery of event %s to %s failed (%s); attempt %d at %s", event["id"], subscription["id"], reason,
+                 attempt + 1, stamp(when))
+        return
+    dead_letter(svc, subscription, event, attempt, reason, status)
+
+
+def backoff(settings: Settings, attempt: int) -> float:
+    """Seconds to wait after failed attempt number `attempt` (1, 2, ...): doubling, capped."""
+    return float(min(settings.event_delivery_backoff_seconds * 2 ** (attempt - 1),
+                     settings.event_delivery_backoff_max_seconds))
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The signature header's value: HMAC-SHA256 of the exact body with the subscription's secret."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def post(settings: Settings, subscription: dict[str, Any], event: dict[str, Any]) -> tuple[int | None, str]:
+    """POST the event to the subscription's endpoint: (status code or None, reason if it failed)."""
+    body = json.dumps(event, separators=(",", ":")).encode()
+    headers = {"Content-Type": CONTENT_TYPE}
+    secret = (subscription.get("spec") or {}).get("secret")
+    if secret:
+        headers[SIGNATURE_HEADER] = sign(secret, body)
+    url = subscription["resource"]["properties"]["destination"]["endpointUrl"]
+    try:
+        with httpx.Client(timeout=settings.event_delivery_timeout_seconds, follow_redirects=False) as client:
+            answer = client.post(url, content=body, headers=headers)
+    except httpx.HTTPError as exc:
+        return None, f"{type(exc).__name__}: {str(exc)[:300]}"
+    return answer.status_code, f"The endpoint answered HTTP {answer.status_code}."
+
+
+def dead_letter(svc: Services, subscription: dict[str, Any], event: dict[str, Any], attempts: int, reason: str,
+                status: int | None) -> None:
+    """Keep a delivery that was given up, with why, in its subscription (read with the API)."""
+    entry = {"eventId": event["id"], "eventType": event["type"], "source": event["source"], "attempts": attempts,
+             "lastAttemptTime": stamp(svc.clock.now()), "reason": reason, "statusCode": status, "event": event}
+
+    def add(doc: dict[str, Any]) -> bool:
+        if doc.get("uid") != subscription["uid"]:
+            return False
+        kept = doc.setdefault("deadLetters", [])
+        if any(d["eventId"] == event["id"] for d in kept):
+            return False  # a repeated last attempt
+        kept.append(entry)
+        del kept[:-DEAD_LETTERS_KEPT]
+        return True
+
+    edit_stored(svc.store, R, subscription["pk"], subscription["id"], add)
+    log.warning("delivery of event %s to %s dead-lettered after %d attempts: %s", event["id"], subscription["id"],
+                attempts, reason)
