@@ -180,6 +180,8 @@ class Agent:
         same = bool(current and wanted and (wanted["job"], wanted["attempt"]) == (current.job, current.attempt))
         if current and not same:
             self._stop_running()
+            if answer.json().get("state") == "running" and wanted is None:  # still held: the job is terminating
+                self._report(current.assignment, Outcome(143), stopped=True)
         if wanted and not same:
             self._start(wanted)
 
@@ -193,9 +195,9 @@ class Agent:
             self.running = attempt
         attempt.start()
 
-    def _report(self, assignment: dict[str, Any], outcome: Outcome) -> None:
+    def _report(self, assignment: dict[str, Any], outcome: Outcome, stopped: bool = False) -> None:
         body: dict[str, Any] = {"job": assignment["job"], "attempt": assignment["attempt"],
-                                "exitCode": outcome.exit_code}
+                                "exitCode": outcome.exit_code, "stopped": stopped}
         if outcome.error:
             body["error"] = outcome.error
         try:

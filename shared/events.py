@@ -13,7 +13,7 @@ A job's creation is its first change (nothing -> queued): the create writes the 
 event in its outbox (`creation_fields`) and flushes it. A job stored without one (by an older
 version) gets it from its first transition, or from the timer's next round if it stays queued.
 
-Types, one per state entered: Microsoft.BatchAI.Job{Queued,Running,Succeeded,Failed}. A requeue is a
+Types, one per state entered: Microsoft.BatchAI.Job{Queued,Running,Terminating,Succeeded,Failed}. A requeue is a
 JobQueued event with previousState "running" and the requeue's reason in data.errors. Events carry
 no job properties (they may hold secrets), only the state, attempt, exit code and errors.
 """
@@ -49,6 +49,7 @@ DELIVERY_OPTIONS = EntityOptions(lock_duration=timedelta(seconds=15), max_delive
                                  duplicate_detection_window=timedelta(minutes=10))
 
 TYPES = {"queued": JobEventType.JOB_QUEUED.value, "running": JobEventType.JOB_RUNNING.value,
+         "terminating": JobEventType.JOB_TERMINATING.value,
          "succeeded": JobEventType.JOB_SUCCEEDED.value, "failed": JobEventType.JOB_FAILED.value}
 SEQ = "eventSeq"  # how many events the job has recorded; absent: not even its creation yet
 

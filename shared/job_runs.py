@@ -4,6 +4,7 @@
        ^                                  |
        +--------(requeue: node lost, cluster shrunk)
     queued | running --(terminate, cluster deleted, cannot fit)--> failed
+    running --(terminate)--> terminating --(every node stopped its processes, or a timeout)--> failed
 
 Every node of an attempt reports once: the exit code of the processes the job's outcome waits for
 on that node (0 at once for a node that only holds its place, such as an MPI job's other nodes).
@@ -26,8 +27,10 @@ from shared.nodes import stamp
 from shared.resources import R, retrying_on_etag
 from shared.ports.state_store import NotFound
 
-QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
+QUEUED, RUNNING, TERMINATING, SUCCEEDED, FAILED = "queued", "running", "terminating", "succeeded", "failed"
 FINAL = frozenset({SUCCEEDED, FAILED})
+ACTIVE = frozenset({RUNNING, TERMINATING})  # an attempt holds its nodes
+TERMINATED, TERMINATED_MESSAGE = "JobTerminated", "The job was terminated by the user."
 
 
 def _set_state(doc: dict[str, Any], state: str, now: datetime) -> None:
@@ -73,6 +76,24 @@ def record_report(doc: dict[str, Any], node_id: str, exit_code: int, now: dateti
     return True
 
 
+def terminate(doc: dict[str, Any], now: datetime) -> None:
+    """Running -> terminating: the attempt keeps its nodes until each has stopped its processes."""
+    doc["stopped"] = []
+    _set_state(doc, TERMINATING, now)
+
+
+def record_stopped(doc: dict[str, Any], node_id: str, now: datetime) -> bool:
+    """A node of a terminating attempt stopped its processes; the last one makes the job final."""
+    stopped = doc.setdefault("stopped", [])
+    if node_id in stopped:
+        return False
+    stopped.append(node_id)
+    if set(doc["nodes"]) <= set(stopped):
+        fail(doc, now, TERMINATED, TERMINATED_MESSAGE)
+    return True
+
+
+
 def fail(doc: dict[str, Any], now: datetime, code: str, message: str) -> None:
     """Any unfinished state -> failed, with the reason."""
     _set_state(doc, FAILED, now)
@@ -98,7 +119,7 @@ def transition(svc: Services, pk: str, job_key: str, edit: Edit) -> dict[str, An
     if written is None:
         return None
     before, after = written
-    attempt_ended = before["state"] == RUNNING and (after["state"] != RUNNING or after["attempt"] != before["attempt"])
+    attempt_ended = before["state"] in ACTIVE and (after["state"] not in ACTIVE or after["attempt"] != before["attempt"])
     if attempt_ended:
         free_attempt(svc, before)
     if after["state"] == QUEUED and before["state"] != QUEUED:
@@ -116,6 +137,9 @@ def requeue_holder(svc: Services, node: dict[str, Any], code: str, message: str,
 
     def end(job: dict[str, Any]) -> None:
         now = svc.clock.now()
+        if job["state"] == TERMINATING:  # it was being stopped anyway: it ends as terminated
+            fail(job, now, TERMINATED, TERMINATED_MESSAGE)
+            return
         job.setdefault("history", []).append({"attempt": job["attempt"], "code": code, "message": message})
         if failure:
             job["retries"] = job.get("retries", 0) + 1
@@ -143,12 +167,28 @@ def _end_holder(svc: Services, node: dict[str, Any], end: Callable[[dict[str, An
     attempt = node["attempt"]
 
     def edit(job: dict[str, Any]) -> bool:
-        if job["state"] != RUNNING or job["attempt"] != attempt:
+        if job["state"] not in ACTIVE or job["attempt"] != attempt:
             return False
         end(job)
         return True
 
     transition(svc, node["jobPk"], node["job"], edit)
+
+
+def terminate_job(svc: Services, job: dict[str, Any]) -> dict[str, Any] | None:
+    """The user's terminate: a queued job fails at once; a running one is terminating until its
+    nodes have stopped its processes (see `record_stopped`; the watchdog ends it if they do not)."""
+
+    def edit(doc: dict[str, Any]) -> bool:
+        if doc["state"] == QUEUED:
+            fail(doc, svc.clock.now(), TERMINATED, TERMINATED_MESSAGE)
+        elif doc["state"] == RUNNING:
+            terminate(doc, svc.clock.now())
+        else:
+            return False
+        return True
+
+    return transition(svc, job["pk"], job["id"], edit)
 
 
 def fail_job(svc: Services, job: dict[str, Any], code: str, message: str) -> dict[str, Any] | None:

@@ -143,7 +143,7 @@ def _repair_claims(svc: Services, docs: list[dict[str, Any]]) -> None:
         if doc.get("job") is None:
             continue
         job = svc.store.read(R, doc["jobPk"], doc["job"])
-        holds = (job is not None and job["state"] == job_runs.RUNNING and job["attempt"] == doc["attempt"]
+        holds = (job is not None and job["state"] in job_runs.ACTIVE and job["attempt"] == doc["attempt"]
                  and doc["nodeId"] in job.get("nodes", []))
         if not holds:
             nodes.release(svc.store, doc["pk"], doc["nodeId"], doc["job"], doc["attempt"], now)

@@ -9,7 +9,8 @@ manager's timer).
 - If the watchdog itself has not run for a grace period (the control plane was down), nobody can
   have heartbeated to it meanwhile: every node gets a fresh grace instead of being declared lost.
 - A running job past its `constraints.maxWallClockTime` fails; one whose nodes no longer hold its
-  attempt (a crash between two writes) queues again.
+  attempt (a crash between two writes) queues again; a terminating one whose nodes did not all
+  confirm within 30 s ends as terminated.
 
 Heartbeats live in their own container, written without ETags, so that a beat never makes a claim
 or another edit of the node's document retry.
@@ -34,6 +35,9 @@ _WATCHDOG = "watchdog"
 # The timer runs the watchdog every 2 s: a round that comes later than three of them (or than the
 # grace, if longer) means the control plane was away.
 ABSENCE = timedelta(seconds=6)
+# A terminating job whose nodes have not all said they stopped its processes by then ends anyway
+# (a node that cannot answer is lost, and leaving the pool stops whatever it ran).
+TERMINATE_TIMEOUT = timedelta(seconds=30)
 
 
 def beat(svc: Services, uid: str, node_id: str) -> None:
@@ -120,6 +124,12 @@ def _check_running(svc: Services, cluster: dict[str, Any], uid: str, now: dateti
             limit = job["resource"]["properties"]["constraints"]["maxWallClockTime"]
             job_runs.fail_job(svc, job, "MaxWallClockTimeExceeded",
                               f"The job ran longer than its maxWallClockTime ({limit}).")
+    terminating = svc.store.query(R, Query(where={"kind": "job", "cluster": cluster["id"],
+                                                  "state": job_runs.TERMINATING}), pk=cluster["pk"])
+    for job in terminating:
+        since = parse_time(job["resource"]["properties"].get("executionStateTransitionTime"))
+        if since is not None and now - since > TERMINATE_TIMEOUT:  # a node that never confirmed
+            job_runs.fail_job(svc, job, job_runs.TERMINATED, job_runs.TERMINATED_MESSAGE)
 
 
 def _delete(svc: Services, uid: str, key: str) -> None:

@@ -49,6 +49,7 @@ class Report(AgentModel):
     attempt: int = Field(ge=1)
     exit_code: int = Field(alias="exitCode")
     error: Problem | None = None
+    stopped: bool = False  # the node stopped the attempt's processes on the control plane's word
 
 
 class Ready(AgentModel):
@@ -261,14 +262,19 @@ async def all_prepared(svc: Services, req: ApiRequest) -> ApiResponse:
 
 def report(svc: Services, req: ApiRequest) -> ApiResponse:
     """A node's part of the attempt ended: a non-zero exit fails the job at once, the last of the
-    nodes' zeros makes it succeed (see job_runs)."""
+    nodes' zeros makes it succeed; while the job is terminating, it says the node has stopped its
+    processes, and the last node to say so makes the job final (see job_runs)."""
     node = authenticate(svc, req)
     rep = parse_body(Report, req)
     _held_attempt(node, rep.job, rep.attempt)
 
     def end(job: dict[str, Any]) -> bool:
-        if job["state"] != job_runs.RUNNING or job["attempt"] != rep.attempt:
+        if job["state"] not in job_runs.ACTIVE or job["attempt"] != rep.attempt:
             return False
+        if job["state"] == job_runs.TERMINATING:
+            return job_runs.record_stopped(job, node["nodeId"], svc.clock.now())
+        if rep.stopped:
+            return False  # stopped while running: the attempt moved on, nothing to decide
         error = rep.error.model_dump() if rep.error else None
         return job_runs.record_report(job, node["nodeId"], rep.exit_code, svc.clock.now(), error)
 

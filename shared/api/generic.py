@@ -76,7 +76,7 @@ def stop_running_parts(svc: Services, doc: dict[str, Any]) -> None:
 
     if doc["kind"] == "cluster":
         pools.teardown(svc, doc)
-    elif doc["kind"] == "job" and doc.get("state") == job_runs.RUNNING:
+    elif doc["kind"] == "job" and doc.get("state") in job_runs.ACTIVE:
         job_runs.free_attempt(svc, doc)
 
 

@@ -112,9 +112,10 @@ def output_segment(ref: ResourceRef) -> str:
 
 
 def terminate(svc: Services, req: ApiRequest) -> ApiResponse:
-    """Stop the job; a job that has not finished ends `failed` with a JobTerminated error."""
+    """Stop the job: a queued one fails at once with JobTerminated; a running one is `terminating`
+    until every node has stopped its processes, then fails with JobTerminated."""
     ref = route_ref(JOB, req)
-    job_runs.fail_job(svc, resources.require(svc.store, ref), "JobTerminated", "The job was terminated by the user.")
+    job_runs.terminate_job(svc, resources.require(svc.store, ref))
     return ApiResponse(200)
 
 
@@ -146,6 +147,6 @@ def list_remote_login(svc: Services, req: ApiRequest) -> ApiResponse:
     ref = route_ref(JOB, req)
     doc = resources.require(svc.store, ref)
     uid = doc["clusterUid"]
-    running = doc.get("nodes") or [] if doc["state"] == job_runs.RUNNING else []
+    running = doc.get("nodes") or [] if doc["state"] in job_runs.ACTIVE else []
     held = [svc.store.read(nodes.N, uid, nodes.node_key(uid, n)) for n in running]
     return clusters.remote_logins(req, [n for n in held if n is not None])

@@ -24,6 +24,7 @@ class JobEventType(str, enum.Enum):
 
     JOB_QUEUED = "Microsoft.BatchAI.JobQueued"
     JOB_RUNNING = "Microsoft.BatchAI.JobRunning"
+    JOB_TERMINATING = "Microsoft.BatchAI.JobTerminating"
     JOB_SUCCEEDED = "Microsoft.BatchAI.JobSucceeded"
     JOB_FAILED = "Microsoft.BatchAI.JobFailed"
 

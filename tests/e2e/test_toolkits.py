@@ -314,6 +314,8 @@ def test_terminating_a_running_job_stops_its_processes_on_every_node(jobs: Jobs)
     jobs.http.put(f"{WS}/experiments/e/jobs/endless", json={"properties": body}).raise_for_status()
     wait_until("a sleeper on each node", lambda: len(processes_running(jobs, "sleeper.py")) == 2)
     jobs.http.post(f"{WS}/experiments/e/jobs/endless/terminate").raise_for_status()
+    assert jobs.http.get(f"{WS}/experiments/e/jobs/endless").json()["properties"]["executionState"] in (
+        "terminating", "failed")  # terminating until both nodes have stopped their sleeper
     wait_until("every sleeper to be stopped", lambda: not processes_running(jobs, "sleeper.py"), timeout=15)
-    props = jobs.ended("endless")
-    assert props and props["executionInfo"]["errors"][0]["code"] == "JobTerminated"
+    props = wait_until("the job to be final", lambda: jobs.ended("endless"), timeout=15)
+    assert props["executionInfo"]["errors"][0]["code"] == "JobTerminated"
