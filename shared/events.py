@@ -11,7 +11,7 @@ Exactly once, through an outbox on the job document:
 
 A job's creation is its first change (nothing -> queued): the create writes the job with that
 event in its outbox (`creation_fields`) and flushes it. A job stored without one (by an older
-version) gets it from its first transition, or from the timer's next round if it stays queued.
+version) gets it from its first transition.
 
 Types, one per state entered: Microsoft.BatchAI.Job{Queued,Running,Terminating,Succeeded,Failed}. A requeue is a
 JobQueued event with previousState "running" and the requeue's reason in data.errors. Events carry
@@ -155,10 +155,6 @@ def message(event: dict[str, Any]) -> OutgoingMessage:
 
 
 def sweep(svc: Services) -> None:
-    """The outbox timer's round: record the creation event of jobs that stayed queued since they
-    were created, and publish every outbox a crash or a failed send left behind."""
-    for job in svc.store.query(R, Query(where={"kind": "job", "state": "queued", "attempt": 0})):
-        if SEQ not in job:
-            edit_stored(svc.store, R, job["pk"], job["id"], record_creation)
+    """The outbox timer's round: publish every outbox a crash or a failed send left behind."""
     for job in svc.store.query(R, Query(where={"kind": "job", "outboxPending": True})):
         flush(svc, job)

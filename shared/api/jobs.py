@@ -50,9 +50,11 @@ def create(svc: Services, req: ApiRequest) -> ApiResponse:
 
 
 def enqueue_and_announce(svc: Services, job: dict[str, Any]) -> dict[str, Any]:
-    """A new job joins its lane, then its creation event goes out (a repeat is dropped by its id)."""
+    """A new job joins its lane, then its creation event goes out (unless a transition, such as
+    failing a job its cluster can never hold, already sent it with its own)."""
     written = enqueue(svc, job)
-    events.flush(svc, job)
+    if written is job:
+        events.flush(svc, job)
     return written
 
 
