@@ -202,14 +202,18 @@ def test_a_send_in_this_process_wakes_a_waiting_receive_at_once(tmp_path: Path) 
 
 def test_another_instance_on_the_same_file_is_seen_by_polling(tmp_path: Path) -> None:
     receiver, sender = SqliteMessaging(tmp_path / "bus.db"), SqliteMessaging(tmp_path / "bus.db")
+    timer = threading.Timer(0.2, lambda: send(sender, "q", "from elsewhere"))
     try:
         receiver.create_queue("q")
-        threading.Timer(0.2, lambda: send(sender, "q", "from elsewhere")).start()
+        timer.start()
         started = time.monotonic()
         got = receiver.receive("q", max_wait=3)
         assert [m.body for m in got] == [b"from elsewhere"]
         assert time.monotonic() - started < 1
     finally:
+        # The sender's thread may still be finishing its COMMIT when the message is seen: closing
+        # its connection under it crashes the sqlite3 module, so it ends first.
+        timer.join(5)
         receiver.close()
         sender.close()
 
