@@ -17,6 +17,7 @@ import pytest
 
 from shared.localhost.process import LocalHostProcess, start_local_host
 from tests.e2e.polling import wait_until
+from tests.e2e.test_cluster_scheduling import alive
 
 WS = "/subscriptions/e2e/resourceGroups/rg/providers/Microsoft.BatchAI/workspaces/fail"
 CLUSTER = f"{WS}/clusters/pair"
@@ -50,14 +51,6 @@ def idle_nodes(http: httpx.Client) -> int:
 
 def job(http: httpx.Client, name: str) -> dict[str, Any]:
     return http.get(f"{WS}/experiments/e/jobs/{name}").json()["properties"]
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2] != "Z"
 
 
 def start_pair_job(http: httpx.Client, name: str, folder: Path) -> tuple[Path, Path]:
