@@ -65,7 +65,6 @@ class Attempt:
         self.stopped = threading.Event()
         self.processes: list[subprocess.Popen[bytes]] = []
         self._lock = threading.Lock()
-        self.first_process_at: float | None = None
         self.thread = threading.Thread(target=self._run, name=f"attempt-{self.attempt}", daemon=True)
 
     def start(self) -> None:
@@ -213,8 +212,6 @@ class Attempt:
                                        stdout=out, stderr=err, start_new_session=True)
         with self._lock:
             self.processes.append(process)
-        if self.first_process_at is None:
-            self.first_process_at = time.time()
         return process
 
     def _run_and_wait(self, argv: list[str], env: dict[str, str], stdout: Path, stderr: Path) -> int:

@@ -14,7 +14,7 @@ import os
 import threading
 from pathlib import Path
 
-from shared.adapters.local.folder_blobs import walk_files
+from shared.local_files import walk_files
 from shared.ports.blob_store import Account, BlobNotFound, BlobStore
 from shared.signed_urls import PathRefused, split_relative
 

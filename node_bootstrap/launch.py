@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.job_environment import JobPaths, job_variables
+from shared.job_environment import JobPaths, job_variables, own_variables
 
 
 @dataclass(frozen=True)
@@ -50,9 +50,5 @@ def setup_environment(node_dir: Path, address: str, task: dict[str, Any]) -> dic
     env = base_environment()
     env.update({"AZ_BATCHAI_MOUNT_ROOT": str(node_dir / "mounts"), "AZ_BATCHAI_NODE_IP": address,
                 "AZ_BATCHAI_NUM_GPUS": "0", "AZ_BATCHAI_JOB_TEMP_DIR": str(node_dir / "jobs")})
-    for item in task.get("environmentVariables") or []:
-        env[item["name"]] = item["value"]
-    for item in task.get("secrets") or []:
-        if "value" in item:
-            env[item["name"]] = item["value"]
+    env.update(own_variables(task))
     return env

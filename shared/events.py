@@ -72,14 +72,6 @@ def creation_fields(resource: dict[str, Any]) -> dict[str, Any]:
     return {SEQ: 1, "outbox": [event], "outboxPending": True}
 
 
-def record_creation(doc: dict[str, Any]) -> bool:
-    """For a job still as created: record its creation event (False: already recorded)."""
-    if SEQ in doc:
-        return False
-    record_change(doc, doc)
-    return True
-
-
 def build(doc: dict[str, Any], previous: str | None, sequence: int, *, time: str | None = None,
           errors: list[dict[str, str]] | None = None) -> dict[str, Any]:
     """The CloudEvent of `doc` having entered its state (at `time`, else its transition time)."""

@@ -46,17 +46,20 @@ def job_variables(base: Mapping[str, str], address: str, props: dict[str, Any], 
         "AZ_BATCHAI_NUM_GPUS": "0",
         "AZ_BATCHAI_NODE_IP": address,
     })
-    for item in props.get("environmentVariables") or []:
-        env[item["name"]] = item["value"]
-    for item in props.get("secrets") or []:
-        if "value" in item:
-            env[item["name"]] = item["value"]
+    env.update(own_variables(props))
     env["AZ_BATCHAI_STDOUTERR_DIR"] = str(stdouterr_dir(props, segment, env))
     for item in props.get("inputDirectories") or []:
         env[f"AZ_BATCHAI_INPUT_{item['id']}"] = expand(item["path"], env)
     for item in props.get("outputDirectories") or []:
         env[f"AZ_BATCHAI_OUTPUT_{item['id']}"] = str(output_dir(item, segment, env))
     return env
+
+
+def own_variables(settings: dict[str, Any]) -> dict[str, str]:
+    """A job's or setup task's `environmentVariables` and `secrets` (values only reach the process)."""
+    variables = {item["name"]: item["value"] for item in settings.get("environmentVariables") or []}
+    variables.update({item["name"]: item["value"] for item in settings.get("secrets") or [] if "value" in item})
+    return variables
 
 
 def stdouterr_dir(props: dict[str, Any], segment: str, env: Mapping[str, str]) -> Path:

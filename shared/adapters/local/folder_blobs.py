@@ -13,12 +13,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
 from shared.ports.blob_store import Account, BlobEntry, BlobNotFound, BlobStore
+from shared.local_files import walk_files
 from shared.signed_urls import PathRefused, UrlSigner, split_relative
 
 _TEMP = ".tmp"  # beside the accounts; no account name can start with a dot
@@ -144,21 +145,3 @@ def _temp_file(folder: Path) -> Path:
     fd, name = tempfile.mkstemp(dir=folder, prefix=".part-")
     os.close(fd)
     return Path(name)
-
-
-def walk_files(folder: Path, prefix: str = "") -> Iterator[tuple[str, os.stat_result]]:
-    """(blob name, stat) of every file below `folder`, named `prefix` + its '/'-separated path;
-    linked folders are not entered (no loops, nothing outside)."""
-    try:
-        entries = list(os.scandir(folder))
-    except (FileNotFoundError, NotADirectoryError):
-        return
-    for entry in entries:
-        name = prefix + entry.name
-        try:
-            if entry.is_dir(follow_symlinks=False):
-                yield from walk_files(Path(entry.path), name + "/")
-            elif entry.is_file():
-                yield name, entry.stat()
-        except FileNotFoundError:
-            continue  # deleted while listing
