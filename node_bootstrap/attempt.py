@@ -102,7 +102,9 @@ class Attempt:
 
     def _prepare_and_launch(self, props: dict[str, Any], env: dict[str, str], stdouterr: Path,
                             names: Any, log: ExecutionLog) -> Outcome:
-        plan = toolkits.plan(props, self.assignment["nodes"], self.node_id, f"{self.job}#{self.attempt}",
+        plan = toolkits.plan(props, self.assignment["nodes"], self.node_id,
+                             # the segment holds a uuid per job: a job made again never reuses old ports
+                             f"{self.assignment['jobOutputDirectoryPathSegment']}#{self.attempt}",
                              local=self.storage.local, rsh_agent=str(RSH_AGENT),
                              python=props_python(props), env_names=sorted(job_variable_names(props, env)),
                              as_root=os.geteuid() == 0)

@@ -97,9 +97,9 @@ class Demo:
             time.sleep(0.5)
         raise TimeoutError("the job did not end in time")
 
-    def stdout(self) -> str:
+    def stdout(self, name: str = "stdout.txt") -> str:
         files = self.client.post(f"{JOB}/listOutputFiles", params={**API, "outputdirectoryid": "stdouterr"})
-        url = next((f["downloadUrl"] for f in files.json().get("value", []) if f["name"] == "stdout.txt"), None)
+        url = next((f["downloadUrl"] for f in files.json().get("value", []) if f["name"] == name), None)
         return httpx.get(url).text if url else ""
 
 
@@ -136,6 +136,8 @@ def run(console: Console | None = None, output_dir: Path = Path("demo-output"), 
                         target.write_bytes(httpx.get(entry["downloadUrl"]).content)
                         console.print(f"  {entry['name']}: {target.stat().st_size} bytes → {target}")
                 if job["properties"]["executionState"] != "succeeded":
+                    console.rule("The job failed: its stderr.txt")
+                    console.print(demo.stdout("stderr.txt"), markup=False, highlight=False)
                     raise SystemExit("the training job failed")
         finally:
             code = host.stop()
