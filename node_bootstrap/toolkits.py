@@ -36,9 +36,12 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-PORT_LOW = 20000  # ports are PORT_LOW .. 65535
-BASE_PORT_SPAN = 40000  # a base port is PORT_LOW .. 59999, leaving room above it for an attempt's tasks
-PORT_SPAN = 65536 - PORT_LOW
+# Ports sit below Linux's ephemeral range (32768-60999): there an outgoing connection of any process
+# on the node may hold the port, and a rendezvous failed with EADDRINUSE now and then.
+PORT_LOW = 20000  # ports are PORT_LOW .. PORT_HIGH
+PORT_HIGH = 32767
+BASE_PORT_SPAN = 12000  # a base port is PORT_LOW .. 31999, leaving room above it for an attempt's tasks
+PORT_SPAN = PORT_HIGH + 1 - PORT_LOW
 
 TOOLKIT_KEYS = ("customToolkitSettings", "customMpiSettings", "horovodSettings", "chainerSettings", "cntkSettings",
                 "caffeSettings", "caffe2Settings", "pyTorchSettings", "tensorFlowSettings")
@@ -275,12 +278,12 @@ _RULES = {"customToolkitSettings": _custom, "customMpiSettings": _custom_mpi, "h
 
 # -- ports ----------------------------------------------------------------------------------------
 def base_port(seed: str) -> int:
-    """A port (20000-59999) the same on every node of an attempt, and unlikely to be another attempt's."""
+    """A port (20000-31999) the same on every node of an attempt, and unlikely to be another attempt's."""
     return PORT_LOW + int(hashlib.sha256(seed.encode()).hexdigest(), 16) % BASE_PORT_SPAN
 
 
 def task_port(seed: str, offset: int) -> int:
-    """The attempt's base port plus `offset`, wrapping within 20000-65535 (distinct for 45536 offsets)."""
+    """The attempt's base port plus `offset`, wrapping within 20000-32767 (distinct for 12768 offsets)."""
     return PORT_LOW + (base_port(seed) - PORT_LOW + offset) % PORT_SPAN
 
 

@@ -14,7 +14,7 @@ from node_bootstrap import toolkits
 from node_bootstrap.toolkits import NodePlan, ProcessSpec
 
 SEED = "job#1"
-PORT = 44855  # toolkits.base_port(SEED): pinned, so a change of the port rule shows here
+PORT = 24855  # toolkits.base_port(SEED): pinned, so a change of the port rule shows here
 NODES = [{"nodeId": "n0", "address": "10.0.0.4"}, {"nodeId": "n1", "address": "10.0.0.5"}]
 NAMES = ["AZ_BATCHAI_JOB_TEMP", "AZ_BATCHAI_MPI_HOST_FILE", "TOKEN"]
 VM_FLAGS = "--hostfile $AZ_BATCHAI_MPI_HOST_FILE"
@@ -252,7 +252,7 @@ def test_tensorflow_one_ps_and_two_workers_on_two_nodes() -> None:
     master, ps = first.processes
     [worker] = second.processes
     assert master.env["TF_CONFIG"] == (
-        '{"cluster": {"ps": ["10.0.0.4:44856"], "worker": ["10.0.0.4:44855", "10.0.0.5:44855"]}, '
+        '{"cluster": {"ps": ["10.0.0.4:24856"], "worker": ["10.0.0.4:24855", "10.0.0.5:24855"]}, '
         '"task": {"type": "master", "index": 0}, "environment": "cloud"}')
     assert worker.env["TF_CONFIG"] == json.dumps(
         {"cluster": cluster, "task": {"type": "worker", "index": 1}, "environment": "cloud"})
@@ -272,8 +272,8 @@ def test_tensorflow_ports_are_distinct_per_task_on_a_node_and_the_same_on_every_
     workers = plans[0].job_env["AZ_BATCHAI_WORKER_HOSTS"].split(",")
     ps = plans[0].job_env["AZ_BATCHAI_PS_HOSTS"].split(",")
     # workers then ps dealt round-robin: w0 w3 ps1 on node 0, w1 w4 on node 1, w2 ps0 on node 2
-    assert workers == ["10.0.0.4:44855", "10.0.0.5:44855", "10.0.0.6:44855", "10.0.0.4:44856", "10.0.0.5:44856"]
-    assert ps == ["10.0.0.6:44856", "10.0.0.4:44857"]
+    assert workers == ["10.0.0.4:24855", "10.0.0.5:24855", "10.0.0.6:24855", "10.0.0.4:24856", "10.0.0.5:24856"]
+    assert ps == ["10.0.0.6:24856", "10.0.0.4:24857"]
     assert len(set(workers + ps)) == 7
     assert [[p.role for p in result.processes] for result in plans] == [
         ["master 0", "worker 3", "ps 1"], ["worker 1", "worker 4"], ["worker 2", "ps 0"]]
@@ -321,13 +321,13 @@ def test_mpirun_passes_only_the_variables_its_own_toolkit_adds() -> None:
 
 
 # -- ports ----------------------------------------------------------------------------------------
-def test_ports_stay_in_range_and_wrap_distinctly() -> None:
-    assert all(20000 <= toolkits.base_port(f"s{i}") <= 59999 for i in range(2000))
-    high = "s5008"  # its base port is 59997
-    assert toolkits.base_port(high) == 59997
-    ports = [toolkits.task_port(high, k) for k in range(45536)]
-    assert ports[:3] == [59997, 59998, 59999] and ports[5538] == 65535 and ports[5539] == 20000
-    assert len(set(ports)) == 45536 and min(ports) == 20000 and max(ports) == 65535
+def test_ports_stay_below_the_ephemeral_range_and_wrap_distinctly() -> None:
+    assert all(20000 <= toolkits.base_port(f"s{i}") <= 31999 for i in range(2000))
+    high = "s3946"  # its base port is 31997
+    assert toolkits.base_port(high) == 31997
+    ports = [toolkits.task_port(high, k) for k in range(12768)]
+    assert ports[:3] == [31997, 31998, 31999] and ports[770] == 32767 and ports[771] == 20000
+    assert len(set(ports)) == 12768 and min(ports) == 20000 and max(ports) == 32767
 
 
 # -- errors ---------------------------------------------------------------------------------------
