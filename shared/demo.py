@@ -1,46 +1,33 @@
-"""`batchai demo`: the product's main job on the embedded defaults. It starts a local host in a fresh
-folder, creates a 2-node cluster with a file share on every node, runs a distributed PyTorch (gloo)
-training that learns to tell two spirals apart, shows its stdout while it runs, and lists and
-downloads its outputs (the trained model) at the end."""
+"""`batchai demo`: the product's main job on the embedded defaults, driven by `batchai` commands as
+a user would type them. It starts a local host in a fresh folder, creates a 2-node cluster with a
+file share on every node, submits a distributed PyTorch (gloo) training from a Batch AI style job
+file, follows its stdout while it runs, and lists and downloads its outputs (the trained model).
+Each command is printed before it runs."""
 
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import shutil
+import subprocess
+import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 from rich.console import Console
 from rich.syntax import Syntax
 
 from shared.localhost.process import start_local_host
 
-API = {"api-version": "2018-05-01"}
-WORKSPACE = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/demo/providers/Microsoft.BatchAI" \
-            "/workspaces/demo_workspace"
-CLUSTER = f"{WORKSPACE}/clusters/demo_cluster"
-JOB = f"{WORKSPACE}/experiments/demo_experiment/jobs/spirals"
 ACCOUNT, SHARE = "demostorage", "batchai"
 TRAIN_SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "pytorch" / "train.py"
 
 
-def cluster_body() -> dict[str, Any]:
+def job_file(epochs: int = 60) -> dict[str, Any]:
+    """The job, as Batch AI's config files wrote it: the nodes expand the $AZ_BATCHAI_ variables."""
     return {"properties": {
-        "vmSize": "STANDARD_D2_V2",
-        "scaleSettings": {"manual": {"targetNodeCount": 2}},
-        "userAccountSettings": {"adminUserName": "demo", "adminUserPassword": "never shown again"},
-        "nodeSetup": {"mountVolumes": {"azureFileShares": [{
-            "accountName": ACCOUNT, "azureFileUrl": f"https://{ACCOUNT}.file.core.windows.net/{SHARE}",
-            "credentials": {"accountKey": "a storage key, never shown again"}, "relativeMountPath": "afs"}]}},
-    }}
-
-
-def job_body(epochs: int = 60) -> dict[str, Any]:
-    return {"properties": {
-        "cluster": {"id": CLUSTER},
         "nodeCount": 2,
         "stdOutErrPathPrefix": "$AZ_BATCHAI_MOUNT_ROOT/afs",
         "outputDirectories": [{"id": "MODEL", "pathPrefix": "$AZ_BATCHAI_MOUNT_ROOT/afs"}],
@@ -49,96 +36,73 @@ def job_body(epochs: int = 60) -> dict[str, Any]:
     }}
 
 
-class Demo:
-    def __init__(self, console: Console, client: httpx.Client) -> None:
-        self.console, self.client = console, client
+class Shell:
+    """Runs `batchai ...` in the demo's folder, where the local host keeps its state, so that the
+    command finds the host by itself; prints each command first."""
 
-    def call(self, title: str, method: str, path: str, body: dict[str, Any] | None = None,
-             params: dict[str, Any] | None = None, show: bool = True) -> httpx.Response:
+    def __init__(self, console: Console, folder: Path, env: dict[str, str]) -> None:
+        self.console, self.folder, self.env = console, folder, env
+
+    def run(self, title: str, *args: str, check: bool = True) -> int:
         self.console.rule(title)
-        self.console.print(f"[bold cyan]{method}[/] {path}?api-version=2018-05-01")
-        if body is not None:
-            self.console.print(Syntax(json.dumps(body, indent=2), "json", word_wrap=True))
-        answer = self.client.request(method, path, json=body, params={**API, **(params or {})})
-        self.console.print(f"[bold]→ {answer.status_code} {answer.reason_phrase}[/]")
-        if show and answer.content:
-            self.console.print(Syntax(json.dumps(answer.json(), indent=2), "json", word_wrap=True))
-        answer.raise_for_status()
-        return answer
-
-    def wait_for_nodes(self, count: int, timeout: float = 120) -> None:
-        self.console.rule("The cluster's nodes start (local agent processes), mount the share and turn idle")
-        deadline, seen = time.monotonic() + timeout, None
-        while time.monotonic() < deadline:
-            counts = self.client.get(CLUSTER, params=API).json()["properties"].get("nodeStateCounts", {})
-            if counts != seen:
-                self.console.print(f"  nodeStateCounts: {counts}")
-                seen = counts
-            if counts.get("idleNodeCount") == count:
-                return
-            time.sleep(0.2)
-        raise TimeoutError("the cluster's nodes did not become idle")
-
-    def follow(self, timeout: float = 600) -> dict[str, Any]:
-        """Print the job's state changes and its stdout as it grows, until the job ends."""
-        self.console.rule("Watch it run: its stdout.txt, read through listOutputFiles while the job runs")
-        deadline, state, printed = time.monotonic() + timeout, "", 0
-        while time.monotonic() < deadline:
-            job = self.client.get(JOB, params=API).json()
-            if job["properties"]["executionState"] != state:
-                state = job["properties"]["executionState"]
-                self.console.print(f"  executionState: [bold]{state}[/]")
-            text = self.stdout()
-            if len(text) > printed:
-                self.console.print(text[printed:], end="", markup=False, highlight=False)
-                printed = len(text)
-            if state in ("succeeded", "failed"):
-                return job
-            time.sleep(0.5)
-        raise TimeoutError("the job did not end in time")
-
-    def stdout(self, name: str = "stdout.txt") -> str:
-        files = self.client.post(f"{JOB}/listOutputFiles", params={**API, "outputdirectoryid": "stdouterr"})
-        url = next((f["downloadUrl"] for f in files.json().get("value", []) if f["name"] == name), None)
-        return httpx.get(url).text if url else ""
+        self.console.print(f"[bold green]$[/] batchai {shlex.join(args)}", highlight=False)
+        done = subprocess.run([sys.executable, "-m", "shared.cli", *args], cwd=self.folder, env=self.env)
+        if check and done.returncode != 0:
+            raise SystemExit(f"`batchai {args[0]} {args[1]}` failed (exit code {done.returncode})")
+        return done.returncode
 
 
 def run(console: Console | None = None, output_dir: Path = Path("demo-output"), epochs: int = 60) -> None:
     console = console or Console()
-    with tempfile.TemporaryDirectory(prefix="batchai-demo-") as folder:
+    output_dir = output_dir.resolve()
+    with tempfile.TemporaryDirectory(prefix="batchai-demo-") as tmp:
+        folder = Path(tmp)
         console.rule("[bold]Batch AI, rebuilt — demo: distributed PyTorch training on a local 2-node cluster")
-        state = Path(folder) / "state"
+        state = folder / ".batchai"  # where `batchai local up` keeps its state when started in `folder`
         share = state / "storage" / "fileshares" / ACCOUNT / SHARE  # the local stand-in for the Azure share
         (share / "scripts").mkdir(parents=True)
         shutil.copy(TRAIN_SCRIPT, share / "scripts" / "train.py")
         console.print(f"Uploaded the training script to the file share {ACCOUNT}/{SHARE} (locally: {share})")
         host = start_local_host(state)
-        console.print(f"Local host started (pid {host.pid}) at [bold]{host.endpoint}[/]")
+        console.print(f"Local host started (pid {host.pid}) at [bold]{host.endpoint}[/], state in {state}")
+        # The demo's own CLI settings (not yours), and the storage key the nodes mount the share with:
+        # from the environment, so that it appears in no command line and no output.
+        env = {**os.environ, "BATCHAI_CONFIG_FILE": str(folder / "cli-config"),
+               "AZURE_BATCHAI_STORAGE_ACCOUNT": ACCOUNT, "AZURE_BATCHAI_STORAGE_KEY": "a storage key, never shown"}
+        for name in ("BATCHAI_ENDPOINT", "BATCHAI_RESOURCE_GROUP", "BATCHAI_WORKSPACE", "BATCHAI_DATA_DIR"):
+            env.pop(name, None)
+        sh = Shell(console, folder, env)
         try:
-            with httpx.Client(base_url=host.endpoint, timeout=30) as client:
-                demo = Demo(console, client)
-                demo.call("Create a workspace", "PUT", WORKSPACE, {"location": "local"})
-                demo.call("Create a 2-node cluster; every node mounts the share at $AZ_BATCHAI_MOUNT_ROOT/afs",
-                          "PUT", CLUSTER, cluster_body())
-                demo.wait_for_nodes(2)
-                demo.call("Create an experiment", "PUT", f"{WORKSPACE}/experiments/demo_experiment", show=False)
-                demo.call("Submit the training: 2 PyTorch processes on 2 nodes, meeting over gloo", "PUT", JOB,
-                          job_body(epochs), show=False)
-                job = demo.follow()
-                console.print(Syntax(json.dumps(job["properties"]["executionInfo"], indent=2), "json"))
-                outputs = demo.call("List the job's outputs (the MODEL output directory)", "POST",
-                                    f"{JOB}/listOutputFiles", params={"outputdirectoryid": "MODEL"}).json()["value"]
-                output_dir.mkdir(parents=True, exist_ok=True)
-                console.rule("Download them through their download URLs")
-                for entry in outputs:
-                    if entry["fileType"] == "file":
-                        target = output_dir / entry["name"]
-                        target.write_bytes(httpx.get(entry["downloadUrl"]).content)
-                        console.print(f"  {entry['name']}: {target.stat().st_size} bytes → {target}")
-                if job["properties"]["executionState"] != "succeeded":
-                    console.rule("The job failed: its stderr.txt")
-                    console.print(demo.stdout("stderr.txt"), markup=False, highlight=False)
-                    raise SystemExit("the training job failed")
+            sh.run("Defaults for the commands below (the endpoint is found: the local host in this folder)",
+                   "configure", "--resource-group", "demo", "--workspace", "demo_workspace")
+            sh.run("Create a workspace", "workspace", "create", "--name", "demo_workspace")
+            console.print(f"[dim](AZURE_BATCHAI_STORAGE_ACCOUNT={ACCOUNT} and AZURE_BATCHAI_STORAGE_KEY are set "
+                          "in the environment)[/]")
+            sh.run("Create a 2-node cluster; every node mounts the share at $AZ_BATCHAI_MOUNT_ROOT/afs",
+                   "cluster", "create", "--name", "demo_cluster", "--vm-size", "STANDARD_D2_V2", "--target", "2",
+                   "--user-name", "demo", "--afs-name", SHARE, "--afs-mount-path", "afs")
+            sh.run("Create an experiment", "experiment", "create", "--name", "demo_experiment")
+            job = folder / "job.json"
+            job.write_text(json.dumps(job_file(epochs), indent=2))
+            console.rule("The job, in Batch AI's config file format: 2 PyTorch processes on 2 nodes, over gloo")
+            console.print(Syntax(job.read_text(), "json", word_wrap=True))
+            sh.run("Submit it: it queues until both nodes have mounted the share and are idle",
+                   "job", "create", "--name", "spirals", "--experiment", "demo_experiment",
+                   "--cluster", "demo_cluster", "--config-file", "job.json")
+            sh.run("Follow its stdout while it runs (it ends when the job does)",
+                   "job", "file", "stream", "--job", "spirals", "--experiment", "demo_experiment")
+            sh.run("How it ended", "job", "show", "--name", "spirals", "--experiment", "demo_experiment")
+            succeeded = sh.run("Wait for it (here: it already ended; exit code 0 means it succeeded)",
+                               "job", "wait", "--name", "spirals", "--experiment", "demo_experiment",
+                               check=False) == 0
+            if not succeeded:
+                sh.run("It failed: its stderr.txt", "job", "file", "stream", "--job", "spirals",
+                       "--experiment", "demo_experiment", "--file-name", "stderr.txt")
+                raise SystemExit("the training job failed")
+            sh.run("List its outputs (the MODEL output directory)", "job", "file", "list", "--job", "spirals",
+                   "--experiment", "demo_experiment", "--output-directory-id", "MODEL")
+            sh.run("Download them", "job", "file", "download", "--job", "spirals", "--experiment",
+                   "demo_experiment", "--output-directory-id", "MODEL", "--dest", str(output_dir))
         finally:
             code = host.stop()
             console.rule(f"Local host stopped (exit code {code})")

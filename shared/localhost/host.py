@@ -23,12 +23,14 @@ log = logging.getLogger(__name__)
 
 class LocalHost:
     def __init__(self, settings: Settings, *, host: str = "127.0.0.1", port: int = 7071,
-                 app_module: str = "function_app", echo: Callable[[str], None] = print) -> None:
+                 app_module: str = "function_app", echo: Callable[[str], None] = print,
+                 list_functions: bool = False) -> None:
         self.settings = settings
         self.host = host
         self.port = port
         self.app_module = app_module
         self.echo = echo
+        self.list_functions = list_functions
         self.endpoint = ""
 
     def run(self) -> None:
@@ -91,12 +93,29 @@ class LocalHost:
             await asyncio.sleep(0.02)
         port = server.servers[0].sockets[0].getsockname()[1] if server.servers else self.port
         self.endpoint = f"http://{self.host}:{port}"
-        self.echo("Functions:")
-        for f in functions:
-            if f.trigger_type == "httpTrigger":
-                self.echo(f"  {f.name}: [{','.join(f.methods)}] {self.endpoint}/{f.route}")
-            else:
-                detail = f.schedule or f.queue_name or f.topic_name or ""
-                self.echo(f"  {f.name}: {f.trigger_type} {detail}")
+        if self.list_functions:
+            self.echo("Functions:")
+            for f in functions:
+                if f.trigger_type == "httpTrigger":
+                    self.echo(f"  {f.name}: [{','.join(f.methods)}] {self.endpoint}/{f.route}")
+                else:
+                    detail = f.schedule or f.queue_name or f.topic_name or ""
+                    self.echo(f"  {f.name}: {f.trigger_type} {detail}")
         self._endpoint_file.write_text(self.endpoint + "\n")
         self.echo(f"Batch AI local host ready at {self.endpoint} (state in {self.settings.data_dir})")
+        for line in banner(self.settings.data_dir, len([f for f in functions if f.trigger_type == "httpTrigger"])):
+            self.echo(line)
+
+
+def banner(data_dir: Path, routes: int) -> list[str]:
+    """What to try next, shown once the host serves."""
+    here = data_dir.resolve() == (Path.cwd() / ".batchai").resolve()
+    where = "in this folder" if here else f"after `export BATCHAI_DATA_DIR={data_dir.resolve()}`"
+    return [
+        f"  {routes} HTTP routes; Ctrl-C stops the host and its nodes, state stays for the next start.",
+        f"  Try, in another terminal {where}:",
+        "    batchai workspace create -g demo -n ws",
+        "    batchai cluster create -g demo -w ws -n cpu --target 2",
+        "    batchai cluster show -g demo -w ws -n cpu",
+        "  then experiments and jobs: `batchai job --help`, or the README's walkthrough.",
+    ]

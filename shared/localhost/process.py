@@ -47,7 +47,8 @@ class LocalHostProcess:
 
 def start_local_host(data_dir: Path, *, port: int = 0, env: Mapping[str, str] | None = None,
                      timeout: float = 30) -> LocalHostProcess:
-    command = [sys.executable, "-m", "shared.cli", "local", "up", "--data-dir", str(data_dir), "--port", str(port)]
+    command = [sys.executable, "-m", "shared.cli", "local", "up", "--data-dir", str(data_dir), "--port", str(port),
+               "--list-functions"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, **(env or {})}, start_new_session=True)
     output: list[str] = []

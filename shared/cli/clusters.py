@@ -1,0 +1,188 @@
+"""`batchai cluster`: create (flags or a Batch AI config file), resize, auto-scale, show, list,
+list-nodes, delete."""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shared.cli.bodies import ClusterFlags, MountFlags, Storage, cluster_body
+from shared.cli.common import (
+    AccountOpt,
+    AfsOpt,
+    AfsPathOpt,
+    BfsOpt,
+    BfsPathOpt,
+    Column,
+    GroupOpt,
+    KeyOpt,
+    NameOpt,
+    NfsOpt,
+    NfsPathOpt,
+    Output,
+    OutputOpt,
+    WorkspaceOpt,
+    YesOpt,
+    confirm,
+    console,
+    dig,
+    read_json_file,
+    resource_id,
+    session,
+    show,
+)
+
+app = typer.Typer(help="Clusters: pools of nodes that run jobs.", no_args_is_help=True)
+
+
+def _counts(c: object, name: str) -> object:
+    return dig(c, "properties", "node_state_counts", name)
+
+
+def _scale(c: object) -> str | None:
+    manual = dig(c, "properties", "scale_settings", "manual")
+    if manual is not None:
+        return f"{manual.target_node_count}"
+    auto = dig(c, "properties", "scale_settings", "auto_scale")
+    return f"auto {auto.minimum_node_count}-{auto.maximum_node_count}" if auto is not None else None
+
+
+COLUMNS: list[Column] = [
+    ("Name", lambda c: c.name), ("VM Size", lambda c: dig(c, "properties", "vm_size")),
+    ("State", lambda c: dig(c, "properties", "allocation_state")), ("Target", _scale),
+    ("Nodes", lambda c: dig(c, "properties", "current_node_count")),
+    ("Idle", lambda c: _counts(c, "idle_node_count")), ("Running", lambda c: _counts(c, "running_node_count")),
+    ("Preparing", lambda c: _counts(c, "preparing_node_count")),
+    ("Leaving", lambda c: _counts(c, "leaving_node_count")),
+    ("Unusable", lambda c: _counts(c, "unusable_node_count")),
+    ("Errors", lambda c: [e.code for e in dig(c, "properties", "errors") or []])]
+NODE_COLUMNS: list[Column] = [("Node Id", lambda n: n.node_id), ("IP", lambda n: n.ip_address),
+                              ("SSH Port", lambda n: None if n.port is None else int(n.port))]
+
+
+def default_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "batchai"
+
+
+def ssh_key_value(given: str) -> str:
+    """A public key as given, or read from the file it names."""
+    path = Path(given).expanduser()
+    return path.read_text().strip() if not given.startswith("ssh-") and path.is_file() else given
+
+
+def default_ssh_key() -> str | None:
+    for name in ("id_ed25519.pub", "id_rsa.pub"):
+        path = Path.home() / ".ssh" / name
+        if path.is_file():
+            return path.read_text().strip()
+    return None
+
+
+@app.command("create")
+def create(
+    name: NameOpt, group: GroupOpt = None, workspace: WorkspaceOpt = None,
+    config_file: Annotated[str | None, typer.Option("--config-file", "-f", show_default=False,
+                                                    help="Batch AI style file: {\"properties\": {...}}; "
+                                                         "flags override it.")] = None,
+    vm_size: Annotated[str | None, typer.Option("--vm-size", "-s", show_default=False,
+                                                help="VM size (default STANDARD_NC6).")] = None,
+    vm_priority: Annotated[str | None, typer.Option("--vm-priority", show_default=False,
+                                                    help="dedicated or lowpriority.")] = None,
+    target: Annotated[int | None, typer.Option("--target", "-t", min=0, show_default=False,
+                                               help="Number of nodes (default 1).")] = None,
+    min_nodes: Annotated[int | None, typer.Option("--min", min=0, show_default=False,
+                                                  help="Auto-scale: fewest nodes.")] = None,
+    max_nodes: Annotated[int | None, typer.Option("--max", min=0, show_default=False,
+                                                  help="Auto-scale: most nodes.")] = None,
+    image: Annotated[str | None, typer.Option("--image", "-i", show_default=False,
+                                              help="UbuntuLTS, UbuntuDSVM or publisher:offer:sku[:version].")] = None,
+    user_name: Annotated[str | None, typer.Option("--user-name", "-u", show_default=False,
+                                                  help="Admin user on the nodes (default: you).")] = None,
+    password: Annotated[str | None, typer.Option("--password", "-p", show_default=False,
+                                                 help="Admin password (never shown).")] = None,
+    ssh_key: Annotated[str | None, typer.Option("--ssh-key", "-k", show_default=False,
+                                                help="Admin SSH public key or its file (default ~/.ssh/*.pub).")] = None,
+    subnet: Annotated[str | None, typer.Option("--subnet", show_default=False, help="Subnet id.")] = None,
+    setup_task: Annotated[str | None, typer.Option("--setup-task", show_default=False,
+                                                   help="Command every node runs when it starts.")] = None,
+    setup_task_output: Annotated[str | None, typer.Option("--setup-task-output", show_default=False,
+                                                          help="Where the setup task's logs go.")] = None,
+    storage_account_name: AccountOpt = None, storage_account_key: KeyOpt = None,
+    afs_name: AfsOpt = None, afs_mount_path: AfsPathOpt = "afs", bfs_name: BfsOpt = None,
+    bfs_mount_path: BfsPathOpt = "bfs", nfs: NfsOpt = None, nfs_mount_path: NfsPathOpt = "nfs",
+    output: OutputOpt = Output.table,
+) -> None:
+    """Create a cluster from flags, a Batch AI config file, or both."""
+    s = session()
+    group, workspace = s.workspace(group, workspace)
+    config = read_json_file(config_file, "config file") if config_file else None
+    flags = ClusterFlags(vm_size=vm_size, vm_priority=vm_priority, target=target, min_nodes=min_nodes,
+                         max_nodes=max_nodes, image=image, user_name=user_name, password=password,
+                         ssh_key=ssh_key_value(ssh_key) if ssh_key else None, subnet=subnet,
+                         setup_task=setup_task, setup_task_output=setup_task_output)
+    nfs_id = resource_id(nfs, "fileServers", group, workspace, s.config().subscription) if nfs else None
+    mounts = MountFlags(afs_name, afs_mount_path, bfs_name, bfs_mount_path, nfs_id, nfs_mount_path)
+    body = cluster_body(config, flags, mounts, Storage(storage_account_name, storage_account_key),
+                        default_user(), default_ssh_key())
+    show(s.client().clusters.create(group, workspace, name, body), output, COLUMNS)
+
+
+@app.command("resize")
+def resize(name: NameOpt,
+           target: Annotated[int, typer.Option("--target", "-t", min=0, help="Number of nodes.", show_default=False)],
+           group: GroupOpt = None, workspace: WorkspaceOpt = None, output: OutputOpt = Output.table) -> None:
+    """Give the cluster a fixed number of nodes (ends auto-scale)."""
+    s = session()
+    cluster = s.client().clusters.update(*s.workspace(group, workspace), name, {"manual": {"targetNodeCount": target}})
+    show(cluster, output, COLUMNS)
+
+
+@app.command("auto-scale")
+def auto_scale(name: NameOpt,
+               min_nodes: Annotated[int, typer.Option("--min", min=0, help="Fewest nodes.", show_default=False)],
+               max_nodes: Annotated[int, typer.Option("--max", min=0, help="Most nodes.", show_default=False)],
+               group: GroupOpt = None, workspace: WorkspaceOpt = None, output: OutputOpt = Output.table) -> None:
+    """Let the cluster grow with its queued jobs and shrink when idle, between --min and --max."""
+    s = session()
+    settings = {"autoScale": {"minimumNodeCount": min_nodes, "maximumNodeCount": max_nodes}}
+    show(s.client().clusters.update(*s.workspace(group, workspace), name, settings), output, COLUMNS)
+
+
+@app.command("show")
+def show_cluster(name: NameOpt, group: GroupOpt = None, workspace: WorkspaceOpt = None,
+                 output: OutputOpt = Output.table) -> None:
+    """Show a cluster: its size, its nodes' states and its errors."""
+    s = session()
+    show(s.client().clusters.get(*s.workspace(group, workspace), name), output, COLUMNS)
+
+
+@app.command("list")
+def list_clusters(group: GroupOpt = None, workspace: WorkspaceOpt = None, output: OutputOpt = Output.table) -> None:
+    """List the workspace's clusters."""
+    s = session()
+    show(s.client().clusters.list(*s.workspace(group, workspace)), output, COLUMNS, title="clusters")
+
+
+@app.command("list-nodes")
+def list_nodes(name: NameOpt, group: GroupOpt = None, workspace: WorkspaceOpt = None,
+               output: OutputOpt = Output.table) -> None:
+    """The cluster's nodes: their ids, addresses and SSH ports."""
+    s = session()
+    show(s.client().clusters.list_remote_login_information(*s.workspace(group, workspace), name), output,
+         NODE_COLUMNS, title="nodes")
+
+
+@app.command("delete")
+def delete(name: NameOpt, group: GroupOpt = None, workspace: WorkspaceOpt = None, yes: YesOpt = False) -> None:
+    """Delete a cluster: its nodes go, its unfinished jobs fail."""
+    s = session()
+    where = s.workspace(group, workspace)
+    confirm(f"Delete the cluster {name}? Its unfinished jobs will fail.", yes)
+    s.client().clusters.delete(*where, name)
+    console.print(f"Deleted the cluster {name}.")

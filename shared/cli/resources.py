@@ -1,0 +1,271 @@
+"""`batchai workspace | experiment | file-server | event-subscription`: the simpler resources."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from shared.cli.bodies import properties_of
+from shared.cli.common import (
+    Column,
+    GroupOpt,
+    NameOpt,
+    Output,
+    OutputOpt,
+    WorkspaceOpt,
+    YesOpt,
+    confirm,
+    console,
+    dig,
+    id_part,
+    read_json_file,
+    session,
+    show,
+)
+
+workspace_app = typer.Typer(help="Workspaces: where clusters, file servers and experiments live.",
+                            no_args_is_help=True)
+experiment_app = typer.Typer(help="Experiments: groups of jobs.", no_args_is_help=True)
+file_server_app = typer.Typer(help="File servers: NFS servers the clusters and jobs can mount.", no_args_is_help=True)
+event_app = typer.Typer(help="Event subscriptions: webhooks told of every change of a job's state.",
+                        no_args_is_help=True)
+
+WORKSPACE_COLUMNS: list[Column] = [
+    ("Name", lambda w: w.name), ("Resource Group", lambda w: id_part(w.id, "resourceGroups")),
+    ("Location", lambda w: w.location), ("State", lambda w: dig(w, "properties", "provisioning_state"))]
+EXPERIMENT_COLUMNS: list[Column] = [
+    ("Name", lambda e: e.name), ("Resource Group", lambda e: id_part(e.id, "resourceGroups")),
+    ("Workspace", lambda e: id_part(e.id, "workspaces")),
+    ("Created", lambda e: _when(dig(e, "properties", "creation_time")))]
+FILE_SERVER_COLUMNS: list[Column] = [
+    ("Name", lambda f: f.name), ("Resource Group", lambda f: id_part(f.id, "resourceGroups")),
+    ("Workspace", lambda f: id_part(f.id, "workspaces")), ("VM Size", lambda f: dig(f, "properties", "vm_size")),
+    ("State", lambda f: dig(f, "properties", "provisioning_state")),
+    ("Address", lambda f: dig(f, "properties", "mount_settings", "file_server_internal_ip"))]
+EVENT_COLUMNS: list[Column] = [
+    ("Name", lambda s: s.name), ("Endpoint", lambda s: dig(s, "properties", "destination", "endpoint_url")),
+    ("Experiments", lambda s: dig(s, "properties", "filter", "experiments") or "all"),
+    ("Event Types", lambda s: [t.rsplit(".", 1)[-1] for t in dig(s, "properties", "filter", "event_types") or []]
+     or "all"),
+    ("Signed", lambda s: dig(s, "properties", "has_secret"))]
+DEAD_LETTER_COLUMNS: list[Column] = [
+    ("Event Id", lambda d: d.event_id), ("Type", lambda d: d.event_type.rsplit(".", 1)[-1]),
+    ("Attempts", lambda d: d.attempts), ("Last Attempt", lambda d: _when(d.last_attempt_time)),
+    ("Reason", lambda d: d.reason)]
+
+
+def _when(moment: object) -> str | None:
+    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment is not None else None  # type: ignore[attr-defined]
+
+
+# -- workspace ------------------------------------------------------------------------------------
+@workspace_app.command("create")
+def workspace_create(name: NameOpt, group: GroupOpt = None,
+                     location: Annotated[str | None, typer.Option("--location", "-l", show_default=False,
+                                                                  help="Azure region (default: configured, or local).")] = None,
+                     output: OutputOpt = Output.table) -> None:
+    """Create a workspace (or leave an identical one as it is)."""
+    s = session()
+    show(s.client().workspaces.create(s.group(group), name, location), output, WORKSPACE_COLUMNS)
+
+
+@workspace_app.command("show")
+def workspace_show(name: NameOpt, group: GroupOpt = None, output: OutputOpt = Output.table) -> None:
+    """Show a workspace."""
+    s = session()
+    show(s.client().workspaces.get(s.group(group), name), output, WORKSPACE_COLUMNS)
+
+
+@workspace_app.command("list")
+def workspace_list(group: GroupOpt = None, output: OutputOpt = Output.table) -> None:
+    """List the workspaces of a resource group, or of the subscription without -g."""
+    show(session().client().workspaces.list(group), output, WORKSPACE_COLUMNS, title="workspaces")
+
+
+@workspace_app.command("delete")
+def workspace_delete(name: NameOpt, group: GroupOpt = None, yes: YesOpt = False) -> None:
+    """Delete a workspace with everything in it (running jobs are stopped)."""
+    s = session()
+    group = s.group(group)
+    confirm(f"Delete the workspace {name} with its clusters, file servers, experiments and jobs?", yes)
+    s.client().workspaces.delete(group, name)
+    console.print(f"Deleted the workspace {name}.")
+
+
+# -- experiment -----------------------------------------------------------------------------------
+@experiment_app.command("create")
+def experiment_create(name: NameOpt, group: GroupOpt = None, workspace: WorkspaceOpt = None,
+                      output: OutputOpt = Output.table) -> None:
+    """Create an experiment."""
+    s = session()
+    show(s.client().experiments.create(*s.workspace(group, workspace), name), output, EXPERIMENT_COLUMNS)
+
+
+@experiment_app.command("show")
+def experiment_show(name: NameOpt, group: GroupOpt = None, workspace: WorkspaceOpt = None,
+                    output: OutputOpt = Output.table) -> None:
+    """Show an experiment."""
+    s = session()
+    show(s.client().experiments.get(*s.workspace(group, workspace), name), output, EXPERIMENT_COLUMNS)
+
+
+@experiment_app.command("list")
+def experiment_list(group: GroupOpt = None, workspace: WorkspaceOpt = None, output: OutputOpt = Output.table) -> None:
+    """List the workspace's experiments."""
+    s = session()
+    show(s.client().experiments.list(*s.workspace(group, workspace)), output, EXPERIMENT_COLUMNS,
+         title="experiments")
+
+
+@experiment_app.command("delete")
+def experiment_delete(name: NameOpt, group: GroupOpt = None, workspace: WorkspaceOpt = None,
+                      yes: YesOpt = False) -> None:
+    """Delete an experiment and its jobs (running ones are stopped)."""
+    s = session()
+    where = s.workspace(group, workspace)
+    confirm(f"Delete the experiment {name} and its jobs?", yes)
+    s.client().experiments.delete(*where, name)
+    console.print(f"Deleted the experiment {name}.")
+
+
+# -- file server ----------------------------------------------------------------------------------
+@file_server_app.command("create")
+def file_server_create(
+    name: NameOpt, group: GroupOpt = None, workspace: WorkspaceOpt = None,
+    config_file: Annotated[str | None, typer.Option("--config-file", "-f", show_default=False,
+                                                    help="Batch AI style file: {\"properties\": {...}}.")] = None,
+    vm_size: Annotated[str | None, typer.Option("--vm-size", "-s", show_default=False, help="VM size.")] = None,
+    disk_count: Annotated[int | None, typer.Option("--disk-count", min=1, show_default=False,
+                                                   help="Data disks (RAID 0 over them).")] = None,
+    disk_size: Annotated[int | None, typer.Option("--disk-size", min=1, show_default=False,
+                                                  help="Size of each data disk, GB.")] = None,
+    storage_sku: Annotated[str | None, typer.Option("--storage-sku", show_default=False,
+                                                    help="Standard_LRS or Premium_LRS.")] = None,
+    user_name: Annotated[str | None, typer.Option("--user-name", "-u", show_default=False,
+                                                  help="Admin user.")] = None,
+    password: Annotated[str | None, typer.Option("--password", "-p", show_default=False,
+                                                 help="Admin password (never shown).")] = None,
+    ssh_key: Annotated[str | None, typer.Option("--ssh-key", "-k", show_default=False,
+                                                help="Admin SSH public key, or the path of one.")] = None,
+    subnet: Annotated[str | None, typer.Option("--subnet", show_default=False, help="Subnet id.")] = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Create a file server from a config file and/or flags."""
+    from shared.cli.clusters import default_user, ssh_key_value
+
+    s = session()
+    where = s.workspace(group, workspace)
+    props = properties_of(read_json_file(config_file, "config file") if config_file else None, "config file")
+    if vm_size:
+        props["vmSize"] = vm_size
+    props.setdefault("vmSize", "STANDARD_D2_V2")
+    disks = props.setdefault("dataDisks", {})
+    for key, value, fallback in (("diskCount", disk_count, 1), ("diskSizeInGB", disk_size, 10),
+                                 ("storageAccountType", storage_sku, "Standard_LRS")):
+        if value is not None:
+            disks[key] = value
+        disks.setdefault(key, fallback)
+    ssh = props.setdefault("sshConfiguration", {})
+    account = ssh.setdefault("userAccountSettings", {})
+    account["adminUserName"] = user_name or account.get("adminUserName") or default_user()
+    if password:
+        account["adminUserPassword"] = password
+    if ssh_key:
+        account["adminUserSshPublicKey"] = ssh_key_value(ssh_key)
+    if subnet:
+        props["subnet"] = {"id": subnet}
+    show(s.client().file_servers.create(*where, name, {"properties": props}), output, FILE_SERVER_COLUMNS)
+
+
+@file_server_app.command("show")
+def file_server_show(name: NameOpt, group: GroupOpt = None, workspace: WorkspaceOpt = None,
+                     output: OutputOpt = Output.table) -> None:
+    """Show a file server."""
+    s = session()
+    show(s.client().file_servers.get(*s.workspace(group, workspace), name), output, FILE_SERVER_COLUMNS)
+
+
+@file_server_app.command("list")
+def file_server_list(group: GroupOpt = None, workspace: WorkspaceOpt = None,
+                     output: OutputOpt = Output.table) -> None:
+    """List the workspace's file servers."""
+    s = session()
+    show(s.client().file_servers.list(*s.workspace(group, workspace)), output, FILE_SERVER_COLUMNS,
+         title="file servers")
+
+
+@file_server_app.command("delete")
+def file_server_delete(name: NameOpt, group: GroupOpt = None, workspace: WorkspaceOpt = None,
+                       yes: YesOpt = False) -> None:
+    """Delete a file server."""
+    s = session()
+    where = s.workspace(group, workspace)
+    confirm(f"Delete the file server {name}?", yes)
+    s.client().file_servers.delete(*where, name)
+    console.print(f"Deleted the file server {name}.")
+
+
+# -- event subscription ---------------------------------------------------------------------------
+@event_app.command("create")
+def event_create(
+    name: NameOpt,
+    url: Annotated[str, typer.Option("--url", help="The webhook (https://...); it must answer the CloudEvents "
+                                                   "validation handshake.", show_default=False)],
+    group: GroupOpt = None, workspace: WorkspaceOpt = None,
+    experiment: Annotated[list[str] | None, typer.Option("--experiment", "-e", show_default=False,
+                                                         help="Only this experiment's jobs (repeatable).")] = None,
+    event_type: Annotated[list[str] | None, typer.Option(
+        "--event-type", show_default=False,
+        help="Only these events (repeatable): JobQueued, JobRunning, JobTerminating, JobSucceeded, JobFailed.")] = None,
+    secret: Annotated[str | None, typer.Option("--secret", envvar="BATCHAI_WEBHOOK_SECRET", show_default=False,
+                                               help="Signs every delivery (X-BatchAI-Signature); never shown.")] = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Subscribe a webhook to the workspace's job events."""
+    s = session()
+    where = s.workspace(group, workspace)
+    types = [t if "." in t else f"Microsoft.BatchAI.{t}" for t in event_type or []]
+    props: dict[str, object] = {"destination": {"endpointUrl": url}}
+    if experiment or types:
+        props["filter"] = {**({"experiments": experiment} if experiment else {}),
+                           **({"eventTypes": types} if types else {})}
+    if secret:
+        props["secret"] = secret
+    show(s.client().event_subscriptions.create(*where, name, {"properties": props}), output, EVENT_COLUMNS)
+
+
+@event_app.command("show")
+def event_show(name: NameOpt, group: GroupOpt = None, workspace: WorkspaceOpt = None,
+               output: OutputOpt = Output.table) -> None:
+    """Show an event subscription (its secret never)."""
+    s = session()
+    show(s.client().event_subscriptions.get(*s.workspace(group, workspace), name), output, EVENT_COLUMNS)
+
+
+@event_app.command("list")
+def event_list(group: GroupOpt = None, workspace: WorkspaceOpt = None, output: OutputOpt = Output.table) -> None:
+    """List the workspace's event subscriptions."""
+    s = session()
+    show(s.client().event_subscriptions.list(*s.workspace(group, workspace)), output, EVENT_COLUMNS,
+         title="event subscriptions")
+
+
+@event_app.command("delete")
+def event_delete(name: NameOpt, group: GroupOpt = None, workspace: WorkspaceOpt = None, yes: YesOpt = False) -> None:
+    """Delete an event subscription (deliveries under way stop)."""
+    s = session()
+    where = s.workspace(group, workspace)
+    confirm(f"Delete the event subscription {name}?", yes)
+    s.client().event_subscriptions.delete(*where, name)
+    console.print(f"Deleted the event subscription {name}.")
+
+
+@event_app.command("dead-letters")
+def event_dead_letters(name: NameOpt, group: GroupOpt = None, workspace: WorkspaceOpt = None,
+                       output: OutputOpt = Output.table) -> None:
+    """The events the subscription's webhook never took, with the reasons."""
+    s = session()
+    show(s.client().event_subscriptions.list_dead_letters(*s.workspace(group, workspace), name), output,
+         DEAD_LETTER_COLUMNS, title="dead letters")
+

@@ -1,0 +1,103 @@
+"""Where the client finds its service and its defaults.
+
+Each setting comes from the first of: a command-line flag, an environment variable
+(`BATCHAI_ENDPOINT`, `BATCHAI_SUBSCRIPTION`, `BATCHAI_RESOURCE_GROUP`, `BATCHAI_WORKSPACE`,
+`BATCHAI_LOCATION`, `BATCHAI_TOKEN`), the config file `batchai configure` writes (INI, section
+`[defaults]`; `BATCHAI_CONFIG_FILE` moves it), and last a local host started in the current folder
+(its `.batchai/endpoint` file, or `$BATCHAI_DATA_DIR/endpoint`). So against a local host started in
+the same folder nothing needs configuring.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import typer
+from pydantic import BaseModel
+
+LOCAL_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
+SECTION = "defaults"
+# setting name → environment variable
+ENVIRONMENT = {"endpoint": "BATCHAI_ENDPOINT", "subscription": "BATCHAI_SUBSCRIPTION",
+               "resource_group": "BATCHAI_RESOURCE_GROUP", "workspace": "BATCHAI_WORKSPACE",
+               "location": "BATCHAI_LOCATION", "token": "BATCHAI_TOKEN"}
+
+
+class ClientConfig(BaseModel):
+    """What a client needs to reach the service, and the defaults of its commands."""
+
+    endpoint: str | None = None
+    subscription: str = LOCAL_SUBSCRIPTION
+    resource_group: str | None = None
+    workspace: str | None = None
+    location: str = "local"
+    token: str | None = None
+    # where each setting came from ("flag", "environment", the file's path, "local host", "default")
+    sources: dict[str, str] = {}
+
+
+def config_file(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    given = env.get("BATCHAI_CONFIG_FILE")
+    return Path(given) if given else Path(typer.get_app_dir("batchai")) / "config"
+
+
+def read_file(path: Path) -> dict[str, str]:
+    parser = configparser.ConfigParser()
+    parser.read(path, encoding="utf-8")
+    return {k: v for k, v in parser[SECTION].items() if k in ENVIRONMENT and v} if parser.has_section(SECTION) else {}
+
+
+def write_file(path: Path, values: Mapping[str, str | None]) -> dict[str, str]:
+    """Merge `values` into the file (an empty string removes a setting); returns what it holds now."""
+    current = read_file(path)
+    for key, value in values.items():
+        if value is None:
+            continue
+        if value == "":
+            current.pop(key, None)
+        else:
+            current[key] = value
+    parser = configparser.ConfigParser()
+    parser[SECTION] = current
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as out:
+        parser.write(out)
+    if "token" in current:
+        path.chmod(0o600)
+    return current
+
+
+def local_endpoint(cwd: Path, env: Mapping[str, str]) -> str | None:
+    """The endpoint of a local host whose data folder is `$BATCHAI_DATA_DIR` or `./.batchai`."""
+    data_dir = Path(env["BATCHAI_DATA_DIR"]) if env.get("BATCHAI_DATA_DIR") else cwd / ".batchai"
+    try:
+        return (data_dir / "endpoint").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def resolve(flags: Mapping[str, str | None] | None = None, *, env: Mapping[str, str] | None = None,
+            cwd: Path | None = None) -> ClientConfig:
+    """The settings in force: flags, then environment, then the config file, then a local host."""
+    env = os.environ if env is None else env
+    path = config_file(env)
+    layers: list[tuple[str, Mapping[str, str | None]]] = [
+        ("flag", flags or {}),
+        ("environment", {key: env.get(var) for key, var in ENVIRONMENT.items()}),
+        (str(path), read_file(path)),
+    ]
+    values: dict[str, str] = {}
+    sources: dict[str, str] = {}
+    for source, layer in layers:
+        for key, value in layer.items():
+            if value and key not in values:
+                values[key], sources[key] = value, source
+    if "endpoint" not in values:
+        found = local_endpoint(cwd or Path.cwd(), env)
+        if found:
+            values["endpoint"], sources["endpoint"] = found, "local host"
+    return ClientConfig(**values, sources=sources)
