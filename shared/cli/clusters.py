@@ -11,6 +11,7 @@ import typer
 
 from shared.cli.bodies import ClusterFlags, MountFlags, Storage, cluster_body
 from shared.cli.common import (
+    add_show_list_delete,
     AccountOpt,
     AfsOpt,
     AfsPathOpt,
@@ -25,9 +26,6 @@ from shared.cli.common import (
     Output,
     OutputOpt,
     WorkspaceOpt,
-    YesOpt,
-    confirm,
-    console,
     dig,
     read_json_file,
     resource_id,
@@ -106,8 +104,8 @@ def create(
                                                   help="Admin user on the nodes (default: you).")] = None,
     password: Annotated[str | None, typer.Option("--password", "-p", show_default=False,
                                                  help="Admin password (never shown).")] = None,
-    ssh_key: Annotated[str | None, typer.Option("--ssh-key", "-k", show_default=False,
-                                                help="Admin SSH public key or its file (default ~/.ssh/*.pub).")] = None,
+    ssh_key: Annotated[str | None, typer.Option(
+        "--ssh-key", "-k", show_default=False, help="Admin SSH public key or its file (default ~/.ssh/*.pub).")] = None,
     subnet: Annotated[str | None, typer.Option("--subnet", show_default=False, help="Subnet id.")] = None,
     setup_task: Annotated[str | None, typer.Option("--setup-task", show_default=False,
                                                    help="Command every node runs when it starts.")] = None,
@@ -154,21 +152,6 @@ def auto_scale(name: NameOpt,
     show(s.client().clusters.update(*s.workspace(group, workspace), name, settings), output, COLUMNS)
 
 
-@app.command("show")
-def show_cluster(name: NameOpt, group: GroupOpt = None, workspace: WorkspaceOpt = None,
-                 output: OutputOpt = Output.table) -> None:
-    """Show a cluster: its size, its nodes' states and its errors."""
-    s = session()
-    show(s.client().clusters.get(*s.workspace(group, workspace), name), output, COLUMNS)
-
-
-@app.command("list")
-def list_clusters(group: GroupOpt = None, workspace: WorkspaceOpt = None, output: OutputOpt = Output.table) -> None:
-    """List the workspace's clusters."""
-    s = session()
-    show(s.client().clusters.list(*s.workspace(group, workspace)), output, COLUMNS, title="clusters")
-
-
 @app.command("list-nodes")
 def list_nodes(name: NameOpt, group: GroupOpt = None, workspace: WorkspaceOpt = None,
                output: OutputOpt = Output.table) -> None:
@@ -178,11 +161,6 @@ def list_nodes(name: NameOpt, group: GroupOpt = None, workspace: WorkspaceOpt = 
          NODE_COLUMNS, title="nodes")
 
 
-@app.command("delete")
-def delete(name: NameOpt, group: GroupOpt = None, workspace: WorkspaceOpt = None, yes: YesOpt = False) -> None:
-    """Delete a cluster: its nodes go, its unfinished jobs fail."""
-    s = session()
-    where = s.workspace(group, workspace)
-    confirm(f"Delete the cluster {name}? Its unfinished jobs will fail.", yes)
-    s.client().clusters.delete(*where, name)
-    console.print(f"Deleted the cluster {name}.")
+add_show_list_delete(app, noun="cluster", plural="clusters", operations=lambda c: c.clusters, columns=COLUMNS,
+                     delete_help="Delete a cluster: its nodes go, its unfinished jobs fail.",
+                     delete_question="Delete the {noun} {name}? Its nodes go, its unfinished jobs fail.")

@@ -75,11 +75,12 @@ class Session:
         return value
 
     def workspace(self, group: str | None, workspace: str | None) -> tuple[str, str]:
+        group = self.group(group)
         value = workspace or self.config().workspace
         if not value:
             raise UserError("No workspace: give --workspace/-w, or set one with "
                             "`batchai configure --workspace NAME`.")
-        return self.group(group), value
+        return group, value
 
     def close(self) -> None:
         if self._client is not None:
@@ -206,3 +207,32 @@ BfsOpt = Annotated[str | None, typer.Option("--bfs-name", help="Blob container t
 BfsPathOpt = Annotated[str, typer.Option("--bfs-mount-path", help="Where, relative to the mount root.")]
 NfsOpt = Annotated[str | None, typer.Option("--nfs", help="File server (name or id) to mount.", show_default=False)]
 NfsPathOpt = Annotated[str, typer.Option("--nfs-mount-path", help="Where, relative to the mount root.")]
+
+
+def add_show_list_delete(app: typer.Typer, *, noun: str, plural: str, operations: Callable[[BatchAIClient], Any],
+                         columns: Sequence[Column], delete_help: str,
+                         delete_question: str = "Delete the {noun} {name}?") -> None:
+    """The `show`, `list` and `delete` commands of a kind of resource that lives in a workspace."""
+
+    def show_one(name: NameOpt, group: GroupOpt = None, workspace: WorkspaceOpt = None,
+                 output: OutputOpt = Output.table) -> None:
+        s = session()
+        show(operations(s.client()).get(*s.workspace(group, workspace), name), output, columns)
+
+    def list_all(group: GroupOpt = None, workspace: WorkspaceOpt = None, output: OutputOpt = Output.table) -> None:
+        s = session()
+        show(operations(s.client()).list(*s.workspace(group, workspace)), output, columns, title=plural)
+
+    def delete(name: NameOpt, group: GroupOpt = None, workspace: WorkspaceOpt = None, yes: YesOpt = False) -> None:
+        s = session()
+        where = s.workspace(group, workspace)
+        confirm(delete_question.format(noun=noun, name=name), yes)
+        operations(s.client()).delete(*where, name)
+        console.print(f"Deleted the {noun} {name}.", markup=False)
+
+    show_one.__doc__ = f"Show one {noun}."
+    list_all.__doc__ = f"List the workspace's {plural}."
+    delete.__doc__ = delete_help
+    app.command("show")(show_one)
+    app.command("list")(list_all)
+    app.command("delete")(delete)

@@ -91,8 +91,9 @@ def create(
     config_file: Annotated[str, typer.Option("--config-file", "-f", show_default=False,
                                              help="Batch AI style job file: {\"properties\": {...}}.")],
     group: GroupOpt = None, workspace: WorkspaceOpt = None,
-    cluster: Annotated[str | None, typer.Option("--cluster", "-c", show_default=False,
-                                                help="Cluster (name in the workspace, or id); overrides the file.")] = None,
+    cluster: Annotated[str | None, typer.Option(
+        "--cluster", "-c", show_default=False,
+        help="Cluster (name in the workspace, or id); overrides the file.")] = None,
     node_count: Annotated[int | None, typer.Option("--node-count", min=1, show_default=False,
                                                    help="Nodes the job runs on; overrides the file.")] = None,
     priority: Annotated[str | None, typer.Option("--priority", show_default=False,

@@ -8,6 +8,7 @@ import typer
 
 from shared.cli.bodies import properties_of
 from shared.cli.common import (
+    add_show_list_delete,
     Column,
     GroupOpt,
     NameOpt,
@@ -61,10 +62,12 @@ def _when(moment: object) -> str | None:
 
 # -- workspace ------------------------------------------------------------------------------------
 @workspace_app.command("create")
-def workspace_create(name: NameOpt, group: GroupOpt = None,
-                     location: Annotated[str | None, typer.Option("--location", "-l", show_default=False,
-                                                                  help="Azure region (default: configured, or local).")] = None,
-                     output: OutputOpt = Output.table) -> None:
+def workspace_create(
+    name: NameOpt, group: GroupOpt = None,
+    location: Annotated[str | None, typer.Option(
+        "--location", "-l", show_default=False, help="Azure region (default: configured, or local).")] = None,
+    output: OutputOpt = Output.table,
+) -> None:
     """Create a workspace (or leave an identical one as it is)."""
     s = session()
     show(s.client().workspaces.create(s.group(group), name, location), output, WORKSPACE_COLUMNS)
@@ -102,31 +105,10 @@ def experiment_create(name: NameOpt, group: GroupOpt = None, workspace: Workspac
     show(s.client().experiments.create(*s.workspace(group, workspace), name), output, EXPERIMENT_COLUMNS)
 
 
-@experiment_app.command("show")
-def experiment_show(name: NameOpt, group: GroupOpt = None, workspace: WorkspaceOpt = None,
-                    output: OutputOpt = Output.table) -> None:
-    """Show an experiment."""
-    s = session()
-    show(s.client().experiments.get(*s.workspace(group, workspace), name), output, EXPERIMENT_COLUMNS)
-
-
-@experiment_app.command("list")
-def experiment_list(group: GroupOpt = None, workspace: WorkspaceOpt = None, output: OutputOpt = Output.table) -> None:
-    """List the workspace's experiments."""
-    s = session()
-    show(s.client().experiments.list(*s.workspace(group, workspace)), output, EXPERIMENT_COLUMNS,
-         title="experiments")
-
-
-@experiment_app.command("delete")
-def experiment_delete(name: NameOpt, group: GroupOpt = None, workspace: WorkspaceOpt = None,
-                      yes: YesOpt = False) -> None:
-    """Delete an experiment and its jobs (running ones are stopped)."""
-    s = session()
-    where = s.workspace(group, workspace)
-    confirm(f"Delete the experiment {name} and its jobs?", yes)
-    s.client().experiments.delete(*where, name)
-    console.print(f"Deleted the experiment {name}.")
+add_show_list_delete(experiment_app, noun="experiment", plural="experiments", operations=lambda c: c.experiments,
+                     columns=EXPERIMENT_COLUMNS,
+                     delete_help="Delete an experiment and its jobs (running ones are stopped).",
+                     delete_question="Delete the {noun} {name} and its jobs (running ones are stopped)?")
 
 
 # -- file server ----------------------------------------------------------------------------------
@@ -178,32 +160,8 @@ def file_server_create(
     show(s.client().file_servers.create(*where, name, {"properties": props}), output, FILE_SERVER_COLUMNS)
 
 
-@file_server_app.command("show")
-def file_server_show(name: NameOpt, group: GroupOpt = None, workspace: WorkspaceOpt = None,
-                     output: OutputOpt = Output.table) -> None:
-    """Show a file server."""
-    s = session()
-    show(s.client().file_servers.get(*s.workspace(group, workspace), name), output, FILE_SERVER_COLUMNS)
-
-
-@file_server_app.command("list")
-def file_server_list(group: GroupOpt = None, workspace: WorkspaceOpt = None,
-                     output: OutputOpt = Output.table) -> None:
-    """List the workspace's file servers."""
-    s = session()
-    show(s.client().file_servers.list(*s.workspace(group, workspace)), output, FILE_SERVER_COLUMNS,
-         title="file servers")
-
-
-@file_server_app.command("delete")
-def file_server_delete(name: NameOpt, group: GroupOpt = None, workspace: WorkspaceOpt = None,
-                       yes: YesOpt = False) -> None:
-    """Delete a file server."""
-    s = session()
-    where = s.workspace(group, workspace)
-    confirm(f"Delete the file server {name}?", yes)
-    s.client().file_servers.delete(*where, name)
-    console.print(f"Deleted the file server {name}.")
+add_show_list_delete(file_server_app, noun="file server", plural="file servers", operations=lambda c: c.file_servers,
+                     columns=FILE_SERVER_COLUMNS, delete_help="Delete a file server.")
 
 
 # -- event subscription ---------------------------------------------------------------------------
@@ -235,30 +193,9 @@ def event_create(
     show(s.client().event_subscriptions.create(*where, name, {"properties": props}), output, EVENT_COLUMNS)
 
 
-@event_app.command("show")
-def event_show(name: NameOpt, group: GroupOpt = None, workspace: WorkspaceOpt = None,
-               output: OutputOpt = Output.table) -> None:
-    """Show an event subscription (its secret never)."""
-    s = session()
-    show(s.client().event_subscriptions.get(*s.workspace(group, workspace), name), output, EVENT_COLUMNS)
-
-
-@event_app.command("list")
-def event_list(group: GroupOpt = None, workspace: WorkspaceOpt = None, output: OutputOpt = Output.table) -> None:
-    """List the workspace's event subscriptions."""
-    s = session()
-    show(s.client().event_subscriptions.list(*s.workspace(group, workspace)), output, EVENT_COLUMNS,
-         title="event subscriptions")
-
-
-@event_app.command("delete")
-def event_delete(name: NameOpt, group: GroupOpt = None, workspace: WorkspaceOpt = None, yes: YesOpt = False) -> None:
-    """Delete an event subscription (deliveries under way stop)."""
-    s = session()
-    where = s.workspace(group, workspace)
-    confirm(f"Delete the event subscription {name}?", yes)
-    s.client().event_subscriptions.delete(*where, name)
-    console.print(f"Deleted the event subscription {name}.")
+add_show_list_delete(event_app, noun="event subscription", plural="event subscriptions",
+                     operations=lambda c: c.event_subscriptions, columns=EVENT_COLUMNS,
+                     delete_help="Delete an event subscription (deliveries under way stop).")
 
 
 @event_app.command("dead-letters")

@@ -14,7 +14,7 @@ import codecs
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import httpx
 from pydantic import BaseModel
@@ -133,26 +133,38 @@ class Workspaces(_Group):
         self._http.call("DELETE", self._ws(group, name))
 
 
-class Clusters(_Group):
+class _InWorkspace(_Group, Generic[M]):
+    """A kind of resource that lives in a workspace: clusters, file servers, experiments, event subscriptions."""
+
+    segment: str
+    model: type[M]
+
     def _path(self, group: str, workspace: str, name: str = "") -> str:
-        return f"{self._ws(group, workspace)}/clusters" + (f"/{name}" if name else "")
+        return f"{self._ws(group, workspace)}/{self.segment}" + (f"/{name}" if name else "")
+
+    def _put(self, group: str, workspace: str, name: str, body: Body | None) -> M:
+        return _parse(self.model, self._http.call("PUT", self._path(group, workspace, name), body))
+
+    def get(self, group: str, workspace: str, name: str) -> M:
+        return _parse(self.model, self._http.call("GET", self._path(group, workspace, name)))
+
+    def list(self, group: str, workspace: str) -> Iterator[M]:
+        return (_parse(self.model, item) for item in self._http.pages("GET", self._path(group, workspace)))
+
+    def delete(self, group: str, workspace: str, name: str) -> None:
+        self._http.call("DELETE", self._path(group, workspace, name))
+
+
+class Clusters(_InWorkspace[Cluster]):
+    segment, model = "clusters", Cluster
 
     def create(self, group: str, workspace: str, name: str, parameters: Body) -> Cluster:
-        return _parse(Cluster, self._http.call("PUT", self._path(group, workspace, name), parameters))
+        return self._put(group, workspace, name, parameters)
 
     def update(self, group: str, workspace: str, name: str, scale_settings: Body) -> Cluster:
         """PATCH the scale settings (merged into the current ones; manual ↔ autoScale replaces them)."""
         body = {"properties": {"scaleSettings": _wire(scale_settings)}}
         return _parse(Cluster, self._http.call("PATCH", self._path(group, workspace, name), body))
-
-    def get(self, group: str, workspace: str, name: str) -> Cluster:
-        return _parse(Cluster, self._http.call("GET", self._path(group, workspace, name)))
-
-    def list(self, group: str, workspace: str) -> Iterator[Cluster]:
-        return (_parse(Cluster, item) for item in self._http.pages("GET", self._path(group, workspace)))
-
-    def delete(self, group: str, workspace: str, name: str) -> None:
-        self._http.call("DELETE", self._path(group, workspace, name))
 
     def list_remote_login_information(self, group: str, workspace: str, name: str
                                       ) -> Iterator[RemoteLoginInformation]:
@@ -160,38 +172,18 @@ class Clusters(_Group):
         return (_parse(RemoteLoginInformation, item) for item in self._http.pages("POST", path))
 
 
-class FileServers(_Group):
-    def _path(self, group: str, workspace: str, name: str = "") -> str:
-        return f"{self._ws(group, workspace)}/fileServers" + (f"/{name}" if name else "")
+class FileServers(_InWorkspace[FileServer]):
+    segment, model = "fileServers", FileServer
 
     def create(self, group: str, workspace: str, name: str, parameters: Body) -> FileServer:
-        return _parse(FileServer, self._http.call("PUT", self._path(group, workspace, name), parameters))
-
-    def get(self, group: str, workspace: str, name: str) -> FileServer:
-        return _parse(FileServer, self._http.call("GET", self._path(group, workspace, name)))
-
-    def list(self, group: str, workspace: str) -> Iterator[FileServer]:
-        return (_parse(FileServer, item) for item in self._http.pages("GET", self._path(group, workspace)))
-
-    def delete(self, group: str, workspace: str, name: str) -> None:
-        self._http.call("DELETE", self._path(group, workspace, name))
+        return self._put(group, workspace, name, parameters)
 
 
-class Experiments(_Group):
-    def _path(self, group: str, workspace: str, name: str = "") -> str:
-        return f"{self._ws(group, workspace)}/experiments" + (f"/{name}" if name else "")
+class Experiments(_InWorkspace[Experiment]):
+    segment, model = "experiments", Experiment
 
     def create(self, group: str, workspace: str, name: str) -> Experiment:
-        return _parse(Experiment, self._http.call("PUT", self._path(group, workspace, name)))
-
-    def get(self, group: str, workspace: str, name: str) -> Experiment:
-        return _parse(Experiment, self._http.call("GET", self._path(group, workspace, name)))
-
-    def list(self, group: str, workspace: str) -> Iterator[Experiment]:
-        return (_parse(Experiment, item) for item in self._http.pages("GET", self._path(group, workspace)))
-
-    def delete(self, group: str, workspace: str, name: str) -> None:
-        self._http.call("DELETE", self._path(group, workspace, name))
+        return self._put(group, workspace, name, None)
 
 
 class Jobs(_Group):
@@ -269,21 +261,11 @@ class Jobs(_Group):
             time.sleep(interval)
 
 
-class EventSubscriptions(_Group):
-    def _path(self, group: str, workspace: str, name: str = "") -> str:
-        return f"{self._ws(group, workspace)}/eventSubscriptions" + (f"/{name}" if name else "")
+class EventSubscriptions(_InWorkspace[EventSubscription]):
+    segment, model = "eventSubscriptions", EventSubscription
 
     def create(self, group: str, workspace: str, name: str, parameters: Body) -> EventSubscription:
-        return _parse(EventSubscription, self._http.call("PUT", self._path(group, workspace, name), parameters))
-
-    def get(self, group: str, workspace: str, name: str) -> EventSubscription:
-        return _parse(EventSubscription, self._http.call("GET", self._path(group, workspace, name)))
-
-    def list(self, group: str, workspace: str) -> Iterator[EventSubscription]:
-        return (_parse(EventSubscription, item) for item in self._http.pages("GET", self._path(group, workspace)))
-
-    def delete(self, group: str, workspace: str, name: str) -> None:
-        self._http.call("DELETE", self._path(group, workspace, name))
+        return self._put(group, workspace, name, parameters)
 
     def list_dead_letters(self, group: str, workspace: str, name: str) -> Iterator[DeadLetter]:
         path = self._path(group, workspace, name) + "/deadLetters"

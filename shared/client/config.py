@@ -35,7 +35,8 @@ class ClientConfig(BaseModel):
     workspace: str | None = None
     location: str = "local"
     token: str | None = None
-    # where each setting came from ("flag", "environment", the file's path, "local host", "default")
+    # where each given setting came from ("flag", "environment", the file's path, "local host");
+    # a setting left at its default is not in it
     sources: dict[str, str] = {}
 
 
@@ -46,7 +47,7 @@ def config_file(env: Mapping[str, str] | None = None) -> Path:
 
 
 def read_file(path: Path) -> dict[str, str]:
-    parser = configparser.ConfigParser()
+    parser = configparser.ConfigParser(interpolation=None)  # values are taken as written ('%' in URLs, tokens)
     parser.read(path, encoding="utf-8")
     return {k: v for k, v in parser[SECTION].items() if k in ENVIRONMENT and v} if parser.has_section(SECTION) else {}
 
@@ -61,13 +62,13 @@ def write_file(path: Path, values: Mapping[str, str | None]) -> dict[str, str]:
             current.pop(key, None)
         else:
             current[key] = value
-    parser = configparser.ConfigParser()
+    parser = configparser.ConfigParser(interpolation=None)
     parser[SECTION] = current
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as out:
+    # Private from the first byte: the file may hold a token.
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as out:
         parser.write(out)
-    if "token" in current:
-        path.chmod(0o600)
+    path.chmod(0o600)
     return current
 
 

@@ -27,6 +27,14 @@ class LocalHostProcess:
     def pid(self) -> int:
         return self.process.pid
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """What a client sends to be let in: the owner token the host keeps in its data folder."""
+        try:
+            return {"Authorization": f"Bearer {(self.data_dir / 'token').read_text().strip()}"}
+        except FileNotFoundError:
+            return {}
+
     def stop(self, timeout: float = 10) -> int:
         """Ctrl-C, as a user would; killed if it does not stop in time. Returns the exit code."""
         if self.process.poll() is None:
