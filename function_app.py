@@ -4,7 +4,7 @@ Both the Azure Functions host and the local host (`batchai local up`) load this 
 
 import azure.functions as func
 
-from functions import agent_api, cluster_work, events, files, health, http_api
+from functions import access, agent_api, cluster_work, events, files, health, http_api, openapi
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 app.register_functions(health.bp)
@@ -13,3 +13,5 @@ app.register_functions(agent_api.bp)
 app.register_functions(cluster_work.bp)
 app.register_functions(files.bp)
 app.register_functions(events.bp)
+app.register_functions(access.bp)
+app.register_functions(openapi.bp)

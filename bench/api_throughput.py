@@ -60,9 +60,9 @@ async def client(session: aiohttp.ClientSession, ids: list[int], latencies: list
         latencies.append(time.perf_counter() - started)
 
 
-async def measure(endpoint: str, clients: int, jobs: int) -> tuple[float, list[float]]:
+async def measure(endpoint: str, headers: dict[str, str], clients: int, jobs: int) -> tuple[float, list[float]]:
     connector = aiohttp.TCPConnector(limit=clients)
-    async with aiohttp.ClientSession(endpoint, connector=connector) as session:
+    async with aiohttp.ClientSession(endpoint, connector=connector, headers=headers) as session:
         await setup(session)
         warmup: list[float] = []
         await asyncio.gather(*(client(session, list(range(-200 + i, 0, clients)), warmup) for i in range(clients)))
@@ -82,7 +82,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="batchai-bench-") as folder:
         host = start_local_host(Path(folder) / "state")
         try:
-            elapsed, latencies = asyncio.run(measure(host.endpoint, args.clients, args.jobs))
+            elapsed, latencies = asyncio.run(measure(host.endpoint, host.headers, args.clients, args.jobs))
         finally:
             host.stop()
     latencies.sort()

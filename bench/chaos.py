@@ -75,7 +75,7 @@ def main() -> None:
         states: dict[str, str] = {}
         names: list[str] = []
         try:
-            with httpx.Client(base_url=host.endpoint, params=Q, timeout=30) as http:
+            with httpx.Client(base_url=host.endpoint, params=Q, timeout=30, headers=host.headers) as http:
                 http.put(WS, json={"location": "local"}).raise_for_status()
                 http.put(f"{WS}/experiments/e", json={}).raise_for_status()
                 http.put(f"{WS}/clusters/c", json={"properties": {
@@ -139,7 +139,9 @@ def chaos(http: httpx.Client, endpoint: str, data_dir: Path, args: argparse.Name
         except (ProcessLookupError, ValueError):
             continue
         start, killed_at = props["executionInfo"]["startTime"], time.monotonic()
-        watcher = threading.Thread(target=lambda n=name, s=start, k=killed_at: requeues.append(requeued(endpoint, n, s, k)))
+        headers = dict(http.headers)
+        watcher = threading.Thread(
+            target=lambda n=name, s=start, k=killed_at: requeues.append(requeued(endpoint, headers, n, s, k)))
         watcher.start()
         watchers.append(watcher)
     for watcher in watchers:
@@ -152,9 +154,9 @@ def running_jobs(http: httpx.Client) -> list[tuple[str, dict[str, Any]]]:
     return [(j["name"], j["properties"]) for j in answer if j["properties"]["executionState"] == "running"]
 
 
-def requeued(endpoint: str, name: str, start: str, killed_at: float) -> float:
+def requeued(endpoint: str, headers: dict[str, str], name: str, start: str, killed_at: float) -> float:
     """Seconds from the kill until the attempt ended (-1 if the job ended on its own first)."""
-    with httpx.Client(base_url=endpoint, params=Q, timeout=30) as http:
+    with httpx.Client(base_url=endpoint, params=Q, timeout=30, headers=headers) as http:
         while time.monotonic() - killed_at < 60:
             props = http.get(f"{WS}/experiments/e/jobs/{name}").json()["properties"]
             if props["executionState"] in FINAL and props.get("executionInfo", {}).get("startTime") == start:

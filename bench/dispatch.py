@@ -90,7 +90,7 @@ def our_throughput(endpoint: str, http: httpx.Client, nodes: int, jobs: int, sub
     names = [f"t{n}" for n in range(jobs)]
 
     def submit(chunk: list[str]) -> None:
-        with httpx.Client(base_url=endpoint, params=Q, timeout=60) as own:
+        with httpx.Client(base_url=endpoint, params=Q, timeout=60, headers=http.headers) as own:
             for name in chunk:
                 own.put(f"{WS}/experiments/e/jobs/{name}", json=job_body("many", "true")).raise_for_status()
 
@@ -131,7 +131,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="batchai-dispatch-") as folder:
         host = start_local_host(Path(folder) / "state")
         try:
-            with httpx.Client(base_url=host.endpoint, params=Q, timeout=60) as http:
+            with httpx.Client(base_url=host.endpoint, params=Q, timeout=60, headers=host.headers) as http:
                 http.put(WS, json={"location": "local"}).raise_for_status()
                 http.put(f"{WS}/experiments/e").raise_for_status()
                 latencies = sorted(our_latencies(http, Path(folder), args.samples))

@@ -104,7 +104,7 @@ def main() -> None:
         host = start_local_host(state)
         results: dict[tuple[str, int], list[float]] = {}
         try:
-            with httpx.Client(base_url=host.endpoint, params=Q, timeout=30) as http:
+            with httpx.Client(base_url=host.endpoint, params=Q, timeout=30, headers=host.headers) as http:
                 http.put(WS, json={"location": "local"}).raise_for_status()
                 http.put(f"{WS}/experiments/e", json={}).raise_for_status()
                 http.put(f"{WS}/clusters/two", json={"properties": {

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared import cluster_work, lanes
+from shared import cluster_work, lanes, telemetry
 from shared.composition import services
 
 bp = func.Blueprint()
@@ -14,11 +14,13 @@ bp = func.Blueprint()
 
 @bp.function_name("ClusterWork")
 @bp.service_bus_queue_trigger(arg_name="msg", queue_name=lanes.CLUSTER_WORK_QUEUE, connection="BATCHAI_SERVICEBUS")
+@telemetry.traced_function("ClusterWork")
 def cluster_work_message(msg: func.ServiceBusMessage) -> None:
     cluster_work.handle_message(services(), msg.get_body())
 
 
 @bp.function_name("ReconcileClusters")
 @bp.timer_trigger(arg_name="timer", schedule="*/2 * * * * *", run_on_startup=True)
+@telemetry.traced_function("ReconcileClusters")
 def reconcile_clusters(timer: func.TimerRequest) -> None:
     cluster_work.reconcile_all(services())

@@ -10,8 +10,8 @@ from functools import partial
 import azure.functions as func
 
 from functions.http_api import guarded, to_api_request, to_http_response
-from shared import event_delivery, events
-from shared.api import event_subscriptions
+from shared import event_delivery, events, telemetry
+from shared.api import access, event_subscriptions
 from shared.api.generic import delete_resource, get_resource, list_children
 from shared.api.request import ApiRequest, ApiResponse
 from shared.composition import Services, services
@@ -26,35 +26,45 @@ _SUB = _WS + "/eventSubscriptions/{eventSubscriptionName}"
 
 def _serve(name: str, handler: Callable[[Services, ApiRequest], ApiResponse], req: func.HttpRequest
            ) -> func.HttpResponse:
-    return to_http_response(guarded(name, lambda: handler(services(), to_api_request(req))))
+    def run() -> ApiResponse:
+        svc, api_req = services(), to_api_request(req)
+        access.check(svc, api_req, name)
+        return handler(svc, api_req)
+
+    return to_http_response(guarded(name, run))
 
 
 @bp.function_name("EventSubscriptions_Create")
 @bp.route(route=_SUB, methods=["PUT"], auth_level=func.AuthLevel.ANONYMOUS)
+@telemetry.traced_function("EventSubscriptions_Create")
 def create(req: func.HttpRequest) -> func.HttpResponse:
     return _serve("EventSubscriptions_Create", event_subscriptions.create, req)
 
 
 @bp.function_name("EventSubscriptions_Get")
 @bp.route(route=_SUB, methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@telemetry.traced_function("EventSubscriptions_Get")
 def get(req: func.HttpRequest) -> func.HttpResponse:
     return _serve("EventSubscriptions_Get", partial(get_resource, EVENT_SUBSCRIPTION), req)
 
 
 @bp.function_name("EventSubscriptions_Delete")
 @bp.route(route=_SUB, methods=["DELETE"], auth_level=func.AuthLevel.ANONYMOUS)
+@telemetry.traced_function("EventSubscriptions_Delete")
 def delete(req: func.HttpRequest) -> func.HttpResponse:
     return _serve("EventSubscriptions_Delete", partial(delete_resource, EVENT_SUBSCRIPTION), req)
 
 
 @bp.function_name("EventSubscriptions_ListByWorkspace")
 @bp.route(route=_WS + "/eventSubscriptions", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@telemetry.traced_function("EventSubscriptions_ListByWorkspace")
 def list_by_workspace(req: func.HttpRequest) -> func.HttpResponse:
     return _serve("EventSubscriptions_ListByWorkspace", partial(list_children, EVENT_SUBSCRIPTION), req)
 
 
 @bp.function_name("EventSubscriptions_ListDeadLetters")
 @bp.route(route=_SUB + "/deadLetters", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@telemetry.traced_function("EventSubscriptions_ListDeadLetters")
 def list_dead_letters(req: func.HttpRequest) -> func.HttpResponse:
     return _serve("EventSubscriptions_ListDeadLetters", event_subscriptions.list_dead_letters, req)
 
@@ -62,17 +72,20 @@ def list_dead_letters(req: func.HttpRequest) -> func.HttpResponse:
 @bp.function_name("JobEventsFanOut")
 @bp.service_bus_topic_trigger(arg_name="msg", topic_name=events.JOB_EVENTS_TOPIC,
                               subscription_name=events.WEBHOOKS_SUBSCRIPTION, connection="BATCHAI_SERVICEBUS")
+@telemetry.traced_function("JobEventsFanOut")
 def fan_out(msg: func.ServiceBusMessage) -> None:
     event_delivery.fan_out(services(), msg.get_body())
 
 
 @bp.function_name("WebHookDelivery")
 @bp.service_bus_queue_trigger(arg_name="msg", queue_name=events.DELIVERIES_QUEUE, connection="BATCHAI_SERVICEBUS")
+@telemetry.traced_function("WebHookDelivery")
 def deliver(msg: func.ServiceBusMessage) -> None:
     event_delivery.deliver(services(), msg.get_body())
 
 
 @bp.function_name("JobEventsOutbox")
 @bp.timer_trigger(arg_name="timer", schedule="*/2 * * * * *", run_on_startup=True)
+@telemetry.traced_function("JobEventsOutbox")
 def outbox(timer: func.TimerRequest) -> None:
     events.sweep(services())

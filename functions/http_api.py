@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable
 
 import azure.functions as func
 
+from shared import telemetry
+from shared.api import access
 from shared.api.catalog import OPERATIONS, Operation
 from shared.api.request import ApiRequest, ApiResponse
 from shared.composition import services
@@ -24,6 +26,8 @@ def to_api_request(req: func.HttpRequest) -> ApiRequest:
 
 
 def to_http_response(resp: ApiResponse) -> func.HttpResponse:
+    if resp.status == 401:  # RFC 6750: say how to authenticate
+        resp.headers.setdefault("WWW-Authenticate", 'Bearer realm="batchai"')
     if isinstance(resp.body, bytes):  # a file's content, passed through with its own content-type header
         return func.HttpResponse(body=resp.body, status_code=resp.status, headers=resp.headers)
     body = None if resp.body is None else json.dumps(resp.body, separators=(",", ":"))
@@ -37,11 +41,15 @@ def invoke(op: Operation, req: func.HttpRequest) -> func.HttpResponse:
     def run() -> ApiResponse:
         svc = services()
         api_req = to_api_request(req)
+        principal = access.check(svc, api_req, op.operation_id)
         if len(api_req.body) > svc.settings.max_request_bytes:
             raise PayloadTooLarge(
                 f"The request body is {len(api_req.body)} bytes; at most {svc.settings.max_request_bytes} are "
                 "accepted.", target="body")
-        return op.handler(svc, api_req)
+        answer = op.handler(svc, api_req)
+        if op.operation_id in access.WORKSPACE_LISTS:
+            answer = access.visible_workspaces(svc, principal, api_req, answer)
+        return answer
 
     return to_http_response(guarded(op.operation_id, run))
 
@@ -69,6 +77,7 @@ async def guarded_async(name: str, run: Callable[[], Awaitable[ApiResponse]]) ->
 
 
 def _register(op: Operation) -> None:
+    @telemetry.traced_function(op.operation_id)
     def handler(req: func.HttpRequest) -> func.HttpResponse:
         return invoke(op, req)
 

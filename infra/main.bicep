@@ -1,13 +1,20 @@
 // The control plane on Azure: a Python Functions app (consumption plan), the Cosmos DB account that
 // holds its state, the Service Bus namespace for job lanes and events, and the storage account for the
 // Functions runtime and job outputs. Deploy with:
-//   az deployment group create -g <group> -f infra/main.bicep -p prefix=<unique-prefix>
+//   az deployment group create -g <group> -f infra/main.bicep -p prefix=<unique-prefix> \
+//       authAudience=api://<app-id> authOwners=<your object id>
 // then publish the app with `func azure functionapp publish <prefix>-functions`.
 
 @description('Short unique prefix for resource names (letters and digits).')
 param prefix string
 
 param location string = resourceGroup().location
+
+@description('Audience of the Entra ID tokens callers send (the app registration\'s Application ID URI).')
+param authAudience string
+
+@description('Object ids (comma-separated) of the first owners, who grant roles to everyone else.')
+param authOwners string
 
 var storageName = toLower('${prefix}store')
 
@@ -119,6 +126,9 @@ resource app 'Microsoft.Web/sites@2023-01-01' = {
         { name: 'BATCHAI_AZURE_SUBSCRIPTION_ID', value: subscription().subscriptionId }
         { name: 'BATCHAI_AZURE_RESOURCE_GROUP', value: resourceGroup().name }
         { name: 'BATCHAI_PUBLIC_ENDPOINT', value: 'https://${prefix}-functions.azurewebsites.net' }
+        { name: 'BATCHAI_AUTH_TENANT_ID', value: tenant().tenantId }
+        { name: 'BATCHAI_AUTH_AUDIENCE', value: authAudience }
+        { name: 'BATCHAI_AUTH_OWNERS', value: authOwners }
       ]
     }
   }

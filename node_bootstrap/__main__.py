@@ -8,13 +8,15 @@ import logging
 from pathlib import Path
 
 from node_bootstrap.agent import Agent, Bootstrap
+from shared import logs
+from shared.settings import Settings
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="node_bootstrap", description=__doc__)
     parser.add_argument("--node-dir", required=True, type=Path, help="the node's own folder")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(Settings.from_env(), level=logging.INFO)  # BATCHAI_LOG_FORMAT, where the VM sets it
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request would fill the node's log
     Agent(Bootstrap.load(args.node_dir.resolve())).run()
     return 0

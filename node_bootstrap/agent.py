@@ -14,7 +14,7 @@ import logging
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from node_bootstrap.attempt import Attempt, Outcome
 from node_bootstrap.node_setup import set_up_node
 from node_bootstrap.scheduled_events import IMDS_URL, EvictionWatcher
 from node_bootstrap.storage import NodeStorage
+from shared import telemetry
 
 log = logging.getLogger("node_bootstrap")
 ASSIGNMENT_WAIT = 20.0
@@ -45,6 +46,7 @@ class Bootstrap:
     endpoint_file: str | None = None
     orphan_seconds: float = 600.0  # give up after this long without reaching the control plane
     imds_url: str = IMDS_URL  # the VM's Scheduled Events (a test may point it elsewhere)
+    telemetry: dict[str, str] = field(default_factory=dict)  # the control plane's exporter choice
 
     @classmethod
     def load(cls, node_dir: Path) -> Bootstrap:
@@ -52,7 +54,14 @@ class Bootstrap:
         return cls(node_dir=node_dir, cluster_id=data["cluster_id"], node_id=data["node_id"],
                    address=data.get("address", "127.0.0.1"), token=data["token"], endpoint=data.get("endpoint") or "",
                    endpoint_file=data.get("endpoint_file"), orphan_seconds=float(data.get("orphan_seconds", 600)),
-                   imds_url=data.get("imds_url") or IMDS_URL)
+                   imds_url=data.get("imds_url") or IMDS_URL, telemetry=dict(data.get("telemetry") or {}))
+
+    def start_telemetry(self) -> None:
+        """Spans and metrics go where the control plane's go (a VM's `file` exporter: its node folder)."""
+        choice = self.telemetry
+        telemetry.configure(choice.get("exporter") or "none", "batchai-agent", endpoint=choice.get("endpoint", ""),
+                            directory=Path(choice.get("directory") or self.node_dir / "telemetry"),
+                            attributes={"service.instance.id": self.node_id})
 
 
 class Agent:
@@ -100,7 +109,8 @@ class Agent:
     def register(self) -> None:
         body = {"clusterId": self.boot.cluster_id, "nodeId": self.boot.node_id, "address": self.boot.address,
                 "token": self.boot.token}
-        answer = self.call("POST", "agent/register", json=body)
+        with telemetry.span("agent.register", attributes={"batchai.node": self.boot.node_id}):
+            answer = self.call("POST", "agent/register", json=body)
         if answer.status_code != 200:
             raise NodeRemoved(f"registration refused: {answer.status_code} {answer.text}")
         data = answer.json()
@@ -119,10 +129,12 @@ class Agent:
     # -- the loops ------------------------------------------------------------------------------------
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self._terminated)
+        self.boot.start_telemetry()
         try:
             self.register()
             threading.Thread(target=self._heartbeats, daemon=True).start()
-            self._set_up()
+            with telemetry.span("agent.setup", attributes={"batchai.node": self.boot.node_id}):
+                self._set_up()
             while not self.stopping.is_set():
                 self._follow_assignment()
         except NodeRemoved as reason:
@@ -160,12 +172,14 @@ class Agent:
         raise NodeRemoved("terminated")
 
     def _heartbeats(self) -> None:
-        while not self.stopping.wait(self.heartbeat_seconds):
+        pause = self.heartbeat_seconds
+        while not self.stopping.wait(pause):
             try:
-                self.authed("POST", "agent/heartbeat", json={})
+                answer = self.authed("POST", "agent/heartbeat", json={})
             except NodeRemoved:
                 signal.raise_signal(signal.SIGTERM)  # wakes the main loop out of its long-poll
                 return
+            pause = heartbeat_pause(answer, self.heartbeat_seconds)
 
     def _follow_assignment(self) -> None:
         with self.lock:
@@ -183,7 +197,10 @@ class Agent:
             if answer.json().get("state") == "running" and wanted is None:  # still held: the job is terminating
                 self._report(current.assignment, Outcome(143), stopped=True)
         if wanted and not same:
-            self._start(wanted)
+            with telemetry.span("agent.assignment", parent=wanted.get("traceContext"),
+                                attributes={"batchai.node": self.boot.node_id, "batchai.job": wanted["job"],
+                                            "batchai.attempt": wanted["attempt"]}):
+                self._start(wanted)
 
     # -- jobs -----------------------------------------------------------------------------------------
     def _start(self, assignment: dict[str, Any]) -> None:
@@ -232,3 +249,14 @@ class PreparationBarrier:
             if answer.json()["all"]:
                 return True
         return False
+
+
+def heartbeat_pause(answer: httpx.Response, every: float) -> float:
+    """How long until the next heartbeat: a 429 means "slow down" (wait its Retry-After at least),
+    never a failure; the control plane still heard from the node."""
+    if answer.status_code != 429:
+        return every
+    try:
+        return max(every, float(answer.headers.get("retry-after", every)))
+    except ValueError:
+        return every

@@ -26,6 +26,7 @@ from node_bootstrap.execution_log import ExecutionLog
 from node_bootstrap.launch import job_environment, log_names
 from shared.job_environment import JobPaths
 from node_bootstrap.storage import JobStorage
+from shared import telemetry
 from shared.volumes import Volume
 
 RSH_AGENT = Path(__file__).with_name("local_rsh.sh")
@@ -79,11 +80,25 @@ class Attempt:
 
     # -- the steps --------------------------------------------------------------------------------
     def _run(self) -> None:
+        """The attempt's span (in the job's trace, continuing the dispatch that placed it) covers
+        every step up to the node's outcome; the report and the wait for the end follow it."""
+        ids = {"batchai.job": self.job, "batchai.attempt": self.attempt, "batchai.node": self.node_id,
+               "batchai.master": bool(self.assignment["master"])}
+        with telemetry.span("agent.attempt", parent=self.assignment.get("traceContext"), attributes=ids) as span:
+            outcome, log, volumes, paths = self._steps()
+            span.set_attribute("batchai.exit_code", outcome.exit_code)
+            if outcome.error:
+                span.set_attribute("batchai.error", outcome.error["code"])
+        self._finish(outcome, log, volumes, paths)
+
+    def _steps(self) -> tuple[Outcome, ExecutionLog, list[Volume], JobPaths]:
         props = self.assignment["properties"]
         master = self.assignment["master"]
         paths = JobPaths.of(self.node_dir, self.assignment["jobOutputDirectoryPathSegment"], self.attempt)
         volumes = [Volume.from_wire(v) for v in self.assignment.get("volumes") or []]
-        errors = self.storage.mount(volumes, paths.job_mount_root)
+        with telemetry.span("agent.mounts", attributes={"batchai.volumes": len(volumes)}) as span:
+            errors = self.storage.mount(volumes, paths.job_mount_root)
+            span.set_attribute("batchai.failed", bool(errors))
         env = job_environment(self.address, self.assignment, paths)
         names = log_names(master, self.node_id)
         stdouterr = Path(env["AZ_BATCHAI_STDOUTERR_DIR"])
@@ -91,14 +106,13 @@ class Attempt:
         log.write(f"node {self.node_id} ({self.address}) starts attempt {self.attempt} of {self.assignment['jobId']}")
         if errors:
             log.write("mount failed: " + "; ".join(errors))
-            self._finish(Outcome(1, {"code": "MountFailed", "message": "; ".join(errors)}), log, volumes, paths)
-            return
+            return Outcome(1, {"code": "MountFailed", "message": "; ".join(errors)}), log, volumes, paths
         try:
             outcome = self._prepare_and_launch(props, env, stdouterr, names, log)
         except Exception as exc:  # a launch that cannot even start is the job's error, not the agent's end
             log.write(f"launch failed: {exc}")
             outcome = Outcome(1, {"code": "JobLaunchFailed", "message": f"Node {self.node_id}: {exc}"})
-        self._finish(outcome, log, volumes, paths)
+        return outcome, log, volumes, paths
 
     def _prepare_and_launch(self, props: dict[str, Any], env: dict[str, str], stdouterr: Path,
                             names: Any, log: ExecutionLog) -> Outcome:
@@ -113,8 +127,10 @@ class Attempt:
         prep = (props.get("jobPreparation") or {}).get("commandLine")
         if prep:
             log.write(f"job preparation: {prep}")
-            code = self._run_and_wait(["/bin/bash", "-c", prep], env, stdouterr / names.prep_stdout,
-                                      stdouterr / names.prep_stderr)
+            with telemetry.span("agent.job_preparation") as span:
+                code = self._run_and_wait(["/bin/bash", "-c", prep], env, stdouterr / names.prep_stdout,
+                                          stdouterr / names.prep_stderr, "jobPreparation")
+                span.set_attribute("process.exit.code", code)
             log.write(f"job preparation exited with code {code}")
             if self.stopped.is_set():
                 return Outcome(code)
@@ -134,8 +150,9 @@ class Attempt:
             subprocess.run(argv, input=password.encode(), capture_output=True, timeout=120, check=False)
         if self._launches_onto_others(props, plan):
             log.write("waiting for every node of the job to finish its job preparation")
-            if not self.barrier.wait_all(self.stopped):
-                return Outcome(137)
+            with telemetry.span("agent.barrier", attributes={"batchai.nodes": len(self.assignment["nodes"])}):
+                if not self.barrier.wait_all(self.stopped):
+                    return Outcome(137)
         decisive: list[subprocess.Popen[bytes]] = []
         folders = sorted({env[k] for k in ("AZ_BATCHAI_MOUNT_ROOT", "AZ_BATCHAI_JOB_MOUNT_ROOT", "AZ_BATCHAI_JOB_TEMP",
                                            "AZ_BATCHAI_SHARED_JOB_TEMP", "AZ_BATCHAI_STDOUTERR_DIR")})
@@ -148,7 +165,7 @@ class Attempt:
                 command = toolkits.docker_command(props, command, folders, names_in)
             log.write(f"starting {spec.role}: {command}")
             process = self._spawn(["/bin/bash", "-c", command], env | spec.env, stdouterr / names.stdout,
-                                  stdouterr / names.stderr)
+                                  stdouterr / names.stderr, spec.role)
             if spec.decisive:
                 decisive.append(process)
         if not decisive:
@@ -207,17 +224,21 @@ class Attempt:
                 kill_group(process)
 
     # -- processes --------------------------------------------------------------------------------
-    def _spawn(self, argv: list[str], env: dict[str, str], stdout: Path, stderr: Path) -> subprocess.Popen[bytes]:
+    def _spawn(self, argv: list[str], env: dict[str, str], stdout: Path, stderr: Path,
+               role: str) -> subprocess.Popen[bytes]:
+        """Start one of the job's processes, under a launch span whose context it gets as TRACEPARENT."""
         stdout.parent.mkdir(parents=True, exist_ok=True)
-        with stdout.open("ab") as out, stderr.open("ab") as err:
-            process = subprocess.Popen(argv, env=env, cwd=env["AZ_BATCHAI_JOB_TEMP"], stdin=subprocess.DEVNULL,
-                                       stdout=out, stderr=err, start_new_session=True)
+        with telemetry.span("agent.launch", attributes={"batchai.role": role, "batchai.node": self.node_id}) as span, \
+                stdout.open("ab") as out, stderr.open("ab") as err:
+            process = subprocess.Popen(argv, env=env | telemetry.environment(), cwd=env["AZ_BATCHAI_JOB_TEMP"],
+                                       stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True)
+            span.set_attribute("process.pid", process.pid)
         with self._lock:
             self.processes.append(process)
         return process
 
-    def _run_and_wait(self, argv: list[str], env: dict[str, str], stdout: Path, stderr: Path) -> int:
-        process = self._spawn(argv, env, stdout, stderr)
+    def _run_and_wait(self, argv: list[str], env: dict[str, str], stdout: Path, stderr: Path, role: str) -> int:
+        process = self._spawn(argv, env, stdout, stderr, role)
         code = process.wait()
         return code if code >= 0 else 128 - code
 

@@ -10,6 +10,8 @@ import functools
 import threading
 from dataclasses import dataclass
 
+from shared.auth import local_token
+from shared.auth.authenticate import Authenticator, entra_rules
 from shared.ports.blob_store import BlobStore
 from shared.ports.clock import Clock, SystemClock
 from shared.ports.messaging import Messaging
@@ -33,12 +35,16 @@ class Services:
     # given (building them does no I/O; the signing key is read or made on first use).
     signer: UrlSigner = None  # type: ignore[assignment]
     blobs: BlobStore = None  # type: ignore[assignment]
+    # Who callers are (the local token is read from the data folder when there is one).
+    auth: Authenticator = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if self.signer is None:
             self.signer = build_signer(self.settings)
         if self.blobs is None:
             self.blobs = build_blobs(self.settings, self.signer)
+        if self.auth is None:
+            self.auth = build_authenticator(self.settings)
 
     def close(self) -> None:
         self.pool.close()
@@ -113,6 +119,29 @@ def build_blobs(settings: Settings, signer: UrlSigner | None = None) -> BlobStor
     from shared.adapters.local.folder_blobs import FolderBlobStore
 
     return FolderBlobStore(settings.blobs_dir, signer or build_signer(settings))
+
+
+def build_authenticator(settings: Settings) -> Authenticator:
+    """The local host's owner token (if its data folder has one), Functions keys, App Service's
+    principal headers when configured, and Entra ID JWTs when a tenant or key set is configured."""
+    try:
+        token = local_token.read(settings.token_path) or None
+    except FileNotFoundError:
+        token = None
+    rules = None
+    if settings.auth_tenant_id or settings.auth_jwks_url:
+        if not settings.auth_audience or not (settings.auth_tenant_id or settings.auth_issuer):
+            raise ValueError("JWT authentication needs BATCHAI_AUTH_AUDIENCE and BATCHAI_AUTH_TENANT_ID "
+                             "(or BATCHAI_AUTH_ISSUER with BATCHAI_AUTH_JWKS_URL)")
+        rules = entra_rules(settings.auth_tenant_id, settings.auth_audience, settings.auth_issuer,
+                            settings.auth_jwks_url)
+    return Authenticator(local_token=token, function_keys=_listed(settings.auth_function_keys),
+                         app_service=settings.auth_app_service, jwt_rules=rules,
+                         owners=frozenset(_listed(settings.auth_owners)))
+
+
+def _listed(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
 
 
 def build_services(settings: Settings, clock: Clock | None = None) -> Services:

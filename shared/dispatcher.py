@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime
 from typing import Any
 
-from shared import job_runs, lanes, nodes
+from shared import job_runs, lanes, nodes, telemetry
 from shared.composition import Services
 from shared.ports.messaging import ReceivedMessage
 from shared.resources import R
@@ -34,29 +35,39 @@ def dispatch(svc: Services, cluster: dict[str, Any]) -> None:
             return
         lane, message = head
         body = json.loads(message.body)
-        job = svc.store.read(R, body["pk"], body["job"])
-        if job is None or job["state"] != job_runs.QUEUED or job.get("attempt", 0) != body["attempt"]:
-            if not _remove(svc, lane, message):  # stale: the job started, ended or went away
-                return
-            continue
-        node_count = job["resource"]["properties"]["nodeCount"]
-        if node_count > largest_size(cluster["spec"]["scaleSettings"]):
-            job_runs.fail_job(svc, job, "ClusterTooSmall",
-                              f"The job needs {node_count} nodes; its cluster was resized and can now have at most "
-                              f"{largest_size(cluster['spec']['scaleSettings'])}.")
-            continue  # its message is now stale and goes on the next pass
-        chosen = choose_nodes(node_count, free)
-        if chosen is None:
-            if _cluster_can_grow(cluster, len(docs)):
-                lanes.signal(svc.messaging, cluster["id"], cluster["pk"], lanes.RECONCILE)
-            return  # the head holds the line until nodes come
-        if _place(svc, uid, job, [docs[n] for n in chosen]):
-            free = [n for n in free if n.node_id not in chosen]
-            if not _remove(svc, lane, message):
-                return
-        else:  # a node or the job changed under us: look again from the store
-            docs = {d["nodeId"]: d for d in nodes.list_docs(svc.store, uid)}
-            free = free_nodes(nodes.view(d) for d in docs.values())
+        # One span per decision, in the job's own trace (carried by its lane message).
+        with telemetry.span("dispatch", parent=message.application_properties, link_current=True,
+                            attributes={"batchai.job": body["job"], "batchai.attempt": body["attempt"] + 1,
+                                        "batchai.lane": lane}) as decision:
+            job = svc.store.read(R, body["pk"], body["job"])
+            if job is None or job["state"] != job_runs.QUEUED or job.get("attempt", 0) != body["attempt"]:
+                decision.set_attribute("batchai.decision", "stale")
+                if not _remove(svc, lane, message):  # stale: the job started, ended or went away
+                    return
+                continue
+            node_count = job["resource"]["properties"]["nodeCount"]
+            if node_count > largest_size(cluster["spec"]["scaleSettings"]):
+                decision.set_attribute("batchai.decision", "cluster-too-small")
+                job_runs.fail_job(svc, job, "ClusterTooSmall",
+                                  f"The job needs {node_count} nodes; its cluster was resized and can now have at "
+                                  f"most {largest_size(cluster['spec']['scaleSettings'])}.")
+                continue  # its message is now stale and goes on the next pass
+            chosen = choose_nodes(node_count, free)
+            if chosen is None:
+                decision.set_attribute("batchai.decision", "wait-for-nodes")
+                if _cluster_can_grow(cluster, len(docs)):
+                    lanes.signal(svc.messaging, cluster["id"], cluster["pk"], lanes.RECONCILE)
+                return  # the head holds the line until nodes come
+            if _place(svc, uid, job, [docs[n] for n in chosen]):
+                decision.set_attribute("batchai.decision", "placed")
+                decision.set_attribute("batchai.nodes", list(chosen))
+                free = [n for n in free if n.node_id not in chosen]
+                if not _remove(svc, lane, message):
+                    return
+            else:  # a node or the job changed under us: look again from the store
+                decision.set_attribute("batchai.decision", "retry")
+                docs = {d["nodeId"]: d for d in nodes.list_docs(svc.store, uid)}
+                free = free_nodes(nodes.view(d) for d in docs.values())
 
 
 def _head(svc: Services, uid: str) -> tuple[str, ReceivedMessage] | None:
@@ -91,11 +102,15 @@ def _place(svc: Services, uid: str, job: dict[str, Any], chosen: list[dict[str, 
     started = None
     if len(claimed) == len(chosen):
         node_ids = [d["nodeId"] for d in chosen]
+        waits: list[datetime | None] = []
 
         def begin(doc: dict[str, Any]) -> bool:
             if doc["state"] != job_runs.QUEUED or doc.get("attempt", 0) + 1 != attempt:
                 return False
+            queued_since = nodes.parse_time(doc["resource"]["properties"].get("executionStateTransitionTime"))
             job_runs.start(doc, node_ids, now)
+            doc["attemptTraceContext"] = telemetry.inject()  # the agents continue this dispatch's span
+            waits.append(queued_since)
             return True
 
         started = job_runs.transition(svc, job["pk"], job["id"], begin)
@@ -105,8 +120,17 @@ def _place(svc: Services, uid: str, job: dict[str, Any], chosen: list[dict[str, 
         return False
     for doc in chosen:
         svc.wakeups.notify(doc["id"])
+    _record_start(job, attempt, now, waits[-1] if waits else None)
     log.info("job %s attempt %d placed on %s", job["id"], attempt, ", ".join(d["nodeId"] for d in chosen))
     return True
+
+
+def _record_start(job: dict[str, Any], attempt: int, now: datetime, queued_since: datetime | None) -> None:
+    """The start's metrics: its wait in the lane, and for a first attempt the time since the create."""
+    created = nodes.parse_time(job["resource"]["properties"].get("creationTime"))
+    submitted = (now - created).total_seconds() if created is not None and attempt == 1 else None
+    queued = (now - queued_since).total_seconds() if queued_since is not None else 0.0
+    telemetry.record_start(queued, submitted, {"priority": job.get("priority")})
 
 
 def could_act(svc: Services, cluster: dict[str, Any]) -> bool:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from shared import telemetry
 from shared.events import DELIVERIES_QUEUE
 from shared.ids import EVENT_SUBSCRIPTION, JOB, ResourceRef
 from shared.nodes import stamp
@@ -77,14 +78,17 @@ def deliver(svc: Services, body: bytes) -> None:
     event, attempt = request["event"], int(request["attempt"])
     status, reason = post(svc.settings, subscription, event)
     if status is not None and 200 <= status < 300:
+        telemetry.count_delivery("delivered")
         return
     settings = svc.settings
     if attempt < settings.event_delivery_attempts:
+        telemetry.count_delivery("retried")
         when = svc.clock.now() + timedelta(seconds=backoff(settings, attempt))
         svc.messaging.send(DELIVERIES_QUEUE, [_delivery(event, subscription, attempt + 1, when)])
         log.info("delivery of event %s to %s failed (%s); attempt %d at %s", event["id"], subscription["id"], reason,
                  attempt + 1, stamp(when))
         return
+    telemetry.count_delivery("dead-lettered")
     dead_letter(svc, subscription, event, attempt, reason, status)
 
 

@@ -41,7 +41,10 @@ JOB = Kind("job", "jobs", f"{PROVIDER}/Jobs", "Job", "jobName", EXPERIMENT)
 # Beside Batch AI's kinds: webhooks for job events (shared/api/event_subscriptions.py).
 EVENT_SUBSCRIPTION = Kind("eventSubscription", "eventSubscriptions", f"{PROVIDER}/EventSubscriptions",
                           "Event subscription", "eventSubscriptionName", WORKSPACE)
-KINDS = (WORKSPACE, CLUSTER, FILE_SERVER, EXPERIMENT, JOB, EVENT_SUBSCRIPTION)
+# Who may do what in a workspace (shared/api/role_assignments.py); subscription-wide ones live apart.
+ROLE_ASSIGNMENT = Kind("roleAssignment", "roleAssignments", f"{PROVIDER}/RoleAssignments", "Role assignment",
+                       "roleAssignmentName", WORKSPACE)
+KINDS = (WORKSPACE, CLUSTER, FILE_SERVER, EXPERIMENT, JOB, EVENT_SUBSCRIPTION, ROLE_ASSIGNMENT)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from shared import events
+from shared import events, telemetry
 from shared.ports.messaging import EntityOptions, Messaging, OutgoingMessage
 from shared.scheduler import PRIORITIES
 
@@ -51,14 +51,17 @@ def delete_lanes(messaging: Messaging, uid: str) -> None:
 
 def publish_job(messaging: Messaging, job: dict[str, Any]) -> None:
     """Put a queued job at the back of its lane. The message id is the job and its attempt count,
-    so publishing twice (a retry, or the reconciler) leaves one message."""
+    so publishing twice (a retry, or the reconciler) leaves one message. The message carries the
+    job's trace context (its create call's), which the dispatcher continues."""
     body = {"job": job["id"], "pk": job["pk"], "attempt": job["attempt"]}
     messaging.send(lane(job["clusterUid"], job["priority"]),
-                   [OutgoingMessage(json.dumps(body).encode(), message_id=f"{job['id']}#{job['attempt']}")])
+                   [OutgoingMessage(json.dumps(body).encode(), message_id=f"{job['id']}#{job['attempt']}",
+                                    application_properties=dict(job.get("traceContext") or {}))])
 
 
 def signal(messaging: Messaging, cluster_key: str, pk: str, action: str = DISPATCH) -> None:
-    """Ask for the cluster's work to be done soon: dispatch its queue, or reconcile its pool."""
+    """Ask for the cluster's work to be done soon: dispatch its queue, or reconcile its pool.
+    The work's invocation continues the current trace (a job's create call, say)."""
     body = {"cluster": cluster_key, "pk": pk, "action": action}
     messaging.send(CLUSTER_WORK_QUEUE, [OutgoingMessage(json.dumps(body).encode(), message_id=uuid.uuid4().hex,
-                                                        subject=action)])
+                                                        subject=action, application_properties=telemetry.inject())])

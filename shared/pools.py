@@ -19,6 +19,7 @@ from shared.ports.state_store import Query
 from shared.ports.vm_pool import AgentBootstrap, PoolNotFound, PoolSpec
 from shared.resources import R, mutate_doc
 from shared.scheduler import LEAVING, UNUSABLE
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 DEFAULT_IMAGE = {"publisher": "Canonical", "offer": "UbuntuServer", "sku": "16.04-LTS", "version": "latest"}
@@ -42,8 +43,15 @@ def pool_spec(svc: Services, cluster: dict[str, Any]) -> PoolSpec:
         admin_password=account.get("adminUserPassword"), admin_ssh_public_key=account.get("adminUserSshPublicKey"),
         subnet_id=(spec.get("subnet") or {}).get("id"), location=svc.settings.default_location,
         bootstrap=AgentBootstrap(endpoint=svc.settings.public_endpoint, cluster_id=cluster["resource"]["id"],
-                                 token=cluster["agentToken"]),
+                                 token=cluster["agentToken"], telemetry=agent_telemetry(svc.settings)),
         tags={"batchai-cluster": cluster["resource"]["id"][-256:]})
+
+
+def agent_telemetry(settings: Settings) -> dict[str, str]:
+    """The control plane's exporter choice for its agents, which see none of its settings. The
+    directory serves the `file` exporter of local agents; an agent on a VM uses its node's folder."""
+    return {"exporter": settings.otel_exporter, "endpoint": settings.otel_endpoint,
+            "directory": str(settings.data_dir.resolve() / "telemetry")}
 
 
 def reconcile(svc: Services, cluster: dict[str, Any]) -> None:

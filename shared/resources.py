@@ -26,7 +26,9 @@ NODES = ContainerSpec("nodes", indexed=("state",))
 # One lease per cluster, held by whoever changes which nodes run what (see shared/leases.py).
 LEASES = ContainerSpec("leases")
 HEARTBEATS = ContainerSpec("heartbeats")  # one per node, upserted without ETags (see watchdog.py)
-CONTAINERS = (RESOURCES, NODES, LEASES, HEARTBEATS)
+# Subscription-wide role assignments, partitioned by subscription (workspace ones are resources).
+ROLE_ASSIGNMENTS = ContainerSpec("roleAssignments")
+CONTAINERS = (RESOURCES, NODES, LEASES, HEARTBEATS, ROLE_ASSIGNMENTS)
 R = RESOURCES.name
 
 DELETING = "deleting"

@@ -53,6 +53,31 @@ class Settings(BaseModel):
     event_delivery_backoff_seconds: float = Field(default=1.0, gt=0)
     event_delivery_backoff_max_seconds: float = Field(default=300.0, gt=0)
     event_delivery_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Authentication (shared/auth/). Locally the host creates an owner token in data_dir/token at
+    # first start. On Azure: bearer JWTs from Entra ID (issuer, audience, the tenant's keys), the
+    # App Service authentication headers when the app sits behind it, and Functions keys.
+    auth_tenant_id: str = ""
+    auth_audience: str = ""
+    # Default: https://login.microsoftonline.com/{tenant}/v2.0 and its discovery document's keys.
+    auth_issuer: str = ""
+    auth_jwks_url: str = ""
+    # Trust X-MS-CLIENT-PRINCIPAL* headers: only behind App Service authentication, which sets them.
+    auth_app_service: bool = False
+    # Functions host keys (comma-separated) that act as owners: `x-functions-key` header or `code` query.
+    auth_function_keys: str = Field(default="", repr=False)
+    # Principal ids (Entra object ids, comma-separated) that own every subscription: the first owners,
+    # who then grant roles through the role assignments API.
+    auth_owners: str = ""
+    # The local pool starts a process per node: more than this many nodes per cluster is refused.
+    local_max_nodes: int = Field(default=64, ge=1)
+    # Telemetry (shared/telemetry.py): none, console, otlp (OTLP over HTTP to otel_endpoint), or
+    # file (JSON lines under data_dir/telemetry/, one file per process; what the tests read).
+    otel_exporter: Literal["none", "console", "otlp", "file"] = "none"
+    otel_endpoint: str = ""
+    # Structured logs: text for people, json for log collectors; secrets never in either.
+    log_format: Literal["text", "json"] = "text"
+    # An agent heartbeating more often than this is answered 429 (a bug or a flood, never a real need).
+    heartbeat_min_interval_seconds: float = Field(default=0.2, ge=0)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -91,6 +116,11 @@ class Settings(BaseModel):
     @property
     def blobs_dir(self) -> Path:
         return self.data_dir / "blobs"
+
+    @property
+    def token_path(self) -> Path:
+        """The local host's owner token (created at first start, mode 0600), which the CLI picks up."""
+        return self.data_dir / "token"
 
     @property
     def url_key_path(self) -> Path:

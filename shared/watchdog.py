@@ -21,7 +21,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared import job_runs, nodes
+from shared import job_runs, nodes, telemetry
 from shared.composition import Services
 from shared.models.common import parse_duration
 from shared.nodes import parse_time, stamp
@@ -96,6 +96,7 @@ def watch(svc: Services, cluster: dict[str, Any], uid: str) -> list[str]:
         seconds = limit.total_seconds()
         error = {"code": "NodeHeartbeatLost", "message": f"The node sent no heartbeat for more than {seconds:g} s."}
         nodes.set_state(svc.store, uid, doc["nodeId"], UNUSABLE, now, error)
+        telemetry.count_failure("NodeHeartbeatLost")
         job_runs.requeue_holder(svc, doc, "NodeHeartbeatLost", f"Node {doc['nodeId']}: {error['message']}",
                                 failure=True)
     _check_running(svc, cluster, uid, now)
@@ -118,10 +119,12 @@ def _check_running(svc: Services, cluster: dict[str, Any], uid: str, now: dateti
         missing = unheld(job, docs)
         if missing:
             holder = {"job": job["id"], "jobPk": job["pk"], "attempt": job["attempt"]}
+            telemetry.count_failure("AttemptRepaired")
             job_runs.requeue_holder(svc, holder, "AttemptRepaired",
                                     f"Nodes {', '.join(missing)} no longer ran the attempt; it starts again.")
         elif past_wall_clock(job, now):
             limit = job["resource"]["properties"]["constraints"]["maxWallClockTime"]
+            telemetry.count_failure("MaxWallClockTimeExceeded")
             job_runs.fail_job(svc, job, "MaxWallClockTimeExceeded",
                               f"The job ran longer than its maxWallClockTime ({limit}).")
     terminating = svc.store.query(R, Query(where={"kind": "job", "cluster": cluster["id"],
@@ -129,6 +132,7 @@ def _check_running(svc: Services, cluster: dict[str, Any], uid: str, now: dateti
     for job in terminating:
         since = parse_time(job["resource"]["properties"].get("executionStateTransitionTime"))
         if since is not None and now - since > TERMINATE_TIMEOUT:  # a node that never confirmed
+            telemetry.count_failure("TerminateTimedOut")
             job_runs.fail_job(svc, job, job_runs.TERMINATED, job_runs.TERMINATED_MESSAGE)
 
 

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import math
 import secrets
+import threading
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -159,10 +162,36 @@ def evicting(svc: Services, req: ApiRequest) -> ApiResponse:
     return ok({"state": LEAVING})
 
 
+# When each node's last accepted heartbeat arrived, in this process. Kept in memory so that a refused
+# beat costs no store write. On Azure every Function instance keeps its own map: a node whose beats
+# are spread over N instances can beat up to N times as often before it is refused, so this is a
+# guard against a runaway agent or a flood, not an exact quota (that would cost a write per beat).
+_last_beats: dict[str, datetime] = {}
+_last_beats_lock = threading.Lock()
+
+
 def heartbeat(svc: Services, req: ApiRequest) -> ApiResponse:
-    node = authenticate(svc, req)
+    """The node is alive; a node beating faster than heartbeat_min_interval_seconds gets 429."""
+    node = authenticate(svc, req)  # first: nobody else can use up a node's allowance
+    wait = beat_too_soon(node["id"], svc.clock.now(), svc.settings.heartbeat_min_interval_seconds)
+    if wait > 0:
+        return ApiResponse(429, errors.cloud_error(
+            "TooManyRequests", f"The node heartbeats more often than every "
+            f"{svc.settings.heartbeat_min_interval_seconds} s; retry after {wait:.2f} s.", target=NODE_HEADER),
+            {"Retry-After": str(max(1, math.ceil(wait)))})
     watchdog.beat(svc, node["pk"], node["nodeId"])
     return ok({"state": node["state"]})
+
+
+def beat_too_soon(node: str, now: datetime, min_interval: float) -> float:
+    """Seconds the node must still wait, or 0 when the beat is accepted (and recorded as the last)."""
+    with _last_beats_lock:
+        last = _last_beats.get(node)
+        wait = min_interval - (now - last).total_seconds() if last is not None else 0.0
+        if 0 < wait <= min_interval:  # more than that: the clock went back, so the beat is let through
+            return wait
+        _last_beats[node] = now
+        return 0.0
 
 
 def current_assignment(svc: Services, node: dict[str, Any]) -> dict[str, Any] | None:
@@ -182,6 +211,8 @@ def current_assignment(svc: Services, node: dict[str, Any]) -> dict[str, Any] | 
         "properties": job["spec"],  # with secret values: only ever sent to the job's own nodes
         "jobOutputDirectoryPathSegment": job["resource"]["properties"]["jobOutputDirectoryPathSegment"],
         "volumes": node_storage.resolved_volumes(svc, job["spec"].get("mountVolumes"), "properties.mountVolumes"),
+        # The trace the node's spans continue: the dispatch that placed this attempt (else the create call).
+        "traceContext": job.get("attemptTraceContext") or job.get("traceContext") or {},
     }
 
 

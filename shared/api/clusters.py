@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared import lanes, nodes, pools, resources
+from shared import errors, lanes, nodes, pools, resources
 from shared.api.generic import (get_resource, list_children, own_subnet, put_resource, refuse_changes, route_ref,
                                 timestamp)
 from shared.api.request import ApiRequest, ApiResponse, int_param, ok, page_of, parse_body, validation_error
@@ -32,6 +32,7 @@ def create(svc: Services, req: ApiRequest) -> ApiResponse:
     public = params.to_wire()
     for props in (spec, public):
         props.setdefault("scaleSettings", DEFAULT_SCALE)
+    check_pool_limit(svc, spec["scaleSettings"])
 
     def build() -> tuple[dict[str, Any], dict[str, Any]]:
         now = timestamp(svc.clock.now())
@@ -107,11 +108,26 @@ def update(svc: Services, req: ApiRequest) -> ApiResponse:
             scale = patch.merged_into(doc["spec"].get("scaleSettings"))
         except ValidationError as exc:
             raise validation_error(exc, prefix="properties.scaleSettings") from None
+        check_pool_limit(svc, scale.to_wire())
         return with_scale(doc, scale.to_wire())
 
     doc = resources.mutate(svc.store, ref, change)
     lanes.signal(svc.messaging, ref.key, ref.pk, lanes.RECONCILE)
     return ok(present(svc, doc))
+
+
+def check_pool_limit(svc: Services, scale: dict[str, Any]) -> None:
+    """The local pool runs a process per node: a size beyond `local_max_nodes` is a 400, not a fork bomb."""
+    if svc.settings.pool != "local":
+        return
+    limit = svc.settings.local_max_nodes
+    for kind, field in (("manual", "targetNodeCount"), ("autoScale", "maximumNodeCount"),
+                        ("autoScale", "initialNodeCount")):
+        count = (scale.get(kind) or {}).get(field)
+        if count is not None and count > limit:
+            raise errors.InvalidParameter(
+                f"The local pool runs at most {limit} nodes per cluster (BATCHAI_LOCAL_MAX_NODES); "
+                f"{field} is {count}.", target=f"properties.scaleSettings.{kind}.{field}")
 
 
 def with_scale(doc: dict[str, Any], scale: dict[str, Any]) -> dict[str, Any] | None:

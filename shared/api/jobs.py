@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from shared import dispatcher, errors, events, job_files, job_runs, lanes, nodes, resources
+from shared import dispatcher, errors, events, job_files, job_runs, lanes, nodes, resources, telemetry
 from shared.api import clusters
 from shared.api.generic import put_resource, refuse_changes, route_ref, timestamp
 from shared.api.request import ApiRequest, ApiResponse, int_param, page_of, parse_body
@@ -38,7 +38,9 @@ def create(svc: Services, req: ApiRequest) -> ApiResponse:
             "executionStateTransitionTime": now,
         }
         extra = {"cluster": cluster["id"], "clusterPk": cluster["pk"], "clusterUid": lanes.cluster_uid(cluster),
-                 "state": job_runs.QUEUED, "attempt": 0, "nodes": [], "priority": str(params.scheduling_priority)}
+                 "state": job_runs.QUEUED, "attempt": 0, "nodes": [], "priority": str(params.scheduling_priority),
+                 # The create call's trace: every attempt of the job continues it (never returned).
+                 "traceContext": telemetry.inject()}
         resource = resources.envelope(ref, properties)
         return resource, spec, extra | events.creation_fields(resource)
 

@@ -8,7 +8,6 @@ never a traceback.
 from __future__ import annotations
 
 import functools
-import logging
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -84,10 +83,11 @@ def local_up(
     list_functions: Annotated[bool, typer.Option("--list-functions", help="List every function it hosts.")] = False,
 ) -> None:
     """Start the local host: the Batch AI API on 127.0.0.1, state in DATA_DIR. Ctrl-C stops it."""
+    from shared import logs
     from shared.localhost.host import LocalHost
 
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env(data_dir=data_dir)
+    logs.configure(settings)
     LocalHost(settings, port=port, echo=functools.partial(print, flush=True), list_functions=list_functions).run()
 
 

@@ -4,8 +4,8 @@ Each setting comes from the first of: a command-line flag, an environment variab
 (`BATCHAI_ENDPOINT`, `BATCHAI_SUBSCRIPTION`, `BATCHAI_RESOURCE_GROUP`, `BATCHAI_WORKSPACE`,
 `BATCHAI_LOCATION`, `BATCHAI_TOKEN`), the config file `batchai configure` writes (INI, section
 `[defaults]`; `BATCHAI_CONFIG_FILE` moves it), and last a local host started in the current folder
-(its `.batchai/endpoint` file, or `$BATCHAI_DATA_DIR/endpoint`). So against a local host started in
-the same folder nothing needs configuring.
+(its `.batchai/endpoint` and `.batchai/token` files, or those in `$BATCHAI_DATA_DIR`). So against a
+local host started in the same folder nothing needs configuring.
 """
 
 from __future__ import annotations
@@ -72,13 +72,19 @@ def write_file(path: Path, values: Mapping[str, str | None]) -> dict[str, str]:
     return current
 
 
-def local_endpoint(cwd: Path, env: Mapping[str, str]) -> str | None:
-    """The endpoint of a local host whose data folder is `$BATCHAI_DATA_DIR` or `./.batchai`."""
+def local_host(cwd: Path, env: Mapping[str, str]) -> dict[str, str]:
+    """The endpoint and owner token of a local host whose data folder is `$BATCHAI_DATA_DIR` or
+    `./.batchai` (what it wrote there), or nothing."""
     data_dir = Path(env["BATCHAI_DATA_DIR"]) if env.get("BATCHAI_DATA_DIR") else cwd / ".batchai"
-    try:
-        return (data_dir / "endpoint").read_text().strip() or None
-    except OSError:
-        return None
+    found = {}
+    for key, name in (("endpoint", "endpoint"), ("token", "token")):
+        try:
+            value = (data_dir / name).read_text().strip()
+        except OSError:
+            continue
+        if value:
+            found[key] = value
+    return found if "endpoint" in found else {}
 
 
 def resolve(flags: Mapping[str, str | None] | None = None, *, env: Mapping[str, str] | None = None,
@@ -97,8 +103,8 @@ def resolve(flags: Mapping[str, str | None] | None = None, *, env: Mapping[str, 
         for key, value in layer.items():
             if value and key not in values:
                 values[key], sources[key] = value, source
-    if "endpoint" not in values:
-        found = local_endpoint(cwd or Path.cwd(), env)
-        if found:
-            values["endpoint"], sources["endpoint"] = found, "local host"
+    if "endpoint" not in values:  # the local host in this folder, with its token unless one was given
+        for key, value in local_host(cwd or Path.cwd(), env).items():
+            if key not in values:
+                values[key], sources[key] = value, "local host"
     return ClientConfig(**values, sources=sources)

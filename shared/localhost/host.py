@@ -9,7 +9,8 @@ from pathlib import Path
 
 import uvicorn
 
-from shared import lanes, leases, watchdog
+from shared import lanes, leases, telemetry, watchdog
+from shared.auth import local_token
 from shared.composition import Services, build_services, use_services
 from shared.localhost.functions_index import IndexedFunction, index, load_app
 from shared.localhost.http_server import FunctionsHttpApp
@@ -35,7 +36,9 @@ class LocalHost:
 
     def run(self) -> None:
         """Serve until interrupted; state stays in the data folder for the next start."""
+        telemetry.setup(self.settings, "batchai-localhost")
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        local_token.ensure(self.settings.token_path)  # the owner's token, for the CLI in this folder
         svc = build_services(self.settings)
         use_services(svc)
         leases.clear_all(svc.store)  # this host is the only one: leases of an earlier run are void
@@ -70,6 +73,7 @@ class LocalHost:
     async def _serve(self, svc: Services, functions: list[IndexedFunction]) -> None:
         app = FunctionsHttpApp(Router(functions), self.settings.max_request_bytes)
         config = uvicorn.Config(app, host=self.host, port=self.port, log_level="warning", access_log=False,
+                                log_config=None,  # our own logging (shared/logs.py): its format, its redaction
                                 lifespan="off", http="httptools", loop="asyncio", timeout_graceful_shutdown=5)
         server = uvicorn.Server(config)
         timers = [asyncio.create_task(run_timer(f, svc.clock)) for f in functions if f.trigger_type == "timerTrigger"]

@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl
 import anyio
 import azure.functions as func
 
-from shared.errors import cloud_error
+from shared.errors import PayloadTooLarge, cloud_error
 from shared.localhost.router import Router
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,9 @@ class FunctionsHttpApp:
             return
         if scope["type"] != "http":
             return
+        if _declared_length(scope) > self.max_body_bytes:  # refused before a byte of the body is read
+            await self._too_large(send)
+            return
         method, path = scope["method"], scope["path"]
         function, route_params = self.router.match(method, path)
         if function is None:
@@ -44,9 +47,7 @@ class FunctionsHttpApp:
             return
         body = await _read_body(receive, self.max_body_bytes)
         if body is None:
-            await _send_json(send, 413, cloud_error(
-                "RequestEntityTooLarge", f"The request body is larger than {self.max_body_bytes} bytes.",
-                target="body"))
+            await self._too_large(send)
             return
         request = func.HttpRequest(method=method, url=_url(scope), headers=_headers(scope),
                                    params=dict(parse_qsl(scope["query_string"].decode("latin-1"),
@@ -57,6 +58,23 @@ class FunctionsHttpApp:
         else:
             response = await anyio.to_thread.run_sync(function.func, request)
         await _send_response(send, response)
+
+    async def _too_large(self, send: Send) -> None:
+        """413, the same CloudError as the operations' own check (functions/http_api.py)."""
+        error = PayloadTooLarge(f"The request body is larger than {self.max_body_bytes} bytes, the most accepted.",
+                                target="body")
+        await _send_json(send, error.status, error.body())
+
+
+def _declared_length(scope: Scope) -> int:
+    """The Content-Length the client announced (0 without one: a streamed body is counted as it comes)."""
+    for key, value in scope["headers"]:
+        if key.lower() == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

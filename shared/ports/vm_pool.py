@@ -26,6 +26,8 @@ class AgentBootstrap:
     endpoint: str  # base URL of the control plane, e.g. http://127.0.0.1:7071
     cluster_id: str  # the cluster's ARM resource id
     token: str = field(repr=False)  # the pool's bootstrap secret; never logged
+    # Where the agent sends its spans and metrics: {"exporter", "endpoint", "directory"} (shared/telemetry.py).
+    telemetry: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

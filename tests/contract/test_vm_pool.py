@@ -518,7 +518,8 @@ def test_local_layout_and_secrets(local_root: Path) -> None:
     assert stat.S_IMODE(bootstrap_path.stat().st_mode) == 0o600
     assert json.loads(bootstrap_path.read_text()) == {
         "endpoint": ENDPOINT, "endpoint_file": None, "cluster_id": CLUSTER_ID, "token": TOKEN,
-        "node_id": "node-0001", "address": "127.0.0.2", "pool_id": "pool-a", "vm_size": "STANDARD_D1_V2"}
+        "node_id": "node-0001", "address": "127.0.0.2", "pool_id": "pool-a", "vm_size": "STANDARD_D1_V2",
+        "telemetry": {}}
     pid = _agent_pid(local_root, "pool-a", "node-0001")
     assert _cmdline(pid)[1:] == ["-m", "node_bootstrap", "--node-dir", str(node_dir)]
     assert os.getpgid(pid) == pid and os.getsid(pid) == pid  # its own session: outlives its starter

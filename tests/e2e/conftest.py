@@ -24,20 +24,23 @@ def local_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHostPr
 
 @pytest.fixture(scope="session")
 def http(local_host: LocalHostProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=local_host.endpoint, params={"api-version": API_VERSION}, timeout=30) as client:
+    with httpx.Client(base_url=local_host.endpoint, params={"api-version": API_VERSION}, timeout=30,
+                      headers=local_host.headers) as client:
         yield client
 
 
-def batchai_client(endpoint: str, subscription: str = SUBSCRIPTION):  # type: ignore[no-untyped-def]
-    """azure-mgmt-batchai 7.0.0, unmodified but for its endpoint and credential."""
+def batchai_client(host: LocalHostProcess, subscription: str = SUBSCRIPTION):  # type: ignore[no-untyped-def]
+    """azure-mgmt-batchai 7.0.0, unmodified but for its endpoint and credential (the host's owner token)."""
     from azure.core.pipeline.policies import SansIOHTTPPolicy
     from azure.mgmt.batchai import BatchAI
 
+    authorization = host.headers["Authorization"]
+
     class LocalToken(SansIOHTTPPolicy):  # type: ignore[misc]
         def on_request(self, request):  # type: ignore[no-untyped-def]
-            request.http_request.headers["Authorization"] = "Bearer local"
+            request.http_request.headers["Authorization"] = authorization
 
-    return BatchAI(credential=object(), subscription_id=subscription, base_url=endpoint,
+    return BatchAI(credential=object(), subscription_id=subscription, base_url=host.endpoint,
                    authentication_policy=LocalToken(), polling_interval=0)
 
 
@@ -71,11 +74,12 @@ def any_host(request: pytest.FixtureRequest) -> LocalHostProcess:
 @pytest.fixture
 def sdk(any_host: LocalHostProcess):  # type: ignore[no-untyped-def]
     """azure-mgmt-batchai against the local host, once over each store adapter."""
-    return batchai_client(any_host.endpoint)
+    return batchai_client(any_host)
 
 
 @pytest.fixture
 def api(any_host: LocalHostProcess) -> Iterator[httpx.Client]:
     """Plain REST calls to the same host as `sdk`."""
-    with httpx.Client(base_url=any_host.endpoint, params={"api-version": API_VERSION}, timeout=30) as client:
+    with httpx.Client(base_url=any_host.endpoint, params={"api-version": API_VERSION}, timeout=30,
+                      headers=any_host.headers) as client:
         yield client

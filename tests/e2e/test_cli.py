@@ -21,9 +21,8 @@ import pytest
 
 from shared.cli.main import main
 from shared.client import ApiError, BatchAIClient, resolve
-from shared.localhost.process import start_local_host
 from tests.e2e.polling import wait_until
-from tests.e2e.test_cluster_scheduling import kill_agents
+from tests.e2e.hosts import running_host
 from tests.integration.test_event_delivery import Receiver
 
 ACCOUNT, KEY = "clistorage", "a storage key the CLI never shows"
@@ -54,13 +53,8 @@ Batchai = Callable[..., Result]  # batchai("job", "show", ...)
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A folder with a local host started in it, as `batchai local up` would be there."""
     where = tmp_path_factory.mktemp("cli")
-    host = start_local_host(where / ".batchai", env=HOST_ENV)
-    try:
+    with running_host(where / ".batchai", HOST_ENV):
         yield where
-        assert host.stop() == 0, "\n".join(host.output[-40:])
-    finally:
-        host.kill()
-        kill_agents(where / ".batchai")
 
 
 def clean_env(folder: Path) -> dict[str, str]:

@@ -7,10 +7,8 @@ depends on how fast this machine is; every wait is bounded.
 
 from __future__ import annotations
 
-import json
 import os
 import random
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +18,7 @@ import httpx
 import pytest
 
 from shared.localhost.process import LocalHostProcess, start_local_host
+from tests.e2e.hosts import agent_pids, alive, kill_agents, running_host
 from tests.e2e.polling import wait_until
 from tests.integration.test_event_delivery import Receiver
 
@@ -29,46 +28,12 @@ FINAL = ("succeeded", "failed")
 HOST_ENV = {"BATCHAI_AUTOSCALE_IDLE_SECONDS": "1", "BATCHAI_HEARTBEAT_SECONDS": "0.5"}
 
 
-def agent_pids(data_dir: Path, cluster: str = "") -> list[int]:
-    """Live agent processes of a host's local pool (of one cluster, if named); each pid is checked
-    against its command line, which names the node's folder."""
-    found = []
-    for pid_file in (data_dir / "pools").glob("*/*/agent.pid"):
-        try:
-            pid = int(pid_file.read_text())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            boot = json.loads((pid_file.parent / "bootstrap.json").read_text())
-        except (OSError, ValueError):
-            continue
-        if str(pid_file.parent).encode() in cmdline and (not cluster or boot["cluster_id"].endswith(f"/clusters/{cluster}")):
-            found.append(pid)
-    return found
-
-
-def alive(pid: int) -> bool:
-    """A process that exists and is not a zombie (a zombie only waits for its parent to reap it)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2] != "Z"
-
-
-def kill_agents(data_dir: Path) -> None:
-    """Safety net after a host that was killed: its agents lead their own process groups."""
-    for pid in agent_pids(data_dir):
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
 class BatchAI:
     """The few REST calls these cases make, on one workspace and experiment."""
 
     def __init__(self, host: LocalHostProcess) -> None:
         self.host = host
-        self.http = httpx.Client(base_url=host.endpoint, params=Q, timeout=30,
+        self.http = httpx.Client(base_url=host.endpoint, params=Q, timeout=30, headers=host.headers,
                                  event_hooks={"response": [self._server_error]})
         self.data_dir = host.data_dir
         self.http.put(WS, json={"location": "local"}).raise_for_status()
@@ -126,14 +91,9 @@ class BatchAI:
 @pytest.fixture(scope="module")
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHostProcess]:
     data_dir = tmp_path_factory.mktemp("scheduling") / "state"
-    host = start_local_host(data_dir, env=HOST_ENV)
-    try:
+    with running_host(data_dir, HOST_ENV) as host:
         yield host
-        assert host.stop() == 0, "\n".join(host.output[-40:])
-        assert agent_pids(data_dir) == [], "a clean stop of the host stops its agents"
-    finally:
-        host.kill()
-        kill_agents(data_dir)
+    assert agent_pids(data_dir) == [], "a clean stop of the host stops its agents"
 
 
 @pytest.fixture

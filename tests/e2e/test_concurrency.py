@@ -39,8 +39,8 @@ def test_two_clients_racing_patches_lose_no_update(any_host: LocalHostProcess) -
     rg = f"rg-race-{uuid.uuid4().hex[:6]}"
     cluster = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{rg}/providers/Microsoft.BatchAI/workspaces/ws/clusters/c"
     params = {"api-version": API_VERSION}
-    with httpx.Client(base_url=any_host.endpoint, params=params) as a, \
-            httpx.Client(base_url=any_host.endpoint, params=params) as b:
+    with httpx.Client(base_url=any_host.endpoint, params=params, headers=any_host.headers) as a, \
+            httpx.Client(base_url=any_host.endpoint, params=params, headers=any_host.headers) as b:
         assert a.put(cluster.rsplit("/clusters", 1)[0], json={"location": "eastus"}).status_code == 200
         assert a.put(cluster, json={"properties": {"vmSize": "STANDARD_D2", "userAccountSettings": USER}}
                      ).status_code == 200

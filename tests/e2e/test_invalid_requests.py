@@ -77,6 +77,11 @@ CASES: dict[str, Bad] = {
     "missing workspace": Bad("GET", WS.replace("/ws", "/nope"), status=404, names="nope"),
     "PATCH of a missing workspace": Bad("PATCH", WS.replace("/ws", "/nope"), {"tags": {}}, status=404, names="nope"),
     # --- clusters -----------------------------------------------------------------------------
+    "cluster larger than the local pool runs": Bad("PUT", WS + "/clusters/new", cluster(scaleSettings={
+        "manual": {"targetNodeCount": 65}}), names="properties.scaleSettings.manual.targetNodeCount"),
+    "auto-scale larger than the local pool runs": Bad("PUT", WS + "/clusters/new", cluster(scaleSettings={
+        "autoScale": {"minimumNodeCount": 0, "maximumNodeCount": 2147483647}}),
+        names="properties.scaleSettings.autoScale.maximumNodeCount"),
     "cluster without vmSize": Bad("PUT", WS + "/clusters/new", cluster(vmSize=None), names="properties.vmSize"),
     "cluster without user account": Bad("PUT", WS + "/clusters/new", cluster(userAccountSettings=None),
                                         names="userAccountSettings"),
@@ -183,8 +188,8 @@ CASES: dict[str, Bad] = {
 
 @pytest.fixture(scope="module")
 def raw(local_host: LocalHostProcess) -> Iterator[httpx.Client]:
-    """A client that adds nothing to the request, not even the api-version."""
-    with httpx.Client(base_url=local_host.endpoint, timeout=30) as client:
+    """A client that adds nothing to the request, not even the api-version (its credential aside)."""
+    with httpx.Client(base_url=local_host.endpoint, timeout=30, headers=local_host.headers) as client:
         yield client
 
 

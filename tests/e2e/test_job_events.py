@@ -14,9 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.localhost.process import LocalHostProcess, start_local_host
+from shared.localhost.process import LocalHostProcess
 from tests.e2e.polling import wait_until
-from tests.e2e.test_cluster_scheduling import WS, BatchAI, kill_agents
+from tests.e2e.hosts import running_host
+from tests.e2e.test_cluster_scheduling import WS, BatchAI
 from tests.integration.test_event_delivery import Receiver
 
 HOST_ENV = {"BATCHAI_HEARTBEAT_SECONDS": "0.5", "BATCHAI_EVENT_DELIVERY_BACKOFF_SECONDS": "0.2",
@@ -26,14 +27,8 @@ SUCCEEDED = "Microsoft.BatchAI.JobSucceeded"
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHostProcess]:
-    data_dir = tmp_path_factory.mktemp("job-events") / "state"
-    host = start_local_host(data_dir, env=HOST_ENV)
-    try:
+    with running_host(tmp_path_factory.mktemp("job-events") / "state", HOST_ENV) as host:
         yield host
-        assert host.stop() == 0, "\n".join(host.output[-40:])
-    finally:
-        host.kill()
-        kill_agents(data_dir)
 
 
 @pytest.fixture(scope="module")
@@ -138,5 +133,5 @@ def test_subscriptions_are_listed_in_pages(api: BatchAI, receivers: list[Receive
     first = api.http.get(f"{WS}/eventSubscriptions", params={"maxresults": 1}).json()
     assert [s["name"] for s in first["value"]] == ["p1"] and first["nextLink"]
     # The link as given: a client's default params would replace its query.
-    second = httpx.get(first["nextLink"], timeout=30).json()
+    second = httpx.get(first["nextLink"], timeout=30, headers=api.host.headers).json()
     assert [s["name"] for s in second["value"]] == ["p2"] and "nextLink" not in second

@@ -17,7 +17,9 @@ def test_health_and_the_function_list(local_host) -> None:  # type: ignore[no-un
     assert httpx.get(local_host.endpoint + "/health").status_code == 200
     listed = [line for line in local_host.output if line.startswith("  ")]
     assert sum("Jobs_Create: [PUT]" in line for line in listed) == 1
-    assert len([line for line in listed if "[" in line]) == 45  # the 29 operations, 9 of the agents', files, /health, 5 of event subscriptions
+    # the 29 operations, 9 of the agents', files, /health, 5 of event subscriptions, 8 of role assignments,
+    # the OpenAPI document
+    assert len([line for line in listed if "[" in line]) == 54
     assert any("ClusterWork: serviceBusTrigger cluster-work" in line for line in listed)
     assert any("ReconcileClusters: timerTrigger" in line for line in listed)
     assert (local_host.data_dir / "endpoint").read_text().strip() == local_host.endpoint
@@ -27,7 +29,7 @@ def test_ctrl_c_stops_cleanly_and_a_restart_keeps_all_state(tmp_path: Path) -> N
     data = tmp_path / "state"
     first = start_local_host(data)
     try:
-        with httpx.Client(base_url=first.endpoint, params={"api-version": API_VERSION}) as http:
+        with httpx.Client(base_url=first.endpoint, params={"api-version": API_VERSION}, headers=first.headers) as http:
             created = http.put(WS, json={"location": "eastus", "tags": {"k": "v"}}).json()
             http.put(WS + "/experiments/exp")
     finally:
@@ -37,7 +39,7 @@ def test_ctrl_c_stops_cleanly_and_a_restart_keeps_all_state(tmp_path: Path) -> N
 
     second = start_local_host(data)
     try:
-        with httpx.Client(base_url=second.endpoint, params={"api-version": API_VERSION}) as http:
+        with httpx.Client(base_url=second.endpoint, params={"api-version": API_VERSION}, headers=second.headers) as http:
             assert http.get(WS).json() == created
             assert [e["name"] for e in http.get(WS + "/experiments").json()["value"]] == ["exp"]
     finally:

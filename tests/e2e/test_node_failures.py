@@ -17,7 +17,7 @@ import pytest
 
 from shared.localhost.process import LocalHostProcess, start_local_host
 from tests.e2e.polling import wait_until
-from tests.e2e.test_cluster_scheduling import alive
+from tests.e2e.hosts import alive
 
 WS = "/subscriptions/e2e/resourceGroups/rg/providers/Microsoft.BatchAI/workspaces/fail"
 CLUSTER = f"{WS}/clusters/pair"
@@ -36,7 +36,7 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHostProcess]
 
 @pytest.fixture(scope="module")
 def http(host: LocalHostProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=host.endpoint, params=Q, timeout=30) as client:
+    with httpx.Client(base_url=host.endpoint, params=Q, timeout=30, headers=host.headers) as client:
         client.put(WS, json={"location": "local"}).raise_for_status()
         client.put(f"{WS}/experiments/e", json={}).raise_for_status()
         client.put(CLUSTER, json={"properties": {

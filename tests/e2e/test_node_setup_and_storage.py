@@ -35,7 +35,7 @@ def blob_host(azurite: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 @pytest.fixture(scope="module")
 def http(blob_host: LocalHostProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=blob_host.endpoint, params=Q, timeout=30) as client:
+    with httpx.Client(base_url=blob_host.endpoint, params=Q, timeout=30, headers=blob_host.headers) as client:
         client.put(WS, json={"location": "local"}).raise_for_status()
         client.put(f"{WS}/experiments/e", json={}).raise_for_status()
         yield client

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.localhost.process import LocalHostProcess, start_local_host
-from tests.e2e.test_cluster_scheduling import kill_agents
+from shared.localhost.process import LocalHostProcess
+from tests.e2e.hosts import running_host
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,13 +28,8 @@ def walkthrough() -> str:
 @pytest.fixture
 def folder(tmp_path: Path) -> Iterator[tuple[Path, LocalHostProcess]]:
     (tmp_path / "examples").symlink_to(ROOT / "examples")  # the project folder's examples/
-    host = start_local_host(tmp_path / ".batchai")  # `batchai local up` in this folder
-    try:
+    with running_host(tmp_path / ".batchai") as host:  # `batchai local up` in this folder
         yield tmp_path, host
-        assert host.stop() == 0, "\n".join(host.output[-40:])
-    finally:
-        host.kill()
-        kill_agents(tmp_path / ".batchai")
 
 
 def test_the_readme_walkthrough_runs_as_written(folder: tuple[Path, LocalHostProcess]) -> None:

@@ -37,7 +37,7 @@ class Jobs:
 
     def __init__(self, host: LocalHostProcess) -> None:
         self.host = host
-        self.http = httpx.Client(base_url=host.endpoint, params=Q, timeout=30)
+        self.http = httpx.Client(base_url=host.endpoint, params=Q, timeout=30, headers=host.headers)
         self.share = host.data_dir / "storage" / "fileshares" / ACCOUNT / SHARE
         shutil.copytree(SCRIPTS, self.share / "scripts")
         shutil.copy(TRAIN_SCRIPT, self.share / "scripts" / "train.py")  # the demo's training
@@ -230,7 +230,7 @@ def test_custom_toolkit_runs_once_on_the_master_with_everything_expanded(jobs: J
     page = jobs.http.post(f"{WS}/experiments/e/jobs/custom/listOutputFiles",
                           params={"outputdirectoryid": "OUT", "directory": "sub", "maxresults": 1}).json()
     assert [f["name"] for f in page["value"]] == ["a"]
-    assert [f["name"] for f in httpx.get(page["nextLink"]).json()["value"]] == ["b"]
+    assert [f["name"] for f in httpx.get(page["nextLink"], headers=jobs.host.headers).json()["value"]] == ["b"]
     escape = jobs.http.post(f"{WS}/experiments/e/jobs/custom/listOutputFiles",
                             params={"outputdirectoryid": "OUT", "directory": "../.."})
     assert escape.status_code == 400 and escape.json()["error"]["target"] == "directory"
@@ -279,7 +279,7 @@ def test_remote_login_information_lists_the_nodes(jobs: Jobs) -> None:
     assert len(nodes) == 2 and all(n["ipAddress"].startswith("127.0.0.") and n["port"] == 22 for n in nodes)
     first = jobs.http.post(f"{CLUSTER}/listRemoteLoginInformation", params={"maxresults": 1}).json()
     assert len(first["value"]) == 1 and "nextLink" in first
-    second = httpx.get(first["nextLink"]).json()  # the SDK follows nextLink with GET
+    second = httpx.get(first["nextLink"], headers=jobs.host.headers).json()  # the SDK follows nextLink with GET
     assert [n["nodeId"] for n in first["value"] + second["value"]] == [n["nodeId"] for n in nodes]
     done = jobs.http.post(f"{WS}/experiments/e/jobs/custom/listRemoteLoginInformation").json()
     assert done["value"] == []  # a job that ended holds no nodes

@@ -379,6 +379,8 @@ class VmssPool(VmPool):
             "address": None,
             "pool_id": spec.pool_id,
             "vm_size": spec.vm_size,
+            # The exporter choice; a VM's file exporter writes under its node folder, not the control plane's.
+            "telemetry": {k: v for k, v in (bootstrap.telemetry if bootstrap else {}).items() if k != "directory"},
         }
         custom_data = base64.b64encode(cloud_init(document, self._agent_package).encode()).decode()
         linux = None

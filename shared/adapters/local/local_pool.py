@@ -357,6 +357,7 @@ class LocalVmPool(VmPool):
                 "address": address,
                 "pool_id": pool_id,
                 "vm_size": spec.get("vm_size"),
+                "telemetry": bootstrap.get("telemetry") or {},  # the exporter the agent's spans go to
             }
             _write_file(node_dir / "bootstrap.json", json.dumps(document, indent=2), 0o600)
         try:

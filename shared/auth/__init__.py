@@ -1,0 +1,1 @@
+"""Who is calling (authenticate.py) and whether they may (roles.py)."""
