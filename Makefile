@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 NPM_DIR := tests/servers
 
-.PHONY: install system-deps test-deps test demo bench clean
+.PHONY: install system-deps browser-deps test-deps test demo bench clean
 
 install: $(VENV)/.installed
 
@@ -20,11 +20,17 @@ system-deps:
 	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq openmpi-bin libopenmpi-dev >/dev/null; }
 
+# Debian's Chromium for the web page's browser tests (Playwright drives it; no browser download).
+browser-deps:
+	@command -v chromium >/dev/null || { \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
 $(NPM_DIR)/node_modules/.installed: $(NPM_DIR)/package-lock.json
 	npm ci --prefix $(NPM_DIR) --no-audit --no-fund --loglevel=error
 	touch $@
 
-test-deps: system-deps install $(NPM_DIR)/node_modules/.installed
+test-deps: system-deps browser-deps install $(NPM_DIR)/node_modules/.installed
 
 test: test-deps
 	$(PY) -m pytest -q

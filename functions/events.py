@@ -1,4 +1,5 @@
-"""Job events: the event subscriptions API (beside Batch AI's, under a workspace), the fan-out of
+"""Job events: the event subscriptions API (beside Batch AI's, under a workspace), a job's events
+(GET .../jobs/{job}/events, shared/api/job_events.py), the fan-out of
 the job-events topic to webhooks, their delivery queue, and the outbox timer that publishes what a
 crash left unpublished (shared/events.py, shared/event_delivery.py)."""
 
@@ -11,7 +12,7 @@ import azure.functions as func
 
 from functions.http_api import guarded, to_api_request, to_http_response
 from shared import event_delivery, events, telemetry
-from shared.api import access, event_subscriptions
+from shared.api import access, event_subscriptions, job_events
 from shared.api.generic import delete_resource, get_resource, list_children
 from shared.api.request import ApiRequest, ApiResponse
 from shared.composition import Services, services
@@ -22,6 +23,7 @@ bp = func.Blueprint()
 _WS = ("subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.BatchAI"
        "/workspaces/{workspaceName}")
 _SUB = _WS + "/eventSubscriptions/{eventSubscriptionName}"
+_JOB = _WS + "/experiments/{experimentName}/jobs/{jobName}"
 
 
 def _serve(name: str, handler: Callable[[Services, ApiRequest], ApiResponse], req: func.HttpRequest
@@ -67,6 +69,13 @@ def list_by_workspace(req: func.HttpRequest) -> func.HttpResponse:
 @telemetry.traced_function("EventSubscriptions_ListDeadLetters")
 def list_dead_letters(req: func.HttpRequest) -> func.HttpResponse:
     return _serve("EventSubscriptions_ListDeadLetters", event_subscriptions.list_dead_letters, req)
+
+
+@bp.function_name("JobEvents_List")
+@bp.route(route=_JOB + "/events", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@telemetry.traced_function("JobEvents_List")
+def list_job_events(req: func.HttpRequest) -> func.HttpResponse:
+    return _serve("JobEvents_List", job_events.list_events, req)  # GET: the reader role
 
 
 @bp.function_name("JobEventsFanOut")

@@ -13,6 +13,10 @@ A job's creation is its first change (nothing -> queued): the create writes the 
 event in its outbox (`creation_fields`) and flushes it. A job stored without one (by an older
 version) gets it from its first transition.
 
+The job document also keeps its last HISTORY_LIMIT events in doc["eventHistory"] (written by the
+same edits as the outbox, never emptied by a send, never part of the job's GET answer), which
+GET .../jobs/{job}/events serves (shared/api/job_events.py) for the web page's timeline.
+
 Types, one per state entered: Microsoft.BatchAI.Job{Queued,Running,Terminating,Succeeded,Failed}. A requeue is a
 JobQueued event with previousState "running" and the requeue's reason in data.errors. Events carry
 no job properties (they may hold secrets), only the state, attempt, exit code and errors.
@@ -52,6 +56,8 @@ TYPES = {"queued": JobEventType.JOB_QUEUED.value, "running": JobEventType.JOB_RU
          "terminating": JobEventType.JOB_TERMINATING.value,
          "succeeded": JobEventType.JOB_SUCCEEDED.value, "failed": JobEventType.JOB_FAILED.value}
 SEQ = "eventSeq"  # how many events the job has recorded; absent: not even its creation yet
+HISTORY = "eventHistory"  # the job's last HISTORY_LIMIT events, oldest first
+HISTORY_LIMIT = 200
 
 
 def record_change(before: dict[str, Any], doc: dict[str, Any]) -> None:
@@ -69,7 +75,7 @@ def creation_fields(resource: dict[str, Any]) -> dict[str, Any]:
     create itself records it (the job's creator then flushes it)."""
     event = build({"resource": resource, "state": "queued", "attempt": 0}, None, 1,
                   time=resource["properties"].get("creationTime"))
-    return {SEQ: 1, "outbox": [event], "outboxPending": True}
+    return {SEQ: 1, "outbox": [event], "outboxPending": True, HISTORY: [event]}
 
 
 def build(doc: dict[str, Any], previous: str | None, sequence: int, *, time: str | None = None,
@@ -109,6 +115,7 @@ def _append(doc: dict[str, Any], event: dict[str, Any]) -> None:
     doc[SEQ] = int(event["sequence"])
     doc.setdefault("outbox", []).append(event)
     doc["outboxPending"] = True
+    doc[HISTORY] = [*(doc.get(HISTORY) or []), event][-HISTORY_LIMIT:]
 
 
 def flush(svc: Services, doc: dict[str, Any]) -> None:

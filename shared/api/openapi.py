@@ -1,7 +1,8 @@
 """The OpenAPI 3.1 document of the API, generated from the operation catalog and the pydantic models,
 so that it can never drift from what the service accepts and answers (served at GET /openapi.json).
 
-It covers Batch AI's 29 operations and the event subscriptions beside them; the node agents' API and
+It covers Batch AI's 29 operations and, beside them, the event subscriptions, a job's events and
+the role assignments; the node agents' API and
 the signed file downloads are internal and left out. Schemas are the models' validation JSON schemas
 with wire names (the service answers what its own client reads back with these models); secret
 fields are `writeOnly`, since they are accepted and never returned.
@@ -17,7 +18,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from shared import models
-from shared.api import role_assignments
+from shared.api import job_events, role_assignments
 from shared.api.catalog import OPERATIONS
 from shared.api.request import API_VERSION
 from shared.ids import NAME_PATTERN, RESOURCE_GROUP_PATTERN
@@ -29,6 +30,7 @@ REF = "#/components/schemas/{model}"
 _WS = ("subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.BatchAI"
        "/workspaces/{workspaceName}")
 _SUB = _WS + "/eventSubscriptions/{eventSubscriptionName}"
+_JOB = _WS + "/experiments/{experimentName}/jobs/{jobName}"
 
 # operation id -> (request body model, answer model); None: no body. Kept beside the catalog because
 # the catalog only says how an operation is routed, not what it carries.
@@ -67,6 +69,7 @@ BODIES: dict[str, tuple[type[BaseModel] | None, type[BaseModel] | None]] = {
     "EventSubscriptions_Delete": (None, None),
     "EventSubscriptions_ListByWorkspace": (None, None),  # a page of EventSubscription (_list_of)
     "EventSubscriptions_ListDeadLetters": (None, None),  # a page of DeadLetter (_list_of)
+    "JobEvents_List": (None, None),  # a page of JobEvent (_list_of)
     "RoleAssignments_Create": (roles.RoleAssignmentCreateParameters, roles.RoleAssignment),
     "RoleAssignments_Get": (None, roles.RoleAssignment),
     "RoleAssignments_Delete": (None, None),
@@ -85,8 +88,11 @@ EVENT_SUBSCRIPTION_ROUTES: tuple[tuple[str, str, str], ...] = (
     ("EventSubscriptions_ListByWorkspace", "GET", _WS + "/eventSubscriptions"),
     ("EventSubscriptions_ListDeadLetters", "GET", _SUB + "/deadLetters"),
 )
+# A job's events (functions/events.py).
+JOB_EVENT_ROUTES: tuple[tuple[str, str, str], ...] = (("JobEvents_List", "GET", _JOB + "/events"),)
 _LISTS_OF = {"EventSubscriptions_ListByWorkspace": "EventSubscription",
-             "EventSubscriptions_ListDeadLetters": "DeadLetter", "RoleAssignments_List": "RoleAssignment",
+             "EventSubscriptions_ListDeadLetters": "DeadLetter", "JobEvents_List": "JobEvent",
+             "RoleAssignments_List": "RoleAssignment",
              "SubscriptionRoleAssignments_List": "RoleAssignment"}
 
 # The service checks these path parameters against the spec's patterns (shared/ids.py).
@@ -111,7 +117,7 @@ _OUTPUT_FILES_QUERY = [
 def routes() -> list[tuple[str, str, str]]:
     """(operation id, method, route) of every documented operation."""
     return ([(op.operation_id, op.method, op.route) for op in OPERATIONS] + list(EVENT_SUBSCRIPTION_ROUTES)
-            + list(role_assignments.ROUTES))
+            + list(JOB_EVENT_ROUTES) + list(role_assignments.ROUTES))
 
 
 @cache
@@ -123,7 +129,8 @@ def document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "Batch AI, rebuilt", "version": API_VERSION,
-                 "description": "Batch AI's management API 2018-05-01, and event subscriptions beside it."},
+                 "description": "Batch AI's management API 2018-05-01, and event subscriptions and job events "
+                                "beside it."},
         "paths": paths,
         "components": {"schemas": schemas(),
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
@@ -181,7 +188,7 @@ def ref(model: type[BaseModel]) -> dict[str, str]:
 def schemas() -> dict[str, Any]:
     """Every model's wire JSON schema (validation mode: the models' serializer hides their shape)."""
     wanted = {m for pair in BODIES.values() for m in pair if m is not None}
-    wanted |= {models.CloudError, subs.EventSubscription, subs.DeadLetter, roles.RoleAssignment}
+    wanted |= {models.CloudError, subs.EventSubscription, subs.DeadLetter, job_events.JobEvent, roles.RoleAssignment}
     _, top = models_json_schema([(m, "validation") for m in sorted(wanted, key=lambda m: m.__name__)],
                                 by_alias=True, ref_template=REF)
     found: dict[str, Any] = top.get("$defs", {})

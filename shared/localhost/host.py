@@ -107,11 +107,12 @@ class LocalHost:
                     self.echo(f"  {f.name}: {f.trigger_type} {detail}")
         self._endpoint_file.write_text(self.endpoint + "\n")
         self.echo(f"Batch AI local host ready at {self.endpoint} (state in {self.settings.data_dir})")
-        for line in banner(self.settings.data_dir, len([f for f in functions if f.trigger_type == "httpTrigger"])):
+        for line in banner(self.settings.data_dir, len([f for f in functions if f.trigger_type == "httpTrigger"]),
+                           self.endpoint):
             self.echo(line)
 
 
-def banner(data_dir: Path, routes: int) -> list[str]:
+def banner(data_dir: Path, routes: int, endpoint: str) -> list[str]:
     """What to try next, shown once the host serves."""
     here = data_dir.resolve() == (Path.cwd() / ".batchai").resolve()
     where = "in this folder" if here else f"after `export BATCHAI_DATA_DIR={data_dir.resolve()}`"
@@ -122,4 +123,5 @@ def banner(data_dir: Path, routes: int) -> list[str]:
         "    batchai cluster create -g demo -w ws -n cpu --target 2",
         "    batchai cluster show -g demo -w ws -n cpu",
         "  then experiments and jobs: `batchai job --help`, or the README's walkthrough.",
+        f"  Web page: {endpoint}/ui/ (`batchai ui` opens it signed in; or paste the token of {data_dir / 'token'})",
     ]

@@ -14,9 +14,9 @@ def operations(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_every_catalog_operation_event_subscription_and_role_assignment_route_is_documented() -> None:
     documented = operations(openapi.document())
-    beside = {r[0] for r in (*openapi.EVENT_SUBSCRIPTION_ROUTES, *role_assignments.ROUTES)}
+    beside = {r[0] for r in (*openapi.EVENT_SUBSCRIPTION_ROUTES, *openapi.JOB_EVENT_ROUTES, *role_assignments.ROUTES)}
     assert {op.operation_id for op in OPERATIONS} | beside == set(documented)
-    assert len(documented) == 42 and not any(p.startswith("/agent") or p.startswith("/files")
+    assert len(documented) == 43 and not any(p.startswith("/agent") or p.startswith("/files")
                                              for p in openapi.document()["paths"])
 
 
@@ -44,3 +44,14 @@ def test_every_reference_resolves_and_secrets_are_write_only() -> None:
     assert schemas["AzureStorageCredentialsInfo"]["properties"]["accountKey"]["writeOnly"] is True
     assert schemas["EventSubscriptionCreateProperties"]["properties"]["secret"]["writeOnly"] is True
     assert "writeOnly" not in schemas["UserAccountSettings"]["properties"]["adminUserName"]
+
+
+def test_a_jobs_events_are_a_page_of_cloud_events() -> None:
+    doc = openapi.document()
+    route = "/" + openapi.JOB_EVENT_ROUTES[0][2]
+    assert route.endswith("/experiments/{experimentName}/jobs/{jobName}/events")
+    listed = doc["paths"][route]["get"]
+    items = listed["responses"]["200"]["content"]["application/json"]["schema"]["properties"]["value"]["items"]
+    assert listed["operationId"] == "JobEvents_List" and items == {"$ref": "#/components/schemas/JobEvent"}
+    event = doc["components"]["schemas"]["JobEvent"]
+    assert {"specversion", "id", "source", "type", "time", "sequence", "data"} <= set(event["properties"])

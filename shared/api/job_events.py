@@ -1,0 +1,47 @@
+"""A job's events (beside Batch AI's API): GET .../experiments/{e}/jobs/{j}/events answers the
+CloudEvents of the job's state changes, oldest first — the last events.HISTORY_LIMIT of them, kept
+on the job's document by the same writes that change its state (shared/events.py). The web page
+draws its timeline from them. They carry no job properties, so readers may see them all."""
+
+from __future__ import annotations
+
+from shared import events, resources
+from shared.api.generic import route_ref
+from shared.api.request import ApiRequest, ApiResponse, int_param, page_of
+from shared.composition import Services
+from shared.ids import JOB
+from shared.models.base import WireModel
+
+
+class JobEventError(WireModel):
+    code: str
+    message: str
+
+
+class JobEventData(WireModel):
+    state: str
+    previous_state: str | None
+    exit_code: int | None
+    attempt: int
+    errors: list[JobEventError]
+
+
+class JobEvent(WireModel):
+    """A CloudEvents 1.0 event of a job's state change, as published on the job-events topic."""
+
+    specversion: str
+    id: str
+    source: str
+    type: str
+    subject: str
+    time: str | None
+    datacontenttype: str
+    sequence: str  # CloudEvents' sequence extension: the job's events in order
+    data: JobEventData
+
+
+def list_events(svc: Services, req: ApiRequest) -> ApiResponse:
+    ref = route_ref(JOB, req)
+    doc = resources.require(svc.store, ref)
+    max_results = int_param(req, "maxresults", 1000, 1, 1000)
+    return page_of(list(doc.get(events.HISTORY) or []), req, max_results)
