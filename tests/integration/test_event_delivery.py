@@ -51,7 +51,11 @@ class Receiver:
                 self.end_headers()
 
             def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers["Content-Length"]))
+                length = int(self.headers["Content-Length"])
+                body = self.rfile.read(length)
+                if len(body) < length:  # the sender died mid-request (a killed host): nothing was delivered
+                    self.close_connection = True
+                    return
                 receiver.attempts += 1
                 failing = receiver.attempts <= receiver.failures
                 if not failing:
