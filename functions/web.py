@@ -21,7 +21,7 @@ from shared.errors import cloud_error
 
 bp = func.Blueprint()
 
-WEB_ROOT = (Path(shared.__file__).parent / "web").resolve()
+WEB_ROOT = Path(shared.__file__).parent / "web"  # resolved when a file is asked for: no I/O at import
 CONTENT_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml",
                  ".json": "application/json"}  # all UTF-8 text
 # The page talks only to its own origin, and to download URLs (signed blob URLs on Azure).
@@ -68,7 +68,8 @@ def resolve(name: str) -> Path | None:
     parts = PurePosixPath(name.replace("\\", "/")).parts
     if not parts or any(p in ("..", "/") or p.startswith(".") or "\0" in p for p in parts):
         return None
-    path = WEB_ROOT.joinpath(*parts).resolve()
-    if not path.is_relative_to(WEB_ROOT) or not path.is_file() or path.suffix not in CONTENT_TYPES:
+    root = WEB_ROOT.resolve()
+    path = root.joinpath(*parts).resolve()
+    if not path.is_relative_to(root) or not path.is_file() or path.suffix not in CONTENT_TYPES:
         return None
     return path

@@ -76,7 +76,7 @@ def owner(host: LocalHostProcess) -> Iterator[httpx.Client]:
     """The local owner token: makes the workspace and hands out the roles."""
     with httpx.Client(base_url=host.endpoint, params=Q, headers=host.headers, timeout=30) as http:
         for path, body in ((WS, {"location": "local"}),
-                           (f"{SUB}/resourceGroups/rg/providers/Microsoft.BatchAI/workspaces/hidden", {"location": "l"}),
+                           (WS.replace("/workspaces/ws", "/workspaces/hidden"), {"location": "l"}),
                            (f"{WS}/clusters/c", {"properties": {"vmSize": "STANDARD_D1",
                                                                 "scaleSettings": {"manual": {"targetNodeCount": 0}},
                                                                 "userAccountSettings": {"adminUserName": "u"}}}),

@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.localhost.process import LocalHostProcess, start_local_host
+from shared.localhost.process import LocalHostProcess
 from tests.e2e.polling import wait_until
-from tests.e2e.hosts import alive
+from tests.e2e.hosts import alive, running_host
 
 WS = "/subscriptions/e2e/resourceGroups/rg/providers/Microsoft.BatchAI/workspaces/fail"
 CLUSTER = f"{WS}/clusters/pair"
@@ -27,11 +27,8 @@ REQUEUE_TARGET_SECONDS = 10.0
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHostProcess]:
-    host = start_local_host(tmp_path_factory.mktemp("failures") / "state")  # default heartbeats: 2 s, 3 missed
-    try:
+    with running_host(tmp_path_factory.mktemp("failures") / "state") as host:  # default heartbeats: 2 s, 3 missed
         yield host
-    finally:
-        assert host.stop() == 0, "\n".join(host.output[-40:])
 
 
 @pytest.fixture(scope="module")

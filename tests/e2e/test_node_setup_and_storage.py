@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from shared.adapters.azure.azure_blobs import AzureBlobStore
-from shared.localhost.process import LocalHostProcess, start_local_host
+from shared.localhost.process import LocalHostProcess
+from tests.e2e.hosts import running_host
 from tests.e2e.polling import wait_until
 from shared.ports.blob_store import Account
 
@@ -26,11 +27,8 @@ SETUP_SECRET = "setup-" + "secret-never-shown"
 def blob_host(azurite: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHostProcess]:
     """A local host whose blob port is Azurite: nodes pull and push blob-backed folders."""
     env = {"BATCHAI_BLOBS": "azure", "BATCHAI_BLOB_ENDPOINT": azurite.blob_endpoint}
-    host = start_local_host(tmp_path_factory.mktemp("blob-host") / "state", env=env)
-    try:
+    with running_host(tmp_path_factory.mktemp("blob-host") / "state", env) as host:
         yield host
-    finally:
-        assert host.stop() == 0, "\n".join(host.output[-40:])
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from shared.localhost.process import LocalHostProcess, start_local_host
+from shared.localhost.process import LocalHostProcess
+from tests.e2e.hosts import running_host
 
 LIMIT = 4096
 WS = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.BatchAI/workspaces/ws"
@@ -23,9 +24,8 @@ ROUTES = [
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHostProcess]:
-    host = start_local_host(tmp_path_factory.mktemp("limits") / "state", env={"BATCHAI_MAX_REQUEST_BYTES": str(LIMIT)})
-    yield host
-    assert host.stop() == 0, "\n".join(host.output[-40:])
+    with running_host(tmp_path_factory.mktemp("limits") / "state", {"BATCHAI_MAX_REQUEST_BYTES": str(LIMIT)}) as host:
+        yield host
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,8 @@ from schemathesis.specs.openapi.checks import (content_type_conformance, respons
                                                status_code_conformance)
 
 from shared.api import openapi
-from shared.localhost.process import LocalHostProcess, start_local_host
+from shared.localhost.process import LocalHostProcess
+from tests.e2e.hosts import running_host
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 EXAMPLES = 12  # per operation: 34 operations stay well under a minute on 2 cores
@@ -31,9 +32,8 @@ EXAMPLES = 12  # per operation: 34 operations stay well under a minute on 2 core
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHostProcess]:
-    host = start_local_host(tmp_path_factory.mktemp("schemathesis") / "state")
-    yield host
-    assert host.stop() == 0, "\n".join(host.output[-40:])
+    with running_host(tmp_path_factory.mktemp("schemathesis") / "state") as host:
+        yield host
 
 
 @pytest.fixture(scope="module")
