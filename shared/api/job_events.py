@@ -10,34 +10,6 @@ from shared.api.generic import route_ref
 from shared.api.request import ApiRequest, ApiResponse, int_param, page_of
 from shared.composition import Services
 from shared.ids import JOB
-from shared.models.base import WireModel
-
-
-class JobEventError(WireModel):
-    code: str
-    message: str
-
-
-class JobEventData(WireModel):
-    state: str
-    previous_state: str | None
-    exit_code: int | None
-    attempt: int
-    errors: list[JobEventError]
-
-
-class JobEvent(WireModel):
-    """A CloudEvents 1.0 event of a job's state change, as published on the job-events topic."""
-
-    specversion: str
-    id: str
-    source: str
-    type: str
-    subject: str
-    time: str | None
-    datacontenttype: str
-    sequence: str  # CloudEvents' sequence extension: the job's events in order
-    data: JobEventData
 
 
 def list_events(svc: Services, req: ApiRequest) -> ApiResponse:

@@ -18,12 +18,13 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from shared import models
-from shared.api import job_events, role_assignments
+from shared.api import role_assignments
 from shared.api.catalog import OPERATIONS
 from shared.api.request import API_VERSION
 from shared.ids import NAME_PATTERN, RESOURCE_GROUP_PATTERN
 from shared.models import event_subscription as subs
 from shared.models import role_assignment as roles
+from shared.models.job_event import JobEvent
 from shared.models.base import WireModel
 
 REF = "#/components/schemas/{model}"
@@ -188,7 +189,7 @@ def ref(model: type[BaseModel]) -> dict[str, str]:
 def schemas() -> dict[str, Any]:
     """Every model's wire JSON schema (validation mode: the models' serializer hides their shape)."""
     wanted = {m for pair in BODIES.values() for m in pair if m is not None}
-    wanted |= {models.CloudError, subs.EventSubscription, subs.DeadLetter, job_events.JobEvent, roles.RoleAssignment}
+    wanted |= {models.CloudError, subs.EventSubscription, subs.DeadLetter, JobEvent, roles.RoleAssignment}
     _, top = models_json_schema([(m, "validation") for m in sorted(wanted, key=lambda m: m.__name__)],
                                 by_alias=True, ref_template=REF)
     found: dict[str, Any] = top.get("$defs", {})

@@ -9,6 +9,7 @@ import pytest
 
 from shared import events, lanes
 from shared.api import job_events
+from shared.models.job_event import JobEvent
 from shared.api.generic import get_resource
 from shared.api.request import ApiRequest
 from shared.composition import Services
@@ -45,7 +46,7 @@ def test_a_jobs_events_are_served_in_order_after_they_were_sent_and_not_in_the_j
     assert all(e["source"] == job(svc, "j")["resource"]["id"] for e in listed)
     assert [e["data"]["state"] for e in get(job_events.list_events, svc, "j", maxresults="2").body["value"]] == [
         "queued", "running"]
-    job_events.JobEvent.model_validate(listed[-1], strict=False)  # what the OpenAPI document says it answers
+    JobEvent.model_validate(listed[-1], strict=False)  # what the OpenAPI document says it answers
 
     shown = get(lambda s, r: get_resource(JOB, s, r), svc, "j").body
     assert shown["properties"]["executionState"] == "succeeded"
