@@ -18,7 +18,9 @@ from shared.localhost.process import LocalHostProcess
 from tests.e2e.polling import wait_until
 from tests.e2e.hosts import running_host
 from tests.e2e.test_cluster_scheduling import WS, BatchAI
-from tests.integration.test_event_delivery import Receiver
+from tests.integration.test_event_delivery import Receiver, receivers
+
+__all__ = ["receivers"]  # the fixture, shared with the integration tests
 
 HOST_ENV = {"BATCHAI_HEARTBEAT_SECONDS": "0.5", "BATCHAI_EVENT_DELIVERY_BACKOFF_SECONDS": "0.2",
             "BATCHAI_EVENT_DELIVERY_ATTEMPTS": "4"}
@@ -46,14 +48,6 @@ def no_subscriptions_left(api: BatchAI) -> Iterator[None]:
     yield
     for subscription in api.http.get(f"{WS}/eventSubscriptions").json()["value"]:
         api.http.delete(f"{WS}/eventSubscriptions/{subscription['name']}")
-
-
-@pytest.fixture
-def receivers() -> Iterator[list[Receiver]]:
-    made: list[Receiver] = []
-    yield made
-    for receiver in made:
-        receiver.stop()
 
 
 def subscribe(api: BatchAI, receivers: list[Receiver], name: str, receiver: Receiver, **properties: Any) -> None:
