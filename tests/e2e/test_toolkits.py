@@ -32,6 +32,15 @@ AFS = "$AZ_BATCHAI_MOUNT_ROOT/afs"
 SECRET = "pa55-" + "w0rd-that-must-not-leak"
 
 
+CLUSTER_BODY = {"properties": {
+    "vmSize": "STANDARD_D1_V2", "scaleSettings": {"manual": {"targetNodeCount": 2}},
+    "userAccountSettings": {"adminUserName": "u", "adminUserPassword": "p"},
+    "nodeSetup": {"mountVolumes": {"azureFileShares": [{
+        "accountName": ACCOUNT, "azureFileUrl": f"https://{ACCOUNT}.file.core.windows.net/{SHARE}",
+        "credentials": {"accountKey": "key"}, "relativeMountPath": "afs"}]}},
+}}
+
+
 class Jobs:
     """A workspace with a 2-node cluster whose nodes mount one file share at $AZ_BATCHAI_MOUNT_ROOT/afs."""
 
@@ -48,13 +57,7 @@ class Jobs:
         self.path = os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent), os.environ.get("PATH", "")])
         self.http.put(WS, json={"location": "local"}).raise_for_status()
         self.http.put(f"{WS}/experiments/e", json={}).raise_for_status()
-        self.http.put(CLUSTER, json={"properties": {
-            "vmSize": "STANDARD_D1_V2", "scaleSettings": {"manual": {"targetNodeCount": 2}},
-            "userAccountSettings": {"adminUserName": "u", "adminUserPassword": "p"},
-            "nodeSetup": {"mountVolumes": {"azureFileShares": [{
-                "accountName": ACCOUNT, "azureFileUrl": f"https://{ACCOUNT}.file.core.windows.net/{SHARE}",
-                "credentials": {"accountKey": "key"}, "relativeMountPath": "afs"}]}},
-        }}).raise_for_status()
+        self.http.put(CLUSTER, json=CLUSTER_BODY).raise_for_status()
         wait_until("2 idle nodes", lambda: self.http.get(CLUSTER).json()["properties"]["nodeStateCounts"]
                  ["idleNodeCount"] == 2)
 
@@ -319,3 +322,26 @@ def test_terminating_a_running_job_stops_its_processes_on_every_node(jobs: Jobs)
     wait_until("every sleeper to be stopped", lambda: not processes_running(jobs, "sleeper.py"), timeout=15)
     props = wait_until("the job to be final", lambda: jobs.ended("endless"), timeout=15)
     assert props["executionInfo"]["errors"][0]["code"] == "JobTerminated"
+
+
+@pytest.mark.parametrize("deleted", ["job", "experiment", "workspace"])
+def test_deleting_a_running_job_or_what_holds_it_stops_its_processes_on_every_node(jobs: Jobs, deleted: str) -> None:
+    """Delete is terminate and more: the job's processes stop on every node within seconds."""
+    ws = f"{WS}-del-{deleted}" if deleted == "workspace" else WS
+    cluster = f"{ws}/clusters/two" if deleted == "workspace" else CLUSTER
+    experiment = f"{ws}/experiments/del-{deleted}"
+    if deleted == "workspace":
+        jobs.http.put(ws, json={"location": "local"}).raise_for_status()
+        jobs.http.put(cluster, json=CLUSTER_BODY).raise_for_status()
+    jobs.http.put(experiment, json={}).raise_for_status()
+    script_name = f"sleeper-{deleted}.py"
+    shutil.copy(SCRIPTS / "sleeper.py", jobs.share / "scripts" / script_name)
+    job = f"{experiment}/jobs/doomed"
+    jobs.http.put(job, json={"properties": {
+        "cluster": {"id": cluster}, "nodeCount": 2, "stdOutErrPathPrefix": AFS,
+        "caffe2Settings": {"pythonScriptFilePath": script(script_name)}}}).raise_for_status()
+    wait_until("a sleeper on each node", lambda: len(processes_running(jobs, script_name)) == 2, timeout=60)
+    target = {"job": job, "experiment": experiment, "workspace": ws}[deleted]
+    assert jobs.http.delete(target).status_code in (200, 202)
+    wait_until("every sleeper to be stopped", lambda: not processes_running(jobs, script_name), timeout=15)
+    assert jobs.http.get(job).status_code == 404
