@@ -193,6 +193,26 @@ def test_dispatch_is_idempotent_under_repeats_and_stale_messages(svc: Services) 
     assert svc.messaging.count(lane) == 0, "stale messages are drained, not left at the head"
 
 
+def test_a_queued_job_whose_lane_message_was_lost_is_published_again(svc: Services,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    make_cluster(svc, {"manual": {"targetNodeCount": 1}})
+    send = svc.messaging.send
+
+    def crash_on_lanes(entity: str, messages: Any) -> None:
+        if entity.startswith("jobs-"):
+            raise RuntimeError("the process died between writing the job and publishing it")
+        send(entity, messages)
+
+    monkeypatch.setattr(svc.messaging, "send", crash_on_lanes)
+    with pytest.raises(RuntimeError):
+        submit(svc, "a")
+    monkeypatch.undo()
+    dispatch(svc)
+    assert state(svc, "a") == "queued" and running(svc) == {}  # no message: no dispatch can see it
+    reconcile(svc)  # publishes every queued job of the cluster (a repeat is dropped by its id), then dispatches
+    assert running(svc) == {"a": ["node-0001"]}
+
+
 def test_a_claim_whose_job_never_started_is_repaired(svc: Services) -> None:
     make_cluster(svc, {"manual": {"targetNodeCount": 1}})
     submit(svc, "a")
