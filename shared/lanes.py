@@ -24,8 +24,21 @@ LANE_OPTIONS = EntityOptions(lock_duration=timedelta(seconds=10), max_delivery_c
                              duplicate_detection_window=timedelta(minutes=10))
 WORK_OPTIONS = EntityOptions(lock_duration=timedelta(seconds=60), max_delivery_count=10,
                              duplicate_detection_window=None)
+# Requests by message (shared/submissions.py): a job to create, a cluster's scaleSettings to apply.
+# The message id is the request's id: a resend within the (week-long) window is dropped by the queue,
+# and one after it finds the request's stored receipt.
+JOB_SUBMISSIONS_QUEUE, CLUSTER_RESIZES_QUEUE = "job-submissions", "cluster-resizes"
+SUBMISSION_REPLIES_QUEUE = "submission-replies"  # the default reply-to queue (any queue may be named)
+SUBMISSION_OPTIONS = EntityOptions(lock_duration=timedelta(seconds=60), max_delivery_count=10,
+                                   duplicate_detection_window=timedelta(days=7))
+REPLY_OPTIONS = EntityOptions(lock_duration=timedelta(seconds=30), max_delivery_count=100,
+                              duplicate_detection_window=None)
+# What the local host's AMQP door lets Service Bus clients reach (and these queues' dead letters).
+DOOR_QUEUES = (JOB_SUBMISSIONS_QUEUE, CLUSTER_RESIZES_QUEUE, SUBMISSION_REPLIES_QUEUE)
 # Queues that exist for the whole deployment (infra/main.bicep makes them on Azure).
-STATIC_QUEUES = {CLUSTER_WORK_QUEUE: WORK_OPTIONS, events.DELIVERIES_QUEUE: events.DELIVERY_OPTIONS}
+STATIC_QUEUES = {CLUSTER_WORK_QUEUE: WORK_OPTIONS, events.DELIVERIES_QUEUE: events.DELIVERY_OPTIONS,
+                 JOB_SUBMISSIONS_QUEUE: SUBMISSION_OPTIONS, CLUSTER_RESIZES_QUEUE: SUBMISSION_OPTIONS,
+                 SUBMISSION_REPLIES_QUEUE: REPLY_OPTIONS}
 # Topics that exist for the whole deployment, each with its subscriptions and their settings.
 STATIC_TOPICS = {events.JOB_EVENTS_TOPIC: (events.TOPIC_OPTIONS, {events.WEBHOOKS_SUBSCRIPTION: events.FANOUT_OPTIONS})}
 

@@ -26,7 +26,8 @@ def trigger_message(message: ReceivedMessage) -> ServiceBusMessage:
         user_properties=dict(message.application_properties), correlation_id=message.correlation_id,
         delivery_count=message.delivery_count, enqueued_time_utc=message.enqueued_time,
         locked_until=message.locked_until, lock_token=message.lock_token, sequence_number=message.sequence_number,
-        subject=message.subject, label=message.subject, reply_to=message.reply_to,
+        subject=message.subject, label=message.subject, reply_to=message.reply_to, session_id=message.session_id,
+        reply_to_session_id=message.reply_to_session_id,
         dead_letter_reason=message.dead_letter_reason, dead_letter_error_description=message.dead_letter_description)
 
 

@@ -73,6 +73,8 @@ class OutgoingMessage:
     subject: str | None = None
     reply_to: str | None = None
     scheduled_enqueue_time: datetime | None = None  # timezone-aware
+    session_id: str | None = None  # carried, not enforced: the adapters have no session receivers
+    reply_to_session_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,8 @@ class ReceivedMessage:
     correlation_id: str | None = None
     subject: str | None = None
     reply_to: str | None = None
+    session_id: str | None = None
+    reply_to_session_id: str | None = None
     dead_letter_reason: str | None = None
     dead_letter_description: str | None = None
 

@@ -214,7 +214,8 @@ def test_body_and_every_property_round_trip(messaging: Messaging, entities: Enti
              "true": True, "false": False}
     before = utcnow()
     messaging.send(q, [OutgoingMessage(body=body, message_id="id-1", application_properties=props,
-                                       correlation_id="corr-1", subject="job.started", reply_to="replies")])
+                                       correlation_id="corr-1", subject="job.started", reply_to="replies",
+                                       session_id="s-1", reply_to_session_id="back-7")])
     received = receive_one(messaging, q)
     after = utcnow()
     assert received.body == body
@@ -222,6 +223,7 @@ def test_body_and_every_property_round_trip(messaging: Messaging, entities: Enti
     assert received.correlation_id == "corr-1"
     assert received.subject == "job.started"
     assert received.reply_to == "replies"
+    assert (received.session_id, received.reply_to_session_id) == ("s-1", "back-7")
     assert received.delivery_count == 1
     assert received.lock_token
     assert received.dead_letter_reason is None

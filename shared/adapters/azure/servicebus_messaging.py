@@ -517,7 +517,8 @@ def _to_sdk(message: OutgoingMessage) -> ServiceBusMessage:
     return ServiceBusMessage(
         bytes(message.body), message_id=message.message_id or uuid.uuid4().hex,
         application_properties=properties or None, correlation_id=message.correlation_id,
-        subject=message.subject, reply_to=message.reply_to, scheduled_enqueue_time_utc=scheduled)
+        subject=message.subject, reply_to=message.reply_to, scheduled_enqueue_time_utc=scheduled,
+        session_id=message.session_id, reply_to_session_id=message.reply_to_session_id)
 
 
 def _from_sdk(message: ServiceBusReceivedMessage, *, locked: bool) -> ReceivedMessage:
@@ -538,6 +539,8 @@ def _from_sdk(message: ServiceBusReceivedMessage, *, locked: bool) -> ReceivedMe
         correlation_id=_text(message.correlation_id),
         subject=_text(message.subject),
         reply_to=_text(message.reply_to),
+        session_id=_text(message.session_id),
+        reply_to_session_id=_text(message.reply_to_session_id),
         dead_letter_reason=str(reason) if reason is not None else None,
         dead_letter_description=str(description) if description is not None else None,
     )

@@ -94,6 +94,8 @@ CREATE TABLE IF NOT EXISTS messages (
     correlation_id TEXT,
     subject TEXT,
     reply_to TEXT,
+    session_id TEXT,
+    reply_to_session_id TEXT,
     enqueued_at INTEGER NOT NULL,           -- microseconds since the epoch, like every time here
     visible_at INTEGER NOT NULL,            -- receivable from then on; while locked: locked until
     lock_token TEXT,                        -- set by a receive; cleared by abandon/dead-letter
@@ -115,7 +117,8 @@ CREATE INDEX IF NOT EXISTS ix_dedup_expiry ON dedup (expires_at);
 COMMIT;
 """
 
-_COLUMNS = ("id, message_id, body, props, correlation_id, subject, reply_to, enqueued_at, visible_at, "
+_COLUMNS = ("id, message_id, body, props, correlation_id, subject, reply_to, session_id, reply_to_session_id, "
+            "enqueued_at, visible_at, "
             "lock_token, delivery_count, dl_reason, dl_description")
 
 
@@ -171,6 +174,7 @@ class SqliteMessaging(Messaging):
         with self._schema_lock:
             if not self._schema_ready:
                 conn.executescript(_SCHEMA)
+                _add_session_columns(conn)
                 self._schema_ready = True
 
     @contextmanager
@@ -286,21 +290,22 @@ class SqliteMessaging(Messaging):
             now = self._now_us()
             self._prune_dedup(conn, now)
             values: list[tuple[Any, ...]] = []
-            for message_id, body, props, correlation_id, subject, reply_to, scheduled in rows:
-                if target.dedup_us is not None and not _first_sighting(conn, target.path, message_id,
+            for *fields, scheduled in rows:
+                visible = now if scheduled is None else max(now, scheduled)
+                if target.dedup_us is not None and not _first_sighting(conn, target.path, fields[0],
                                                                        now + target.dedup_us, now):
                     continue  # a duplicate within the window: accepted and dropped
-                visible = now if scheduled is None else max(now, scheduled)
-                values.append((message_id, body, props, correlation_id, subject, reply_to, visible, visible))
+                values.append((*fields, visible, visible))
             if target.kind == "queue":
                 conn.executemany(
-                    "INSERT INTO messages (entity, message_id, body, props, correlation_id, subject, reply_to, "
-                    "enqueued_at, visible_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO messages (entity, message_id, body, props, correlation_id, subject, reply_to, session_id, "
+                    "reply_to_session_id, enqueued_at, visible_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [(target.path, *v) for v in values])
             else:
                 conn.executemany(
-                    "INSERT INTO messages (entity, message_id, body, props, correlation_id, subject, reply_to, "
-                    "enqueued_at, visible_at) SELECT path, ?, ?, ?, ?, ?, ?, ?, ? FROM entities "
+                    "INSERT INTO messages (entity, message_id, body, props, correlation_id, subject, reply_to, session_id, "
+                    "reply_to_session_id, enqueued_at, visible_at) SELECT path, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
+                    "FROM entities "
                     "WHERE topic = ? ORDER BY path",
                     [(*v, target.path) for v in values])
         if values:
@@ -493,7 +498,7 @@ def _lock_lost(message: ReceivedMessage) -> LockLost:
     return LockLost(f"the lock on message {message.message_id!r} expired or the message was settled")
 
 
-def _outgoing_row(message: OutgoingMessage) -> tuple[str, bytes, str, str | None, str | None, str | None, int | None]:
+def _outgoing_row(message: OutgoingMessage) -> tuple[Any, ...]:
     """The stored form of a message to send; raises on what Service Bus could not carry either."""
     if not isinstance(message.body, (bytes, bytearray, memoryview)):
         raise TypeError(f"a message body must be bytes, not {type(message.body).__name__}")
@@ -505,13 +510,21 @@ def _outgoing_row(message: OutgoingMessage) -> tuple[str, bytes, str, str | None
     scheduled = message.scheduled_enqueue_time
     return (message.message_id or uuid.uuid4().hex, bytes(message.body),
             json.dumps(props, ensure_ascii=False, separators=(",", ":")),
-            message.correlation_id, message.subject, message.reply_to,
-            None if scheduled is None else _to_us(scheduled))
+            message.correlation_id, message.subject, message.reply_to, message.session_id,
+            message.reply_to_session_id, None if scheduled is None else _to_us(scheduled))
+
+
+def _add_session_columns(conn: sqlite3.Connection) -> None:
+    """Queues written before messages carried session ids get the two columns (NULL for old messages)."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(messages)")}
+    for column in ("session_id", "reply_to_session_id"):
+        if column not in have:
+            conn.execute(f"ALTER TABLE messages ADD COLUMN {column} TEXT")
 
 
 def _received(row: Sequence[Any], locked: bool) -> ReceivedMessage:
-    (id_, message_id, body, props_json, correlation_id, subject, reply_to, enqueued_at, visible_at,
-     lock_token, delivery_count, dl_reason, dl_description) = row
+    (id_, message_id, body, props_json, correlation_id, subject, reply_to, session_id, reply_to_session_id,
+     enqueued_at, visible_at, lock_token, delivery_count, dl_reason, dl_description) = row
     props: dict[str, PropertyValue] = json.loads(props_json)
     if dl_reason is not None:
         props["DeadLetterReason"] = dl_reason
@@ -520,8 +533,8 @@ def _received(row: Sequence[Any], locked: bool) -> ReceivedMessage:
         body=bytes(body), message_id=message_id, lock_token=lock_token if locked else "",
         delivery_count=delivery_count, sequence_number=id_, enqueued_time=_from_us(enqueued_at),
         locked_until=_from_us(visible_at) if locked else None, application_properties=props,
-        correlation_id=correlation_id, subject=subject, reply_to=reply_to,
-        dead_letter_reason=dl_reason, dead_letter_description=dl_description)
+        correlation_id=correlation_id, subject=subject, reply_to=reply_to, session_id=session_id,
+        reply_to_session_id=reply_to_session_id, dead_letter_reason=dl_reason, dead_letter_description=dl_description)
 
 
 def _norm(path: str) -> str:
