@@ -27,6 +27,8 @@ class Settings(BaseModel):
     # Messaging: the embedded SQLite queues, or Azure Service Bus.
     messaging: Literal["sqlite", "servicebus"] = "sqlite"
     servicebus_connection: str = Field(default="", repr=False)
+    # The local host's AMQP door (Service Bus clients reach its request queues): its port on 127.0.0.1; 0: any free one.
+    amqp_port: int = Field(default=0, ge=0, le=65535)
     # VM pools: local agent processes, or one VM scale set per cluster.
     pool: Literal["local", "vmss"] = "local"
     azure_subscription_id: str = ""

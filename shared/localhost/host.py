@@ -10,8 +10,10 @@ from pathlib import Path
 import uvicorn
 
 from shared import lanes, leases, telemetry, watchdog
+from shared.adapters.local.sqlite_messaging import SqliteMessaging
 from shared.auth import local_token
 from shared.composition import Services, build_services, use_services
+from shared.localhost.amqp.door import ServiceBusDoor
 from shared.localhost.functions_index import IndexedFunction, index, load_app
 from shared.localhost.http_server import FunctionsHttpApp
 from shared.localhost.queue_pump import QueuePump
@@ -33,6 +35,7 @@ class LocalHost:
         self.echo = echo
         self.list_functions = list_functions
         self.endpoint = ""
+        self.door: ServiceBusDoor | None = None
 
     def run(self) -> None:
         """Serve until interrupted; state stays in the data folder for the next start."""
@@ -53,11 +56,14 @@ class LocalHost:
         pump = QueuePump(svc.messaging, functions)
         pump.start()
         try:
+            self.door = self._open_door(svc)
             asyncio.run(self._serve(svc, functions))
         except KeyboardInterrupt:
             pass  # uvicorn re-raises the Ctrl-C it handled; the shutdown was already clean
         finally:
             pump.stop()
+            if self.door is not None:
+                self.door.stop()  # before the queues close under it
             stop_nodes = getattr(svc.pool, "stop_all", None)
             if stop_nodes is not None:  # a clean stop takes the local nodes with it
                 stop_nodes()
@@ -65,6 +71,12 @@ class LocalHost:
             svc.close()
             self._endpoint_file.unlink(missing_ok=True)
         self.echo("Batch AI local host stopped")
+
+    def _open_door(self, svc: Services) -> ServiceBusDoor | None:
+        """The embedded queues' AMQP door, for Service Bus clients (with Service Bus itself, clients go there)."""
+        if not isinstance(svc.messaging, SqliteMessaging):
+            return None
+        return ServiceBusDoor(svc.messaging, self.settings.data_dir, port=self.settings.amqp_port).start()
 
     @property
     def _endpoint_file(self) -> Path:
@@ -107,6 +119,9 @@ class LocalHost:
                     self.echo(f"  {f.name}: {f.trigger_type} {detail}")
         self._endpoint_file.write_text(self.endpoint + "\n")
         self.echo(f"Batch AI local host ready at {self.endpoint} (state in {self.settings.data_dir})")
+        if self.door is not None:
+            self.echo(f"Service Bus door at {self.door.endpoint}")
+            self.echo(f"  Service Bus clients: the connection string is in {self.door.connection_file}")
         for line in banner(self.settings.data_dir, len([f for f in functions if f.trigger_type == "httpTrigger"]),
                            self.endpoint):
             self.echo(line)

@@ -35,6 +35,14 @@ class LocalHostProcess:
         except FileNotFoundError:
             return {}
 
+    @property
+    def servicebus_connection_string(self) -> str | None:
+        """The connection string of the host's AMQP door (Service Bus clients), while it is open."""
+        try:
+            return (self.data_dir / "servicebus").read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
     def stop(self, timeout: float = 10) -> int:
         """Ctrl-C, as a user would; killed if it does not stop in time. Returns the exit code."""
         if self.process.poll() is None:

@@ -8,8 +8,8 @@ entity answers 404; a delete answers 200 (404 if missing). An entry carries the 
 client sent (lock duration, max delivery count, duplicate detection) and the runtime counts
 (CountDetails), which is all the adapter reads. Authorization headers are not checked.
 
-The server never listens itself: the broker's accept loop hands it connections that start with
-HTTP (see broker.py), through `process_request`.
+The server never listens itself: the AMQP server's accept loop (shared/localhost/amqp/server.py)
+hands it the connections that do not start with an AMQP header, through `process_request`.
 """
 
 from __future__ import annotations

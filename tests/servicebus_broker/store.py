@@ -1,13 +1,15 @@
 """Service Bus semantics of the test broker: entities, messages, peek-lock; no I/O.
 
-The AMQP side (broker.py) and the HTTP management side (atom.py) run in different threads and
-both call in here, so every public method of `Namespace` holds its lock for its whole run.
+The AMQP side (the product's server, on its reactor thread) and the HTTP management side (atom.py)
+run in different threads and both call in here, so every public method of `Namespace` holds its
+lock for its whole run.
 Time is plain `time.time()` seconds; callers never pass a clock.
 
 A message is kept as the encoded AMQP message the sender sent (bytes, immutable, so copies for
 subscriptions share it), so whatever types the sender used travel back unchanged. What the broker
-itself adds (header, the x-opt-* annotations, dead-letter properties) is applied by broker.py when
-a copy is delivered.
+itself adds (header, the x-opt-* annotations, dead-letter properties) is applied by the product's
+AMQP server (shared/localhost/amqp/wire.py) when a copy is delivered. `Namespace` is what that
+server calls (the `AmqpNamespace` interface of shared/localhost/amqp/namespace.py).
 
 Deliberate simplifications: no sessions, no deferral, no TTL/expiry, no filters on
 subscriptions (every subscription takes every message), no size quotas. A message that is
@@ -25,19 +27,11 @@ from dataclasses import dataclass, field
 from functools import wraps
 from typing import Any, TypeVar
 
+from shared.localhost.amqp.namespace import LockLost, NotFound
+
 MAX_DELIVERY_REASON = "MaxDeliveryCountExceeded"
-DEAD_LETTER_REASON = "DeadLetterReason"
-DEAD_LETTER_DESCRIPTION = "DeadLetterErrorDescription"
 _DLQ = "$deadletterqueue"
 _SUBSCRIPTIONS = "subscriptions"
-
-
-class NotFound(Exception):
-    """The addressed entity does not exist."""
-
-
-class LockLost(Exception):
-    """The lock token is unknown, settled, or expired."""
 
 
 @dataclass
@@ -231,12 +225,12 @@ class Namespace:
         if entity is None or address.dead_letter or address.subscription is not None:
             raise NotFound(path)
         numbers: list[int] = []
-        for message_id, raw, annotations in batch:
+        for message_id, raw, notes in batch:
             if self._is_duplicate(entity, message_id, now):
                 continue
-            scheduled = annotations.get("x-opt-scheduled-enqueue-time")
+            scheduled = notes.get("x-opt-scheduled-enqueue-time")
             visible_at = max(now, int(scheduled) / 1000.0) if scheduled is not None else now
-            message = Message(next(entity.seq), message_id, raw, dict(annotations), now, visible_at)
+            message = Message(next(entity.seq), message_id, raw, dict(notes), now, visible_at)
             numbers.append(message.seq)
             if isinstance(entity, Topic):
                 if visible_at > now:
@@ -246,6 +240,11 @@ class Namespace:
             else:
                 entity.active[message.seq] = message
         return numbers
+
+    @_locked
+    def schedule(self, path: str, batch: list[tuple[Any, bytes, dict[Any, Any]]]) -> list[int]:
+        """As send: a message's x-opt-scheduled-enqueue-time annotation makes it wait."""
+        return self.send(path, batch)
 
     def _is_duplicate(self, entity: Queue | Topic, message_id: Any, now: float) -> bool:
         if not entity.settings.duplicate_detection or message_id is None:
