@@ -12,6 +12,7 @@ import azure.functions as func
 from shared import telemetry
 from shared.api import access
 from shared.api.catalog import OPERATIONS, Operation
+from shared.api.jobs import SUBMISSION_ID_HEADER
 from shared.api.request import ApiRequest, ApiResponse
 from shared.composition import services
 from shared.errors import ApiError, PayloadTooLarge, cloud_error
@@ -21,8 +22,9 @@ bp = func.Blueprint()
 
 
 def to_api_request(req: func.HttpRequest) -> ApiRequest:
+    headers = {k: v for k, v in req.headers.items() if k.lower() != SUBMISSION_ID_HEADER}  # set by the queue door only
     return ApiRequest(method=req.method, url=req.url, route=dict(req.route_params), query=dict(req.params),
-                      body=req.get_body() or b"", headers=dict(req.headers))
+                      body=req.get_body() or b"", headers=headers)
 
 
 def to_http_response(resp: ApiResponse) -> func.HttpResponse:

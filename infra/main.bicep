@@ -84,6 +84,39 @@ resource eventDeliveries 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-prev
   }
 }
 
+// Requests by message (shared/submissions.py): jobs to create and cluster resizes, a week of
+// duplicate detection on the message id, and the default reply-to queue. Pipelines get a
+// Send-only rule on the request queues and Listen on the replies.
+resource jobSubmissions 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' = {
+  parent: bus
+  name: 'job-submissions'
+  properties: {
+    lockDuration: 'PT1M'
+    maxDeliveryCount: 10
+    requiresDuplicateDetection: true
+    duplicateDetectionHistoryTimeWindow: 'P7D'
+    deadLetteringOnMessageExpiration: true
+  }
+}
+
+resource clusterResizes 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' = {
+  parent: bus
+  name: 'cluster-resizes'
+  properties: {
+    lockDuration: 'PT1M'
+    maxDeliveryCount: 10
+    requiresDuplicateDetection: true
+    duplicateDetectionHistoryTimeWindow: 'P7D'
+    deadLetteringOnMessageExpiration: true
+  }
+}
+
+resource submissionReplies 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' = {
+  parent: bus
+  name: 'submission-replies'
+  properties: { lockDuration: 'PT30S', maxDeliveryCount: 100, defaultMessageTimeToLive: 'P1D' }
+}
+
 resource busRule 'Microsoft.ServiceBus/namespaces/AuthorizationRules@2022-10-01-preview' = {
   parent: bus
   name: 'batchai'

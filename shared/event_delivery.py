@@ -22,7 +22,7 @@ import httpx
 
 from shared import telemetry
 from shared.events import DELIVERIES_QUEUE
-from shared.ids import EVENT_SUBSCRIPTION, JOB, ResourceRef
+from shared.ids import CLUSTER, EVENT_SUBSCRIPTION, JOB, ResourceRef
 from shared.nodes import stamp
 from shared.ports.messaging import OutgoingMessage
 from shared.ports.state_store import Query
@@ -43,21 +43,25 @@ def fan_out(svc: Services, body: bytes) -> None:
     """A job event from the topic: one delivery message per event subscription that wants it."""
     event = json.loads(body)
     job = ResourceRef.parse(event["source"], JOB)
-    if job is None:
-        raise ValueError(f"the event's source is not a job: {event['source'][:200]!r}")
-    subscriptions = svc.store.query(R, Query(where={"kind": EVENT_SUBSCRIPTION.name, "parent": job.workspace.key}),
-                                    pk=job.pk)
-    wanted = [s for s in subscriptions if matches(s["resource"]["properties"], event, job.names[1])]
+    about = job or ResourceRef.parse(event["source"], CLUSTER)
+    if about is None:  # a request by message too broken to name its resource: on the topic only
+        log.info("event %s of %s goes to no webhook", event.get("type"), event["source"][:200])
+        return
+    subscriptions = svc.store.query(R, Query(where={"kind": EVENT_SUBSCRIPTION.name,
+                                                    "parent": about.workspace.key}), pk=about.pk)
+    # A cluster's event passes only filters that name no experiment.
+    wanted = [s for s in subscriptions if matches(s["resource"]["properties"], event, job.names[1] if job else None)]
     if wanted:
         svc.messaging.send(DELIVERIES_QUEUE, [_delivery(event, s, 1) for s in wanted])
 
 
-def matches(properties: dict[str, Any], event: dict[str, Any], experiment: str) -> bool:
+def matches(properties: dict[str, Any], event: dict[str, Any], experiment: str | None) -> bool:
     """Whether a subscription's filter lets the event through (absent or empty lists let all)."""
     rules = properties.get("filter") or {}
     experiments = {e.lower() for e in rules.get("experiments") or []}
     types = set(rules.get("eventTypes") or [])
-    return (not experiments or experiment.lower() in experiments) and (not types or event["type"] in types)
+    wanted_experiment = not experiments or (experiment is not None and experiment.lower() in experiments)
+    return wanted_experiment and (not types or event["type"] in types)
 
 
 def _delivery(event: dict[str, Any], subscription: dict[str, Any], attempt: int,

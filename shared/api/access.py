@@ -49,16 +49,22 @@ def needed_role(operation_id: str, method: str) -> Role | None:
 def check(svc: Services, req: ApiRequest, operation_id: str) -> Principal:
     """The authenticated caller, allowed to run the operation (else 401 or 403)."""
     principal = svc.auth.authenticate(req.headers, req.query, svc.clock.now())
-    needed = needed_role(operation_id, req.method.upper())
+    require_role(svc, principal, req.route, operation_id, req.method)
+    return principal
+
+
+def require_role(svc: Services, principal: Principal, route: dict[str, str] | Any, operation_id: str,
+                 method: str) -> None:
+    """403 unless the principal holds the role the operation needs where it acts."""
+    needed = needed_role(operation_id, method.upper())
     if needed is None or principal.superuser:
-        return principal
-    held = role_of(svc, principal, req.route)
+        return
+    held = role_of(svc, principal, route)
     if held is None or RANK[held] < RANK[needed]:
-        scope = _scope_label(req.route)
+        scope = _scope_label(route)
         raise Forbidden(f"The principal '{principal.name}' ({principal.id}) may not run {operation_id} on "
                         f"{scope}: it needs the {needed} role there and has "
                         f"{'the ' + str(held) + ' role' if held else 'none'}.")
-    return principal
 
 
 def role_of(svc: Services, principal: Principal, route: dict[str, str] | Any) -> Role | None:

@@ -17,6 +17,10 @@ from shared.scheduler import largest_size
 from shared.vm_sizes import lookup
 
 
+# A job made by a queue message remembers the message's id, so a redelivery finds its job.
+SUBMISSION_ID_HEADER = "x-batchai-submission-id"
+
+
 def create(svc: Services, req: ApiRequest) -> ApiResponse:
     ref = route_ref(JOB, req)
     params = parse_body(JobCreateParameters, req).properties
@@ -41,6 +45,8 @@ def create(svc: Services, req: ApiRequest) -> ApiResponse:
                  "state": job_runs.QUEUED, "attempt": 0, "nodes": [], "priority": str(params.scheduling_priority),
                  # The create call's trace: every attempt of the job continues it (never returned).
                  "traceContext": telemetry.inject()}
+        if submission := req.headers.get(SUBMISSION_ID_HEADER):  # made by a queue message (shared/submissions.py)
+            extra["submissionId"] = submission
         resource = resources.envelope(ref, properties)
         return resource, spec, extra | events.creation_fields(resource)
 

@@ -20,18 +20,24 @@ from shared.cli.common import (
     Column,
     GroupOpt,
     KeyOpt,
+    MessageIdOpt,
     NameOpt,
     NfsOpt,
     NfsPathOpt,
     Output,
     OutputOpt,
+    TimeoutOpt,
+    ViaQueueOpt,
+    WaitOpt,
     WorkspaceOpt,
+    console,
     dig,
     read_json_file,
     resource_id,
     session,
     show,
 )
+from shared.models import Cluster
 
 app = typer.Typer(help="Clusters: pools of nodes that run jobs.", no_args_is_help=True)
 
@@ -134,11 +140,21 @@ def create(
 @app.command("resize")
 def resize(name: NameOpt,
            target: Annotated[int, typer.Option("--target", "-t", min=0, help="Number of nodes.", show_default=False)],
-           group: GroupOpt = None, workspace: WorkspaceOpt = None, output: OutputOpt = Output.table) -> None:
+           group: GroupOpt = None, workspace: WorkspaceOpt = None, output: OutputOpt = Output.table,
+           via_queue: ViaQueueOpt = False, wait: WaitOpt = True, timeout: TimeoutOpt = 60.0,
+           message_id: MessageIdOpt = None) -> None:
     """Give the cluster a fixed number of nodes (ends auto-scale)."""
     s = session()
-    cluster = s.client().clusters.update(*s.workspace(group, workspace), name, {"manual": {"targetNodeCount": target}})
-    show(cluster, output, COLUMNS)
+    scale = {"manual": {"targetNodeCount": target}}
+    if not via_queue:
+        show(s.client().clusters.update(*s.workspace(group, workspace), name, scale), output, COLUMNS)
+        return
+    sent = s.client().by_message().resize_cluster(s.config().subscription, *s.workspace(group, workspace), name,
+                                                  scale, message_id=message_id, wait=timeout if wait else None)
+    if isinstance(sent, str):
+        console.print(f"Sent the resize of {name} as message {sent}.", markup=False)
+    else:
+        show(sent.resource_as(Cluster), output, COLUMNS)
 
 
 @app.command("auto-scale")

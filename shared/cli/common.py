@@ -46,6 +46,15 @@ ExperimentOpt = Annotated[str, typer.Option("--experiment", "-e", help="Experime
 JobOpt = Annotated[str, typer.Option("--job", "-j", help="Name of the job.", show_default=False)]
 OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="Output format.")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+# Requests by Service Bus message (shared/client/requests_by_message.py) instead of HTTP.
+ViaQueueOpt = Annotated[bool, typer.Option(
+    "--via-queue", help="Send the request as a Service Bus message (BATCHAI_SERVICEBUS, or the local host's door).")]
+WaitOpt = Annotated[bool, typer.Option("--wait/--no-wait",
+                                       help="With --via-queue: wait for the outcome on the reply queue.")]
+TimeoutOpt = Annotated[float, typer.Option("--timeout", min=1, help="With --via-queue --wait: seconds to wait.")]
+MessageIdOpt = Annotated[str | None, typer.Option(
+    "--message-id", show_default=False,
+    help="With --via-queue: the request's id; sending again with the same id makes it once.")]
 
 
 @dataclass

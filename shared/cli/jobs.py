@@ -30,11 +30,15 @@ from shared.cli.common import (
     GroupOpt,
     JobOpt,
     KeyOpt,
+    MessageIdOpt,
     NameOpt,
     NfsOpt,
     NfsPathOpt,
     Output,
     OutputOpt,
+    TimeoutOpt,
+    ViaQueueOpt,
+    WaitOpt,
     UserError,
     WorkspaceOpt,
     YesOpt,
@@ -105,6 +109,8 @@ def create(
     afs_name: AfsOpt = None, afs_mount_path: AfsPathOpt = "afs", bfs_name: BfsOpt = None,
     bfs_mount_path: BfsPathOpt = "bfs", nfs: NfsOpt = None, nfs_mount_path: NfsPathOpt = "nfs",
     output: OutputOpt = Output.table,
+    via_queue: ViaQueueOpt = False, wait: WaitOpt = True, timeout: TimeoutOpt = 60.0,
+    message_id: MessageIdOpt = None,
 ) -> None:
     """Submit a job: it queues by priority and runs when its cluster has all its nodes free."""
     client, group, workspace = _where(group, workspace)
@@ -116,7 +122,16 @@ def create(
                     std_out_err_path_prefix=std_out_err_path_prefix,
                     mounts=MountFlags(afs_name, afs_mount_path, bfs_name, bfs_mount_path, nfs_id, nfs_mount_path),
                     storage=Storage(storage_account_name, storage_account_key))
-    show(client.jobs.create(group, workspace, experiment, name, body), output, COLUMNS)
+    if not via_queue:
+        show(client.jobs.create(group, workspace, experiment, name, body), output, COLUMNS)
+        return
+    sent = client.by_message().submit_job(subscription, group, workspace, experiment, name, body,
+                                          message_id=message_id, wait=timeout if wait else None)
+    if isinstance(sent, str):
+        console.print(f"Sent the job {name} as message {sent}; `batchai job show` tells when it is made.",
+                      markup=False)
+    else:
+        show(sent.resource_as(Job), output, COLUMNS)
 
 
 @app.command("show")

@@ -59,20 +59,24 @@ def configure(
                                                   help="Default workspace.")] = None,
     location: Annotated[str | None, typer.Option("--location", "-l", show_default=False,
                                                  help="Default location of new workspaces.")] = None,
+    servicebus: Annotated[str | None, typer.Option(
+        "--servicebus", show_default=False,
+        help="Connection string of the Service Bus namespace that takes requests by message (--via-queue).")] = None,
 ) -> None:
     """Save defaults (an empty value removes one), then show the settings in force and where each
     comes from. Environment variables BATCHAI_ENDPOINT, ..._SUBSCRIPTION, ..._RESOURCE_GROUP,
-    ..._WORKSPACE and ..._LOCATION override the file; flags override both."""
+    ..._WORKSPACE, ..._LOCATION and ..._SERVICEBUS override the file; flags override both."""
     path = config_file()
     given = {"endpoint": endpoint, "subscription": subscription, "resource_group": group, "workspace": workspace,
-             "location": location}
+             "location": location, "servicebus": servicebus}
     if any(v is not None for v in given.values()):
         write_file(path, given)
         console.print(f"Saved to {path}", markup=False)
     config = resolve()
     table = Table("Setting", "Value", "From", header_style="bold", box=None, pad_edge=False)
     for key in ENVIRONMENT:
-        value = ("(set)" if config.token else None) if key == "token" else getattr(config, key)
+        secret = key in ("token", "servicebus")  # a token, a shared access key: never shown
+        value = ("(set)" if getattr(config, key) else None) if secret else getattr(config, key)
         table.add_row(key, value or "-", config.sources.get(key, "default" if value else "not set"))
     console.print(table)
 

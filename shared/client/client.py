@@ -5,7 +5,8 @@ models or plain wire dicts (`{"properties": ...}`), sent as they are — the ser
 them, so there is one set of rules. Lists follow `nextLink` and are iterators. Errors are
 `ApiError` (the service's CloudError) or `ServiceUnreachable`. The operations mirror
 azure-mgmt-batchai's groups: `client.workspaces`, `.clusters`, `.file_servers`, `.experiments`,
-`.jobs`, `.event_subscriptions`.
+`.jobs`, `.event_subscriptions`; `client.by_message()` sends job creations and cluster resizes as
+Service Bus messages instead (shared/client/requests_by_message.py).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import httpx
 from pydantic import BaseModel
 
 from shared.client.config import ClientConfig
-from shared.client.errors import ApiError, ServiceUnreachable
+from shared.client.errors import ApiError, ClientError, ServiceUnreachable
+from shared.client.requests_by_message import REPLIES, RequestQueue
 from shared.models import (
     REDACTED,
     Cluster,
@@ -288,6 +290,14 @@ class BatchAIClient:
         self.experiments = Experiments(self._http)
         self.jobs = Jobs(self._http)
         self.event_subscriptions = EventSubscriptions(self._http)
+
+    def by_message(self, reply_to: str = REPLIES) -> RequestQueue:
+        """Requests by Service Bus message to the namespace of `config.servicebus` (Azure's, or a
+        local host's door), sent as this client's principal when it has a token."""
+        if not self.config.servicebus:
+            raise ClientError("No Service Bus connection string: set BATCHAI_SERVICEBUS, save one with "
+                              "`batchai configure --servicebus`, or start a local host in this folder.")
+        return RequestQueue(self.config.servicebus, self.config.token, reply_to)
 
     def download(self, url: str) -> bytes:
         """The bytes behind a file's downloadUrl."""

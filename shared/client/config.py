@@ -2,10 +2,11 @@
 
 Each setting comes from the first of: a command-line flag, an environment variable
 (`BATCHAI_ENDPOINT`, `BATCHAI_SUBSCRIPTION`, `BATCHAI_RESOURCE_GROUP`, `BATCHAI_WORKSPACE`,
-`BATCHAI_LOCATION`, `BATCHAI_TOKEN`), the config file `batchai configure` writes (INI, section
-`[defaults]`; `BATCHAI_CONFIG_FILE` moves it), and last a local host started in the current folder
-(its `.batchai/endpoint` and `.batchai/token` files, or those in `$BATCHAI_DATA_DIR`). So against a
-local host started in the same folder nothing needs configuring.
+`BATCHAI_LOCATION`, `BATCHAI_TOKEN`, `BATCHAI_SERVICEBUS`), the config file `batchai configure` writes
+(INI, section `[defaults]`; `BATCHAI_CONFIG_FILE` moves it), and last a local host started in the
+current folder (its `.batchai/endpoint`, `.batchai/token` and `.batchai/servicebus` files, or those in
+`$BATCHAI_DATA_DIR`). So against a local host started in the same folder nothing needs configuring.
+`servicebus` is the connection string of the namespace whose queues take requests by message.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ SECTION = "defaults"
 # setting name → environment variable
 ENVIRONMENT = {"endpoint": "BATCHAI_ENDPOINT", "subscription": "BATCHAI_SUBSCRIPTION",
                "resource_group": "BATCHAI_RESOURCE_GROUP", "workspace": "BATCHAI_WORKSPACE",
-               "location": "BATCHAI_LOCATION", "token": "BATCHAI_TOKEN"}
+               "location": "BATCHAI_LOCATION", "token": "BATCHAI_TOKEN", "servicebus": "BATCHAI_SERVICEBUS"}
 
 
 class ClientConfig(BaseModel):
@@ -35,6 +36,7 @@ class ClientConfig(BaseModel):
     workspace: str | None = None
     location: str = "local"
     token: str | None = None
+    servicebus: str | None = None
     # where each given setting came from ("flag", "environment", the file's path, "local host");
     # a setting left at its default is not in it
     sources: dict[str, str] = {}
@@ -73,11 +75,11 @@ def write_file(path: Path, values: Mapping[str, str | None]) -> dict[str, str]:
 
 
 def local_host(cwd: Path, env: Mapping[str, str]) -> dict[str, str]:
-    """The endpoint and owner token of a local host whose data folder is `$BATCHAI_DATA_DIR` or
-    `./.batchai` (what it wrote there), or nothing."""
+    """The endpoint, owner token and Service Bus door of a local host whose data folder is
+    `$BATCHAI_DATA_DIR` or `./.batchai` (what it wrote there), or nothing."""
     data_dir = Path(env["BATCHAI_DATA_DIR"]) if env.get("BATCHAI_DATA_DIR") else cwd / ".batchai"
     found = {}
-    for key, name in (("endpoint", "endpoint"), ("token", "token")):
+    for key, name in (("endpoint", "endpoint"), ("token", "token"), ("servicebus", "servicebus")):
         try:
             value = (data_dir / name).read_text().strip()
         except OSError:
@@ -103,8 +105,12 @@ def resolve(flags: Mapping[str, str | None] | None = None, *, env: Mapping[str, 
         for key, value in layer.items():
             if value and key not in values:
                 values[key], sources[key] = value, source
-    if "endpoint" not in values:  # the local host in this folder, with its token unless one was given
-        for key, value in local_host(cwd or Path.cwd(), env).items():
-            if key not in values:
-                values[key], sources[key] = value, "local host"
+    here = local_host(cwd or Path.cwd(), env)
+    # The local host in this folder, with its token and door unless given; when the endpoint was
+    # given and is this host's, only what is missing of the door.
+    given = "endpoint" in values
+    same_host = given and values["endpoint"].rstrip("/") == here.get("endpoint", "").rstrip("/")
+    for key, value in here.items():
+        if key not in values and (not given or (same_host and key == "servicebus")):
+            values[key], sources[key] = value, "local host"
     return ClientConfig(**values, sources=sources)

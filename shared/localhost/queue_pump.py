@@ -1,7 +1,8 @@
 """Service Bus triggers on the local host: each queue-triggered function is fed from the embedded
 messaging adapter with the Functions host's semantics — peek-lock, several messages at once,
 complete on success, abandon on failure (so the delivery count rises and the queue's max delivery
-count dead-letters a message that keeps failing)."""
+count dead-letters a message that keeps failing), dead-letter at once when the function says the
+message can never succeed (PoisonMessage)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 from azure.functions.servicebus import ServiceBusMessage
 
 from shared.localhost.functions_index import IndexedFunction
-from shared.ports.messaging import Messaging, ReceivedMessage, subscription_path
+from shared.ports.messaging import Messaging, PoisonMessage, ReceivedMessage, subscription_path
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.5  # how long one receive waits; bounds how fast the pump notices a stop
@@ -81,6 +82,11 @@ class QueuePump:
             result: Any = function.func(trigger_message(message))
             if inspect.iscoroutine(result):
                 raise TypeError("async queue-triggered functions are not supported by the local host")
+        except PoisonMessage as poison:  # never retried: dead-lettered now, with the function's reason
+            log.warning("function %s dead-lettered message %s: %s", function.name, message.message_id, poison.reason)
+            reason, description = poison.reason, poison.description
+            self._settle(lambda q, m: self.messaging.dead_letter(q, m, reason, description), queue, message)
+            return
         except Exception:
             log.exception("function %s failed on message %s (delivery %d)", function.name, message.message_id,
                           message.delivery_count)

@@ -20,13 +20,19 @@ from shared.models.common import ProvisioningState, ProxyResource
 
 
 class JobEventType(str, enum.Enum):
-    """The CloudEvents `type` of a job event: one per state the job enters."""
+    """The CloudEvents `type` of an event on the job-events topic: one per state a job enters, and
+    the outcome of each request sent by queue message."""
 
     JOB_QUEUED = "Microsoft.BatchAI.JobQueued"
     JOB_RUNNING = "Microsoft.BatchAI.JobRunning"
     JOB_TERMINATING = "Microsoft.BatchAI.JobTerminating"
     JOB_SUCCEEDED = "Microsoft.BatchAI.JobSucceeded"
     JOB_FAILED = "Microsoft.BatchAI.JobFailed"
+    # Requests by queue message (shared/submissions.py): their outcome.
+    JOB_SUBMISSION_ACCEPTED = "Microsoft.BatchAI.JobSubmissionAccepted"
+    JOB_SUBMISSION_REJECTED = "Microsoft.BatchAI.JobSubmissionRejected"
+    CLUSTER_RESIZE_ACCEPTED = "Microsoft.BatchAI.ClusterResizeAccepted"
+    CLUSTER_RESIZE_REJECTED = "Microsoft.BatchAI.ClusterResizeRejected"
 
 
 def _http_url(value: str) -> str:

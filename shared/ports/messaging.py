@@ -47,6 +47,16 @@ class LockLost(MessagingError):
     """The message's lock expired or it was already settled: another receiver may have it now."""
 
 
+class PoisonMessage(Exception):
+    """Raised by a queue-triggered function for a message that can never succeed: its trigger
+    dead-letters it at once with this reason and description instead of retrying it."""
+
+    def __init__(self, reason: str, description: str) -> None:
+        super().__init__(f"{reason}: {description}")
+        self.reason = reason
+        self.description = description
+
+
 def subscription_path(topic: str, subscription: str) -> str:
     return f"{topic}/subscriptions/{subscription}"
 

@@ -14,8 +14,9 @@ from shared.localhost.process import LocalHostProcess, start_local_host
 
 
 @contextmanager
-def running_host(data_dir: Path, env: Mapping[str, str] | None = None) -> Iterator[LocalHostProcess]:
-    host = start_local_host(data_dir, env=env)
+def running_host(data_dir: Path, env: Mapping[str, str] | None = None, timeout: float = 30
+                 ) -> Iterator[LocalHostProcess]:
+    host = start_local_host(data_dir, env=env, timeout=timeout)
     try:
         yield host
         assert host.stop() == 0, "\n".join(host.output[-40:])

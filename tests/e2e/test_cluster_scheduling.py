@@ -300,10 +300,9 @@ def test_killing_the_host_at_random_moments_loses_no_job_and_starts_none_twice(t
 @pytest.mark.servicebus
 def test_jobs_run_in_priority_order_with_service_bus_messaging(servicebus_broker: str, tmp_path: Path) -> None:
     """The same host with the Service Bus adapter (on the test broker) in place of the SQLite queues."""
-    data_dir, gate, order = tmp_path / "state", tmp_path / "gate", tmp_path / "order"
+    gate, order = tmp_path / "gate", tmp_path / "order"
     env = {**HOST_ENV, "BATCHAI_MESSAGING": "servicebus", "BATCHAI_SERVICEBUS_CONNECTION": servicebus_broker}
-    host = start_local_host(data_dir, env=env, timeout=60)
-    try:
+    with running_host(tmp_path / "state", env, timeout=60) as host:
         api = BatchAI(host)
         api.cluster("bus", {"manual": {"targetNodeCount": 1}})
         api.wait_idle_nodes("bus", 1)
@@ -316,7 +315,3 @@ def test_jobs_run_in_priority_order_with_service_bus_messaging(servicebus_broker
             assert api.wait_state(name, *FINAL)["executionState"] == "succeeded"
         assert order.read_text().split() == ["h1", "h2", "n1", "l1"]
         api.close()
-        assert host.stop() == 0, "\n".join(host.output[-40:])
-    finally:
-        host.kill()
-        kill_agents(data_dir)

@@ -33,6 +33,13 @@ Q = {"api-version": "2018-05-01"}
 
 @pytest.fixture
 def svc(tmp_path: Path) -> Iterator[Services]:
+    services = make_services(tmp_path)
+    yield services
+    services.close()
+
+
+def make_services(tmp_path: Path) -> Services:
+    """Embedded store and queues, an in-memory pool and a manual clock; a workspace with experiment "e"."""
     settings = Settings(data_dir=tmp_path, autoscale_idle_seconds=30)
     store = SqliteStateStore(tmp_path / "state.db")
     store.open(CONTAINERS)
@@ -43,8 +50,7 @@ def svc(tmp_path: Path) -> Iterator[Services]:
         services.messaging.create_queue(queue, options)
     call(workspaces.create, services, {}, {"location": "local"})
     call(experiments.create, services, {"experimentName": "e"}, None)
-    yield services
-    services.close()
+    return services
 
 
 def call(handler: Any, svc: Services, route: dict[str, str], body: Any) -> dict[str, Any]:

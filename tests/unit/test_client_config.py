@@ -69,11 +69,12 @@ def test_file_beats_local_host(cfg: Path, env: dict[str, str], cwd: Path) -> Non
 
 def test_every_setting_from_environment(env: dict[str, str], cwd: Path) -> None:
     env |= {"BATCHAI_ENDPOINT": "http://e", "BATCHAI_SUBSCRIPTION": "sub", "BATCHAI_RESOURCE_GROUP": "rg",
-            "BATCHAI_WORKSPACE": "ws", "BATCHAI_LOCATION": "eastus", "BATCHAI_TOKEN": "tok"}
+            "BATCHAI_WORKSPACE": "ws", "BATCHAI_LOCATION": "eastus", "BATCHAI_TOKEN": "tok",
+            "BATCHAI_SERVICEBUS": "Endpoint=sb://ns/;SharedAccessKeyName=k;SharedAccessKey=v"}
     config = resolve(env=env, cwd=cwd)
     assert config.model_dump(exclude={"sources"}) == {
         "endpoint": "http://e", "subscription": "sub", "resource_group": "rg", "workspace": "ws",
-        "location": "eastus", "token": "tok"}
+        "location": "eastus", "token": "tok", "servicebus": "Endpoint=sb://ns/;SharedAccessKeyName=k;SharedAccessKey=v"}
     assert set(config.sources.values()) == {"environment"}
 
 
@@ -81,6 +82,16 @@ def test_local_host_endpoint_from_cwd(env: dict[str, str], cwd: Path) -> None:
     local_host(cwd / ".batchai", "http://127.0.0.1:8080")
     config = resolve(env=env, cwd=cwd)
     assert (config.endpoint, config.sources["endpoint"]) == ("http://127.0.0.1:8080", "local host")
+
+
+def test_local_host_service_bus_door_from_cwd_also_when_its_endpoint_is_given(env: dict[str, str],
+                                                                            cwd: Path) -> None:
+    local_host(cwd / ".batchai", "http://127.0.0.1:8080")
+    (cwd / ".batchai" / "servicebus").write_text("Endpoint=sb://127.0.0.1:5999;SharedAccessKeyName=local\n")
+    assert resolve(env=env, cwd=cwd).servicebus == "Endpoint=sb://127.0.0.1:5999;SharedAccessKeyName=local"
+    same = resolve(env=env | {"BATCHAI_ENDPOINT": "http://127.0.0.1:8080/"}, cwd=cwd)
+    assert (same.servicebus, same.token) == ("Endpoint=sb://127.0.0.1:5999;SharedAccessKeyName=local", None)
+    assert resolve(env=env | {"BATCHAI_ENDPOINT": "http://elsewhere"}, cwd=cwd).servicebus is None
 
 
 def test_local_host_endpoint_from_data_dir(tmp_path: Path, env: dict[str, str], cwd: Path) -> None:
