@@ -21,7 +21,8 @@ Several threads and several processes may share the file: WAL lets readers run b
 writer, every read-modify-write runs in ``BEGIN IMMEDIATE`` (so two receivers can never lock the
 same message), and writers of this process also queue on a Python lock, which is much cheaper than
 SQLite's sleeping busy handler. ``receive(max_wait)`` waits on a Condition that sends of this
-process signal, and polls the file every ``_POLL_SECONDS`` for sends from other processes.
+process signal, and polls the file for sends from other processes (every ``_POLL_SECONDS`` at
+first, backing off to ``_MAX_POLL_SECONDS`` while nothing comes).
 
 Entity names are case-insensitive, as in Service Bus.
 
@@ -61,7 +62,9 @@ from shared.ports.messaging import (
     ReceivedMessage,
 )
 
-_POLL_SECONDS = 0.05  # how soon a receive sees a send from another process
+# How soon a waiting receive sees a send from another process: it re-reads the file after 50 ms,
+# then ever less often while nothing comes (up to every 400 ms), so idle receivers cost little.
+_POLL_SECONDS, _MAX_POLL_SECONDS = 0.05, 0.4
 _DEDUP_PRUNE_EVERY_US = 60_000_000  # forget expired message ids about once a minute
 _NEVER = 2**62  # "max delivery count" of a dead-letter sub-queue: never dead-lettered again
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -316,6 +319,7 @@ class SqliteMessaging(Messaging):
             raise ValueError("max_messages must be at least 1")
         deadline = time.monotonic() + max(0.0, max_wait)
         wake_key: str | None = None
+        poll = _POLL_SECONDS
         while True:
             seen = self._generations.get(wake_key, 0) if wake_key else 0
             received, wake_key = self._receive_now(entity, max_messages)
@@ -327,7 +331,8 @@ class SqliteMessaging(Messaging):
             with self._wake:
                 # Woken at once by a send of this process; otherwise re-read the file after a poll.
                 self._wake.wait_for(lambda: self._closed or self._generations.get(wake_key, 0) != seen,
-                                    min(remaining, _POLL_SECONDS))
+                                    min(remaining, poll))
+            poll = min(poll * 2, _MAX_POLL_SECONDS)
             if self._closed:
                 raise MessagingError("the messaging adapter is closed")
 
