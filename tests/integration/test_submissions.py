@@ -5,6 +5,7 @@ the local host through its Service Bus door)."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from collections.abc import Iterator
@@ -243,3 +244,46 @@ def test_a_bad_resize_is_dead_lettered_and_changes_nothing(svc: Services, kind: 
     assert letter.dead_letter_reason == reason and named in (letter.dead_letter_description or "")
     assert reply_to(svc, kind)["subject"] == "Microsoft.BatchAI.ClusterResizeRejected"
     assert svc.store.read(R, SUB, f"cluster|{RG}|ws|c")["spec"] == before
+
+
+@pytest.mark.servicebus
+def test_under_a_functions_host_the_function_dead_letters_a_refused_request_itself(
+        servicebus_broker: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Functions host abandons a message whose function raised (and so retries it): there the
+    function settles a refused request itself, by the trigger's lock token, through the Service Bus
+    adapter — here on the test broker, with an SDK receiver playing the Functions host."""
+    from azure.functions.servicebus import ServiceBusMessage as TriggerMessage
+    from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusSubQueue
+
+    from functions.submissions import job_submission
+    from shared.adapters.azure.servicebus_messaging import ServiceBusMessaging
+
+    queue = f"job-submissions-{tmp_path.name[-12:]}".lower()
+    bus = ServiceBusMessaging(servicebus_broker)
+    services = make_services(tmp_path)
+    services.messaging.close()
+    services.messaging = bus
+    monkeypatch.setattr(submissions, "JOB_SUBMISSIONS", dataclasses.replace(submissions.JOB_SUBMISSIONS, queue=queue))
+    monkeypatch.setenv("FUNCTIONS_WORKER_RUNTIME", "python")
+    bus.create_queue(queue, lanes.SUBMISSION_OPTIONS)
+    bus.create_topic(events.JOB_EVENTS_TOPIC, events.TOPIC_OPTIONS)
+    use_services(services)
+    try:
+        with ServiceBusClient.from_connection_string(servicebus_broker) as client:
+            with client.get_queue_sender(queue) as sender:
+                sender.send_messages(ServiceBusMessage(b"not json", message_id="refused-on-azure"))
+            with client.get_queue_receiver(queue) as host_receiver:
+                [held] = host_receiver.receive_messages(max_message_count=1, max_wait_time=5)
+                job_submission(TriggerMessage(
+                    body=b"".join(held.body), message_id=held.message_id, lock_token=str(held.lock_token),
+                    delivery_count=1, sequence_number=held.sequence_number, enqueued_time_utc=held.enqueued_time_utc,
+                    locked_until=held.locked_until_utc, application_properties={}, user_properties={}))
+            with client.get_queue_receiver(queue, sub_queue=ServiceBusSubQueue.DEAD_LETTER) as letters:
+                [letter] = letters.receive_messages(max_message_count=1, max_wait_time=5)
+                letters.complete_message(letter)
+        assert (letter.message_id, letter.dead_letter_reason) == ("refused-on-azure", "MessageNotJson")
+        assert bus.count(queue) == 0, "settled, not left for a retry"
+    finally:
+        use_services(None)
+        bus.delete_queue(queue)
+        services.close()
