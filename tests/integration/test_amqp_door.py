@@ -25,6 +25,7 @@ from shared.localhost.amqp.door import ServiceBusDoor
 from shared.localhost.amqp.sas import SasAuthorizer, sign
 from shared.localhost.process import start_local_host
 from shared.ports.messaging import OutgoingMessage, ReceivedMessage
+from tests.e2e.polling import wait_until
 
 SUBMISSIONS, REPLIES = lanes.JOB_SUBMISSIONS_QUEUE, lanes.SUBMISSION_REPLIES_QUEUE
 WAIT = 5.0  # the most any single wait may take (seconds)
@@ -239,7 +240,8 @@ def test_the_local_host_opens_the_door(tmp_path: Path) -> None:
         assert connection_string is not None, host.output[-20:]
         assert stat.S_IMODE((data / "servicebus").stat().st_mode) == 0o600
         port = connection_string.split("sb://127.0.0.1:")[1].split(";")[0]
-        assert f"Service Bus door at sb://127.0.0.1:{port}" in host.output
+        wait_until("the host to announce its door",  # its output is read as it comes
+                   lambda: f"Service Bus door at sb://127.0.0.1:{port}" in host.output, timeout=10)
         with client(connection_string) as sb:
             with sb.get_queue_sender(REPLIES) as sender:
                 sender.send_messages(ServiceBusMessage(b"hello door", message_id="host-1"), timeout=WAIT)
