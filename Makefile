@@ -43,6 +43,7 @@ bench: system-deps install
 	$(PY) bench/launch.py
 	$(PY) bench/chaos.py
 	$(PY) bench/dispatch.py
+	$(PY) bench/submissions.py
 
 clean:
 	rm -rf $(VENV) $(NPM_DIR)/node_modules .pytest_cache
