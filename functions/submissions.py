@@ -34,10 +34,9 @@ def serve(door: submissions.Door, msg: func.ServiceBusMessage) -> None:
     except PoisonMessage as poison:
         if not os.environ.get("FUNCTIONS_WORKER_RUNTIME"):
             raise  # the local host's pump dead-letters it
-        settle = getattr(svc.messaging, "dead_letter_by_lock_token", None)  # the Service Bus adapter's
-        if settle is None or not msg.lock_token:
+        if not msg.lock_token:
             raise
-        settle(door.queue, str(msg.lock_token), poison.reason, poison.description)
+        svc.messaging.dead_letter_by_lock_token(door.queue, str(msg.lock_token), poison.reason, poison.description)
 
 
 @bp.function_name("JobSubmissions")

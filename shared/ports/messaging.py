@@ -168,6 +168,11 @@ class Messaging(ABC):
         """Move a locked message to the dead-letter sub-queue with a reason."""
 
     @abstractmethod
+    def dead_letter_by_lock_token(self, entity: str, lock_token: str, reason: str, description: str = "") -> None:
+        """Dead-letter a message another receiver holds (a Functions host's trigger message), known
+        only by its lock token. LockLost if that lock is no longer held."""
+
+    @abstractmethod
     def renew_lock(self, entity: str, message: ReceivedMessage) -> datetime:
         """Extend the lock by the lock duration from now; returns the new locked-until time."""
 

@@ -318,9 +318,8 @@ class ServiceBusMessaging(Messaging):
             m, reason=reason, error_description=description))
 
     def dead_letter_by_lock_token(self, entity: str, lock_token: str, reason: str, description: str = "") -> None:
-        """Dead-letter a message another receiver holds (a Functions host's trigger) by its lock
-        token, through the entity's management node, on a receiver of its own (a failed call must
-        not close the pooled receivers that hold this adapter's messages)."""
+        """Through the entity's management node, on a receiver of its own (a failed call must not
+        close the pooled receivers that hold this adapter's messages)."""
         details = {"deadletter-reason": reason, "deadletter-description": description}
         path = _Path.parse(entity)
         with self._errors(entity), self._new_receiver(path) as sdk:

@@ -41,7 +41,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -404,16 +404,27 @@ class SqliteMessaging(Messaging):
         self._signal(target.path + _DLQ)
 
     def dead_letter(self, entity: str, message: ReceivedMessage, reason: str, description: str = "") -> None:
+        self._dead_letter(entity, message.lock_token, message.sequence_number, reason, description,
+                          lambda: _lock_lost(message))
+
+    def dead_letter_by_lock_token(self, entity: str, lock_token: str, reason: str, description: str = "") -> None:
+        self._dead_letter(entity, lock_token, None, reason, description,
+                          lambda: LockLost(f"no message of {entity!r} is locked by {lock_token!r}"))
+
+    def _dead_letter(self, entity: str, lock_token: str, sequence_number: int | None, reason: str,
+                     description: str, lost: Callable[[], LockLost]) -> None:
+        """Move the message locked by `lock_token` (and of that sequence number, when known)."""
         with self._write() as conn:
             target = self._receivable(conn, entity)
             now = self._now_us()
+            row = "id = ? AND " if sequence_number is not None else ""  # by id: the row at once
             updated = conn.execute(
                 "UPDATE messages SET entity = ?, dl_reason = ?, dl_description = ?, lock_token = NULL, "
-                "visible_at = ? WHERE id = ? AND entity = ? AND lock_token = ? AND visible_at > ?",
+                f"visible_at = ? WHERE {row}entity = ? AND lock_token = ? AND visible_at > ?",
                 (target.path + _DLQ, reason, description, now,
-                 message.sequence_number, target.key, message.lock_token, now))
+                 *([sequence_number] if sequence_number is not None else []), target.key, lock_token, now))
             if updated.rowcount == 0:
-                raise _lock_lost(message)
+                raise lost()
         self._signal(target.path + _DLQ)
 
     def renew_lock(self, entity: str, message: ReceivedMessage) -> datetime:
