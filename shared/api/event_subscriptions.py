@@ -72,7 +72,8 @@ def handshake(svc: Services, endpoint: str) -> None:
         destination = svc.webhooks.check(endpoint)
     except DestinationRefused as exc:
         if exc.permanent:
-            raise errors.InvalidParameter(exc.reason, target=ENDPOINT_TARGET, code="WebHookEndpointNotAllowed") from None
+            raise errors.InvalidParameter(exc.reason, target=ENDPOINT_TARGET,
+                                          code="WebHookEndpointNotAllowed") from None
         raise refused(origin, exc.reason) from None
     try:
         answer = svc.webhooks.send(destination, "OPTIONS", {"WebHook-Request-Origin": origin})
