@@ -60,6 +60,16 @@ def by_name(receiver: Receiver) -> str:
     return receiver.url.replace("127.0.0.1", NAME)
 
 
+def subscribed_by_name(svc: Services, dns: ScriptedDns, receivers: list[Receiver], name: str) -> Receiver:
+    """A receiver on 127.0.0.1, subscribed as http://hooks.example:<port>/hook while the name resolves there."""
+    receiver = Receiver()
+    receivers.append(receiver)
+    dns.answers[NAME] = ["127.0.0.1"]
+    status, body = create(svc, name, by_name(receiver))
+    assert status == 200, body
+    return receiver
+
+
 def queue_a_job_event(svc: Services) -> None:
     make_cluster(svc, {"manual": {"targetNodeCount": 1}})  # no dispatch: the job stays queued
     submit(svc, "j")
@@ -77,11 +87,7 @@ def dead_letters(svc: Services, name: str) -> list[dict[str, Any]]:
                          ids=["metadata", "private", "one of two", "v4-mapped metadata", "EC2 IPv6 metadata"])
 def test_a_name_rebound_after_creation_is_not_sent_to_and_is_dead_lettered(
         hooks: Services, dns: ScriptedDns, receivers: list[Receiver], rebound: list[str]) -> None:
-    receiver = Receiver()
-    receivers.append(receiver)
-    dns.answers[NAME] = ["127.0.0.1"]
-    status, body = create(hooks, "rebound", by_name(receiver))
-    assert status == 200, body
+    receiver = subscribed_by_name(hooks, dns, receivers, "rebound")
     dns.answers[NAME] = rebound
     queue_a_job_event(hooks)
     pump(hooks)
@@ -95,10 +101,7 @@ def test_a_name_rebound_after_creation_is_not_sent_to_and_is_dead_lettered(
 
 def test_the_request_goes_to_the_checked_address_with_the_name_as_host(hooks: Services, dns: ScriptedDns,
                                                                         receivers: list[Receiver]) -> None:
-    receiver = Receiver()
-    receivers.append(receiver)
-    dns.answers[NAME] = ["127.0.0.1"]
-    assert create(hooks, "pinned", by_name(receiver))[0] == 200
+    receiver = subscribed_by_name(hooks, dns, receivers, "pinned")
     queue_a_job_event(hooks)
     pump(hooks)
     [(headers, _)] = receiver.received
@@ -108,10 +111,7 @@ def test_the_request_goes_to_the_checked_address_with_the_name_as_host(hooks: Se
 
 def test_a_name_that_no_longer_resolves_is_retried_not_dead_lettered(hooks: Services, dns: ScriptedDns,
                                                                        receivers: list[Receiver]) -> None:
-    receiver = Receiver()
-    receivers.append(receiver)
-    dns.answers[NAME] = ["127.0.0.1"]
-    assert create(hooks, "flaky-dns", by_name(receiver))[0] == 200
+    receiver = subscribed_by_name(hooks, dns, receivers, "flaky-dns")
     dns.answers[NAME] = []
     queue_a_job_event(hooks)
     pump(hooks)
