@@ -124,8 +124,29 @@ class Attempt:
                              as_root=os.geteuid() == 0)
         Path(env["AZ_BATCHAI_MPI_HOST_FILE"]).write_text(plan.hostfile)
         env.update(plan.job_env)
+        in_container = props.get("containerSettings") is not None
+        # A job that cannot start here fails before anything of it runs, its preparation included.
+        problem = toolkits.container_unavailable_message(props, in_container and docker_engine_answers())
+        if problem:
+            log.write(problem)
+            return Outcome(1, {"code": "ContainerUnavailable", "message": problem})
+        if in_container and (login := toolkits.docker_login(props)) is not None:
+            argv, password = login
+            log.write("docker login " + " ".join(argv[2:]))
+            subprocess.run(argv, input=password.encode(), capture_output=True, timeout=120, check=False)
+        folders = sorted({env[k] for k in ("AZ_BATCHAI_MOUNT_ROOT", "AZ_BATCHAI_JOB_MOUNT_ROOT", "AZ_BATCHAI_JOB_TEMP",
+                                           "AZ_BATCHAI_SHARED_JOB_TEMP", "AZ_BATCHAI_STDOUTERR_DIR")})
+
+        def in_job_container(command: str, extra: dict[str, str]) -> str:
+            """The spec: with containerSettings the preparation and the job run in the job's container."""
+            if not in_container:
+                return command
+            names_in = sorted(job_variable_names(props, env) | set(extra) | set(plan.job_env))
+            return toolkits.docker_command(props, command, folders, names_in)
+
         prep = (props.get("jobPreparation") or {}).get("commandLine")
         if prep:
+            prep = in_job_container(prep, {})
             log.write(f"job preparation: {prep}")
             with telemetry.span("agent.job_preparation") as span:
                 code = self._run_and_wait(["/bin/bash", "-c", prep], env, stdouterr / names.prep_stdout,
@@ -138,34 +159,21 @@ class Attempt:
                 return Outcome(code, {"code": "JobPreparationFailed",
                                       "message": f"The job preparation on node {self.node_id} exited with code {code};"
                                                  f" see {names.prep_stderr} in the stdouterr directory."})
-        in_container = props.get("containerSettings") is not None
         self.barrier.prepared()
-        problem = toolkits.container_unavailable_message(props, in_container and docker_engine_answers())
-        if problem:
-            log.write(problem)
-            return Outcome(1, {"code": "ContainerUnavailable", "message": problem})
-        if in_container and (login := toolkits.docker_login(props)) is not None:
-            argv, password = login
-            log.write("docker login " + " ".join(argv[2:]))
-            subprocess.run(argv, input=password.encode(), capture_output=True, timeout=120, check=False)
         if self._launches_onto_others(props, plan):
             log.write("waiting for every node of the job to finish its job preparation")
             with telemetry.span("agent.barrier", attributes={"batchai.nodes": len(self.assignment["nodes"])}):
                 if not self.barrier.wait_all(self.stopped):
                     return Outcome(137)
         decisive: list[subprocess.Popen[bytes]] = []
-        folders = sorted({env[k] for k in ("AZ_BATCHAI_MOUNT_ROOT", "AZ_BATCHAI_JOB_MOUNT_ROOT", "AZ_BATCHAI_JOB_TEMP",
-                                           "AZ_BATCHAI_SHARED_JOB_TEMP", "AZ_BATCHAI_STDOUTERR_DIR")})
         for spec in plan.processes:
             if self.stopped.is_set():
                 return Outcome(137)
-            command = spec.command
-            if in_container:
-                names_in = sorted(job_variable_names(props, env) | set(spec.env) | set(plan.job_env))
-                command = toolkits.docker_command(props, command, folders, names_in)
+            command = in_job_container(spec.command, spec.env)
             log.write(f"starting {spec.role}: {command}")
-            process = self._spawn(["/bin/bash", "-c", command], env | spec.env, stdouterr / names.stdout,
-                                  stdouterr / names.stderr, spec.role)
+            stdout, stderr = task_logs(names, spec.task)
+            process = self._spawn(["/bin/bash", "-c", command], env | spec.env, stdouterr / stdout,
+                                  stdouterr / stderr, spec.role)
             if spec.decisive:
                 decisive.append(process)
         if not decisive:
@@ -252,6 +260,14 @@ def docker_engine_answers() -> bool:
         return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
     except subprocess.TimeoutExpired:
         return False
+
+
+def task_logs(names: Any, task: str | None) -> tuple[str, str]:
+    """ENVIRONMENT.md "Per-task log files": a task started on its own writes stdout-<task>.txt and
+    stderr-<task>.txt; anything else this node's stdout/stderr files."""
+    if task is None:
+        return names.stdout, names.stderr
+    return f"stdout-{task}.txt", f"stderr-{task}.txt"
 
 
 def props_python(props: dict[str, Any]) -> str:

@@ -11,8 +11,12 @@ same plan from the same inputs, so ranks, hosts and ports agree without the node
 - PyTorch: `processCount` processes in contiguous blocks: with b = ceil(processCount / nodeCount),
   node k runs ranks k*b .. min(processCount, (k+1)*b) - 1 (the way mpirun fills the hostfile's
   `slots=b`), each with its rank in AZ_BATCHAI_TASK_INDEX, and one rendezvous
-  AZ_BATCHAI_PYTORCH_INIT_METHOD = tcp://<master>:<port>. Backend MPI: through mpirun, each rank
+  AZ_BATCHAI_PYTORCH_INIT_METHOD = tcp://<master>:<port>, and AZ_BATCHAI_PYTORCH_BACKEND = the
+  communicationBackend in lower case (gloo when none). Backend MPI: through mpirun, each rank
   setting AZ_BATCHAI_TASK_INDEX from OMPI_COMM_WORLD_RANK.
+- Logs ("Per-task log files"): a task started on its own (TensorFlow, PyTorch, Caffe2) has its own
+  stdout-<task>.txt / stderr-<task>.txt (`ProcessSpec.task`: wk-<i> / ps-<i>, the rank, the node
+  index); the rest (custom, everything under mpirun, one-process Caffe) write stdout.txt / stderr.txt.
 - TensorFlow: the worker tasks, then the parameter-server tasks, dealt round-robin over the nodes
   (task t of that list on node t % nodeCount); worker 0 is the master.
 - Ports come from a hash of the attempt's seed. A TensorFlow task's port is the base plus its
@@ -56,6 +60,7 @@ class ProcessSpec:
     env: dict[str, str] = field(default_factory=dict)
     decisive: bool = True  # the job's outcome waits for it (not for a TensorFlow parameter server)
     role: str = "main"  # for logs; "mpirun" marks a launch that reaches the other nodes
+    task: str | None = None  # a task of its own: its output goes to stdout-<task>.txt / stderr-<task>.txt
 
 
 @dataclass(frozen=True)
@@ -157,7 +162,7 @@ def plan(props: dict[str, Any], nodes: list[dict[str, str]], me: str, seed: str,
 
 
 # The variables a toolkit adds to the whole job (NodePlan.job_env), which mpirun must pass on too.
-_JOB_ENV_NAMES = {"pyTorchSettings": ["AZ_BATCHAI_PYTORCH_INIT_METHOD"],
+_JOB_ENV_NAMES = {"pyTorchSettings": ["AZ_BATCHAI_PYTORCH_INIT_METHOD", "AZ_BATCHAI_PYTORCH_BACKEND"],
                   "tensorFlowSettings": ["AZ_BATCHAI_PS_HOSTS", "AZ_BATCHAI_WORKER_HOSTS"]}
 
 
@@ -184,8 +189,15 @@ def _python_mpi(job: _Job, s: dict[str, Any]) -> NodePlan:
     return _mpi(job, s, job.script(s))
 
 
+def cntk_is_python(s: dict[str, Any]) -> bool:
+    """languageType in any case; without one, a pythonScriptFilePath (and no config file) means Python."""
+    if s.get("languageType"):
+        return str(s["languageType"]).lower() == "python"
+    return bool(s.get("pythonScriptFilePath")) and not s.get("configFilePath")
+
+
 def _cntk(job: _Job, s: dict[str, Any]) -> NodePlan:
-    if (s.get("languageType") or "BrainScript").lower() == "python":
+    if cntk_is_python(s):
         return _mpi(job, s, job.script(s))
     return _mpi(job, s, _join("cntk", f"configFile={s.get('configFilePath') or ''}", s.get("commandLineArgs")))
 
@@ -202,16 +214,19 @@ def _caffe(job: _Job, s: dict[str, Any]) -> NodePlan:
 
 def _caffe2(job: _Job, s: dict[str, Any]) -> NodePlan:
     """One process per node; the nodes meet through AZ_BATCHAI_SHARED_JOB_TEMP."""
-    spec = ProcessSpec(job.script(s), {"AZ_BATCHAI_TASK_INDEX": str(job.index)}, role=f"node {job.index}")
+    spec = ProcessSpec(job.script(s), {"AZ_BATCHAI_TASK_INDEX": str(job.index)}, role=f"node {job.index}",
+                       task=str(job.index))
     return NodePlan([spec], job.hostfile())
 
 
 def _pytorch(job: _Job, s: dict[str, Any]) -> NodePlan:
-    job_env = {"AZ_BATCHAI_PYTORCH_INIT_METHOD": f"tcp://{job.addresses[0]}:{base_port(job.seed)}"}
-    if (s.get("communicationBackend") or "").lower() == "mpi":
+    backend = (s.get("communicationBackend") or "gloo").lower()
+    job_env = {"AZ_BATCHAI_PYTORCH_INIT_METHOD": f"tcp://{job.addresses[0]}:{base_port(job.seed)}",
+               "AZ_BATCHAI_PYTORCH_BACKEND": backend}
+    if backend == "mpi":
         rank_command = "export AZ_BATCHAI_TASK_INDEX=$OMPI_COMM_WORLD_RANK; exec " + job.script(s)
         return _mpi(job, s, "bash -c " + shlex.quote(rank_command), job_env)
-    processes = [ProcessSpec(job.script(s), {"AZ_BATCHAI_TASK_INDEX": str(rank)}, role=f"rank {rank}")
+    processes = [ProcessSpec(job.script(s), {"AZ_BATCHAI_TASK_INDEX": str(rank)}, role=f"rank {rank}", task=str(rank))
                  for rank in pytorch_ranks(job.process_count(s), job.node_count, job.index)]
     return NodePlan(processes, job.hostfile(), job_env)
 
@@ -267,7 +282,8 @@ def _tensorflow(job: _Job, s: dict[str, Any]) -> NodePlan:
         config = {"cluster": {"ps": hosts["ps"], "worker": hosts["worker"]},
                   "task": {"type": kind, "index": task.index}, "environment": "cloud"}
         env = {"AZ_BATCHAI_TASK_INDEX": str(task.index), "TF_CONFIG": json.dumps(config)}
-        processes.append(ProcessSpec(job.script(s, args_key), env, decisive=kind != "ps", role=f"{kind} {task.index}"))
+        processes.append(ProcessSpec(job.script(s, args_key), env, decisive=kind != "ps", role=f"{kind} {task.index}",
+                                     task=f"{'ps' if kind == 'ps' else 'wk'}-{task.index}"))
     return NodePlan(processes, job.hostfile(), job_env)
 
 

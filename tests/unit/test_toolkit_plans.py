@@ -58,6 +58,7 @@ MPI_TOOLKITS = [
     ("chainerSettings", {"pythonScriptFilePath": "$AFS/mn.py", "commandLineArgs": "-g 0"}, "python3 $AFS/mn.py -g 0"),
     ("cntkSettings", {"configFilePath": "$AFS/a.cntk", "commandLineArgs": "x=1"}, "cntk configFile=$AFS/a.cntk x=1"),
     ("cntkSettings", {"languageType": "Python", "pythonScriptFilePath": "$AFS/c.py"}, "python3 $AFS/c.py"),
+    ("cntkSettings", {"pythonScriptFilePath": "$AFS/k.py"}, "python3 $AFS/k.py"),  # Keras-CNTK: no languageType
 ]
 
 
@@ -140,8 +141,8 @@ def test_cntk_brainscript_is_the_default(language: str | None) -> None:
     assert only(plan("cntkSettings", settings)).command.endswith(" -x TOKEN cntk configFile=$AFS/m.cntk a=1 b=$X")
 
 
-@pytest.mark.parametrize("language", ["Python", "python"])
-def test_cntk_python_runs_the_script(language: str) -> None:
+@pytest.mark.parametrize("language", ["Python", "python", None])
+def test_cntk_python_runs_the_script(language: str | None) -> None:
     settings = {"languageType": language, "pythonScriptFilePath": "$AFS/c.py", "commandLineArgs": "--e 2",
                 "pythonInterpreterPath": "/py", "processCount": 3}
     command = only(plan("cntkSettings", settings)).command
@@ -184,6 +185,7 @@ def test_caffe2_runs_one_process_per_node_with_the_nodes_index() -> None:
     assert [only(p).env for p in plans] == [{"AZ_BATCHAI_TASK_INDEX": str(i)} for i in range(3)]
     assert {only(p).command for p in plans} == {"python3 $AFS/c2.py --shared $AZ_BATCHAI_SHARED_JOB_TEMP"}
     assert all(only(p).decisive for p in plans)
+    assert [only(p).task for p in plans] == ["0", "1", "2"]  # stderr-0.txt, as the Caffe2 recipe streams
     assert plans[0].hostfile == "10.0.0.4 slots=1\n10.0.0.5 slots=1\n10.0.0.6 slots=1\n"
 
 
@@ -204,8 +206,10 @@ def test_pytorch_spreads_ranks_in_contiguous_blocks(count: int | None, node_coun
     assert [[int(p.env["AZ_BATCHAI_TASK_INDEX"]) for p in result.processes] for result in plans] == spread
     assert [[p.role for p in result.processes] for result in plans] == [[f"rank {r}" for r in s] for s in spread]
     assert {p.command for result in plans for p in result.processes} == {"python3 t.py --rank $AZ_BATCHAI_TASK_INDEX"}
-    assert {json.dumps(result.job_env) for result in plans} == {
-        json.dumps({"AZ_BATCHAI_PYTORCH_INIT_METHOD": f"tcp://10.0.0.4:{PORT}"})}
+    assert {json.dumps(result.job_env) for result in plans} == {json.dumps(
+        {"AZ_BATCHAI_PYTORCH_INIT_METHOD": f"tcp://10.0.0.4:{PORT}", "AZ_BATCHAI_PYTORCH_BACKEND": "gloo"})}
+    # ENVIRONMENT.md "Per-task log files": each process writes stdout-<rank>.txt / stderr-<rank>.txt
+    assert [[p.task for p in result.processes] for result in plans] == [[str(r) for r in s] for s in spread]
 
 
 def test_pytorch_rendezvous_port_comes_from_the_seed() -> None:
@@ -223,9 +227,11 @@ def test_pytorch_with_the_mpi_backend_runs_under_mpirun_each_rank_knowing_its_in
     master, other = every_node("pyTorchSettings", settings)
     command = only(master).command
     assert command.startswith(f"mpirun {VM_FLAGS} -np 4 ") and only(master).role == "mpirun"
-    assert " -x TOKEN -x AZ_BATCHAI_PYTORCH_INIT_METHOD bash -c " in command
+    assert " -x TOKEN -x AZ_BATCHAI_PYTORCH_INIT_METHOD -x AZ_BATCHAI_PYTORCH_BACKEND bash -c " in command
     assert other.processes == [] and master.hostfile == "10.0.0.4 slots=2\n10.0.0.5 slots=2\n"
-    assert master.job_env == {"AZ_BATCHAI_PYTORCH_INIT_METHOD": f"tcp://10.0.0.4:{PORT}"}
+    assert master.job_env == {"AZ_BATCHAI_PYTORCH_INIT_METHOD": f"tcp://10.0.0.4:{PORT}",
+                              "AZ_BATCHAI_PYTORCH_BACKEND": "mpi"}
+    assert only(master).task is None  # mpirun gathers every rank's output into stdout.txt
     rank_program = shlex.split(command)[-1]  # what each rank's bash runs
     assert rank_program == "export AZ_BATCHAI_TASK_INDEX=$OMPI_COMM_WORLD_RANK; exec python3 $AFS/t.py --out $OUT"
     shown = subprocess.run(["bash", "-c", rank_program.replace("python3 $AFS/t.py", "echo $AZ_BATCHAI_TASK_INDEX")],
@@ -237,6 +243,20 @@ def test_pytorch_with_the_mpi_backend_runs_under_mpirun_each_rank_knowing_its_in
 def test_pytorch_other_backends_start_processes_directly(backend: str | None) -> None:
     settings = {"pythonScriptFilePath": "t.py", "communicationBackend": backend}
     assert only(plan("pyTorchSettings", settings)).command == "python3 t.py"
+
+
+@pytest.mark.parametrize(("backend", "variable"), [
+    (None, "gloo"), ("gloo", "gloo"), ("GLOO", "gloo"), ("Gloo", "gloo"), ("TCP", "tcp"), ("nccl", "nccl"),
+    ("MPI", "mpi")])
+def test_pytorch_backend_variable_is_the_lower_case_backend_gloo_by_default(backend: str | None,
+                                                                            variable: str) -> None:
+    """ENVIRONMENT.md: the recipe passes `--dist-backend $AZ_BATCHAI_PYTORCH_BACKEND` to torch."""
+    settings = {"pythonScriptFilePath": "t.py", "communicationBackend": backend}
+    assert {p.job_env["AZ_BATCHAI_PYTORCH_BACKEND"] for p in every_node("pyTorchSettings", settings)} == {variable}
+
+
+def test_only_pytorch_sets_the_backend_variable() -> None:
+    assert "AZ_BATCHAI_PYTORCH_BACKEND" not in plan("horovodSettings", {"pythonScriptFilePath": "t.py"}).job_env
 
 
 # -- TensorFlow -----------------------------------------------------------------------------------
@@ -263,6 +283,7 @@ def test_tensorflow_one_ps_and_two_workers_on_two_nodes() -> None:
                                                          "python3 $AFS/tf.py --p"]
     assert [p.decisive for p in (master, worker, ps)] == [True, True, False]
     assert [p.role for p in (master, worker, ps)] == ["master 0", "worker 1", "ps 0"]
+    assert [p.task for p in (master, worker, ps)] == ["wk-0", "wk-1", "ps-0"]  # stdout-wk-0.txt ...
     assert first.hostfile == "10.0.0.4 slots=1\n10.0.0.5 slots=1\n"
 
 
@@ -314,6 +335,14 @@ def test_tensorflow_single_worker_is_the_master_with_an_empty_ps_list() -> None:
         "cluster": {"ps": [], "worker": [f"10.0.0.4:{PORT}"]}, "task": {"type": "master", "index": 0},
         "environment": "cloud"}
     assert result.job_env == {"AZ_BATCHAI_PS_HOSTS": "", "AZ_BATCHAI_WORKER_HOSTS": f"10.0.0.4:{PORT}"}
+    assert only(result).task == "wk-0"  # the TensorFlow and Keras recipes stream stdout-wk-0.txt
+
+
+@pytest.mark.parametrize(("toolkit", "settings"), [
+    ("customToolkitSettings", {"commandLine": "true"}), ("caffeSettings", {"configFilePath": "s.prototxt"}),
+    *[(toolkit, settings) for toolkit, settings, _ in MPI_TOOLKITS]])
+def test_custom_one_process_caffe_and_mpirun_write_the_plain_stdout(toolkit: str, settings: dict) -> None:
+    assert only(plan(toolkit, settings, node_list=nodes(1))).task is None  # stdout.txt / stderr.txt
 
 
 def test_mpirun_passes_only_the_variables_its_own_toolkit_adds() -> None:
