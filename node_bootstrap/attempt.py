@@ -65,8 +65,14 @@ class Attempt:
         self.barrier = barrier
         self.stopped = threading.Event()
         self.processes: list[subprocess.Popen[bytes]] = []
+        self.container: str | None = None  # the job's container on this node, once started
         self._lock = threading.Lock()
         self.thread = threading.Thread(target=self._run, name=f"attempt-{self.attempt}", daemon=True)
+
+    @property
+    def seed(self) -> str:
+        """Unique per attempt (the segment holds a uuid per job: a job made again never reuses old ports)."""
+        return f"{self.assignment['jobOutputDirectoryPathSegment']}#{self.attempt}"
 
     def start(self) -> None:
         self.thread.start()
@@ -116,9 +122,7 @@ class Attempt:
 
     def _prepare_and_launch(self, props: dict[str, Any], env: dict[str, str], stdouterr: Path,
                             names: Any, log: ExecutionLog) -> Outcome:
-        plan = toolkits.plan(props, self.assignment["nodes"], self.node_id,
-                             # the segment holds a uuid per job: a job made again never reuses old ports
-                             f"{self.assignment['jobOutputDirectoryPathSegment']}#{self.attempt}",
+        plan = toolkits.plan(props, self.assignment["nodes"], self.node_id, self.seed,
                              local=self.storage.local, rsh_agent=str(RSH_AGENT),
                              python=props_python(props), env_names=sorted(job_variable_names(props, env)),
                              as_root=os.geteuid() == 0)
@@ -130,23 +134,23 @@ class Attempt:
         if problem:
             log.write(problem)
             return Outcome(1, {"code": "ContainerUnavailable", "message": problem})
-        if in_container and (login := toolkits.docker_login(props)) is not None:
-            argv, password = login
-            log.write("docker login " + " ".join(argv[2:]))
-            subprocess.run(argv, input=password.encode(), capture_output=True, timeout=120, check=False)
-        folders = sorted({env[k] for k in ("AZ_BATCHAI_MOUNT_ROOT", "AZ_BATCHAI_JOB_MOUNT_ROOT", "AZ_BATCHAI_JOB_TEMP",
-                                           "AZ_BATCHAI_SHARED_JOB_TEMP", "AZ_BATCHAI_STDOUTERR_DIR")})
+        names_in = sorted(job_variable_names(props, env) | set(plan.job_env)
+                          | {name for spec in plan.processes for name in spec.env})
+        if in_container:
+            code = self._start_container(props, env, stdouterr, names, log)
+            if code != 0 or self.stopped.is_set():
+                return Outcome(code, None if self.stopped.is_set() else {
+                    "code": "ContainerStartFailed",
+                    "message": f"Node {self.node_id} could not start the job's container (image "
+                               f"'{toolkits.image_of(props)}'); see {names.prep_stderr} in the stdouterr directory."})
 
-        def in_job_container(command: str, extra: dict[str, str]) -> str:
+        def in_job_container(command: str) -> str:
             """The spec: with containerSettings the preparation and the job run in the job's container."""
-            if not in_container:
-                return command
-            names_in = sorted(job_variable_names(props, env) | set(extra) | set(plan.job_env))
-            return toolkits.docker_command(props, command, folders, names_in)
+            return toolkits.container_exec_command(self.container, command, names_in) if self.container else command
 
         prep = (props.get("jobPreparation") or {}).get("commandLine")
         if prep:
-            prep = in_job_container(prep, {})
+            prep = in_job_container(prep)
             log.write(f"job preparation: {prep}")
             with telemetry.span("agent.job_preparation") as span:
                 code = self._run_and_wait(["/bin/bash", "-c", prep], env, stdouterr / names.prep_stdout,
@@ -169,7 +173,7 @@ class Attempt:
         for spec in plan.processes:
             if self.stopped.is_set():
                 return Outcome(137)
-            command = in_job_container(spec.command, spec.env)
+            command = in_job_container(spec.command)
             log.write(f"starting {spec.role}: {command}")
             stdout, stderr = task_logs(names, spec.task)
             process = self._spawn(["/bin/bash", "-c", command], env | spec.env, stdouterr / stdout,
@@ -180,6 +184,25 @@ class Attempt:
             log.write("nothing on this node decides the job's outcome; holding the node for the job")
             return Outcome(0)
         return self._wait_for(decisive, log)
+
+    def _start_container(self, props: dict[str, Any], env: dict[str, str], stdouterr: Path, names: Any,
+                         log: ExecutionLog) -> int:
+        """Log in to the job's registry, then start the job's container (pulling its image; the output
+        goes to the job preparation's logs); its exit code."""
+        if (login := toolkits.docker_login(props)) is not None:
+            argv, password = login
+            log.write("docker login " + " ".join(argv[2:]))
+            subprocess.run(argv, input=password.encode(), capture_output=True, timeout=120, check=False)
+        mounts = sorted({env[k] for k in ("AZ_BATCHAI_MOUNT_ROOT", "AZ_BATCHAI_JOB_MOUNT_ROOT", "AZ_BATCHAI_JOB_TEMP",
+                                          "AZ_BATCHAI_SHARED_JOB_TEMP", "AZ_BATCHAI_STDOUTERR_DIR",
+                                          "AZ_BATCHAI_MPI_HOST_FILE")})
+        name = toolkits.container_name(self.seed, self.node_id)
+        argv = toolkits.container_start_argv(props, name, mounts)
+        log.write("starting the job's container: " + " ".join(argv))
+        self.container = name  # removed at the end even if the start is cut short
+        code = self._run_and_wait(argv, env, stdouterr / names.prep_stdout, stdouterr / names.prep_stderr, "container")
+        log.write(f"docker run exited with code {code}")
+        return code
 
     def _launches_onto_others(self, props: dict[str, Any], plan: toolkits.NodePlan) -> bool:
         """mpirun (or a custom command, which may use the hostfile) reaches the other nodes: they
@@ -221,6 +244,9 @@ class Attempt:
             self.report(outcome)
         self.stopped.wait()  # until the control plane ends the attempt everywhere
         self.stop_processes()
+        if self.container:
+            subprocess.run(toolkits.container_remove_argv(self.container), capture_output=True, timeout=120,
+                           check=False)
         self.storage.push()
         self.storage.unmount(volumes, paths.job_mount_root)
 

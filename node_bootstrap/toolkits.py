@@ -309,37 +309,51 @@ def container_unavailable_message(props: dict[str, Any], docker_present: bool) -
     settings = props.get("containerSettings")
     if settings is None or docker_present:
         return None
-    image = (settings.get("imageSourceRegistry") or {}).get("image", "?")
-    return (f"The job asks for the container image '{image}', but no Docker engine answers on this node; run it "
+    return (f"The job asks for the container image '{image_of(props)}', but no Docker engine answers on this node; run it "
             "on a cluster whose nodes have Docker, or without containerSettings.")
 
 
-def docker_argv(props: dict[str, Any], inner_command: str, mounts: list[tuple[str, str]] | list[str],
-                env_names: list[str], *, workdir: str | None = None) -> list[str]:
-    """`docker run` of the job's image running `bash -c <inner_command>`: the host's network (the
-    nodes' addresses and the tasks' ports stay as they are), `--shm-size` when the job gives one,
-    else the host's IPC namespace (Docker's 64 MB /dev/shm starves data loaders and NCCL), the
-    mounts (`(host, container)` pairs, or a path mounted at the same path), variables by name only."""
+def image_of(props: dict[str, Any]) -> str:
+    """The job's container image, for messages."""
+    return str(((props.get("containerSettings") or {}).get("imageSourceRegistry") or {}).get("image", "?"))
+
+
+def container_name(seed: str, node_id: str) -> str:
+    """The job's container on this node for this attempt (a Docker name: letters, digits, dashes)."""
+    return "batchai-" + hashlib.sha256(f"{seed}@{node_id}".encode()).hexdigest()[:20]
+
+
+def container_start_argv(props: dict[str, Any], name: str, mounts: list[tuple[str, str]] | list[str]) -> list[str]:
+    """`docker run` of the job's container, idle until the agent removes it: the job preparation and
+    every task of the node run in it with `container_exec_command` (the spec: the preparation runs
+    "in the same container as job", so what it installs is there for the job). The host's network
+    (the nodes' addresses and the tasks' ports stay as they are), `--shm-size` when the job gives
+    one, else the host's IPC namespace (Docker's 64 MB /dev/shm starves data loaders and NCCL), the
+    mounts (`(host, container)` pairs, or a path mounted at the same path)."""
     settings = props["containerSettings"]
-    argv = ["docker", "run", "--rm", "--network", "host"]
+    argv = ["docker", "run", "--detach", "--rm", "--name", name, "--network", "host"]
     argv += ["--shm-size", settings["shmSize"]] if settings.get("shmSize") else ["--ipc", "host"]
     for mount in mounts:
         host, container = (mount, mount) if isinstance(mount, str) else mount
         argv += ["-v", f"{host}:{container}"]
-    for name in dict.fromkeys(n for n in env_names if _NAME.match(n)):
-        argv += ["-e", name]
-    if workdir:
-        argv += ["-w", workdir]
-    return argv + [settings["imageSourceRegistry"]["image"], "bash", "-c", inner_command]
+    # Any image, whatever its entrypoint: the container only has to stay up.
+    return argv + ["--entrypoint", "tail", settings["imageSourceRegistry"]["image"], "-f", "/dev/null"]
 
 
-def docker_command(props: dict[str, Any], command: str, folders: list[str] | list[tuple[str, str]],
-                   env_names: list[str]) -> str:
-    """`docker_argv` as a bash command line (what the agent runs with `bash -c`), working in the
-    container in $AZ_BATCHAI_JOB_TEMP, which the outer shell expands."""
-    argv = docker_argv(props, command, folders, env_names)
-    image_at = len(argv) - 4  # the image, "bash", "-c", the command
-    return " ".join([*map(shlex.quote, argv[:image_at]), '-w "$AZ_BATCHAI_JOB_TEMP"', *map(shlex.quote, argv[image_at:])])
+def container_exec_command(name: str, command: str, env_names: list[str]) -> str:
+    """`docker exec` of a bash command line in the job's container, as a bash command line (what the
+    agent runs with `bash -c`): variables by name only (docker reads their values from its own
+    environment), working in $AZ_BATCHAI_JOB_TEMP, which the outer shell expands."""
+    argv = ["docker", "exec"]
+    for env_name in dict.fromkeys(n for n in env_names if _NAME.match(n)):
+        argv += ["-e", env_name]
+    return " ".join([*map(shlex.quote, argv), '-w "$AZ_BATCHAI_JOB_TEMP"', shlex.quote(name), "bash", "-c",
+                     shlex.quote(command)])
+
+
+def container_remove_argv(name: str) -> list[str]:
+    """Stops whatever still runs in the job's container and removes it."""
+    return ["docker", "rm", "--force", name]
 
 
 def docker_login_command(registry: dict[str, Any]) -> list[str] | None:

@@ -5,6 +5,7 @@ planned mpirun for real)."""
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import subprocess
 
@@ -372,31 +373,35 @@ REGISTRY = {"image": "me/train:1", "serverUrl": "registry.example",
             "credentials": {"username": "me", "password": "s3cr3t-pw"}}
 
 
-def test_docker_argv_uses_the_hosts_network_the_jobs_shm_size_mounts_and_variable_names() -> None:
+def test_the_jobs_container_uses_the_hosts_network_the_jobs_shm_size_and_mounts_and_stays_up() -> None:
     props = {"containerSettings": {"shmSize": "2g", "imageSourceRegistry": REGISTRY}}
-    argv = toolkits.docker_argv(props, "python3 t.py $A", [("/mnt/x", "/x"), "/jobs/j1"], ["A", "B", "A", "C=1"],
-                                workdir="/jobs/j1/temp")
-    assert argv == ["docker", "run", "--rm", "--network", "host", "--shm-size", "2g", "-v", "/mnt/x:/x",
-                    "-v", "/jobs/j1:/jobs/j1", "-e", "A", "-e", "B", "-w", "/jobs/j1/temp", "me/train:1",
-                    "bash", "-c", "python3 t.py $A"]
+    argv = toolkits.container_start_argv(props, "batchai-x", [("/mnt/x", "/x"), "/jobs/j1"])
+    assert argv == ["docker", "run", "--detach", "--rm", "--name", "batchai-x", "--network", "host",
+                    "--shm-size", "2g", "-v", "/mnt/x:/x", "-v", "/jobs/j1:/jobs/j1",
+                    "--entrypoint", "tail", "me/train:1", "-f", "/dev/null"]
     assert "s3cr3t-pw" not in " ".join(argv)
+    assert toolkits.container_remove_argv("batchai-x") == ["docker", "rm", "--force", "batchai-x"]
 
 
-def test_docker_without_a_shm_size_shares_the_hosts_ipc() -> None:
+def test_the_jobs_container_without_a_shm_size_shares_the_hosts_ipc() -> None:
     props = {"containerSettings": {"imageSourceRegistry": {"image": "ubuntu"}}}
-    argv = toolkits.docker_argv(props, "true", [], [])
-    assert argv == ["docker", "run", "--rm", "--network", "host", "--ipc", "host", "ubuntu", "bash", "-c", "true"]
+    argv = toolkits.container_start_argv(props, "c", [])
+    assert argv[argv.index("--network"):] == ["--network", "host", "--ipc", "host", "--entrypoint", "tail", "ubuntu",
+                                              "-f", "/dev/null"]
 
 
-def test_docker_command_is_a_bash_line_that_expands_only_the_working_folder() -> None:
-    props = {"containerSettings": {"shmSize": "1g", "imageSourceRegistry": {"image": "img"}}}
-    command = toolkits.docker_command(props, "python3 'a b.py' $A", ["/mnt/my dir"], ["A"])
-    assert command == ("docker run --rm --network host --shm-size 1g -v '/mnt/my dir:/mnt/my dir' -e A "
-                       "-w \"$AZ_BATCHAI_JOB_TEMP\" img bash -c 'python3 '\"'\"'a b.py'\"'\"' $A'")
+def test_container_names_differ_per_attempt_and_node_and_suit_docker() -> None:
+    names = {toolkits.container_name(seed, node) for seed in ("s/j/u#1", "s/j/u#2") for node in ("n0", "n1")}
+    assert len(names) == 4 and all(re.fullmatch(r"batchai-[0-9a-f]{20}", n) for n in names)
+
+
+def test_a_command_runs_in_the_container_as_a_bash_line_that_expands_only_the_working_folder() -> None:
+    command = toolkits.container_exec_command("batchai-x", "python3 'a b.py' $A", ["A", "B", "A", "C=1"])
+    assert command == ("docker exec -e A -e B -w \"$AZ_BATCHAI_JOB_TEMP\" batchai-x bash -c "
+                       "'python3 '\"'\"'a b.py'\"'\"' $A'")
     shown = subprocess.run(["bash", "-c", "printf '%s\\n' " + command], env={"AZ_BATCHAI_JOB_TEMP": "/t"},
                            capture_output=True, text=True, check=True)
-    assert shown.stdout.splitlines() == ["docker", "run", "--rm", "--network", "host", "--shm-size", "1g", "-v",
-                                         "/mnt/my dir:/mnt/my dir", "-e", "A", "-w", "/t", "img", "bash", "-c",
+    assert shown.stdout.splitlines() == ["docker", "exec", "-e", "A", "-e", "B", "-w", "/t", "batchai-x", "bash", "-c",
                                          "python3 'a b.py' $A"]
 
 
