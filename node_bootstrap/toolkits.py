@@ -309,8 +309,8 @@ def container_unavailable_message(props: dict[str, Any], docker_present: bool) -
     settings = props.get("containerSettings")
     if settings is None or docker_present:
         return None
-    return (f"The job asks for the container image '{image_of(props)}', but no Docker engine answers on this node; run it "
-            "on a cluster whose nodes have Docker, or without containerSettings.")
+    return (f"The job asks for the container image '{image_of(props)}', but no Docker engine answers on this node; "
+            "run it on a cluster whose nodes have Docker, or without containerSettings.")
 
 
 def image_of(props: dict[str, Any]) -> str:

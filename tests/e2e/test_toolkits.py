@@ -174,12 +174,16 @@ def test_cntk_brainscript_runs_cntk_with_its_config_file_under_mpirun(jobs: Jobs
     assert "model.cntk', 'epochs=2', 'out=/" in stdout and "cntk rank 1 of 2" in stdout, stdout
 
 
-def test_cntk_python_runs_the_script_under_mpirun(jobs: Jobs) -> None:
-    jobs.succeeded("cntkpy", {
-        "inputDirectories": [{"id": "DATA", "path": f"{AFS}/data"}],
-        "cntkSettings": {"languageType": "Python", "pythonScriptFilePath": script("mpi_script.py"),
-                         "commandLineArgs": "2 2 --data $AZ_BATCHAI_INPUT_DATA lit", "processCount": 2}})
-    assert jobs.text("cntkpy").count(" of 2 done") == 2
+@pytest.mark.parametrize(("name", "language", "reported"), [
+    ("cntkpy", "Python", "Python"), ("cntkpy-lower", "python", "python"), ("cntkpy-keras", None, "Python")])
+def test_cntk_python_runs_the_script_under_mpirun(jobs: Jobs, name: str, language: str | None, reported: str) -> None:
+    """languageType in any case, or none with a script (the Keras recipe's CNTK job): Python."""
+    settings = {"pythonScriptFilePath": script("mpi_script.py"),
+                "commandLineArgs": "2 2 --data $AZ_BATCHAI_INPUT_DATA lit"}
+    props = jobs.succeeded(name, {"inputDirectories": [{"id": "DATA", "path": f"{AFS}/data"}],
+                                  "cntkSettings": settings | ({"languageType": language} if language else {})})
+    assert props["cntkSettings"]["languageType"] == reported and props["cntkSettings"]["processCount"] == 2
+    assert jobs.text(name).count(" of 2 done") == 2
 
 
 def test_caffe_with_a_solver_runs_caffe_train_once_without_mpirun(jobs: Jobs) -> None:
