@@ -12,8 +12,8 @@ import contract
 world = int(sys.argv[1])
 rank = int(os.environ["AZ_BATCHAI_TASK_INDEX"])
 contract.expect("backend", os.environ.get("AZ_BATCHAI_PYTORCH_BACKEND"), sys.argv[2])
-dist.init_process_group(os.environ["AZ_BATCHAI_PYTORCH_BACKEND"], init_method=os.environ["AZ_BATCHAI_PYTORCH_INIT_METHOD"],
-                        rank=rank, world_size=world)
+backend, init_method = os.environ["AZ_BATCHAI_PYTORCH_BACKEND"], os.environ["AZ_BATCHAI_PYTORCH_INIT_METHOD"]
+dist.init_process_group(backend, init_method=init_method, rank=rank, world_size=world)
 value = torch.tensor([float(rank)])
 dist.all_reduce(value)
 contract.expect("all-reduced ranks", value.item(), float(sum(range(world))))
