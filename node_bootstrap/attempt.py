@@ -245,8 +245,7 @@ class Attempt:
         self.stopped.wait()  # until the control plane ends the attempt everywhere
         self.stop_processes()
         if self.container:
-            subprocess.run(toolkits.container_remove_argv(self.container), capture_output=True, timeout=120,
-                           check=False)
+            remove_container(self.container)
         self.storage.push()
         self.storage.unmount(volumes, paths.job_mount_root)
 
@@ -286,6 +285,15 @@ def docker_engine_answers() -> bool:
         return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
     except subprocess.TimeoutExpired:
         return False
+
+
+def remove_container(name: str) -> None:
+    """Remove the job's container (whatever still runs in it stops); an engine that does not answer
+    leaves it to Docker's own cleanup rather than holding the node."""
+    try:
+        subprocess.run(toolkits.container_remove_argv(name), capture_output=True, timeout=120, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        pass
 
 
 def task_logs(names: Any, task: str | None) -> tuple[str, str]:

@@ -53,7 +53,10 @@ if args[0] == "exec":
     sys.exit(subprocess.run(command, cwd=workdir, env=env).returncode)
 if args[0] == "rm":
     for name in args[2:]:
-        (STATE / name / "image").unlink(missing_ok=True)
+        if not (STATE / name).is_dir():
+            print(f"Error response from daemon: No such container: {name}", file=sys.stderr)
+            sys.exit(1)
+        (STATE / name / "image").unlink()
         (STATE / name).rmdir()
     sys.exit(0)
 print(f"fake docker: {args[0]} is not faked", file=sys.stderr)
