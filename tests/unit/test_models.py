@@ -722,18 +722,8 @@ def test_every_toolkit_of_the_spec_has_a_tool_type() -> None:
 
 # Strings the spec lists values for only in prose: the service took them in any case and echoed them.
 PROSE_ENUMS = [
-    ("pytorch gloo", "pyTorchSettings", {"pythonScriptFilePath": "t.py", "communicationBackend": "gloo"},
-     "communicationBackend", "gloo"),
-    ("pytorch GLOO", "pyTorchSettings", {"pythonScriptFilePath": "t.py", "communicationBackend": "GLOO"},
-     "communicationBackend", "GLOO"),
-    ("pytorch Gloo", "pyTorchSettings", {"pythonScriptFilePath": "t.py", "communicationBackend": "Gloo"},
-     "communicationBackend", "Gloo"),
-    ("pytorch tcp", "pyTorchSettings", {"pythonScriptFilePath": "t.py", "communicationBackend": "tcp"},
-     "communicationBackend", "tcp"),
-    ("pytorch mpi", "pyTorchSettings", {"pythonScriptFilePath": "t.py", "communicationBackend": "mpi"},
-     "communicationBackend", "mpi"),
-    ("pytorch nccl", "pyTorchSettings", {"pythonScriptFilePath": "t.py", "communicationBackend": "nccl"},
-     "communicationBackend", "nccl"),
+    *[(f"pytorch {backend}", "pyTorchSettings", {"pythonScriptFilePath": "t.py", "communicationBackend": backend},
+       "communicationBackend", backend) for backend in ("gloo", "GLOO", "Gloo", "tcp", "mpi", "nccl")],
     ("cntk python", "cntkSettings", {"languageType": "python", "pythonScriptFilePath": "t.py"}, "languageType",
      "python"),
     ("cntk brainscript", "cntkSettings", {"languageType": "brainscript", "configFilePath": "c.bs"}, "languageType",
