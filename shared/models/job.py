@@ -104,7 +104,7 @@ CNTKLanguageType = Annotated[str, _spelled_as(CNTKLanguage)]
 PyTorchBackendName = Annotated[str, _spelled_as(PyTorchBackend)]
 
 
-def same_value(given: str | None, value: enum.StrEnum) -> bool:
+def _same_value(given: str | None, value: enum.StrEnum) -> bool:
     """Whether a prose-enum string given in any case names `value`."""
     return given is not None and given.lower() == value.value.lower()
 
@@ -127,7 +127,7 @@ class CNTKsettings(WireModel):
         if self.language_type is None:
             python = self.python_script_file_path is not None and self.config_file_path is None
             self.language_type = CNTKLanguage.PYTHON.value if python else CNTKLanguage.BRAINSCRIPT.value
-        if same_value(self.language_type, CNTKLanguage.BRAINSCRIPT):
+        if _same_value(self.language_type, CNTKLanguage.BRAINSCRIPT):
             for name, value in (("pythonScriptFilePath", self.python_script_file_path),
                                 ("pythonInterpreterPath", self.python_interpreter_path)):
                 if value is not None:
