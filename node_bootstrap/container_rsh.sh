@@ -21,35 +21,31 @@ while [ $# -gt 0 ]; do
         *) break ;;
     esac
 done
-# Skip the ssh options Open MPI may add; those listed take a value.
-while [ $# -gt 0 ]; do
-    case "$1" in
-        -b|-c|-D|-E|-e|-F|-I|-i|-J|-L|-l|-m|-O|-o|-p|-Q|-R|-S|-W|-w) shift 2 ;;
-        --) shift; break ;;
-        -*) shift ;;
-        *) break ;;
-    esac
+# The container of a job's node, by its address; empty for any other word.
+container_of() {
+    old_ifs=$IFS
+    IFS=,
+    found=
+    for pair in $containers; do
+        if [ "${pair%%=*}" = "$1" ]; then
+            found=${pair#*=}
+        fi
+    done
+    IFS=$old_ifs
+    printf '%s' "$found"
+}
+
+# Skip what Open MPI puts before the host (ssh options, if any): the host is a node of the job.
+while [ $# -gt 0 ] && [ -z "$(container_of "$1")" ]; do
+    shift
 done
 if [ $# -lt 2 ]; then
-    echo "usage: $me --containers ADDR=NAME,... (--local RSH | --ssh-user USER [--ssh-key KEY]) host command..." >&2
+    echo "$me: no node of this job ($containers) and command in the arguments" >&2
     exit 255
 fi
 host=$1
+container=$(container_of "$host")
 shift
-
-container=
-old_ifs=$IFS
-IFS=,
-for pair in $containers; do
-    if [ "${pair%%=*}" = "$host" ]; then
-        container=${pair#*=}
-    fi
-done
-IFS=$old_ifs
-if [ -z "$container" ]; then
-    echo "$me: $host is not a node of this job ($containers)" >&2
-    exit 255
-fi
 
 if [ -n "$local_rsh" ]; then
     exec docker exec "$container" "$local_rsh" "$host" "$@"

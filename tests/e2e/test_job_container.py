@@ -127,6 +127,19 @@ def test_mpi_across_two_nodes_runs_every_rank_in_its_nodes_container(jobs: Jobs)
     wait_until("both containers removed", lambda: not set(names) & set(containers(docker_state(jobs))))
 
 
+def test_pytorch_gloo_ranks_in_two_nodes_containers_meet_over_the_hosts_network(jobs: Jobs) -> None:
+    """Each node's rank runs in its own container; the rendezvous address and backend reach them by name."""
+    image = "pytorch/pytorch"
+    jobs.succeeded("torch", {"containerSettings": {"imageSourceRegistry": {"image": image}},
+                             "pyTorchSettings": {"pythonScriptFilePath": script("pytorch_ranks.py"),
+                                                 "commandLineArgs": "2 gloo", "communicationBackend": "gloo"}})
+    assert "rank 0 of 2: sum 1" in jobs.text("torch", "stdout-0.txt"), jobs.logs("torch")
+    assert "rank 1 of 2: sum 1" in jobs.text("torch", "stdout-1.txt"), jobs.logs("torch")
+    tasks = [c["argv"] for c in docker_calls(jobs, "exec", image) if "pytorch_ranks.py" in c["argv"][-1]]
+    assert len(tasks) == 2 and all("AZ_BATCHAI_PYTORCH_INIT_METHOD" in argv for argv in tasks)
+    assert len({argv[argv.index("bash") - 1] for argv in tasks}) == 2  # a container each
+
+
 def test_a_private_registrys_image_is_pulled_with_its_password_which_is_never_shown(jobs: Jobs) -> None:
     image = f"{REGISTRY}/team/train:1"
     registry = {"image": image, "serverUrl": REGISTRY,
