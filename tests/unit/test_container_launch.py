@@ -85,7 +85,7 @@ def test_a_host_outside_the_job_or_an_image_without_ssh_is_named(tools: Path, tm
     assert done.returncode == 255 and "image has no ssh client" in done.stderr and "openssh-client" in done.stderr
 
 
-def test_the_registry_password_goes_to_docker_login_on_stdin_with_a_private_config_removed_after(tmp_path: Path) -> None:
+def test_the_registry_password_goes_to_docker_login_on_stdin_in_a_private_config_removed_after(tmp_path: Path) -> None:
     stand_in(tmp_path / "bin", "docker", "open(os.environ['RECORD'] + '.stdin', 'w').write(sys.stdin.read())\n"
                                          "print('config', os.environ['DOCKER_CONFIG'])\n")
     out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
