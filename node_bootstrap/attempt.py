@@ -201,7 +201,8 @@ class Attempt:
         name = toolkits.container_name(self.seed, self.node_id)
         _, ssh_key = job_container.ssh_identity()
         scripts = [str(RSH_AGENT), str(CONTAINER_RSH_AGENT)] + ([ssh_key] if ssh_key and not self.storage.local else [])
-        argv = toolkits.container_start_argv(props, name, toolkits.container_mounts(env), read_only=scripts,
+        read_write, inputs = toolkits.container_mounts(env)
+        argv = toolkits.container_start_argv(props, name, read_write, read_only=inputs + scripts,
                                              gpus=job_container.node_has_gpus())
         with job_container.private_docker_config(self.node_dir) as config:
             docker_env = env | {"DOCKER_CONFIG": str(config)}

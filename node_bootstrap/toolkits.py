@@ -353,17 +353,24 @@ def container_start_argv(props: dict[str, Any], name: str, mounts: list[tuple[st
     return argv + ["--entrypoint", "tail", settings["imageSourceRegistry"]["image"], "-f", "/dev/null"]
 
 
-def container_mounts(env: dict[str, str]) -> list[str]:
-    """What the job's container mounts, each at the same path as on the node: the cluster's and the
-    job's volumes, the job's folders (its temp, the nodes' shared temp, the hostfile), the stdouterr
-    folder and every output folder (whatever their prefix), and the input folders that exist. A
-    folder below another one in the list comes with it (Docker binds the mounts below a path too)."""
+def container_mounts(env: dict[str, str]) -> tuple[list[str], list[str]]:
+    """What the job's container mounts, each at the same path as on the node: read-write, the
+    cluster's and the job's volumes, the job's folders (its temp, the nodes' shared temp, the
+    hostfile), the stdouterr folder and every output folder (whatever their prefix); read-only, the
+    input folders that exist outside those (a job reads its inputs; a path such as /etc must not
+    become writable from a container that runs as root). A folder below another mounted one comes
+    with it (Docker binds the mounts below a path too)."""
     keys = ["AZ_BATCHAI_MOUNT_ROOT", "AZ_BATCHAI_JOB_MOUNT_ROOT", "AZ_BATCHAI_JOB_TEMP", "AZ_BATCHAI_SHARED_JOB_TEMP",
             "AZ_BATCHAI_MPI_HOST_FILE", "AZ_BATCHAI_STDOUTERR_DIR"]
-    paths = {os.path.normpath(env[key]) for key in keys}
-    paths |= {os.path.normpath(v) for k, v in env.items() if k.startswith("AZ_BATCHAI_OUTPUT_")}
-    paths |= {os.path.normpath(v) for k, v in env.items() if k.startswith("AZ_BATCHAI_INPUT_") and os.path.exists(v)}
-    return sorted(p for p in paths if not any(p.startswith(other + os.sep) for other in paths if other != os.sep))
+    writable = {os.path.normpath(env[key]) for key in keys}
+    writable |= {os.path.normpath(v) for k, v in env.items() if k.startswith("AZ_BATCHAI_OUTPUT_")}
+    inputs = {os.path.normpath(v) for k, v in env.items() if k.startswith("AZ_BATCHAI_INPUT_") and os.path.exists(v)}
+
+    def outermost(paths: set[str], within: set[str]) -> list[str]:
+        return sorted(p for p in paths if not any(p == o or p.startswith(o + os.sep) for o in within - {p}))
+
+    read_write = outermost(writable, writable)
+    return read_write, outermost(inputs, inputs | set(read_write))
 
 
 def container_rsh_agent(script: str, seed: str, nodes: list[dict[str, str]], *, local_rsh: str | None = None,

@@ -104,9 +104,12 @@ def test_mpi_across_two_nodes_runs_every_rank_in_its_nodes_container(jobs: Jobs)
     node's container (here through the stand-in's `exec`), so the ranks there run in it."""
     image = "horovod/horovod"
     outputs = jobs.host.data_dir.parent / "outputs"  # an output folder outside every other mounted one
+    inputs = jobs.host.data_dir.parent / "inputs"
+    inputs.mkdir(exist_ok=True)
     jobs.succeeded("mpi", {
         "containerSettings": {"imageSourceRegistry": {"image": image}, "shmSize": "1g"},
         "outputDirectories": [{"id": "OUT", "pathPrefix": str(outputs)}],
+        "inputDirectories": [{"id": "DATA", "path": str(inputs)}],
         "customMpiSettings": {"commandLine": f"python3 {script('mpi_in_containers.py')}", "processCount": 4}})
     stdout = jobs.text("mpi")
     ranks = dict(re.findall(r"rank (\d) of 4 in (batchai-[0-9a-f]+): sum 6", stdout))
@@ -122,6 +125,7 @@ def test_mpi_across_two_nodes_runs_every_rank_in_its_nodes_container(jobs: Jobs)
         mounts = [argv[i + 1] for i, word in enumerate(argv) if word == "-v"]
         assert any(m.endswith("/container_rsh.sh:ro") for m in mounts), mounts
         assert any(m.startswith(f"{outputs}/") and m.count(":") == 1 for m in mounts), mounts
+        assert f"{inputs}:{inputs}:ro" in mounts
     mpirun = [c for c in docker_calls(jobs, "exec", image) if "mpirun" in c["argv"][-1]]
     assert len(mpirun) == 1 and "container_rsh.sh --containers" in mpirun[0]["argv"][-1]
     wait_until("both containers removed", lambda: not set(names) & set(containers(docker_state(jobs))))
@@ -144,8 +148,10 @@ def test_a_private_registrys_image_is_pulled_with_its_password_which_is_never_sh
     image = f"{REGISTRY}/team/train:1"
     registry = {"image": image, "serverUrl": REGISTRY,
                 "credentials": {"username": "me", "password": REGISTRY_PASSWORD}}
+    job_secret = "job-" + "secret-in-the-container-only"
     props = jobs.succeeded("private", {
         "nodeCount": 1, "containerSettings": {"imageSourceRegistry": registry},
+        "secrets": [{"name": "API_TOKEN", "value": job_secret}],
         "jobPreparation": {"commandLine": "env > $AZ_BATCHAI_STDOUTERR_DIR/prep-env.txt"},
         "customToolkitSettings": {"commandLine": "env > $AZ_BATCHAI_STDOUTERR_DIR/job-env.txt; echo trained"}})
     assert props["containerSettings"]["imageSourceRegistry"]["credentials"] == {"username": "me"}
@@ -153,6 +159,9 @@ def test_a_private_registrys_image_is_pulled_with_its_password_which_is_never_sh
         assert answer.status_code == 200 and REGISTRY_PASSWORD not in answer.text
     files = jobs.files("private")
     assert {"prep-env.txt", "job-env.txt", "stdout-job_prep.txt"} <= set(files)
+    for dump in ("prep-env.txt", "job-env.txt"):  # the job's secret reached the container, by name only
+        assert f"API_TOKEN={job_secret}" in jobs.text("private", dump).splitlines()
+    assert job_secret not in (docker_state(jobs) / "calls.jsonl").read_text()
     for name in files:  # the job's outputs, its logs and its execution log
         assert REGISTRY_PASSWORD not in jobs.text("private", name), name
     assert "Login Succeeded" in jobs.text("private", "stdout-job_prep.txt")

@@ -392,7 +392,7 @@ def test_a_gpu_nodes_container_gets_every_gpu_and_the_launch_scripts_read_only()
     assert "--gpus" not in toolkits.container_start_argv(props, "c", [])
 
 
-def test_the_container_mounts_every_job_folder_at_its_path_once(tmp_path) -> None:
+def test_the_container_mounts_every_job_folder_at_its_path_once_and_inputs_read_only(tmp_path) -> None:
     node = tmp_path / "node"
     env = {"AZ_BATCHAI_MOUNT_ROOT": f"{node}/mounts", "AZ_BATCHAI_JOB_MOUNT_ROOT": f"{node}/jobs/a-1/mounts",
            "AZ_BATCHAI_JOB_TEMP": f"{node}/jobs/a-1/temp", "AZ_BATCHAI_SHARED_JOB_TEMP": f"{tmp_path}/shared/a-1",
@@ -401,11 +401,11 @@ def test_the_container_mounts_every_job_folder_at_its_path_once(tmp_path) -> Non
            "AZ_BATCHAI_OUTPUT_MODEL": "/data/out/seg/models", "AZ_BATCHAI_OUTPUT_LOGS": f"{node}/mounts/afs/logs/",
            "AZ_BATCHAI_INPUT_DATA": str(tmp_path), "AZ_BATCHAI_INPUT_GONE": "/no/such/input",
            "AZ_BATCHAI_JOB_TEMP_DIR": f"{node}/jobs", "SECRET": "/not/a/job/folder"}
-    assert toolkits.container_mounts(env) == sorted([str(tmp_path), "/data/out/seg/models"])
-    del env["AZ_BATCHAI_INPUT_DATA"]
-    assert toolkits.container_mounts(env) == [
-        "/data/out/seg/models", f"{node}/jobs/a-1/hostfile", f"{node}/jobs/a-1/mounts", f"{node}/jobs/a-1/temp",
-        f"{node}/mounts", f"{tmp_path}/shared/a-1"]
+    writable = ["/data/out/seg/models", f"{node}/jobs/a-1/hostfile", f"{node}/jobs/a-1/mounts",
+                f"{node}/jobs/a-1/temp", f"{node}/mounts", f"{tmp_path}/shared/a-1"]
+    assert toolkits.container_mounts(env) == (writable, [str(tmp_path)])  # an input outside them: read-only
+    env["AZ_BATCHAI_INPUT_DATA"] = f"{node}/mounts"
+    assert toolkits.container_mounts(env) == (writable, [])  # an input in a mounted folder comes with it
 
 
 def test_mpirun_in_the_masters_container_starts_the_others_daemons_through_the_container_agent() -> None:
