@@ -60,7 +60,7 @@ def _check_pool_id(pool_id: str) -> None:
         raise ValueError(f"invalid pool id {pool_id!r}: use 1-60 characters [a-z0-9-]")
 
 
-def _write_file(path: Path, data: str, mode: int = 0o644) -> None:
+def _write_file(path: Path, data: str, mode: int = 0o600) -> None:
     """Write atomically (temp file + rename), so readers never see half a file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
