@@ -15,6 +15,7 @@ import httpx
 from shared.localhost.process import LocalHostProcess
 from tests.e2e.hosts import running_host
 from tests.e2e.polling import wait_until
+from tests.security.one_node_cluster import one_node_cluster
 
 WS = "/subscriptions/sec/resourceGroups/rg/providers/Microsoft.BatchAI/workspaces/private"
 CLUSTER = f"{WS}/clusters/one"
@@ -39,11 +40,7 @@ def run_a_job(host: LocalHostProcess) -> None:
     """A workspace, a one-node cluster and a job that writes an output file and a log: the host,
     the pool, the agent and the job each make files."""
     with httpx.Client(base_url=host.endpoint, params=Q, timeout=30, headers=host.headers) as http:
-        http.put(WS, json={"location": "local"}).raise_for_status()
-        http.put(f"{WS}/experiments/e", json={}).raise_for_status()
-        http.put(CLUSTER, json={"properties": {
-            "vmSize": "STANDARD_D1_V2", "scaleSettings": {"manual": {"targetNodeCount": 1}},
-            "userAccountSettings": {"adminUserName": "u", "adminUserPassword": "secret-Pa55"}}}).raise_for_status()
+        one_node_cluster(http, WS)
         http.put(f"{WS}/experiments/e/jobs/j", json={"properties": {
             "cluster": {"id": CLUSTER}, "nodeCount": 1, "stdOutErrPathPrefix": "$AZ_BATCHAI_JOB_TEMP",
             "outputDirectories": [{"id": "OUT", "pathPrefix": "$AZ_BATCHAI_JOB_TEMP"}],

@@ -28,6 +28,7 @@ from shared.localhost.process import LocalHostProcess
 from shared.ports.vm_pool import node_token
 from tests.e2e.hosts import running_host
 from tests.e2e.polling import wait_until
+from tests.security.one_node_cluster import one_node_cluster
 from tests.integration.test_dispatch_and_scaling import cluster_doc, make_cluster, svc, uid
 
 __all__ = ["svc"]
@@ -117,13 +118,9 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHostProcess]
 
 def test_on_the_local_host_only_the_pools_own_node_registers(host: LocalHostProcess) -> None:
     with httpx.Client(base_url=host.endpoint, params=Q, timeout=30, headers=host.headers) as http:
-        http.put(WS, json={"location": "local"}).raise_for_status()
-        http.put(f"{WS}/experiments/e", json={}).raise_for_status()
-        http.put(CLUSTER, json={"properties": {
-            "vmSize": "STANDARD_D1_V2", "scaleSettings": {"manual": {"targetNodeCount": 1}},
-            "nodeSetup": {"setupTask": {"commandLine": "true", "stdOutErrPathPrefix": "$AZ_BATCHAI_JOB_TEMP",
-                                        "secrets": [{"name": "S", "value": "setup-secret"}]}},
-            "userAccountSettings": {"adminUserName": "u", "adminUserPassword": "p"}}}).raise_for_status()
+        one_node_cluster(http, WS, nodeSetup={"setupTask": {
+            "commandLine": "true", "stdOutErrPathPrefix": "$AZ_BATCHAI_JOB_TEMP",
+            "secrets": [{"name": "S", "value": "setup-secret"}]}})
         counts = lambda: http.get(CLUSTER).json()["properties"]["nodeStateCounts"]  # noqa: E731
         wait_until("the real node to register and be idle", lambda: counts()["idleNodeCount"] == 1, timeout=60)
 

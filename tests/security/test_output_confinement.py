@@ -21,6 +21,7 @@ from shared.localhost.process import LocalHostProcess
 from shared.settings import Settings
 from tests.e2e.hosts import running_host
 from tests.e2e.polling import wait_until
+from tests.security.one_node_cluster import one_node_cluster
 
 WS = "/subscriptions/sec/resourceGroups/rg/providers/Microsoft.BatchAI/workspaces/confined"
 CLUSTER = f"{WS}/clusters/one"
@@ -38,11 +39,7 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHostProcess]
 @pytest.fixture(scope="module")
 def http(host: LocalHostProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=host.endpoint, params=Q, timeout=30, headers=host.headers) as client:
-        client.put(WS, json={"location": "local"}).raise_for_status()
-        client.put(f"{WS}/experiments/e", json={}).raise_for_status()
-        client.put(CLUSTER, json={"properties": {
-            "vmSize": "STANDARD_D1_V2", "scaleSettings": {"manual": {"targetNodeCount": 1}},
-            "userAccountSettings": {"adminUserName": "u", "adminUserPassword": "p"}}}).raise_for_status()
+        one_node_cluster(client, WS)
         yield client
 
 
