@@ -147,13 +147,11 @@ class UrlSigner:
         without following a link, and the opened file's own path is checked, so that a link swapped
         in after the check cannot lead elsewhere. FileNotFoundError/IsADirectoryError if no file."""
         path = self.real_path(relative_path)
-        try:
+        try:  # O_NONBLOCK: a FIFO a job made must not hold the server
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except NotADirectoryError:
+        except (FileNotFoundError, NotADirectoryError):
             raise FileNotFoundError(relative_path) from None
-        except OSError as exc:
-            if isinstance(exc, FileNotFoundError):
-                raise
+        except OSError:  # ELOOP: the file itself became a link since the check
             raise PathRefused(f"{relative_path!r} cannot be opened as a plain file") from None
         with os.fdopen(fd, "rb") as opened:
             if os.readlink(f"/proc/self/fd/{fd}") != str(path):
