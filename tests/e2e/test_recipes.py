@@ -22,6 +22,7 @@ import json
 import os
 import shlex
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -290,3 +291,124 @@ def test_every_recipe_job_file_is_accepted_and_given_back_faithfully(batchai, fo
         assert KEY not in json.dumps(got)
     finally:
         ok(batchai("job", "delete", *where, "-n", name, "-y"))
+
+
+# -- four recipes run on two local nodes -------------------------------------------------------------
+STAND_INS = {  # where the recipe's job file looks for its script: the stand-in put there
+    "tensorflow/mnist_replica.py": "recipe_tf_replica.py",
+    "pytorch/mnist_trainer.py": "recipe_pytorch_trainer.py",
+    "horovod/pytorch_mnist.py": "recipe_mpi_rank.py",
+    "chainer/train_mnist.py": "recipe_mpi_rank.py",
+}
+
+
+@pytest.fixture
+def two_nodes(batchai, folder: Path, workspaces: None) -> Path:
+    """nc6 with 2 nodes (the recipes' own line when it is not there yet), and the stand-in scripts on
+    the recipes' `scripts` share (locally a folder of the host's storage). The share's folder."""
+    if batchai("cluster", "show", "-g", GROUP, "-w", WORKSPACE, "-n", "nc6").code != 0:
+        ok(batchai(*az(CLUSTER_LINES["nc6 -t 2"])))
+    else:
+        ok(batchai("cluster", "resize", "-g", GROUP, "-w", WORKSPACE, "-n", "nc6", "-t", "2"))
+    scripts = folder / ".batchai" / "storage" / "fileshares" / ACCOUNT / "scripts"
+    for target, source in STAND_INS.items():
+        (scripts / target).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(SCRIPTS / source, scripts / target)
+        shutil.copy(SCRIPTS / "contract.py", (scripts / target).parent / "contract.py")
+    with client(folder) as c:
+        wait_until("2 idle nodes on nc6", lambda: (
+            (c.clusters.get(GROUP, WORKSPACE, "nc6").properties.node_state_counts.idle_node_count or 0) == 2),
+            timeout=60)
+    return scripts
+
+
+def without_a_container(path: str) -> dict[str, Any]:
+    """The recipe's job file as a user without Docker runs it: no containerSettings, no preparation
+    meant for the image (`apt install ...; pip install horovod`), and PATH leading to this Python."""
+    config = json.loads((RECIPES / path).read_text())
+    props = config["properties"]
+    props.pop("containerSettings")
+    props.pop("jobPreparation", None)
+    path_value = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    props["environmentVariables"] = [{"name": "PATH", "value": path_value}]
+    return config
+
+
+RUNS = {  # job file: (what its recipe's `job file stream` line must show, the lines of the other ranks too)
+    "TensorFlow/TensorFlow-GPU-Distributed/job.json": ("stdout-wk-0.txt", ["worker 0 ok: master of "]),
+    "PyTorch/PyTorch-GPU-Distributed-Gloo/job.json": ("stdout-0.txt", ["rank 0 of 2 over gloo: sum 1, 10 epochs"]),
+    "Horovod/Horovod-PyTorch/job.json": ("stdout.txt", ["pytorch_mnist.py rank 0 of 2 ok",
+                                                        "pytorch_mnist.py rank 1 of 2 ok"]),
+    "Chainer/Chainer-GPU-Distributed/job.json": ("stdout.txt", ["train_mnist.py rank 0 of 2 ok: -g -o /",
+                                                                "train_mnist.py rank 1 of 2 ok: -g -o /"]),
+}
+
+
+@pytest.mark.parametrize("path", RUNS, ids=[p.split("/")[1] for p in RUNS])
+def test_a_recipe_runs_on_two_nodes_and_its_lines_show_what_it_did(batchai, folder: Path, two_nodes: Path,
+                                                                   path: str) -> None:
+    stream_file, expected_lines = RUNS[path]
+    args = az(JOBS[path])
+    name, experiment = args[args.index("-n") + 1], args[args.index("-e") + 1]
+    where = ["-g", GROUP, "-w", WORKSPACE, "-e", experiment]
+    if batchai("job", "show", *where, "-n", name).code == 0:
+        ok(batchai("job", "delete", *where, "-n", name, "-y"))
+    (folder / "job.json").write_text(json.dumps(without_a_container(path)))
+    ok(batchai(*args))
+    waited = batchai("job", "wait", *where, "-n", name, "--interval", "0.5", "--timeout", "180")
+    if waited.code != 0:
+        files = as_json(batchai("job", "file", "list", "-j", name, *where, "-o", "json"))
+        with client(folder) as c:
+            logs = {f["name"]: c.download(f["downloadUrl"]).decode(errors="replace") for f in files
+                    if f.get("downloadUrl")}
+        pytest.fail(f"{name} did not succeed: {waited.out}{waited.err}\n{json.dumps(logs, indent=1)}")
+
+    # the recipe's `az batchai job file stream -j <job> -g batchai.recipes -w recipe_workspace -e <exp> -f <file>`
+    streamed = ok(batchai(*az(f"az batchai job file stream -j {name} -g batchai.recipes -w recipe_workspace "
+                              f"-e {experiment} -f {stream_file}")))
+    for line in expected_lines:
+        assert line in streamed, streamed
+    # and its `az batchai job show -n <job> ... --query jobOutputDirectoryPathSegment`
+    segment = json.loads(ok(batchai(*az(f"az batchai job show -n {name} -g batchai.recipes -w recipe_workspace "
+                                        f"-e {experiment} --query jobOutputDirectoryPathSegment"))))
+    job = as_json(batchai("job", "show", *where, "-n", name, "-o", "json"))
+    assert segment == job["properties"]["jobOutputDirectoryPathSegment"] and f"/jobs/{name}/" in segment
+    left = {"TensorFlow": {"model.ckpt-0", "model.ckpt-1"}, "Chainer": {"model.npz"}}.get(path.split("/")[0])
+    if left:  # what the stand-ins left where the recipe's arguments (-o, --checkpoint_dir) told them
+        model = {f["name"] for f in as_json(batchai("job", "file", "list", "-j", name, *where, "-d", "MODEL",
+                                                    "-o", "json"))}
+        assert left <= model, model
+
+
+def test_a_recipe_job_in_a_container_fails_at_once_on_a_node_without_one(batchai, folder: Path,
+                                                                          two_nodes: Path) -> None:
+    """Chainer-GPU-Distributed-Infiniband as written: its image, and a preparation script (here a
+    stand-in that leaves a mark) meant to run in that image."""
+    path = "Chainer/Chainer-GPU-Distributed-Infiniband/job.json"
+    (two_nodes / "chainer" / "jobprep.sh").write_text("touch $AZ_BATCHAI_JOB_MOUNT_ROOT/logs/prepared-on-the-node\n")
+    marker = two_nodes.parent / "logs" / "prepared-on-the-node"
+    args = az(JOBS[path])
+    name, experiment = args[args.index("-n") + 1], args[args.index("-e") + 1]
+    where = ["-g", GROUP, "-w", WORKSPACE, "-e", experiment]
+    if batchai("cluster", "show", "-g", GROUP, "-w", WORKSPACE, "-n", "nc24r").code != 0:
+        ok(batchai(*az(CLUSTER_LINES["nc24r"])))
+    else:
+        ok(batchai("cluster", "resize", "-g", GROUP, "-w", WORKSPACE, "-n", "nc24r", "-t", "2"))
+    try:
+        if batchai("job", "show", *where, "-n", name).code == 0:
+            ok(batchai("job", "delete", *where, "-n", name, "-y"))
+        shutil.copy(RECIPES / path, folder / "job.json")
+        ok(batchai(*args))
+        waited = batchai("job", "wait", *where, "-n", name, "--interval", "0.5", "--timeout", "90")
+        assert waited.code == 1, waited.out + waited.err
+        info = as_json(batchai("job", "show", *where, "-n", name, "-o", "json"))["properties"]["executionInfo"]
+        error = info["errors"][0]
+        assert error["code"] == "ContainerUnavailable", error
+        assert "batchaitraining/chainermn:IntelMPI" in error["message"], error
+        started, ended = (info[k] for k in ("startTime", "endTime"))
+        assert started <= ended
+        assert not marker.exists(), "the preparation meant for the image ran on the node"
+        files = {f["name"] for f in as_json(batchai("job", "file", "list", "-j", name, *where, "-o", "json"))}
+        assert not any(f.startswith("stdout-job_prep") for f in files), files
+    finally:
+        ok(batchai("cluster", "resize", "-g", GROUP, "-w", WORKSPACE, "-n", "nc24r", "-t", "0"))
