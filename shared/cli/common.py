@@ -152,7 +152,8 @@ class Query:
             try:
                 cls.expression = jmespath.compile(given)
             except JMESPathError as exc:
-                raise UserError(f"--query '{given}' is not a JMESPath expression: {exc}") from None
+                reason = str(exc).splitlines()[0].removeprefix("Invalid jmespath expression: ")
+                raise UserError(f"--query '{given}' is not a JMESPath expression: {reason}") from None
         return rest
 
 

@@ -136,5 +136,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _fail(message: str, code: int) -> int:
+    message = " ".join(line.strip() for line in message.splitlines() if line.strip())  # always one line
     errors.print(f"batchai: error: {message}", markup=False, soft_wrap=True)
     return code
