@@ -74,6 +74,11 @@ def batchai(folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captur
     for name, value in clean_env(folder).items():
         monkeypatch.setenv(name, value)
     (folder / "cli-config").unlink(missing_ok=True)
+    return in_process(capsys)
+
+
+def in_process(capsys: pytest.CaptureFixture[str]) -> Batchai:
+    """`batchai ARGS...` run by `shared.cli.main` in this process: its exit code and output."""
 
     def run(*args: str) -> Result:
         try:

@@ -29,11 +29,10 @@ from typing import Any
 
 import pytest
 
-from shared.cli.main import main
 from shared.cli.ssh_keys import ensure_rsa_key_pair
 from tests.e2e.hosts import running_host
 from tests.e2e.polling import wait_until
-from tests.e2e.test_cli import Result, as_json, client, ok
+from tests.e2e.test_cli import Batchai, as_json, client, in_process, ok
 
 RECIPES = Path(__file__).with_name("recipes")
 SCRIPTS = Path(__file__).with_name("job_scripts")
@@ -132,7 +131,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture
-def batchai(folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+def batchai(folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Batchai:
     """`batchai ARGS...` in the host's folder, HOME a temporary folder (for ~/.ssh), the recipes'
     storage account in AZURE_BATCHAI_STORAGE_ACCOUNT/_KEY, and the workspace the 2017 lines lack."""
     monkeypatch.chdir(folder)
@@ -143,17 +142,7 @@ def batchai(folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captur
                         "BATCHAI_WORKSPACE": WORKSPACE, "AZURE_BATCHAI_STORAGE_ACCOUNT": ACCOUNT,
                         "AZURE_BATCHAI_STORAGE_KEY": KEY}.items():
         monkeypatch.setenv(name, value)
-
-    def run(*args: str) -> Result:
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return run
+    return in_process(capsys)
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +163,7 @@ def cluster_state(folder: Path, group: str, name: str) -> Any:
 
 # -- cluster and file-server lines ------------------------------------------------------------------
 @pytest.mark.parametrize("line", CLUSTER_LINES.values(), ids=CLUSTER_LINES.keys())
-def test_every_recipe_cluster_line_is_accepted_as_written(batchai, folder: Path, workspaces: None, line: str) -> None:
+def test_every_recipe_cluster_line_is_accepted_as_written(batchai: Batchai, folder: Path, workspaces: None, line: str) -> None:
     if "-k ~/.ssh/id_rsa.pub" in line:
         ensure_rsa_key_pair(folder / "home")  # the user of that recipe has a key already
     args = az(line)
@@ -207,7 +196,7 @@ def test_every_recipe_cluster_line_is_accepted_as_written(batchai, folder: Path,
         ok(batchai("cluster", "delete", *where, "-n", name, "-y"))
 
 
-def test_the_documentation_file_server_line_is_accepted_as_written(batchai, folder: Path, workspaces: None) -> None:
+def test_the_documentation_file_server_line_is_accepted_as_written(batchai: Batchai, folder: Path, workspaces: None) -> None:
     ok(batchai(*az(FILE_SERVER_LINE)))
     props = as_json(batchai("file-server", "show", "-g", "demoGroup", "-w", "demoWorkspace", "-n", "demoNFS",
                             "-o", "json"))["properties"]
@@ -217,7 +206,7 @@ def test_the_documentation_file_server_line_is_accepted_as_written(batchai, fold
     ok(batchai("file-server", "delete", "-g", "demoGroup", "-w", "demoWorkspace", "-n", "demoNFS", "-y"))
 
 
-def test_auto_storage_mounts_a_local_account_on_a_local_host(batchai, folder: Path, workspaces: None) -> None:
+def test_auto_storage_mounts_a_local_account_on_a_local_host(batchai: Batchai, folder: Path, workspaces: None) -> None:
     ok(batchai("cluster", "create", "-g", "demoGroup", "-w", "demoWorkspace", "-n", "auto", "-s", "Standard_NC6",
                "-t", "0", "--use-auto-storage", "--generate-ssh-keys"))
     volumes = as_json(batchai("cluster", "show", "-g", "demoGroup", "-w", "demoWorkspace", "-n", "auto",
@@ -232,7 +221,7 @@ def test_auto_storage_mounts_a_local_account_on_a_local_host(batchai, folder: Pa
 
 # -- every job file ---------------------------------------------------------------------------------
 @pytest.fixture
-def queued_only(batchai, folder: Path, workspaces: None) -> None:
+def queued_only(batchai: Batchai, folder: Path, workspaces: None) -> None:
     """The recipes' clusters with 0 nodes: jobs made there stay queued (nothing of theirs runs here)."""
     for group, name, flags in ((GROUP, "nc6", []), (GROUP, "nc24r", []),
                                (OLD_GROUP, "nc6", ["--afs-name", "batchaisample", "--afs-mount-path", "external"])):
@@ -272,7 +261,7 @@ def differences(expected: Any, actual: Any, where: str = "properties") -> list[s
 
 @pytest.mark.parametrize(("path", "line"), JOBS.items(), ids=[p.rsplit("/", 2)[-2] + "/" + p.rsplit("/", 1)[-1]
                                                                for p in JOBS])
-def test_every_recipe_job_file_is_accepted_and_given_back_faithfully(batchai, folder: Path, queued_only: None,
+def test_every_recipe_job_file_is_accepted_and_given_back_faithfully(batchai: Batchai, folder: Path, queued_only: None,
                                                                       path: str, line: str) -> None:
     args = az(line)
     name, experiment, group = (args[args.index(flag) + 1] for flag in ("-n", "-e", "-g"))
@@ -303,7 +292,7 @@ STAND_INS = {  # where the recipe's job file looks for its script: the stand-in 
 
 
 @pytest.fixture
-def two_nodes(batchai, folder: Path, workspaces: None) -> Path:
+def two_nodes(batchai: Batchai, folder: Path, workspaces: None) -> Path:
     """nc6 with 2 nodes (the recipes' own line when it is not there yet), and the stand-in scripts on
     the recipes' `scripts` share (locally a folder of the host's storage). The share's folder."""
     if batchai("cluster", "show", "-g", GROUP, "-w", WORKSPACE, "-n", "nc6").code != 0:
@@ -345,7 +334,7 @@ RUNS = {  # job file: (what its recipe's `job file stream` line must show, the l
 
 
 @pytest.mark.parametrize("path", RUNS, ids=[p.split("/")[1] for p in RUNS])
-def test_a_recipe_runs_on_two_nodes_and_its_lines_show_what_it_did(batchai, folder: Path, two_nodes: Path,
+def test_a_recipe_runs_on_two_nodes_and_its_lines_show_what_it_did(batchai: Batchai, folder: Path, two_nodes: Path,
                                                                    path: str) -> None:
     stream_file, expected_lines = RUNS[path]
     args = az(JOBS[path])
@@ -380,7 +369,7 @@ def test_a_recipe_runs_on_two_nodes_and_its_lines_show_what_it_did(batchai, fold
         assert left <= model, model
 
 
-def test_a_recipe_job_in_a_container_fails_at_once_on_a_node_without_one(batchai, folder: Path,
+def test_a_recipe_job_in_a_container_fails_at_once_on_a_node_without_one(batchai: Batchai, folder: Path,
                                                                           two_nodes: Path) -> None:
     """Chainer-GPU-Distributed-Infiniband as written: its image, and a preparation script (here a
     stand-in that leaves a mark) meant to run in that image."""

@@ -13,18 +13,19 @@ from shared.models import Cluster, Job
 CLUSTER_ID = "/subscriptions/s/resourceGroups/g/providers/Microsoft.BatchAI/workspaces/w/clusters/c"
 
 
-def test_a_cluster_the_service_made_from_min_1_max_1_is_read() -> None:
-    # What the service answers for `--min 1 --max 1` without -t: the spec's default initialNodeCount 0,
-    # which the request rule "initialNodeCount, when given, at least minimumNodeCount" refuses.
+def test_a_cluster_that_breaks_a_request_rule_is_read() -> None:
+    # A service filled in initialNodeCount 0 for `--min 1 --max 1` when its request rule refused an explicit
+    # one below the minimum: the CLI then refused its own cluster. Any answer that a request rule refuses
+    # (here az's `-t 1 --min 2 --max 2` kept by a service that takes it) must still be read.
     answer = {"id": CLUSTER_ID, "name": "c", "properties": {
         "vmSize": "STANDARD_NC6", "creationTime": "2026-01-01T00:00:00Z",
-        "scaleSettings": {"autoScale": {"minimumNodeCount": 1, "maximumNodeCount": 1, "initialNodeCount": 0}}}}
+        "scaleSettings": {"autoScale": {"minimumNodeCount": 2, "maximumNodeCount": 2, "initialNodeCount": 1}}}}
     with pytest.raises(ValidationError):
         Cluster.model_validate(answer, strict=False)
     cluster = parse_answer(Cluster, answer)
     assert cluster.properties is not None and cluster.properties.scale_settings is not None
     auto = cluster.properties.scale_settings.auto_scale
-    assert auto is not None and (auto.minimum_node_count, auto.initial_node_count) == (1, 0)
+    assert auto is not None and (auto.minimum_node_count, auto.initial_node_count) == (2, 1)
     assert isinstance(cluster.properties.creation_time, datetime)  # the parts that validate are typed
     assert cluster.to_wire()["properties"]["scaleSettings"] == answer["properties"]["scaleSettings"]
 
