@@ -2,9 +2,10 @@
 
 The API models are the request models too: they forbid unknown fields and check rules meant for
 what a user sends (an auto-scale cluster's `initialNodeCount` may not be below its minimum, ...).
-An answer is not a request: the service fills in defaults (`initialNodeCount: 0` for a cluster made
-with only `--min 1 --max 1`), a newer service adds fields, an older one kept documents a newer rule
-refuses. So an answer is validated as usual first, and when that fails it is read part by part:
+An answer is not a request: the service fills in defaults (it answered `initialNodeCount: 0` for a
+cluster made with only `--min 1 --max 1`, which that rule once refused, so the CLI refused its own
+cluster), a newer service adds fields and values, an older one keeps documents a newer rule refuses.
+So an answer is validated as usual first, and when that fails it is read part by part:
 every part that validates is kept as validated, a model whose rules fail is built from its
 parts without its rules, unknown fields are dropped, and a value that fits no type is kept as
 it came. What is shown is then what the service said.
