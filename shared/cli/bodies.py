@@ -113,7 +113,8 @@ def cluster_body(config: dict[str, Any] | None, flags: ClusterFlags, mounts: Mou
         node_setup = props.setdefault("nodeSetup", {})
         node_setup["setupTask"] = {**(node_setup.get("setupTask") or {}), "commandLine": flags.setup_task,
                                    "stdOutErrPathPrefix": flags.setup_task_output}
-    volumes = add_mounts((props.get("nodeSetup") or {}).get("mountVolumes"), mounts, storage)
+    volumes = add_mounts((props.get("nodeSetup") or {}).get("mountVolumes"), mounts, storage,
+                         "properties.nodeSetup.mountVolumes")
     if volumes:
         props.setdefault("nodeSetup", {})["mountVolumes"] = volumes
     return {"properties": props}
@@ -160,9 +161,10 @@ def job_body(config: dict[str, Any] | None, *, cluster_id: str | None, node_coun
     return {"properties": props}
 
 
-def add_mounts(volumes: dict[str, Any] | None, mounts: MountFlags, storage: Storage) -> dict[str, Any] | None:
-    """The file's mount volumes completed as az completes them, then the flags' volumes added."""
-    volumes = complete_volumes(volumes, storage) if volumes else {}
+def add_mounts(volumes: dict[str, Any] | None, mounts: MountFlags, storage: Storage,
+               where: str = "properties.mountVolumes") -> dict[str, Any] | None:
+    """The file's mount volumes (at `where`) completed as az completes them, then the flags' volumes added."""
+    volumes = complete_volumes(volumes, storage, where) if volumes else {}
     shares: list[tuple[str, str, Storage | None, str]] = []  # (kind, name, account, mount path)
     if mounts.afs_name:
         shares.append(("afs", mounts.afs_name, None, mounts.afs_mount_path))
@@ -187,7 +189,7 @@ def add_mounts(volumes: dict[str, Any] | None, mounts: MountFlags, storage: Stor
     return volumes or None
 
 
-def complete_volumes(volumes: dict[str, Any], storage: Storage) -> dict[str, Any]:
+def complete_volumes(volumes: dict[str, Any], storage: Storage, where: str) -> dict[str, Any]:
     """A config file's mount volumes as az sent them: placeholders filled in, a share's accountName
     taken from its URL, and credentials added to every share and container that has none. az looked
     a key up in Azure when the account was not the one given; batchai knows only the key it is given."""
@@ -197,7 +199,7 @@ def complete_volumes(volumes: dict[str, Any], storage: Storage) -> dict[str, Any
             if kind == "azureFileShares" and not volume.get("accountName"):
                 volume["accountName"] = _account_of_url(volume.get("azureFileUrl"))
             if volume.get("accountName"):  # none: the service names the missing field
-                _add_credentials(volume, storage, f"mountVolumes.{kind}[{index}]")
+                _add_credentials(volume, storage, f"{where}.{kind}[{index}]")
     return volumes
 
 
