@@ -219,10 +219,10 @@ def _account_of_url(url: Any) -> str | None:
 
 def _add_credentials(volume: dict[str, Any], storage: Storage, where: str) -> None:
     credentials = volume.get("credentials")
-    if isinstance(credentials, dict) and (credentials.get("accountKey") or credentials.get("accountKeySecretReference")):
-        return
     if credentials is not None and not isinstance(credentials, dict):
         return  # not an object: the service names the field
+    if credentials and (credentials.get("accountKey") or credentials.get("accountKeySecretReference")):
+        return
     account = volume["accountName"]
     if account != storage.account or not storage.key:
         raise UserError(f"{where} (storage account '{account}') has no credentials: give the account's key with "

@@ -161,9 +161,18 @@ def cluster_state(folder: Path, group: str, name: str) -> Any:
         return c.clusters.get(group, WORKSPACE, name).properties
 
 
-# -- cluster and file-server lines ------------------------------------------------------------------
+# -- workspace, experiment, cluster and file-server lines ---------------------------------------------
+def test_the_recipes_workspace_and_experiment_lines_are_accepted_as_written(batchai: Batchai,
+                                                                           workspaces: None) -> None:
+    ok(batchai(*az("az batchai workspace create -g batchai.recipes -n recipe_workspace -l eastus")))
+    ok(batchai(*az("az batchai experiment create -g batchai.recipes -w recipe_workspace -n pytorch_experiment")))
+    listed = as_json(batchai("experiment", "list", "-g", GROUP, "-w", WORKSPACE, "-o", "json"))
+    assert "pytorch_experiment" in [e["name"] for e in listed]
+
+
 @pytest.mark.parametrize("line", CLUSTER_LINES.values(), ids=CLUSTER_LINES.keys())
-def test_every_recipe_cluster_line_is_accepted_as_written(batchai: Batchai, folder: Path, workspaces: None, line: str) -> None:
+def test_every_recipe_cluster_line_is_accepted_as_written(batchai: Batchai, folder: Path, workspaces: None,
+                                                         line: str) -> None:
     if "-k ~/.ssh/id_rsa.pub" in line:
         ensure_rsa_key_pair(folder / "home")  # the user of that recipe has a key already
     args = az(line)
@@ -196,7 +205,8 @@ def test_every_recipe_cluster_line_is_accepted_as_written(batchai: Batchai, fold
         ok(batchai("cluster", "delete", *where, "-n", name, "-y"))
 
 
-def test_the_documentation_file_server_line_is_accepted_as_written(batchai: Batchai, folder: Path, workspaces: None) -> None:
+def test_the_documentation_file_server_line_is_accepted_as_written(batchai: Batchai, folder: Path,
+                                                                   workspaces: None) -> None:
     ok(batchai(*az(FILE_SERVER_LINE)))
     props = as_json(batchai("file-server", "show", "-g", "demoGroup", "-w", "demoWorkspace", "-n", "demoNFS",
                             "-o", "json"))["properties"]
@@ -255,7 +265,8 @@ def differences(expected: Any, actual: Any, where: str = "properties") -> list[s
     if isinstance(expected, list):
         if not isinstance(actual, list) or len(actual) != len(expected):
             return [f"{where}: {actual!r} is not {expected!r}"]
-        return [d for i, (e, a) in enumerate(zip(expected, actual, strict=True)) for d in differences(e, a, f"{where}[{i}]")]
+        return [d for i, (e, a) in enumerate(zip(expected, actual, strict=True))
+                for d in differences(e, a, f"{where}[{i}]")]
     return [] if expected == actual else [f"{where}: {actual!r} given back for {expected!r}"]
 
 
