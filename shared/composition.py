@@ -21,6 +21,7 @@ from shared.resources import CONTAINERS
 from shared.settings import Settings
 from shared.signed_urls import UrlSigner, load_or_create_key
 from shared.wakeups import Wakeups
+from shared.webhook_destinations import WebhookDestinations
 
 
 @dataclass
@@ -37,6 +38,8 @@ class Services:
     blobs: BlobStore = None  # type: ignore[assignment]
     # Who callers are (the local token is read from the data folder when there is one).
     auth: Authenticator = None  # type: ignore[assignment]
+    # Where webhooks may go, checked with this resolver (the system's unless given).
+    webhooks: WebhookDestinations = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if self.signer is None:
@@ -45,6 +48,8 @@ class Services:
             self.blobs = build_blobs(self.settings, self.signer)
         if self.auth is None:
             self.auth = build_authenticator(self.settings)
+        if self.webhooks is None:
+            self.webhooks = WebhookDestinations(self.settings)
 
     def close(self) -> None:
         self.pool.close()
