@@ -110,10 +110,16 @@ def local_base_url(settings: Settings) -> str:
                            f"{settings.endpoint_file}") from None
 
 
+# The folders of data_dir whose files download URLs may name: jobs' folders on the local nodes,
+# the folders that stand for shares and file servers, and blob containers. Never the rest (the owner
+# token, the URL-signing key, the databases, the nodes' bootstrap secrets).
+SERVED_AREAS = ("pools/*/*/jobs", "pools/*/*/mounts", "pools/*/shared", "storage", "blobs")
+
+
 def build_signer(settings: Settings) -> UrlSigner:
     """Signs URLs of files under data_dir, served by the local host's files route."""
     return UrlSigner(functools.partial(load_or_create_key, settings.url_key_path),
-                     functools.partial(local_base_url, settings), settings.data_dir)
+                     functools.partial(local_base_url, settings), settings.data_dir, SERVED_AREAS)
 
 
 def build_blobs(settings: Settings, signer: UrlSigner | None = None) -> BlobStore:

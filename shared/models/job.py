@@ -22,6 +22,7 @@ from shared.models.common import (
     EnvironmentVariable,
     EnvironmentVariableWithSecretValue,
     Int32,
+    JobFolderPath,
     Int64,
     MountVolumes,
     PositiveInt32,
@@ -236,8 +237,8 @@ class InputDirectory(WireModel):
 
 class OutputDirectory(WireModel):
     id: str = Field(pattern=DIRECTORY_ID_PATTERN.pattern, max_length=64)
-    path_prefix: str
-    path_suffix: str | None = None
+    path_prefix: JobFolderPath
+    path_suffix: JobFolderPath | None = None
 
 
 class JobBasePropertiesConstraints(WireModel):
@@ -277,7 +278,7 @@ class JobBaseProperties(WireModel):
     custom_mpi_settings: CustomMpiSettings | None = None
     horovod_settings: HorovodSettings | None = None
     job_preparation: JobPreparation | None = None
-    std_out_err_path_prefix: str = Field(min_length=1)
+    std_out_err_path_prefix: JobFolderPath = Field(min_length=1)
     input_directories: list[InputDirectory] | None = None
     output_directories: list[OutputDirectory] | None = None
     environment_variables: list[EnvironmentVariable] | None = None
