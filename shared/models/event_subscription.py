@@ -46,7 +46,7 @@ def _http_url(value: str) -> str:
 
 
 def _experiment_name(value: str) -> str:
-    if not NAME_PATTERN.match(value):
+    if not NAME_PATTERN.fullmatch(value):
         raise ValueError("use 1 to 64 letters, digits, '-' or '_'")
     return value
 
