@@ -112,7 +112,7 @@ class ResourceRef:
     def parse(cls, arm_id: str, kind: Kind) -> ResourceRef | None:
         """Parse an ARM id of the given kind; tolerant of case and of 'workspace' for 'workspaces'
         (Batch AI's own examples spell it so). None when it is not such an id."""
-        segments = [s for s in arm_id.strip().split("/") if s]
+        segments = [s for s in arm_id.split("/") if s]  # not stripped: "gpu\n" is not "gpu" (names match whole)
         pairs = dict(zip(segments[0::2], segments[1::2], strict=False))
         lowered = {k.lower(): v for k, v in pairs.items()}
         if "workspace" in lowered and "workspaces" not in lowered:

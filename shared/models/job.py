@@ -273,8 +273,9 @@ class JobBaseProperties(WireModel):
         tf = self.tensor_flow_settings
         if (tf is not None and tf.parameter_server_count is not None and self.node_count is not None
                 and tf.parameter_server_count > self.node_count):  # nodeCount is optional in responses
-            raise ValueError(f"tensorFlowSettings.parameterServerCount ({tf.parameter_server_count}) must be "
-                             f"less than or equal to nodeCount ({self.node_count})")
+            raise invalid_at(("tensorFlowSettings", "parameterServerCount"),
+                             f"tensorFlowSettings.parameterServerCount ({tf.parameter_server_count}) must be "
+                             f"less than or equal to nodeCount ({self.node_count})", tf.parameter_server_count)
         return self
 
     @model_validator(mode="after")
