@@ -61,7 +61,7 @@ class EventSubscriptionFilter(WireModel):
     """Which events a subscription receives; an absent or empty list lets every value through."""
 
     experiments: list[Annotated[str, AfterValidator(_experiment_name)]] | None = Field(default=None, max_length=100)
-    event_types: list[JobEventType] | None = None
+    event_types: list[JobEventType] | None = Field(default=None, max_length=100)
 
 
 class EventSubscriptionCreateProperties(WireModel):

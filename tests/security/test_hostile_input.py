@@ -445,6 +445,8 @@ add("other bodies", {
         filter={"experiments": ["exp\n"]}), names="properties.filter.experiments[0]"),
     "event subscription unknown event type": Case("PUT", WS + "/eventSubscriptions/new", subscription_body(
         filter={"eventTypes": ["Microsoft.BatchAI.Everything"]}), names="properties.filter.eventTypes[0]"),
+    "event subscription filtering 101 event types": Case("PUT", WS + "/eventSubscriptions/new", subscription_body(
+        filter={"eventTypes": ["Microsoft.BatchAI.JobFailed"] * 101}), names="properties.filter.eventTypes"),
     "event subscription without destination": Case("PUT", WS + "/eventSubscriptions/new", {"properties": {}},
                                                    names="properties.destination"),
     "role assignment with an unknown role": Case("PUT", WS + "/roleAssignments/new", {"properties": {
