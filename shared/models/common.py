@@ -271,6 +271,21 @@ def reading_answer(info: ValidationInfo) -> bool:
     return secrets_redacted(info)
 
 
+_AZURE_NAME_RULES = {
+    "account_name": check_account_name,
+    "azure_file_url": check_file_url,
+    "container_name": lambda name: check_share_or_container(name, "blob container"),
+}
+
+
+def azure_name(value: str | None, info: ValidationInfo) -> str | None:
+    """A field validator: the Azure naming rule of the field it validates (an absent accountName,
+    which the share's URL may give, is left to the caller)."""
+    if value is None or reading_answer(info):
+        return value
+    return _AZURE_NAME_RULES[info.field_name or ""](value)
+
+
 def check_environment(variables: Sequence[EnvironmentVariable] | None,
                       secrets: Sequence[EnvironmentVariableWithSecretValue] | None) -> None:
     """Variables and secrets share one environment, so their names must be unique across both lists."""
@@ -421,15 +436,7 @@ class AzureFileShareReference(WireModel):
     file_mode: str = Field(default="0777", pattern=_FILE_MODE)
     directory_mode: str = Field(default="0777", pattern=_FILE_MODE)
 
-    @field_validator("account_name")
-    @classmethod
-    def _account_name(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return value if value is None or reading_answer(info) else check_account_name(value)
-
-    @field_validator("azure_file_url")
-    @classmethod
-    def _file_url(cls, value: str, info: ValidationInfo) -> str:
-        return value if reading_answer(info) else check_file_url(value)
+    _azure_names = field_validator("account_name", "azure_file_url")(azure_name)
 
 
 class AzureBlobFileSystemReference(WireModel):
@@ -441,15 +448,7 @@ class AzureBlobFileSystemReference(WireModel):
     relative_mount_path: RelativeMountPath
     mount_options: str | None = None
 
-    @field_validator("account_name")
-    @classmethod
-    def _account_name(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return value if value is None or reading_answer(info) else check_account_name(value)
-
-    @field_validator("container_name")
-    @classmethod
-    def _container_name(cls, value: str, info: ValidationInfo) -> str:
-        return value if reading_answer(info) else check_share_or_container(value, "blob container")
+    _azure_names = field_validator("account_name", "container_name")(azure_name)
 
 
 class FileServerReference(WireModel):

@@ -19,9 +19,6 @@ MAX_PROCESSES_PER_NODE = 512
 the vCPUs of Azure's largest VM (416), and MPI-style jobs run at most one process per core. A fixed
 total would let one node of a one-node job start them all."""
 
-MAX_PROCESS_COUNT = MAX_NODE_COUNT * MAX_PROCESSES_PER_NODE
-"""The most processes any job can ask for (its nodeCount at most MAX_NODE_COUNT)."""
-
 MAX_ENVIRONMENT_VARIABLES = 1000
 """environmentVariables of a job or setup task; and as many secrets."""
 

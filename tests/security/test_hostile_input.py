@@ -41,7 +41,7 @@ from shared.ports.state_store import Query
 from shared.resources import CONTAINERS, NODES, RESOURCES, ROLE_ASSIGNMENTS
 from shared.signed_urls import UrlSigner, load_or_create_key
 from tests.e2e.hosts import running_host
-from tests.e2e.test_invalid_requests import CLUSTER, FILE_SERVER, USER
+from tests.e2e.test_invalid_requests import CLUSTER, FILE_SERVER, USER, Bad
 
 SUB = "00000000-0000-0000-0000-000000000000"
 RG = "rg-hostile"
@@ -124,16 +124,10 @@ TOO_MANY_PROCESSES = MAX_PROCESSES_PER_NODE + 1  # on a one-node job
 # --------------------------------------------------------------------------------------------------
 
 @dataclass
-class Case:
-    """One hostile request and what the refusal must say."""
+class Case(Bad):
+    """One hostile request and what the refusal must say (`names`: in the CloudError's target or
+    message), sent as `caller`."""
 
-    method: str
-    path: str
-    body: Any = None
-    status: int = 400
-    names: str = ""  # must appear in the CloudError's target or message
-    query: dict[str, str] = field(default_factory=lambda: dict(QUERY))
-    raw: bytes | None = None
     caller: str = "owner"  # owner (the host's token), node (the test's agent credential), anyone (nothing)
     headers: dict[str, str] = field(default_factory=dict)
 
