@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Annotated, ClassVar
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, ConfigDict, Field
 
 from shared.ids import NAME_PATTERN
 from shared.models.base import WireModel
@@ -96,6 +96,8 @@ class EventSubscription(ProxyResource):
 
 class DeadLetter(WireModel):
     """A delivery that was given up: the event, and why."""
+
+    model_config = ConfigDict(str_max_length=None)  # written by the service, never by a user
 
     event_id: str
     event_type: str

@@ -11,7 +11,7 @@ import enum
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Self
 
-from pydantic import Field, ValidationInfo, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, model_validator
 
 from shared.models.base import WireModel
 from shared.models.common import (
@@ -371,6 +371,8 @@ class FileProperties(WireModel):
 
 class File(WireModel):
     """One entry of a job's output directory listing."""
+
+    model_config = ConfigDict(str_max_length=None)  # written by the service: a deep path makes a long URL
 
     name: str | None = None
     file_type: FileType | None = None
