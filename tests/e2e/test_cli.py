@@ -285,6 +285,10 @@ def test_a_job_from_a_config_file_streams_its_stdout_while_it_runs_then_download
     assert (tmp_path / "log" / "stdout.txt").read_text().startswith("line 1\n")
     missing = one_line_error(batchai("job", "file", "download", *where, "-e", "exp", "-j", "lines", "-f", "nope.txt"))
     assert "nope.txt" in missing
+    # A file the ended job never made (a custom job has no per-task files): "not found", exit code 1.
+    never = one_line_error(batchai("job", "file", "stream", *where, "-e", "exp", "-j", "lines", "-f",
+                                   "stdout-wk-0.txt", "--interval", "0.2"))
+    assert "'stdout-wk-0.txt' not found" in never and "stdout.txt" in never, never
     ok(batchai("job", "delete", *where, "-e", "exp", "-n", "lines", "-y"))
     assert "ResourceNotFound" in one_line_error(batchai("job", "show", *where, "-e", "exp", "-n", "lines"))
 
