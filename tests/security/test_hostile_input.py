@@ -491,6 +491,8 @@ add("query parameters", {
 
 # --- the agents' routes (as a node that holds nothing; registration is another suite's) ----------
 
+REGISTER = {"clusterId": CLUSTER_ID, "nodeId": "node-0000", "address": "127.0.0.2", "token": "guess",
+            "credential": "c" * 40}
 NODE_ROUTES_BODIES = {
     "ready": {"error": {"code": "MountFailed", "message": "m"}},
     "report": {"job": "job|x", "attempt": 1, "exitCode": 0},
@@ -559,17 +561,15 @@ add("agent routes", {
                                                         "x-batchai-node": "nope|node-9", "x-batchai-node-credential": "g"}),
     "register with malformed JSON": Case("POST", "/agent/register", raw=b"{", caller="anyone", names="JSON"),
     "register with a cluster id of 1001 characters": Case("POST", "/agent/register", {
-        "clusterId": long(1001), "nodeId": "node-0000", "address": "127.0.0.2", "token": "t"}, caller="anyone",
-        names="clusterId"),
-    "register with a token of 201 characters": Case("POST", "/agent/register", {
-        "clusterId": CLUSTER_ID, "nodeId": "node-0000", "address": "127.0.0.2", "token": long(201)}, caller="anyone",
-        names="token"),
-    "register with an address of 65 characters": Case("POST", "/agent/register", {
-        "clusterId": CLUSTER_ID, "nodeId": "node-0000", "address": long(65), "token": "t"}, caller="anyone",
-        names="address"),
-    "register with a wrong token": Case("POST", "/agent/register", {
-        "clusterId": CLUSTER_ID, "nodeId": "node-0000", "address": "127.0.0.2", "token": "guess"}, status=401,
-        caller="anyone", names="token"),
+        **REGISTER, "clusterId": long(1001)}, caller="anyone", names="clusterId"),
+    "register with a token of 201 characters": Case("POST", "/agent/register", {**REGISTER, "token": long(201)},
+                                                    caller="anyone", names="token"),
+    "register with an address of 65 characters": Case("POST", "/agent/register", {**REGISTER, "address": long(65)},
+                                                      caller="anyone", names="address"),
+    "register with a credential of 201 characters": Case("POST", "/agent/register", {
+        **REGISTER, "credential": long(201)}, caller="anyone", names="credential"),
+    "register with a wrong token": Case("POST", "/agent/register", REGISTER, status=401, caller="anyone",
+                                        names="token"),
 })
 
 # --- signed download URLs (from a real listOutputFiles answer, then changed) ----------------------
