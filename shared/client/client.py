@@ -23,8 +23,8 @@ from pydantic import BaseModel
 from shared.client.config import ClientConfig
 from shared.client.errors import ApiError, ClientError, OutputFileNotFound, ServiceUnreachable
 from shared.client.requests_by_message import REPLIES, RequestQueue
+from shared.client.parsing import parse_answer
 from shared.models import (
-    REDACTED,
     Cluster,
     Experiment,
     File,
@@ -49,9 +49,7 @@ def _wire(body: Body | None) -> dict[str, Any] | None:
 
 
 def _parse(model: type[M], data: Any) -> M:
-    # Wire JSON (ISO dates, enum values) with its secrets removed, so rules such as "accountKey or its
-    # reference" are checked as for any redacted document.
-    return model.model_validate(data, strict=False, context=REDACTED)
+    return parse_answer(model, data)  # leniently when it must be: see shared/client/parsing.py
 
 
 class _Http:

@@ -957,11 +957,14 @@ def test_scale_patch_that_breaks_the_rules_is_refused(current: dict[str, Any], p
     assert all(name in text for name in names), text
 
 
-def test_autoscale_initial_count_default_is_below_the_minimum_only_when_unset() -> None:
+def test_autoscale_initial_count_below_the_minimum_only_as_the_default_0() -> None:
     settings = parse(AutoScaleSettings, {"minimumNodeCount": 2, "maximumNodeCount": 4})
     assert settings.initial_node_count == 0
+    # azure-mgmt-batchai and az send initialNodeCount 0 whenever none is set: the same "start empty"
+    assert parse(AutoScaleSettings, {"minimumNodeCount": 2, "maximumNodeCount": 4,
+                                     "initialNodeCount": 0}).initial_node_count == 0
     assert "initialNodeCount" in problems(AutoScaleSettings, {"minimumNodeCount": 2, "maximumNodeCount": 4,
-                                                               "initialNodeCount": 0})
+                                                               "initialNodeCount": 1})
 
 
 # --------------------------------------------------------------------------------------------------
