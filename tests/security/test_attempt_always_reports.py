@@ -1,0 +1,117 @@
+"""Invariant 9, no silent hang: whatever fails on a node while it prepares or launches an attempt
+ends in a report, so the job fails within seconds with an error that names the cause, instead of
+staying `running` until its wall clock. The real local host, a real agent, real folders."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from shared.localhost.process import LocalHostProcess
+from tests.e2e.hosts import running_host
+from tests.e2e.polling import wait_until
+
+WS = "/subscriptions/sec/resourceGroups/rg/providers/Microsoft.BatchAI/workspaces/hang"
+CLUSTER = f"{WS}/clusters/one"
+Q = {"api-version": "2018-05-01"}
+REPORTED_WITHIN_SECONDS = 10.0  # a report is immediate; this bounds the whole round trip
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHostProcess]:
+    with running_host(tmp_path_factory.mktemp("hang") / "state") as host:
+        yield host
+
+
+@pytest.fixture(scope="module")
+def http(host: LocalHostProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=host.endpoint, params=Q, timeout=30, headers=host.headers) as client:
+        client.put(WS, json={"location": "local"}).raise_for_status()
+        client.put(f"{WS}/experiments/e", json={}).raise_for_status()
+        client.put(CLUSTER, json={"properties": {
+            "vmSize": "STANDARD_D1_V2", "scaleSettings": {"manual": {"targetNodeCount": 1}},
+            "userAccountSettings": {"adminUserName": "u", "adminUserPassword": "p"}}}).raise_for_status()
+        wait_until("an idle node", lambda: client.get(CLUSTER).json()["properties"]["nodeStateCounts"]
+                   ["idleNodeCount"] == 1, timeout=60)
+        yield client
+
+
+@pytest.fixture
+def regular_file(tmp_path: Path) -> Path:
+    """A regular file, standing for /etc/hostname: nothing can be made below it."""
+    path = tmp_path / "hostname"
+    path.write_text("node\n")
+    return path
+
+
+def submit(http: httpx.Client, name: str, **properties: Any) -> httpx.Response:
+    body = {"cluster": {"id": CLUSTER}, "nodeCount": 1, "stdOutErrPathPrefix": "$AZ_BATCHAI_JOB_TEMP",
+            "customToolkitSettings": {"commandLine": "echo hello"}} | properties
+    return http.put(f"{WS}/experiments/e/jobs/{name}", json={"properties": body})
+
+
+def ended(http: httpx.Client, name: str) -> dict[str, Any]:
+    """The job's properties once it has ended; fails if it is still running after the bound."""
+    started = time.monotonic()
+    props = wait_until(f"{name} to end", lambda: (p := http.get(f"{WS}/experiments/e/jobs/{name}").json()
+                                                  ["properties"])["executionState"] in ("succeeded", "failed") and p,
+                       timeout=REPORTED_WITHIN_SECONDS + 20)
+    took = time.monotonic() - started
+    assert took < REPORTED_WITHIN_SECONDS, f"{name} ended only {took:.1f} s after it was submitted"
+    return props  # type: ignore[no-any-return]
+
+
+def only_error(props: dict[str, Any]) -> dict[str, str]:
+    assert props["executionState"] == "failed", props
+    [error] = props["executionInfo"]["errors"]
+    return error  # type: ignore[no-any-return]
+
+
+def test_a_stdouterr_prefix_below_a_regular_file_fails_the_job_naming_the_cause(http: httpx.Client,
+                                                                                 regular_file: Path) -> None:
+    submit(http, "below-file", stdOutErrPathPrefix=str(regular_file / "x")).raise_for_status()
+    error = only_error(ended(http, "below-file"))
+    assert error["code"] == "InvalidStdOutErrPath", error
+    assert "stdOutErrPathPrefix" in error["message"] and str(regular_file) in error["message"], error
+    assert "Not a directory" in error["message"], error  # the OS's own words
+
+
+def test_a_stdouterr_prefix_with_a_nul_is_refused_or_fails_the_job(http: httpx.Client) -> None:
+    answer = submit(http, "nul-prefix", stdOutErrPathPrefix="/tmp/a\u0000b")
+    if answer.status_code == 400:  # refused at the door: the field is named
+        assert "stdOutErrPathPrefix" in answer.json()["error"]["target"], answer.text
+        return
+    answer.raise_for_status()
+    error = only_error(ended(http, "nul-prefix"))
+    assert error["code"] == "InvalidStdOutErrPath" and "null" in error["message"], error
+
+
+def test_an_output_directory_below_a_regular_file_fails_the_job_naming_it(http: httpx.Client,
+                                                                           regular_file: Path) -> None:
+    submit(http, "output-below-file", outputDirectories=[{"id": "MODEL", "pathPrefix": str(regular_file)}]
+           ).raise_for_status()
+    error = only_error(ended(http, "output-below-file"))
+    assert error["code"] == "InvalidOutputDirectory", error
+    assert "outputDirectories[0]" in error["message"] and "MODEL" in error["message"], error
+    assert "Not a directory" in error["message"], error
+
+
+def test_a_job_that_removes_its_own_stdouterr_folder_still_ends(http: httpx.Client) -> None:
+    """The agent writes the execution log there after the process exits: a missing folder is no reason to hang."""
+    submit(http, "self-cleaning", customToolkitSettings={"commandLine": "rm -rf \"$AZ_BATCHAI_STDOUTERR_DIR\""}
+           ).raise_for_status()
+    assert ended(http, "self-cleaning")["executionState"] == "succeeded"
+
+
+def test_a_launch_that_cannot_start_fails_the_job(http: httpx.Client) -> None:
+    """The job preparation turns the job's temp folder (which holds the stdouterr folder) into a
+    regular file: the job's process cannot be started, and the agent's own log cannot be written."""
+    submit(http, "no-cwd", jobPreparation={"commandLine": "rm -rf \"$AZ_BATCHAI_JOB_TEMP\"; touch \"$AZ_BATCHAI_JOB_TEMP\""},
+           customToolkitSettings={"commandLine": "echo never"}).raise_for_status()
+    error = only_error(ended(http, "no-cwd"))
+    assert error["code"] == "JobLaunchFailed" and "Not a directory" in error["message"], error
