@@ -123,9 +123,10 @@ class Attempt:
         props = self.assignment["properties"]
         master = self.assignment["master"]
         paths = self.paths = JobPaths.of(self.node_dir, self.assignment["jobOutputDirectoryPathSegment"], self.attempt)
-        self.volumes = [Volume.from_wire(v) for v in self.assignment.get("volumes") or []]
-        with telemetry.span("agent.mounts", attributes={"batchai.volumes": len(self.volumes)}) as span:
+        wire = self.assignment.get("volumes") or []
+        with telemetry.span("agent.mounts", attributes={"batchai.volumes": len(wire)}) as span:
             try:
+                self.volumes = [Volume.from_wire(v) for v in wire]
                 errors = self.storage.mount(self.volumes, paths.job_mount_root)
             except Exception as exc:  # noqa: BLE001 - a failure to even try is a mount failure too
                 raise JobProblem("MountFailed", f"cannot mount the job's volumes under {str(paths.job_mount_root)!r}: "
