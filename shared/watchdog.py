@@ -147,15 +147,16 @@ def vanished(job: dict[str, Any], docs: dict[str, dict[str, Any]], beats: dict[s
              grace: timedelta) -> list[str]:
     """Pure: the nodes that hold this running job's attempt and have not reported it, but whose
     agent said, in its last beat, that it had had no live work for it for longer than `grace`.
-    That span starts at the node's claim at the earliest (`since`), so a beat from before the
-    agent could know of the attempt, or one while it is starting it, is never evidence."""
+    That span starts at the node's claim (its `since`) or the attempt's start, whichever is later,
+    so a beat from before the agent could know of the attempt is never evidence."""
+    started = parse_time(((job.get("resource") or {}).get("properties", {}).get("executionInfo") or {}).get("startTime"))
     lost = []
     for node_id in job.get("nodes") or []:
         doc, seen = docs.get(node_id), beats.get(node_id)
         if node_id in (job.get("reports") or {}) or doc is None or seen is None:
             continue
         at, work = seen
-        claimed = parse_time(doc.get("since"))
+        claimed = max(filter(None, (parse_time(doc.get("since")), started)), default=None)
         if work.idle_seconds is None or claimed is None or not work.lacks(job["id"], job["attempt"]):
             continue
         lacking_since = max(claimed, at - timedelta(seconds=work.idle_seconds))

@@ -43,6 +43,12 @@ def test_the_span_starts_at_the_claim_at_the_earliest() -> None:
     assert vanished(JOB, docs(), {"b": beat(-1, idle_for_hours)}, GRACE) == []  # a beat from before the claim
 
 
+def test_the_span_starts_at_the_attempts_start_if_that_came_later() -> None:
+    started = JOB | {"resource": {"properties": {"executionInfo": {"startTime": (T0 + timedelta(seconds=60)).isoformat()}}}}
+    assert vanished(started, docs(), {"a": beat(65, 3600)}, GRACE) == []
+    assert vanished(started, docs(), {"a": beat(67, 3600)}, GRACE) == ["a"]
+
+
 def test_live_work_on_another_attempt_is_a_switch_in_progress() -> None:
     assert vanished(JOB, docs(), {"a": beat(600, 0, ("job|j", 1, True))}, GRACE) == []
     assert vanished(JOB, docs(), {"a": beat(600, 60, ("job|j", 1, False))}, GRACE) == ["a"]
