@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from shared.localhost.process import LocalHostProcess
-from tests.e2e.hosts import running_host
+from tests.e2e.hosts import cluster_ready, running_host
 from tests.e2e.polling import wait_until
 
 WS = "/subscriptions/sec/resourceGroups/rg/providers/Microsoft.BatchAI/workspaces/hang"
@@ -31,13 +31,7 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHostProcess]
 @pytest.fixture(scope="module")
 def http(host: LocalHostProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=host.endpoint, params=Q, timeout=30, headers=host.headers) as client:
-        client.put(WS, json={"location": "local"}).raise_for_status()
-        client.put(f"{WS}/experiments/e", json={}).raise_for_status()
-        client.put(CLUSTER, json={"properties": {
-            "vmSize": "STANDARD_D1_V2", "scaleSettings": {"manual": {"targetNodeCount": 1}},
-            "userAccountSettings": {"adminUserName": "u", "adminUserPassword": "p"}}}).raise_for_status()
-        wait_until("an idle node", lambda: client.get(CLUSTER).json()["properties"]["nodeStateCounts"]
-                   ["idleNodeCount"] == 1, timeout=60)
+        cluster_ready(client, WS, CLUSTER, 1)
         yield client
 
 
