@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from node_bootstrap import toolkits
 from node_bootstrap.execution_log import ExecutionLog
-from node_bootstrap.launch import JobProblem, job_environment, log_names
+from node_bootstrap.launch import JobProblem, job_environment, log_names, os_error
 from shared.job_environment import JobPaths
 from node_bootstrap.storage import JobStorage
 from shared import telemetry
@@ -150,8 +150,19 @@ class Attempt:
     def _failed(self, code: str, message: str) -> Outcome:
         """The node's failure with its cause, as the job's error shows it (bounded: it goes on the wire)."""
         text = f"Node {self.node_id}: {message}"
+        for secret in self._secrets():  # invariant 7: an error is shown to every reader of the job
+            text = text.replace(secret, "***")
         self.log.write(f"{code}: {text}")
         return Outcome(1, {"code": code, "message": text[:MESSAGE_LIMIT]})
+
+    def _secrets(self) -> list[str]:
+        """The secret values this node was given for the job: its secrets and its volumes' keys."""
+        try:
+            props = self.assignment.get("properties") or {}
+            values = [str(s.get("value")) for s in props.get("secrets") or [] if s.get("value")]
+            return values + [str(v.get("key")) for v in self.assignment.get("volumes") or [] if v.get("key")]
+        except AttributeError:  # a malformed assignment: nothing to find
+            return []
 
     def _unexpected(self, exc: Exception) -> Outcome:
         log.error("attempt %s#%d failed on the node", self.job, self.attempt, exc_info=exc)
@@ -291,12 +302,15 @@ class Attempt:
     def _spawn(self, argv: list[str], env: dict[str, str], stdout: Path, stderr: Path,
                role: str) -> subprocess.Popen[bytes]:
         """Start one of the job's processes, under a launch span whose context it gets as TRACEPARENT."""
-        stdout.parent.mkdir(parents=True, exist_ok=True)
-        with telemetry.span("agent.launch", attributes={"batchai.role": role, "batchai.node": self.node_id}) as span, \
-                stdout.open("ab") as out, stderr.open("ab") as err:
-            process = subprocess.Popen(argv, env=env | telemetry.environment(), cwd=env["AZ_BATCHAI_JOB_TEMP"],
-                                       stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True)
-            span.set_attribute("process.pid", process.pid)
+        try:
+            stdout.parent.mkdir(parents=True, exist_ok=True)
+            with telemetry.span("agent.launch", attributes={"batchai.role": role, "batchai.node": self.node_id}) as span, \
+                    stdout.open("ab") as out, stderr.open("ab") as err:
+                process = subprocess.Popen(argv, env=env | telemetry.environment(), cwd=env["AZ_BATCHAI_JOB_TEMP"],
+                                           stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True)
+                span.set_attribute("process.pid", process.pid)
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in the command or a variable
+            raise JobProblem("JobLaunchFailed", f"cannot start the job's {role} process: {os_error(exc)}") from exc
         with self._lock:
             self.processes.append(process)
         return process

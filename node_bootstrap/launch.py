@@ -62,7 +62,15 @@ def make_folder(path: str, code: str, field: str) -> None:
     try:
         Path(path).mkdir(parents=True, exist_ok=True)
     except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
-        raise JobProblem(code, f"cannot create the directory {path!r} of {field}: {exc}") from exc
+        raise JobProblem(code, f"cannot create the directory {path!r} of {field}: {os_error(exc, path)}") from exc
+
+
+def os_error(exc: Exception, named: str = "") -> str:
+    """The OS's words for a failure, naming the file only when it is not the one already `named`."""
+    if isinstance(exc, OSError) and exc.strerror:
+        shown = exc.filename is not None and str(exc.filename) != named
+        return f"{exc.strerror} ({str(exc.filename)!r})" if shown else exc.strerror
+    return str(exc) or type(exc).__name__
 
 
 def setup_environment(node_dir: Path, address: str, task: dict[str, Any]) -> dict[str, str]:

@@ -147,3 +147,11 @@ def test_a_report_that_raises_still_ends_the_attempt(tmp_path: Path, regular_fil
 def test_a_job_that_succeeds_reports_zero_and_is_not_live_after(tmp_path: Path) -> None:
     attempt, reports = run(tmp_path, assignment(tmp_path))
     assert [o.exit_code for o in reports.outcomes] == [0] and attempt.ended_at is not None
+
+
+def test_an_error_never_shows_a_secret(tmp_path: Path, regular_file: Path) -> None:
+    secret = "s3cr3t-value-that-must-not-leak"
+    prefix = str(regular_file / secret)
+    wire = assignment(tmp_path, stdOutErrPathPrefix=prefix, secrets=[{"name": "TOKEN", "value": secret}])
+    error = error_of(run(tmp_path, wire)[1])
+    assert error["code"] == "InvalidStdOutErrPath" and secret not in error["message"] and "***" in error["message"]
