@@ -31,9 +31,7 @@ from node_bootstrap.storage import JobStorage
 from shared import telemetry
 from shared.volumes import Volume
 
-log = logging.getLogger("node_bootstrap")
 RSH_AGENT = Path(__file__).with_name("local_rsh.sh")
-MESSAGE_LIMIT = 2000  # characters of a node's error message (the agent API takes up to 4000)
 SYNC_SECONDS = 2.0  # how often blob-backed folders are pushed while the job runs
 
 
@@ -44,6 +42,8 @@ class Outcome:
 
 
 Report = Callable[[Outcome], None]
+log = logging.getLogger("node_bootstrap")
+MESSAGE_LIMIT = 2000  # characters of a node's error message (the agent API takes up to 4000)
 
 
 class Barrier(Protocol):
