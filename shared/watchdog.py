@@ -26,7 +26,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared import job_runs, nodes, telemetry
 from shared.composition import Services
@@ -218,8 +218,12 @@ def _work_of(records: dict[str, dict[str, Any]]) -> dict[str, tuple[datetime, Wo
     out = {}
     for record in records.values():
         at, work = parse_time(record.get("at")), record.get("work")
-        if at is not None and work is not None:
+        if at is None or work is None:
+            continue
+        try:
             out[record["id"].partition("|")[2]] = (at, Work.model_validate(work, by_alias=True, by_name=False))
+        except ValidationError:  # a record no beat of this version wrote: no evidence either way
+            continue
     return out
 
 
