@@ -109,3 +109,19 @@ def test_a_launch_that_cannot_start_fails_the_job(http: httpx.Client) -> None:
            customToolkitSettings={"commandLine": "echo never"}).raise_for_status()
     error = only_error(ended(http, "no-cwd"))
     assert error["code"] == "JobLaunchFailed" and "Not a directory" in error["message"], error
+
+
+def test_a_setup_task_whose_stdouterr_folder_cannot_be_made_makes_the_node_unusable_saying_why(
+        http: httpx.Client, regular_file: Path) -> None:
+    """The same for a node's setup: the agent says the node is unusable, it does not die and restart."""
+    http.put(f"{WS}/clusters/setup", json={"properties": {
+        "vmSize": "STANDARD_D1_V2", "scaleSettings": {"manual": {"targetNodeCount": 1}},
+        "userAccountSettings": {"adminUserName": "u", "adminUserPassword": "p"},
+        "nodeSetup": {"setupTask": {"commandLine": "true", "stdOutErrPathPrefix": str(regular_file)}}}}
+             ).raise_for_status()
+    props = wait_until("the node to be unusable", lambda: (p := http.get(f"{WS}/clusters/setup").json()["properties"])
+                       ["nodeStateCounts"]["unusableNodeCount"] == 1 and p, timeout=30)
+    [error] = props["errors"]
+    assert error["code"] == "InvalidStdOutErrPath" and "setupTask.stdOutErrPathPrefix" in error["message"], error
+    assert "Not a directory" in error["message"], error
+    http.delete(f"{WS}/clusters/setup")
