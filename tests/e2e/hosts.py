@@ -10,10 +10,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-
 from shared.localhost.process import LocalHostProcess, start_local_host
-from tests.e2e.polling import wait_until
 
 
 @contextmanager
@@ -60,14 +57,3 @@ def kill_agents(data_dir: Path) -> None:
             os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-
-
-def cluster_ready(http: httpx.Client, workspace: str, cluster: str, node_count: int) -> None:
-    """A workspace with experiment "e" and a manual cluster of `node_count` nodes, all idle."""
-    http.put(workspace, json={"location": "local"}).raise_for_status()
-    http.put(f"{workspace}/experiments/e", json={}).raise_for_status()
-    http.put(cluster, json={"properties": {
-        "vmSize": "STANDARD_D1_V2", "scaleSettings": {"manual": {"targetNodeCount": node_count}},
-        "userAccountSettings": {"adminUserName": "u", "adminUserPassword": "p"}}}).raise_for_status()
-    wait_until(f"{node_count} idle nodes", lambda: http.get(cluster).json()["properties"]["nodeStateCounts"]
-               ["idleNodeCount"] == node_count, timeout=60)

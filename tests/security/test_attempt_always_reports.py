@@ -13,11 +13,13 @@ import httpx
 import pytest
 
 from shared.localhost.process import LocalHostProcess
-from tests.e2e.hosts import cluster_ready, running_host
+from tests.e2e.hosts import running_host
 from tests.e2e.polling import wait_until
+from tests.security.one_node_cluster import one_node_cluster
 
 WS = "/subscriptions/sec/resourceGroups/rg/providers/Microsoft.BatchAI/workspaces/hang"
 CLUSTER = f"{WS}/clusters/one"
+SETUP_WS = "/subscriptions/sec/resourceGroups/rg/providers/Microsoft.BatchAI/workspaces/hang-setup"
 Q = {"api-version": "2018-05-01"}
 REPORTED_WITHIN_SECONDS = 10.0  # a report is immediate; this bounds the whole round trip
 
@@ -31,8 +33,14 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHostProcess]
 @pytest.fixture(scope="module")
 def http(host: LocalHostProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=host.endpoint, params=Q, timeout=30, headers=host.headers) as client:
-        cluster_ready(client, WS, CLUSTER, 1)
+        one_node_cluster(client, WS)
+        idle(client, CLUSTER)
         yield client
+
+
+def idle(http: httpx.Client, cluster: str) -> None:
+    wait_until("an idle node", lambda: http.get(cluster).json()["properties"]["nodeStateCounts"]["idleNodeCount"] == 1,
+               timeout=60)
 
 
 @pytest.fixture
@@ -114,14 +122,11 @@ def test_a_launch_that_cannot_start_fails_the_job(http: httpx.Client) -> None:
 def test_a_setup_task_whose_stdouterr_folder_cannot_be_made_makes_the_node_unusable_saying_why(
         http: httpx.Client, regular_file: Path) -> None:
     """The same for a node's setup: the agent says the node is unusable, it does not die and restart."""
-    http.put(f"{WS}/clusters/setup", json={"properties": {
-        "vmSize": "STANDARD_D1_V2", "scaleSettings": {"manual": {"targetNodeCount": 1}},
-        "userAccountSettings": {"adminUserName": "u", "adminUserPassword": "p"},
-        "nodeSetup": {"setupTask": {"commandLine": "true", "stdOutErrPathPrefix": str(regular_file)}}}}
-             ).raise_for_status()
-    props = wait_until("the node to be unusable", lambda: (p := http.get(f"{WS}/clusters/setup").json()["properties"])
+    cluster = one_node_cluster(http, SETUP_WS, nodeSetup={
+        "setupTask": {"commandLine": "true", "stdOutErrPathPrefix": str(regular_file)}})
+    props = wait_until("the node to be unusable", lambda: (p := http.get(cluster).json()["properties"])
                        ["nodeStateCounts"]["unusableNodeCount"] == 1 and p, timeout=30)
     [error] = props["errors"]
     assert error["code"] == "InvalidStdOutErrPath" and "setupTask.stdOutErrPathPrefix" in error["message"], error
     assert "Not a directory" in error["message"], error
-    http.delete(f"{WS}/clusters/setup")
+    http.delete(cluster)
