@@ -1,9 +1,14 @@
 """Invariant 9, no silent hang: whatever fails on a node while it prepares or launches an attempt
 ends in a report, so the job fails within seconds with an error that names the cause, instead of
-staying `running` until its wall clock. The real local host, a real agent, real folders."""
+staying `running` until its wall clock; and should a node hold an attempt without any live work
+for it all the same, the control plane notices and fails the job. The real local host, a real
+agent, real folders."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +18,7 @@ import httpx
 import pytest
 
 from shared.localhost.process import LocalHostProcess
-from tests.e2e.hosts import running_host
+from tests.e2e.hosts import alive, running_host
 from tests.e2e.polling import wait_until
 from tests.security.one_node_cluster import one_node_cluster
 
@@ -117,6 +122,42 @@ def test_a_launch_that_cannot_start_fails_the_job(http: httpx.Client) -> None:
            customToolkitSettings={"commandLine": "echo never"}).raise_for_status()
     error = only_error(ended(http, "no-cwd"))
     assert error["code"] == "JobLaunchFailed" and "Not a directory" in error["message"], error
+
+
+def test_a_node_that_holds_a_running_attempt_but_runs_nothing_for_it_fails_the_job(
+        http: httpx.Client, host: LocalHostProcess, tmp_path: Path) -> None:
+    """The safety net, on a real node: its agent is frozen (SIGSTOP) and, in its place, heartbeats
+    with its own credential say what a broken agent would: alive, but running nothing. The job
+    fails with AttemptVanished within seconds; once the agent is back it stops the job's process."""
+    pid_file = tmp_path / "pid"
+    submit(http, "held", customToolkitSettings={"commandLine": f"echo $$ > {pid_file}; sleep 120"}).raise_for_status()
+    wait_until("the job's process to start", lambda: pid_file.exists() and pid_file.read_text().strip())
+    node_dir = next(d.parent for d in (host.data_dir / "pools").glob("*/*/bootstrap.json")
+                    if json.loads(d.read_text())["cluster_id"].lower() == CLUSTER.lower())
+    headers = {"x-batchai-node": f"{node_dir.parent.name.removeprefix('c')}|{node_dir.name}",
+               "x-batchai-node-credential": (node_dir / "credential").read_text().strip()}
+    agent = int((node_dir / "agent.pid").read_text())
+    os.kill(agent, signal.SIGSTOP)
+    try:
+        since = time.monotonic()
+        while (state := job_state(http, "held")) == "running" and time.monotonic() - since < 30:
+            beat = {"running": None, "idleSeconds": round(time.monotonic() - since, 3)}
+            assert httpx.post(f"{host.endpoint}/agent/heartbeat", json=beat, headers=headers).status_code == 200
+            time.sleep(1.0)
+        took = time.monotonic() - since
+    finally:
+        os.kill(agent, signal.SIGCONT)
+    error = only_error(http.get(f"{WS}/experiments/e/jobs/held").json()["properties"])
+    assert error["code"] == "AttemptVanished" and node_dir.name in error["message"], (state, error)
+    print(f"AttemptVanished {took:.1f} s after the node stopped running the attempt")
+    assert took < 12, f"the job failed {took:.1f} s after its node stopped running it"
+    job_process = int(pid_file.read_text())
+    wait_until("the agent to stop the job's process", lambda: not alive(job_process), timeout=20)
+    idle(http, CLUSTER)  # the node was healthy: it takes work again
+
+
+def job_state(http: httpx.Client, name: str) -> str:
+    return str(http.get(f"{WS}/experiments/e/jobs/{name}").json()["properties"]["executionState"])
 
 
 def test_a_setup_task_whose_stdouterr_folder_cannot_be_made_makes_the_node_unusable_saying_why(
