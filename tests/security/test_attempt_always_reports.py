@@ -27,6 +27,7 @@ CLUSTER = f"{WS}/clusters/one"
 SETUP_WS = "/subscriptions/sec/resourceGroups/rg/providers/Microsoft.BatchAI/workspaces/hang-setup"
 Q = {"api-version": "2018-05-01"}
 REPORTED_WITHIN_SECONDS = 10.0  # a report is immediate; this bounds the whole round trip
+NOTICED_WITHIN_SECONDS = 15.0  # the grace (3 heartbeats: 6 s), a watchdog round (2 s), and room for a busy machine
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +151,7 @@ def test_a_node_that_holds_a_running_attempt_but_runs_nothing_for_it_fails_the_j
     error = only_error(http.get(f"{WS}/experiments/e/jobs/held").json()["properties"])
     assert error["code"] == "AttemptVanished" and node_dir.name in error["message"], (state, error)
     print(f"AttemptVanished {took:.1f} s after the node stopped running the attempt")
-    assert took < 12, f"the job failed {took:.1f} s after its node stopped running it"
+    assert took < NOTICED_WITHIN_SECONDS, f"the job failed {took:.1f} s after its node stopped running it"
     job_process = int(pid_file.read_text())
     wait_until("the agent to stop the job's process", lambda: not alive(job_process), timeout=20)
     idle(http, CLUSTER)  # the node was healthy: it takes work again
