@@ -198,15 +198,17 @@ _last_beats_lock = threading.Lock()
 
 
 def heartbeat(svc: Services, req: ApiRequest) -> ApiResponse:
-    """The node is alive; a node beating faster than heartbeat_min_interval_seconds gets 429."""
+    """The node is alive, and runs what it says (the watchdog compares that with what it holds);
+    a node beating faster than heartbeat_min_interval_seconds gets 429."""
     node = authenticate(svc, req)  # first: nobody else can use up a node's allowance
+    work = parse_body(watchdog.Work, req) if req.body.strip() else watchdog.Work()
     wait = beat_too_soon(node["id"], svc.clock.now(), svc.settings.heartbeat_min_interval_seconds)
     if wait > 0:
         return ApiResponse(429, errors.cloud_error(
             "TooManyRequests", f"The node heartbeats more often than every "
             f"{svc.settings.heartbeat_min_interval_seconds} s; retry after {wait:.2f} s.", target=NODE_HEADER),
             {"Retry-After": str(max(1, math.ceil(wait)))})
-    watchdog.beat(svc, node["pk"], node["nodeId"])
+    watchdog.beat(svc, node["pk"], node["nodeId"], work)
     return ok({"state": node["state"]})
 
 
