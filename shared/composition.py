@@ -88,7 +88,9 @@ def build_pool(settings: Settings) -> VmPool:
 
         from shared.adapters.azure.vmss_pool import VmssPool
 
-        return VmssPool(settings.azure_subscription_id, settings.azure_resource_group, DefaultAzureCredential())
+        return VmssPool(settings.azure_subscription_id, settings.azure_resource_group, DefaultAzureCredential(),
+                        agent_package=settings.agent_package, default_subnet_id=settings.default_subnet_id or None,
+                        read_interval=settings.arm_read_interval_seconds)
     from shared.adapters.local.local_pool import LocalVmPool
 
     return LocalVmPool(settings.pools_dir, endpoint_file=settings.endpoint_file)

@@ -33,6 +33,18 @@ class Settings(BaseModel):
     pool: Literal["local", "vmss"] = "local"
     azure_subscription_id: str = ""
     azure_resource_group: str = ""
+    # VM scale sets: the subnet (resource id) of clusters whose request names none; without it such a
+    # request is refused (400, properties.subnet). infra/main.bicep sets the nodes' subnet.
+    default_subnet_id: str = ""
+    # What each VM installs for its agent (`pip install` argument: a name, a wheel URL).
+    agent_package: str = "batchai-rebuilt"
+    # VM scale sets: a cluster's instance views and NICs are read from ARM at most once per this many
+    # seconds (a round in between reuses the last listing). ARM throttles reads per subscription and
+    # the Compute RP counts listings with instance views as costly calls: with the default, a cluster
+    # costs 2 reads per 20 s whatever the timer's cadence.
+    arm_read_interval_seconds: float = Field(default=20.0, ge=0)
+    # VM scale sets: how long a round waits on a started ARM operation before leaving it to later rounds.
+    arm_operation_wait_seconds: float = Field(default=0.0, ge=0)
     # The control plane's address as nodes reach it (Azure: the Functions app's URL).
     public_endpoint: str = ""
     heartbeat_seconds: float = 2.0
