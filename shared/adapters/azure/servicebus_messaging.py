@@ -41,7 +41,6 @@ from azure.servicebus import (
     ServiceBusSender,
     ServiceBusSubQueue,
 )
-from azure.servicebus._pyamqp.utils import amqp_long_value
 from azure.servicebus.exceptions import (
     MessageAlreadySettled,
     MessageLockLostError,
@@ -73,7 +72,6 @@ RECEIVERS_PER_ENTITY = 8  # beyond this, receivers of an entity are shared (wait
 _SUBSCRIPTIONS = "/subscriptions/"
 _DEAD_LETTER_REASON = "DeadLetterReason"
 _DEAD_LETTER_DESCRIPTION = "DeadLetterErrorDescription"
-_INT32 = (-(2**31), 2**31 - 1)
 
 
 @dataclass(frozen=True)
@@ -516,10 +514,7 @@ def _to_sdk(message: OutgoingMessage) -> ServiceBusMessage:
     for key, value in message.application_properties.items():
         if not isinstance(key, str) or not isinstance(value, (str, int, float, bool)):
             raise TypeError(f"application property {key!r}: values must be str, int, float or bool")
-        # The SDK encodes a Python int as a 32-bit AMQP int; a larger one must be typed as a long
-        # the way the SDK types its own (a {TYPE, VALUE} map its encoder understands).
-        wide = isinstance(value, int) and not isinstance(value, bool) and not _INT32[0] <= value <= _INT32[1]
-        properties[key] = amqp_long_value(value) if wide else value
+        properties[key] = value  # ints fit in 32 bits (OutgoingMessage checks): the SDK's AMQP int
     scheduled = message.scheduled_enqueue_time
     if scheduled is not None and scheduled.tzinfo is None:
         raise ValueError("scheduled_enqueue_time must be timezone-aware")
