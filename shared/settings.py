@@ -92,6 +92,19 @@ class Settings(BaseModel):
     log_format: Literal["text", "json"] = "text"
     # An agent heartbeating more often than this is answered 429 (a bug or a flood, never a real need).
     heartbeat_min_interval_seconds: float = Field(default=0.2, ge=0)
+    # Timer cadences (NCRONTAB, seconds first). The timer functions name these app settings
+    # (schedule "%BATCHAI_RECONCILE_SCHEDULE%"): Azure Functions reads them from the app settings,
+    # the local host from these fields. Locally every 2 s; infra/main.bicep sets Azure's (see there).
+    reconcile_schedule: str = "*/2 * * * * *"
+    outbox_schedule: str = "*/2 * * * * *"
+    # Whether timers also fire when a host starts. Read when the app is indexed (a decorator argument,
+    # see timers_run_on_startup); on Azure false: every scale-out and restart would fire them.
+    timers_run_on_startup: bool = True
+
+
+    @classmethod
+    def setting_name(cls, field: str) -> str:
+        return ENV_PREFIX + field.upper()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -140,3 +153,19 @@ class Settings(BaseModel):
     def url_key_path(self) -> Path:
         """The key that signs the local host's download URLs (created on first use, mode 0600)."""
         return self.data_dir / "url-signing.key"
+
+
+def app_setting_reference(field: str) -> str:
+    """A trigger argument that Azure Functions resolves from an app setting: "%BATCHAI_<FIELD>%"."""
+    assert field in Settings.model_fields, field
+    return f"%{Settings.setting_name(field)}%"
+
+
+def timers_run_on_startup(environ: Mapping[str, str] | None = None) -> bool:
+    """BATCHAI_TIMERS_RUN_ON_STARTUP, read alone when the app is indexed (only this setting: a wrong
+    other one must not stop indexing)."""
+    environ = os.environ if environ is None else environ
+    raw = environ.get(Settings.setting_name("timers_run_on_startup"))
+    if raw is None:
+        return bool(Settings.model_fields["timers_run_on_startup"].default)
+    return Settings.model_validate({"timers_run_on_startup": raw}).timers_run_on_startup
