@@ -17,6 +17,7 @@ class Settings(BaseModel):
     store: Literal["sqlite", "cosmos"] = "sqlite"
     data_dir: Path = Path(".batchai")
     cosmos_endpoint: str = ""
+    # Empty: keyless, with the app's identity (the Cosmos DB Built-in Data Contributor role).
     cosmos_key: str = Field(default="", repr=False)
     cosmos_database: str = "batchai"
     cosmos_verify_tls: bool = True
@@ -26,6 +27,8 @@ class Settings(BaseModel):
     default_location: str = "local"
     # Messaging: the embedded SQLite queues, or Azure Service Bus.
     messaging: Literal["sqlite", "servicebus"] = "sqlite"
+    # A connection string, or the namespace's host name (<namespace>.servicebus.windows.net) for keyless
+    # access with the app's identity (Azure Service Bus Data Owner: it makes each cluster's lanes).
     servicebus_connection: str = Field(default="", repr=False)
     # The local host's AMQP door (Service Bus clients reach its request queues): its port on 127.0.0.1; 0: any free one.
     amqp_port: int = Field(default=0, ge=0, le=65535)

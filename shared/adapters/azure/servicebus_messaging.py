@@ -15,6 +15,10 @@ per-attempt timeouts and few, short retries on the AMQP side, connect/read timeo
 SDK errors become the port's `EntityNotFound` and `LockLost`; anything else surfaces as a
 `MessagingError` carrying the SDK's exception as its cause.
 
+Keyless on Azure: given a token credential (the Functions app's managed identity, with the role
+Azure Service Bus Data Owner on the namespace), `connection` is the namespace's host name
+(`<namespace>.servicebus.windows.net`) instead of a connection string.
+
 A connection string with `UseDevelopmentEmulator=true` (a local emulator or the test broker)
 turns TLS off for AMQP, and here the management calls go over plain HTTP to the same host and
 port as well, since the SDK would otherwise always use https for them.
@@ -31,6 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.core.pipeline.transport import RequestsTransport
 from azure.servicebus import (
@@ -142,18 +147,25 @@ class _Held:
 
 
 class ServiceBusMessaging(Messaging):
-    """Messaging on a Service Bus namespace, from its connection string; safe to share between threads."""
+    """Messaging on a Service Bus namespace, from its connection string (or its host name and a token
+    credential); safe to share between threads."""
 
-    def __init__(self, connection_string: str, *, operation_timeout: float = OPERATION_TIMEOUT) -> None:
+    def __init__(self, connection_string: str, *, credential: TokenCredential | None = None,
+                 operation_timeout: float = OPERATION_TIMEOUT) -> None:
         self._timeout = operation_timeout
         emulator = "usedevelopmentemulator=true" in connection_string.replace(" ", "").lower()
-        self._client = ServiceBusClient.from_connection_string(
-            connection_string, retry_total=2, retry_backoff_factor=0.1, retry_backoff_max=1,
-            try_timeout=operation_timeout, timeout=operation_timeout, socket_timeout=SOCKET_TIMEOUT)
+        client_options: dict[str, Any] = dict(retry_total=2, retry_backoff_factor=0.1, retry_backoff_max=1,
+                                              try_timeout=operation_timeout, timeout=operation_timeout,
+                                              socket_timeout=SOCKET_TIMEOUT)
         transport_type = _PlainHttpTransport if emulator else RequestsTransport
-        self._admin = ServiceBusAdministrationClient.from_connection_string(
-            connection_string, retry_total=1, retry_backoff_factor=0.1,
-            transport=transport_type(connection_timeout=operation_timeout, read_timeout=operation_timeout))
+        admin_options: dict[str, Any] = dict(retry_total=1, retry_backoff_factor=0.1, transport=transport_type(
+            connection_timeout=operation_timeout, read_timeout=operation_timeout))
+        if credential is not None:
+            self._client = ServiceBusClient(connection_string, credential, **client_options)
+            self._admin = ServiceBusAdministrationClient(connection_string, credential, **admin_options)
+        else:
+            self._client = ServiceBusClient.from_connection_string(connection_string, **client_options)
+            self._admin = ServiceBusAdministrationClient.from_connection_string(connection_string, **admin_options)
         self._lock = threading.Lock()  # guards the caches below, never held during I/O
         self._senders: dict[str, _Handler] = {}
         self._receivers: dict[str, list[_Handler]] = {}
