@@ -11,7 +11,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[local,cli,train,test]'
+	$(PY) -m pip install --quiet -e '.[local,cli,azuremonitor,train,test]'
 	touch $@
 
 # The Functions app's requirements.txt, rendered from pyproject.toml (the one source of truth).

@@ -15,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # Extras that ship with the Functions app too (none needed to index or serve the app).
-FUNCTIONS_EXTRAS: tuple[str, ...] = ()
+FUNCTIONS_EXTRAS: tuple[str, ...] = ("azuremonitor",)
 HEADER = ("# What the Azure Functions app installs. Generated from pyproject.toml by infra/requirements.py:\n"
           "# edit pyproject.toml, then run `python infra/requirements.py` (make requirements).\n")
 

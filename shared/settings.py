@@ -89,7 +89,7 @@ class Settings(BaseModel):
     local_max_nodes: int = Field(default=64, ge=1)
     # Telemetry (shared/telemetry.py): none, console, otlp (OTLP over HTTP to otel_endpoint), or
     # file (JSON lines under data_dir/telemetry/, one file per process; what the tests read).
-    otel_exporter: Literal["none", "console", "otlp", "file"] = "none"
+    otel_exporter: Literal["none", "console", "otlp", "azuremonitor", "file"] = "none"
     otel_endpoint: str = ""
     # Structured logs: text for people, json for log collectors; secrets never in either.
     log_format: Literal["text", "json"] = "text"
