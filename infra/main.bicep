@@ -264,7 +264,13 @@ resource clusterResizes 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-previ
 resource submissionReplies 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' = {
   parent: bus
   name: 'submission-replies'
-  properties: { lockDuration: 'PT30S', maxDeliveryCount: 100, requiresDuplicateDetection: false, defaultMessageTimeToLive: 'P1D' }
+  properties: {
+    lockDuration: 'PT30S'
+    maxDeliveryCount: 100
+    requiresDuplicateDetection: true
+    duplicateDetectionHistoryTimeWindow: 'PT10M'
+    defaultMessageTimeToLive: 'P1D'
+  }
 }
 
 // ------------------------------------------------------------------ the nodes' network

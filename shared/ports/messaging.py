@@ -193,10 +193,6 @@ class Messaging(ABC):
     def dead_letter(self, entity: str, message: ReceivedMessage, reason: str, description: str = "") -> None:
         """Move a locked message to the dead-letter sub-queue with a reason."""
 
-    @abstractmethod
-    def dead_letter_by_lock_token(self, entity: str, lock_token: str, reason: str, description: str = "") -> None:
-        """Dead-letter a message another receiver holds (a Functions host's trigger message), known
-        only by its lock token. LockLost if that lock is no longer held."""
 
     @abstractmethod
     def renew_lock(self, entity: str, message: ReceivedMessage) -> datetime:

@@ -399,21 +399,6 @@ def test_dead_letter_keeps_reason_description_and_message(messaging: Messaging, 
     assert messaging.peek(dlq) == []
 
 
-def test_a_message_another_receiver_holds_is_dead_lettered_by_its_lock_token(messaging: Messaging,
-                                                                             entities: Entities) -> None:
-    q = entities.queue()
-    messaging.send(q, [msg("held", message_id="held"), msg("next", message_id="next")])
-    held = receive_one(messaging, q)  # as a Functions host holds its trigger's message
-    messaging.dead_letter_by_lock_token(q, held.lock_token, "Refused", "it names no job")
-    dead = receive_one(messaging, dead_letter_path(q))
-    assert (dead.message_id, dead.dead_letter_reason, dead.dead_letter_description) == ("held", "Refused",
-                                                                                      "it names no job")
-    messaging.complete(dead_letter_path(q), dead)
-    with pytest.raises(LockLost):
-        messaging.dead_letter_by_lock_token(q, held.lock_token, "again")
-    messaging.complete(q, receive_one(messaging, q))  # the other message was left alone
-
-
 def test_a_subscription_has_its_own_dead_letter_queue(messaging: Messaging, entities: Entities) -> None:
     topic = entities.topic()
     sub = entities.subscription(topic)

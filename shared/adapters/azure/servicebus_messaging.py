@@ -327,15 +327,6 @@ class ServiceBusMessaging(Messaging):
         self._settle(entity, message, lambda r, m: r.dead_letter_message(
             m, reason=reason, error_description=description))
 
-    def dead_letter_by_lock_token(self, entity: str, lock_token: str, reason: str, description: str = "") -> None:
-        """Through the entity's management node, on a receiver of its own (a failed call must not
-        close the pooled receivers that hold this adapter's messages)."""
-        details = {"deadletter-reason": reason, "deadletter-description": description}
-        path = _Path.parse(entity)
-        with self._errors(entity), self._new_receiver(path) as sdk:
-            # The SDK settles by lock token only through this (private) call.
-            sdk._settle_message_via_mgmt_link("suspended", [uuid.UUID(lock_token)], dead_letter_details=details)
-
     def renew_lock(self, entity: str, message: ReceivedMessage) -> datetime:
         held = self._holding(message)
         with self._errors(entity, message), held.receiver.lock:
