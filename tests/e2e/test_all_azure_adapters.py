@@ -24,12 +24,10 @@ from shared.ports.blob_store import Account
 from tests.e2e.conftest import COSMOS_TEST_KEY
 from tests.e2e.hosts import alive, running_host
 from tests.e2e.polling import wait_until
+from tests.e2e.test_node_failures import CLUSTER, WS, agent_pid, http, job, job_nodes, requeued_after
 from tests.integration.test_event_delivery import Receiver, receivers
 
-__all__ = ["receivers"]  # the fixture
-WS = "/subscriptions/e2e/resourceGroups/rg/providers/Microsoft.BatchAI/workspaces/azure"
-CLUSTER = f"{WS}/clusters/pair"
-Q = {"api-version": "2018-05-01"}
+__all__ = ["http", "receivers"]  # the fixtures (http: a workspace with a 2-node cluster, on this module's host)
 
 pytestmark = [pytest.mark.cosmos, pytest.mark.servicebus, pytest.mark.azurite]
 
@@ -47,26 +45,6 @@ def host(cosmos_server: str, servicebus_broker: str, azurite: Any,
     }
     with running_host(tmp_path_factory.mktemp("all-azure") / "state", env, timeout=60) as host:
         yield host
-
-
-@pytest.fixture(scope="module")
-def http(host: LocalHostProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=host.endpoint, params=Q, timeout=30, headers=host.headers) as client:
-        client.put(WS, json={"location": "local"}).raise_for_status()
-        client.put(f"{WS}/experiments/e", json={}).raise_for_status()
-        client.put(CLUSTER, json={"properties": {
-            "vmSize": "STANDARD_D1_V2", "scaleSettings": {"manual": {"targetNodeCount": 2}},
-            "userAccountSettings": {"adminUserName": "u", "adminUserPassword": "p"}}}).raise_for_status()
-        yield client
-
-
-def job(http: httpx.Client, name: str) -> dict[str, Any]:
-    return http.get(f"{WS}/experiments/e/jobs/{name}").json()["properties"]
-
-
-def job_nodes(http: httpx.Client, name: str) -> list[str]:
-    answer = http.post(f"{WS}/experiments/e/jobs/{name}/listRemoteLoginInformation").json()
-    return [n["nodeId"] for n in answer["value"]]
 
 
 def listed(http: httpx.Client, name: str, output: str) -> dict[str, dict[str, Any]]:
@@ -104,13 +82,9 @@ def test_a_two_node_job_lives_its_whole_life_on_every_azure_adapter(
     first_start = job(http, "life")["executionInfo"]["startTime"]
     first_nodes = job_nodes(http, "life")
     assert len(first_nodes) == 2
-    [pid_file] = (host.data_dir / "pools").glob(f"*/{first_nodes[0]}/agent.pid")
-    victim = int(pid_file.read_text())
+    victim = agent_pid(host, first_nodes[0])
     os.kill(victim, signal.SIGKILL)  # the master's node is lost
-    since = time.monotonic()
-    wait_until("the job to be requeued", lambda: (p := job(http, "life"))["executionState"] == "queued"
-               or p.get("executionInfo", {}).get("startTime") != first_start, timeout=30, every=0.05)
-    print(f"requeued {time.monotonic() - since:.1f} s after the agent was killed")
+    print(f"requeued {requeued_after(http, 'life', first_start, time.monotonic()):.1f} s after the agent was killed")
     wait_until("the second attempt to run", lambda: len(pids.read_text().split()) >= 2, timeout=90)
     assert first_nodes[0] not in job_nodes(http, "life")
 
