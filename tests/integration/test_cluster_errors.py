@@ -18,13 +18,13 @@ from shared.adapters.local.sqlite_store import SqliteStateStore
 from shared.api import clusters, workspaces
 from shared.api.request import ApiRequest
 from shared.composition import Services
-from shared.errors import ApiError
 from shared.ports.clock import ManualClock
 from shared.resources import CONTAINERS, R
 from shared.settings import Settings
 from shared.wakeups import Wakeups
 from tests.contract.test_vm_pool import RESOURCE_GROUP, SUBNET_ID, StaticCredential
 from tests.fakes.arm_compute import FakeArmCompute
+from tests.integration.test_event_delivery import answered
 
 SUB, RG = "sub", "rg"
 ROUTE = {"subscriptionId": SUB, "resourceGroupName": RG, "workspaceName": "ws"}
@@ -59,11 +59,7 @@ def make_services(tmp_path: Path, fake: FakeArmCompute, default_subnet: str = SU
 def request(svc: Services, handler: Any, route: dict[str, str], body: Any, method: str = "PUT") -> tuple[int, Any]:
     req = ApiRequest(method, "http://h/x", route={**ROUTE, **route}, query=Q,
                      body=b"" if body is None else json.dumps(body).encode())
-    try:
-        answer = handler(svc, req)
-    except ApiError as exc:  # what the HTTP layer answers with
-        return exc.status, exc.body()
-    return answer.status, answer.body
+    return answered(handler, svc, req)
 
 
 def cluster_body(target: int, subnet: str | None = None) -> dict[str, Any]:
