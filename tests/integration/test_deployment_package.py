@@ -39,6 +39,7 @@ for f in index(function_app.app):
     out.append({"name": f.name, "trigger": f.trigger_type, "route": f.route, "methods": list(f.methods),
                 "queue": f.queue_name, "topic": f.topic_name, "subscription": f.subscription_name,
                 "schedule": f.schedule, "runOnStartup": f.run_on_startup, "bindings": list(f.binding_names)})
+import node_bootstrap.agent  # what each VM runs, installed with the same dependencies
 local_only = sorted(m for m in ("uvicorn", "typer", "rich", "proton", "croniter") if m in sys.modules)
 print(json.dumps({"functions": out, "local_only_imported": local_only}, sort_keys=True))
 """
