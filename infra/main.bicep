@@ -416,6 +416,8 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'BATCHAI_OUTBOX_SCHEDULE', value: outboxSchedule }
         { name: 'BATCHAI_TIMERS_RUN_ON_STARTUP', value: 'false' } // not on every scale-out and restart
         { name: 'BATCHAI_OTEL_EXPORTER', value: 'azuremonitor' }
+        // Its connection string, which agents are given too (with agentPackage 'batchai-rebuilt[azuremonitor]').
+        { name: 'BATCHAI_OTEL_ENDPOINT', value: insights.properties.ConnectionString }
         { name: 'BATCHAI_AUTH_TENANT_ID', value: tenant().tenantId }
         { name: 'BATCHAI_AUTH_AUDIENCE', value: authAudience }
         { name: 'BATCHAI_AUTH_OWNERS', value: authOwners }

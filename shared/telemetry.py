@@ -70,8 +70,12 @@ def configure(exporter: str, service_name: str, *, endpoint: str = "", directory
     with _lock:
         if _configured is not None or exporter == "none":
             return
+        try:
+            _install(exporter, service_name, endpoint, directory or Path("telemetry"), dict(attributes or {}))
+        except ImportError as missing:  # an optional exporter not installed here (a VM's agent, say)
+            log.warning("telemetry: the %s exporter is not installed (%s); nothing is exported", exporter, missing)
+            return
         _configured = exporter
-        _install(exporter, service_name, endpoint, directory or Path("telemetry"), dict(attributes or {}))
     log.info("telemetry: %s exporter for %s", exporter, service_name)
 
 

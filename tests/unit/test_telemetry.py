@@ -171,3 +171,14 @@ def test_the_azure_monitor_exporter_is_a_choice(monkeypatch: pytest.MonkeyPatch)
     spans, metric_exporter, _ = telemetry._exporters("azuremonitor", "batchai", connection, Path("unused"))
     assert isinstance(spans, AzureMonitorTraceExporter) and isinstance(metric_exporter, AzureMonitorMetricExporter)
     assert "azuremonitor" in telemetry.EXPORTERS
+
+
+def test_an_exporter_that_is_not_installed_exports_nothing_and_stops_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A VM's agent told `azuremonitor` without the extra installed keeps running, exporting nothing."""
+    def missing(*args: object) -> None:
+        raise ImportError("No module named 'azure.monitor'")
+
+    monkeypatch.setattr(telemetry, "_install", missing)
+    monkeypatch.setattr(telemetry, "_configured", None)
+    telemetry.configure("azuremonitor", "batchai-agent")
+    assert telemetry._configured is None
