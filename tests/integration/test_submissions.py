@@ -5,7 +5,6 @@ the local host through its Service Bus door)."""
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 from collections.abc import Iterator
