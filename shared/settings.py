@@ -51,8 +51,6 @@ class Settings(BaseModel):
     # the Compute RP counts listings with instance views as costly calls: with the default, a cluster
     # costs 2 reads per 20 s whatever the timer's cadence.
     arm_read_interval_seconds: float = Field(default=20.0, ge=0)
-    # VM scale sets: how long a round waits on a started ARM operation before leaving it to later rounds.
-    arm_operation_wait_seconds: float = Field(default=0.0, ge=0)
     # The control plane's address as nodes reach it (Azure: the Functions app's URL).
     public_endpoint: str = ""
     heartbeat_seconds: float = 2.0
