@@ -38,6 +38,7 @@ out = []
 for f in index(function_app.app):
     out.append({"name": f.name, "trigger": f.trigger_type, "route": f.route, "methods": list(f.methods),
                 "queue": f.queue_name, "topic": f.topic_name, "subscription": f.subscription_name,
+                "connection": f.connection,
                 "schedule": f.schedule, "runOnStartup": f.run_on_startup, "bindings": list(f.binding_names)})
 import node_bootstrap.agent  # what each VM runs, installed with the same dependencies
 local_only = sorted(m for m in ("uvicorn", "typer", "rich", "proton", "croniter") if m in sys.modules)
@@ -99,6 +100,7 @@ def test_requirements_txt_alone_indexes_the_app_as_the_local_host_does(tmp_path:
     assert deployed["functions"], "no function indexed"
     assert deployed["functions"] == local["functions"]
     assert deployed["local_only_imported"] == []
+    assert {f["connection"] for f in deployed["functions"] if f["trigger"] == "serviceBusTrigger"} == {"BATCHAI_SERVICEBUS"}
     triggers = {f["trigger"] for f in deployed["functions"]}
     assert {"httpTrigger", "serviceBusTrigger", "timerTrigger"} <= triggers
     # Timer cadences are app settings (Azure's set by infra/main.bicep, the local host's by default).
