@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from node_bootstrap import toolkits
+from node_bootstrap import job_container, toolkits
 from node_bootstrap.execution_log import ExecutionLog
 from node_bootstrap.launch import job_environment, log_names
 from shared.job_environment import JobPaths
@@ -30,6 +30,7 @@ from shared import telemetry
 from shared.volumes import Volume
 
 RSH_AGENT = Path(__file__).with_name("local_rsh.sh")
+CONTAINER_RSH_AGENT = Path(__file__).with_name("container_rsh.sh")
 SYNC_SECONDS = 2.0  # how often blob-backed folders are pushed while the job runs
 
 
@@ -122,13 +123,13 @@ class Attempt:
 
     def _prepare_and_launch(self, props: dict[str, Any], env: dict[str, str], stdouterr: Path,
                             names: Any, log: ExecutionLog) -> Outcome:
+        in_container = props.get("containerSettings") is not None
         plan = toolkits.plan(props, self.assignment["nodes"], self.node_id, self.seed,
-                             local=self.storage.local, rsh_agent=str(RSH_AGENT),
+                             local=self.storage.local, rsh_agent=self._rsh_agent(in_container),
                              python=props_python(props), env_names=sorted(job_variable_names(props, env)),
-                             as_root=os.geteuid() == 0)
+                             as_root=in_container or os.geteuid() == 0, in_container=in_container)
         Path(env["AZ_BATCHAI_MPI_HOST_FILE"]).write_text(plan.hostfile)
         env.update(plan.job_env)
-        in_container = props.get("containerSettings") is not None
         # A job that cannot start here fails before anything of it runs, its preparation included.
         problem = toolkits.container_unavailable_message(props, in_container and docker_engine_answers())
         if problem:
@@ -136,13 +137,8 @@ class Attempt:
             return Outcome(1, {"code": "ContainerUnavailable", "message": problem})
         names_in = sorted(job_variable_names(props, env) | set(plan.job_env)
                           | {name for spec in plan.processes for name in spec.env})
-        if in_container:
-            code = self._start_container(props, env, stdouterr, names, log)
-            if code != 0 or self.stopped.is_set():
-                return Outcome(code, None if self.stopped.is_set() else {
-                    "code": "ContainerStartFailed",
-                    "message": f"Node {self.node_id} could not start the job's container (image "
-                               f"'{toolkits.image_of(props)}'); see {names.prep_stderr} in the stdouterr directory."})
+        if in_container and (failed := self._start_container(props, env, stdouterr, names, log)):
+            return failed
 
         def in_job_container(command: str) -> str:
             """The spec: with containerSettings the preparation and the job run in the job's container."""
@@ -185,24 +181,52 @@ class Attempt:
             return Outcome(0)
         return self._wait_for(decisive, log)
 
+    def _rsh_agent(self, in_container: bool) -> str:
+        """How mpirun reaches the other nodes: locally local_rsh.sh; in containers container_rsh.sh,
+        which starts Open MPI's daemon in the other node's container (ssh to it on VMs)."""
+        if not in_container:
+            return str(RSH_AGENT)
+        nodes = self.assignment["nodes"]
+        if self.storage.local:
+            return toolkits.container_rsh_agent(str(CONTAINER_RSH_AGENT), self.seed, nodes, local_rsh=str(RSH_AGENT))
+        user, key = job_container.ssh_identity()
+        return toolkits.container_rsh_agent(str(CONTAINER_RSH_AGENT), self.seed, nodes, ssh_user=user, ssh_key=key)
+
     def _start_container(self, props: dict[str, Any], env: dict[str, str], stdouterr: Path, names: Any,
-                         log: ExecutionLog) -> int:
+                         log: ExecutionLog) -> Outcome | None:
         """Log in to the job's registry, then start the job's container (pulling its image; the output
-        goes to the job preparation's logs); its exit code."""
-        if (login := toolkits.docker_login(props)) is not None:
-            argv, password = login
-            log.write("docker login " + " ".join(argv[2:]))
-            subprocess.run(argv, input=password.encode(), capture_output=True, timeout=120, check=False)
-        mounts = sorted({env[k] for k in ("AZ_BATCHAI_MOUNT_ROOT", "AZ_BATCHAI_JOB_MOUNT_ROOT", "AZ_BATCHAI_JOB_TEMP",
-                                          "AZ_BATCHAI_SHARED_JOB_TEMP", "AZ_BATCHAI_STDOUTERR_DIR",
-                                          "AZ_BATCHAI_MPI_HOST_FILE")})
+        goes to the job preparation's logs); None once it runs, else the attempt's outcome. The login
+        and the pull use a private Docker configuration removed right after (the password is in it)."""
+        prep_out, prep_err = stdouterr / names.prep_stdout, stdouterr / names.prep_stderr
         name = toolkits.container_name(self.seed, self.node_id)
-        argv = toolkits.container_start_argv(props, name, mounts)
-        log.write("starting the job's container: " + " ".join(argv))
-        self.container = name  # removed at the end even if the start is cut short
-        code = self._run_and_wait(argv, env, stdouterr / names.prep_stdout, stdouterr / names.prep_stderr, "container")
+        _, ssh_key = job_container.ssh_identity()
+        scripts = [str(RSH_AGENT), str(CONTAINER_RSH_AGENT)] + ([ssh_key] if ssh_key and not self.storage.local else [])
+        read_write, inputs = toolkits.container_mounts(env)
+        argv = toolkits.container_start_argv(props, name, read_write, read_only=inputs + scripts,
+                                             gpus=job_container.node_has_gpus())
+        with job_container.private_docker_config(self.node_dir) as config:
+            docker_env = env | {"DOCKER_CONFIG": str(config)}
+            if (login := toolkits.docker_login(props)) is not None:
+                login_argv, password = login
+                log.write("docker login " + " ".join(login_argv[2:]))
+                code = job_container.registry_login(login_argv, password, docker_env, prep_out, prep_err)
+                log.write(f"docker login exited with code {code}")
+                if code != 0:
+                    return Outcome(code, None if self.stopped.is_set() else {
+                        "code": "RegistryLoginFailed",
+                        "message": f"Node {self.node_id} could not log in to the registry of the image "
+                                   f"'{toolkits.image_of(props)}' as '{login_argv[3]}' (docker login exited with "
+                                   f"code {code}); see {names.prep_stderr} in the stdouterr directory."})
+            log.write("starting the job's container: " + " ".join(argv))
+            self.container = name  # removed at the end even if the start is cut short
+            code = self._run_and_wait(argv, docker_env, prep_out, prep_err, "container")
         log.write(f"docker run exited with code {code}")
-        return code
+        if code == 0 and not self.stopped.is_set():
+            return None
+        return Outcome(code, None if self.stopped.is_set() else {
+            "code": "ContainerStartFailed",
+            "message": f"Node {self.node_id} could not start the job's container (image "
+                       f"'{toolkits.image_of(props)}'); see {names.prep_stderr} in the stdouterr directory."})
 
     def _launches_onto_others(self, props: dict[str, Any], plan: toolkits.NodePlan) -> bool:
         """mpirun (or a custom command, which may use the hostfile) reaches the other nodes: they
