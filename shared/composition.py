@@ -14,6 +14,7 @@ from shared.auth import local_token
 from shared.auth.authenticate import Authenticator, entra_rules
 from shared.ports.blob_store import BlobStore
 from shared.ports.clock import Clock, SystemClock
+from shared.ports.file_servers import FileServers
 from shared.ports.messaging import Messaging
 from shared.ports.state_store import StateStore
 from shared.ports.vm_pool import VmPool
@@ -32,6 +33,8 @@ class Services:
     messaging: Messaging
     pool: VmPool
     wakeups: Wakeups
+    # The file servers' VMs (built from settings unless given; building does no I/O).
+    file_servers: FileServers = None  # type: ignore[assignment]
     # Blob storage and the signer of the local host's download URLs: built from settings unless
     # given (building them does no I/O; the signing key is read or made on first use).
     signer: UrlSigner = None  # type: ignore[assignment]
@@ -42,6 +45,8 @@ class Services:
     webhooks: WebhookDestinations = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
+        if self.file_servers is None:
+            self.file_servers = build_file_servers(self.settings)
         if self.signer is None:
             self.signer = build_signer(self.settings)
         if self.blobs is None:
@@ -54,6 +59,7 @@ class Services:
     def close(self) -> None:
         self.pool.close()
         self.messaging.close()
+        self.file_servers.close()
         self.store.close()
         self.blobs.close()
 
@@ -130,6 +136,20 @@ def build_blobs(settings: Settings, signer: UrlSigner | None = None) -> BlobStor
     from shared.adapters.local.folder_blobs import FolderBlobStore
 
     return FolderBlobStore(settings.blobs_dir, signer or build_signer(settings))
+
+
+def build_file_servers(settings: Settings) -> FileServers:
+    """NFS server VMs beside the scale sets on Azure; on one machine, folders (nothing to make)."""
+    if settings.pool == "vmss":
+        from azure.identity import DefaultAzureCredential  # the Functions app's managed identity on Azure
+
+        from shared.adapters.azure.azure_file_servers import AzureFileServers
+
+        return AzureFileServers(settings.azure_subscription_id, settings.azure_resource_group,
+                                DefaultAzureCredential(), default_subnet_id=settings.default_subnet_id or None)
+    from shared.adapters.local.local_file_servers import LocalFileServers
+
+    return LocalFileServers()
 
 
 def build_authenticator(settings: Settings) -> Authenticator:

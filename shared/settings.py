@@ -38,6 +38,8 @@ class Settings(BaseModel):
     pool: Literal["local", "vmss"] = "local"
     azure_subscription_id: str = ""
     azure_resource_group: str = ""
+    # On Azure: the subnet (resource id) of file servers (and clusters) whose request names none.
+    default_subnet_id: str = ""
     # The control plane's address as nodes reach it (Azure: the Functions app's URL).
     public_endpoint: str = ""
     heartbeat_seconds: float = 2.0
