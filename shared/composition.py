@@ -15,6 +15,7 @@ from shared.auth.authenticate import Authenticator, entra_rules
 from shared.ports.blob_store import BlobStore
 from shared.ports.clock import Clock, SystemClock
 from shared.ports.file_servers import FileServers
+from shared.ports.file_shares import FileShares
 from shared.ports.messaging import Messaging
 from shared.ports.state_store import StateStore
 from shared.ports.vm_pool import VmPool
@@ -35,6 +36,8 @@ class Services:
     wakeups: Wakeups
     # The file servers' VMs (built from settings unless given; building does no I/O).
     file_servers: FileServers = None  # type: ignore[assignment]
+    # Azure file shares, listed for a job's outputs when the nodes are VMs (locally shares are folders).
+    file_shares: FileShares = None  # type: ignore[assignment]
     # Blob storage and the signer of the local host's download URLs: built from settings unless
     # given (building them does no I/O; the signing key is read or made on first use).
     signer: UrlSigner = None  # type: ignore[assignment]
@@ -47,6 +50,8 @@ class Services:
     def __post_init__(self) -> None:
         if self.file_servers is None:
             self.file_servers = build_file_servers(self.settings)
+        if self.file_shares is None:
+            self.file_shares = build_file_shares()
         if self.signer is None:
             self.signer = build_signer(self.settings)
         if self.blobs is None:
@@ -150,6 +155,13 @@ def build_file_servers(settings: Settings) -> FileServers:
     from shared.adapters.local.local_file_servers import LocalFileServers
 
     return LocalFileServers()
+
+
+def build_file_shares() -> FileShares:
+    """Azure Files; each share's endpoint and key come with the volume that names it."""
+    from shared.adapters.azure.azure_file_shares import AzureFileShares
+
+    return AzureFileShares()
 
 
 def build_authenticator(settings: Settings) -> Authenticator:
