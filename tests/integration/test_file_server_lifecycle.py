@@ -107,7 +107,7 @@ def test_created_creating_then_succeeded_with_arms_addresses(svc: Services, fake
 
 def test_a_file_server_not_ready_cannot_be_mounted_yet(svc: Services) -> None:
     create(svc)
-    with pytest.raises(errors.InvalidParameter, match="not ready"):
+    with pytest.raises(errors.InvalidParameter, match="not ready \\(provisioningState creating"):
         node_storage.resolved_volumes(svc, {"fileServers": [{"fileServer": {"id": f"{WS}/fileServers/nfs"},
                                                              "relativeMountPath": "nfs"}]}, "mountVolumes")
 
