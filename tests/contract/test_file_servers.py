@@ -10,6 +10,7 @@ what a delete leaves (nothing).
 from __future__ import annotations
 
 import base64
+import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -159,6 +160,8 @@ def test_azure_vm_has_the_data_disks_asked_for(fake_arm: FakeArmVms) -> None:
 
 def test_azure_user_data_makes_raid0_mounts_and_exports_to_the_subnet(fake_arm: FakeArmVms, tmp_path: Path) -> None:
     """Debian's cloud-init validates what ARM received, byte for byte; the script parses as bash."""
+    if shutil.which("cloud-init") is None:
+        pytest.fail("`cloud-init` is not on PATH: install Debian's cloud-init package (apt-get install cloud-init)")
     Adapter(azure_adapter(fake_arm), fake_arm.settle, None).provisioned(make_spec())
     encoded = fake_arm.calls("PUT", "/virtualMachines/")[0].body["properties"]["osProfile"]["customData"]
     user_data = tmp_path / "user-data.yaml"

@@ -25,18 +25,19 @@ import re
 import threading
 import uuid
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import azure.mgmt.compute.models as compute_models
 import azure.mgmt.network.models as network_models
 
 try:
     from tests.fakes.arm_compute import ArmError, RecordedRequest
+    from tests.fakes.loopback_http import LoopbackServer, read_json_request
     from tests.fakes.sdk_shapes import ShapeError, check
 except ModuleNotFoundError:  # plain `pytest`: tests/ itself is on sys.path
     from fakes.arm_compute import ArmError, RecordedRequest  # type: ignore[no-redef]
+    from fakes.loopback_http import LoopbackServer, read_json_request  # type: ignore[no-redef]
     from fakes.sdk_shapes import ShapeError, check  # type: ignore[no-redef]
 
 _MAX_CUSTOM_DATA = 87380
@@ -74,45 +75,22 @@ class FakeArmVms:
         self.custom_data: dict[str, str] = {}  # VM name (lower case) -> its decoded custom data
         self._addresses = itertools.count(4)
         self._refusals: dict[str, ArmError] = {}
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._http: LoopbackServer | None = None
 
     # ------------------------------------------------------------ lifecycle
 
     def __enter__(self) -> FakeArmVms:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            wbufsize = -1
-            disable_nagle_algorithm = True
-
-            def do_GET(self) -> None: fake._handle(self)  # noqa: E704
-            def do_PUT(self) -> None: fake._handle(self)  # noqa: E704
-            def do_DELETE(self) -> None: fake._handle(self)  # noqa: E704
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-arm-vms", daemon=True)
-        self._thread.start()
+        self._http = LoopbackServer(self._handle, "fake-arm-vms")
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        if self._http is not None:
+            self._http.stop()
 
     @property
     def base_url(self) -> str:
-        assert self._server is not None, "not started"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        assert self._http is not None, "not started"
+        return self._http.base_url
 
     # ------------------------------------------------------------ test helpers
 
@@ -162,16 +140,9 @@ class FakeArmVms:
     # ------------------------------------------------------------ HTTP
 
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
-        url = urlsplit(handler.path)
-        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-        length = int(handler.headers.get("Content-Length") or 0)
-        raw = handler.rfile.read(length) if length else b""
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = raw.decode(errors="replace")
+        path, query, raw, body = read_json_request(handler)
         with self._lock:
-            self.requests.append(RecordedRequest(handler.command, url.path, query, dict(handler.headers.items()), body))
+            self.requests.append(RecordedRequest(handler.command, path, query, dict(handler.headers.items()), body))
         try:
             if not (handler.headers.get("Authorization") or "").startswith("Bearer "):
                 raise ArmError(401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.")
@@ -180,7 +151,7 @@ class FakeArmVms:
             if raw and not isinstance(body, dict):
                 raise ArmError(400, "InvalidRequestContent", "The request content was invalid and could not be deserialized.")
             with self._lock:
-                status, payload = self._route(handler.command, url.path, query, body)
+                status, payload = self._route(handler.command, path, query, body)
         except ArmError as err:
             error: dict[str, Any] = {"code": err.code, "message": err.message}
             if err.target:

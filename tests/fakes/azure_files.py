@@ -22,12 +22,16 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, unquote, urlsplit
 from xml.sax.saxutils import escape, quoteattr
 
 from azure.storage.fileshare import generate_file_sas
+
+try:
+    from tests.fakes.loopback_http import LoopbackServer
+except ModuleNotFoundError:  # plain `pytest`: tests/ itself is on sys.path
+    from fakes.loopback_http import LoopbackServer  # type: ignore[no-redef]
 
 _SIGNED_HEADERS = ("Content-Encoding", "Content-Language", "Content-Length", "Content-MD5", "Content-Type", "Date",
                    "If-Modified-Since", "If-Match", "If-None-Match", "If-Unmodified-Since", "Range")
@@ -47,40 +51,20 @@ class FakeAzureFiles:
         self.files: dict[tuple[str, str], tuple[bytes, datetime]] = {}  # (share, path) -> (content, modified)
         self.requests: list[Recorded] = []
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._http: LoopbackServer | None = None
 
     def __enter__(self) -> FakeAzureFiles:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:  # noqa: N802
-                fake._handle(self)
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-azure-files", daemon=True)
-        self._thread.start()
+        self._http = LoopbackServer(self._handle, "fake-azure-files")
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        if self._http is not None:
+            self._http.stop()
 
     @property
     def endpoint(self) -> str:
-        assert self._server is not None, "not started"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        assert self._http is not None, "not started"
+        return self._http.base_url
 
     def share_url(self, share: str) -> str:
         return f"{self.endpoint}/{share}"
