@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from shared import file_servers
+from shared import errors, file_servers
 from shared.api.generic import own_subnet, put_resource, refuse_changes, route_ref, timestamp
 from shared.api.request import ApiRequest, ApiResponse, parse_body
 from shared.composition import Services
@@ -22,6 +22,10 @@ def create(svc: Services, req: ApiRequest) -> ApiResponse:
     params = parse_body(FileServerCreateParameters, req).properties
     spec = params.to_wire(reveal_secrets=True)
     default_subnet = svc.file_servers.default_subnet_id()
+    if svc.file_servers.needs_subnet and not spec.get("subnet") and not default_subnet:
+        raise errors.InvalidParameter("A file server on Azure needs a subnet: give properties.subnet.id (the nodes' "
+                                      "subnet), or set the deployment's BATCHAI_DEFAULT_SUBNET_ID.",
+                                      target="properties.subnet")
 
     def build() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         now = timestamp(svc.clock.now())

@@ -69,6 +69,9 @@ class FileServers(ABC):
     def delete(self, server_id: str) -> bool:
         """Start removing everything made for the server, or carry on; True once nothing is left."""
 
+    # Whether a server needs a subnet (its request's, or the default): Azure's VMs do, folders do not.
+    needs_subnet = False
+
     def default_subnet_id(self) -> str | None:
         """The subnet servers go into when their request names none (None: no such default)."""
         return None

@@ -54,8 +54,8 @@ def request(method: str, name: str, body: Any = None) -> ApiRequest:
                       body=b"" if body is None else json.dumps(body).encode())
 
 
-def create(svc: Services, name: str = "nfs") -> dict[str, Any]:
-    answer = file_servers_api.create(svc, request("PUT", name, BODY))
+def create(svc: Services, name: str = "nfs", body: dict[str, Any] = BODY) -> dict[str, Any]:
+    answer = file_servers_api.create(svc, request("PUT", name, body))
     assert answer.status == 200, answer.body
     return answer.body
 
@@ -171,3 +171,18 @@ def test_a_creating_file_server_deleted_with_its_workspace_leaves_nothing(svc: S
     for type_ in PARTS:
         assert fake_arm.names(type_) == [], type_
     assert not svc.store.query(R, Query(where={"kind": file_servers.TEARDOWN}))
+
+
+def test_without_a_subnet_or_a_default_the_create_is_a_400(svc: Services, fake_arm: FakeArmVms) -> None:
+    svc.file_servers = AzureFileServers(fake_arm.subscription_id, RG, StaticToken(),  # type: ignore[arg-type]
+                                        base_url=fake_arm.base_url)
+    with pytest.raises(errors.InvalidParameter) as refused:
+        create(svc)
+    assert refused.value.target == "properties.subnet"
+    with pytest.raises(errors.ResourceNotFound):  # nothing written
+        get_resource(FILE_SERVER, svc, request("GET", "nfs"))
+    assert not fake_arm.requests
+    subnet = fake_arm.add_subnet("net", "vnet", "other", "10.3.0.0/24")
+    props = create(svc, body={"properties": {**BODY["properties"], "subnet": {"id": subnet}}})["properties"]
+    assert props["subnet"] == {"id": subnet}
+    assert rounds_until_decided(svc, fake_arm) and read(svc)["mountSettings"]["fileServerInternalIP"].startswith("10.3.0.")

@@ -85,6 +85,8 @@ def part_names(server_id: str) -> dict[str, str]:
 class AzureFileServers(FileServers):
     """File server VMs in one resource group; every call starts at most one ARM operation and returns."""
 
+    needs_subnet = True
+
     def __init__(self, subscription_id: str, resource_group: str, credential: TokenCredential, *,
                  base_url: str | None = None, default_subnet_id: str | None = None,
                  client_options: Mapping[str, Any] | None = None) -> None:
