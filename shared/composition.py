@@ -15,6 +15,8 @@ from shared.auth import local_token
 from shared.auth.authenticate import Authenticator, entra_rules
 from shared.ports.blob_store import BlobStore
 from shared.ports.clock import Clock, SystemClock
+from shared.ports.file_servers import FileServers
+from shared.ports.file_shares import FileShares
 from shared.ports.messaging import Messaging
 from shared.ports.state_store import StateStore
 from shared.ports.vm_pool import VmPool
@@ -36,6 +38,10 @@ class Services:
     messaging: Messaging
     pool: VmPool
     wakeups: Wakeups
+    # The file servers' VMs (built from settings unless given; building does no I/O).
+    file_servers: FileServers = None  # type: ignore[assignment]
+    # Azure file shares, listed for a job's outputs when the nodes are VMs (locally shares are folders).
+    file_shares: FileShares = None  # type: ignore[assignment]
     # Blob storage and the signer of the local host's download URLs: built from settings unless
     # given (building them does no I/O; the signing key is read or made on first use).
     signer: UrlSigner = None  # type: ignore[assignment]
@@ -46,6 +52,10 @@ class Services:
     webhooks: WebhookDestinations = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
+        if self.file_servers is None:
+            self.file_servers = build_file_servers(self.settings)
+        if self.file_shares is None:
+            self.file_shares = build_file_shares()
         if self.signer is None:
             self.signer = build_signer(self.settings)
         if self.blobs is None:
@@ -58,6 +68,7 @@ class Services:
     def close(self) -> None:
         self.pool.close()
         self.messaging.close()
+        self.file_servers.close()
         self.store.close()
         self.blobs.close()
 
@@ -146,6 +157,25 @@ def build_blobs(settings: Settings, signer: UrlSigner | None = None) -> BlobStor
     from shared.adapters.local.folder_blobs import FolderBlobStore
 
     return FolderBlobStore(settings.blobs_dir, signer or build_signer(settings))
+
+
+def build_file_servers(settings: Settings) -> FileServers:
+    """NFS server VMs beside the scale sets on Azure; on one machine, folders (nothing to make)."""
+    if settings.pool == "vmss":
+        from shared.adapters.azure.azure_file_servers import AzureFileServers
+
+        return AzureFileServers(settings.azure_subscription_id, settings.azure_resource_group,
+                                azure_credential(), default_subnet_id=settings.default_subnet_id or None)
+    from shared.adapters.local.local_file_servers import LocalFileServers
+
+    return LocalFileServers()
+
+
+def build_file_shares() -> FileShares:
+    """Azure Files; each share's endpoint and key come with the volume that names it."""
+    from shared.adapters.azure.azure_file_shares import AzureFileShares
+
+    return AzureFileShares()
 
 
 def build_authenticator(settings: Settings) -> Authenticator:

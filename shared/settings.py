@@ -41,7 +41,7 @@ class Settings(BaseModel):
     pool: Literal["local", "vmss"] = "local"
     azure_subscription_id: str = ""
     azure_resource_group: str = ""
-    # VM scale sets: the subnet (resource id) of clusters whose request names none; without it such a
+    # On Azure: the subnet (resource id) of clusters and file servers whose request names none; without it such a
     # request is refused (400, properties.subnet). infra/main.bicep sets the nodes' subnet.
     default_subnet_id: str = ""
     # What each VM installs for its agent (`pip install` argument: a name, a wheel URL).
@@ -111,6 +111,8 @@ class Settings(BaseModel):
     # the local host from these fields. Locally every 2 s; infra/main.bicep sets Azure's (see there).
     reconcile_schedule: str = "*/2 * * * * *"
     outbox_schedule: str = "*/2 * * * * *"
+    # File servers take ARM minutes to make: a round every 10 s is plenty, here and on Azure.
+    file_servers_schedule: str = "*/10 * * * * *"
     # Whether timers also fire when a host starts. Read when the app is indexed (a decorator argument,
     # see timers_run_on_startup); on Azure false: every scale-out and restart would fire them.
     timers_run_on_startup: bool = True

@@ -27,7 +27,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+
+try:  # `python -m pytest` from the repository root
+    from tests.fakes.loopback_http import read_json_request
+except ModuleNotFoundError:  # plain `pytest`: tests/ itself is on sys.path
+    from fakes.loopback_http import read_json_request  # type: ignore[no-redef]
 
 COMPUTE_API_VERSION = "2026-04-01"  # what azure-mgmt-compute 39.0.0 sends
 NETWORK_API_VERSION = "2018-10-01"  # the Network RP's scale set NIC listing, as the adapter calls it
@@ -245,16 +249,9 @@ class FakeArmCompute:
     # ------------------------------------------------------------ HTTP
 
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
-        url = urlsplit(handler.path)
-        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-        length = int(handler.headers.get("Content-Length") or 0)
-        raw = handler.rfile.read(length) if length else b""
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = raw.decode(errors="replace")
+        path, query, raw, body = read_json_request(handler)
         with self._lock:
-            self.requests.append(RecordedRequest(handler.command, url.path, query, dict(handler.headers.items()), body))
+            self.requests.append(RecordedRequest(handler.command, path, query, dict(handler.headers.items()), body))
         try:
             if not (handler.headers.get("Authorization") or "").startswith("Bearer "):
                 raise ArmError(401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.")
@@ -263,7 +260,7 @@ class FakeArmCompute:
             if raw and not (handler.headers.get("Content-Type") or "").startswith("application/json"):
                 raise ArmError(415, "UnsupportedMediaType", "The content media type is not supported. Use 'application/json'.")
             with self._lock:
-                status, headers, payload = self._route(handler.command, url.path, query, body)
+                status, headers, payload = self._route(handler.command, path, query, body)
         except ArmError as err:
             error: dict[str, Any] = {"code": err.code, "message": err.message}
             if err.target:
