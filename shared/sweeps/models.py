@@ -94,7 +94,7 @@ class Policy(str, enum.Enum):
 
 class EarlyTermination(WireModel):
     policy: Policy
-    delay_evaluation: int = Field(default=0, ge=0, le=1_000_000)  # steps before any stop
+    delay_evaluation: int = Field(default=0, ge=0, le=1_000_000)  # no stop at a step <= this (steps count from 1)
     min_completed_trials: int = Field(default=3, ge=0, le=MAX_TRIALS)  # median/truncation start after
     truncation_percentage: int = Field(default=20, ge=1, le=99)
     min_resource: int = Field(default=1, ge=1, le=1_000_000)  # hyperband / asha, in steps
@@ -147,7 +147,8 @@ class Trial(WireModel):
     number: int
     job_name: str
     parameters: dict[str, Scalar]  # NAME -> value (dictionary parameters as NAME__KEY)
-    choice: dict[str, int | float]  # Optuna's view: numeric value, or the index of a finite kind
+    # Optuna's view: the numeric value, or the index of a finite kind's value (not in answers).
+    choice: dict[str, int | float] = Field(default_factory=dict)
     state: TrialState = TrialState.QUEUED
     reason: str | None = None
     intermediate: list[MetricPoint] = Field(default_factory=list)
@@ -156,6 +157,7 @@ class Trial(WireModel):
     pruner_marks: dict[str, float] = Field(default_factory=dict)  # Optuna's rung records (hyperband, asha)
     creation_time: str
     end_time: str | None = None
+    job_id: str | None = None  # in answers: the trial's job
 
 
 class SweepState(str, enum.Enum):
@@ -163,3 +165,30 @@ class SweepState(str, enum.Enum):
     SUCCEEDED = "succeeded"  # every trial it was going to run has ended
     CANCELED = "canceled"
     FAILED = "failed"  # no trial succeeded
+
+
+class BestTrial(WireModel):
+    number: int
+    job_name: str
+    parameters: dict[str, Scalar]
+    final_metric: float
+
+
+class SweepStatus(SweepProperties):
+    """A sweep as reads return it: its body (secret values removed) and how far it has come."""
+
+    planned_trials: int
+    creation_time: str
+    provisioning_state: str
+    provisioning_state_transition_time: str
+    execution_state: SweepState
+    execution_state_transition_time: str
+    trial_counts: dict[str, int] = Field(default_factory=dict)
+    best_trial: BestTrial | None = None
+
+
+class Sweep(WireModel):
+    id: str
+    name: str
+    type: str
+    properties: SweepStatus

@@ -76,10 +76,10 @@ def pruner(policy: EarlyTermination | None) -> BasePruner:
     if policy is None:
         return NopPruner()
     if policy.policy == Policy.MEDIAN:
-        return MedianPruner(n_startup_trials=policy.min_completed_trials, n_warmup_steps=policy.delay_evaluation)
+        return MedianPruner(n_startup_trials=policy.min_completed_trials, n_warmup_steps=policy.delay_evaluation + 1)
     if policy.policy == Policy.TRUNCATION:  # keep the best (100 - truncation)% at each step
         return PercentilePruner(100.0 - policy.truncation_percentage, n_startup_trials=policy.min_completed_trials,
-                                n_warmup_steps=policy.delay_evaluation)
+                                n_warmup_steps=policy.delay_evaluation + 1)
     if policy.policy == Policy.HYPERBAND:
         return HyperbandPruner(min_resource=policy.min_resource, max_resource=policy.max_resource,
                                reduction_factor=policy.reduction_factor)

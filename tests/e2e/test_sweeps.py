@@ -5,8 +5,12 @@ documented values; a file parameter makes a trial per matching file; bad sweeps 
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -259,3 +263,30 @@ def test_cancel_stops_the_trials_and_delete_removes_them(api: Api) -> None:
     assert not [j for j in api.http.get(f"{EXP}/jobs").json()["value"] if j["name"].startswith("long-")]
     listed = api.http.get(f"{EXP}/sweeps").json()["value"]
     assert "long" not in {s["name"] for s in listed}
+
+
+def test_the_cli_creates_waits_for_and_shows_a_sweep(api: Api, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BATCHAI_", "AZURE_BATCHAI_"))}
+    env |= {"BATCHAI_ENDPOINT": api.host.endpoint, "BATCHAI_TOKEN": (api.host.data_dir / "token").read_text().strip(),
+            "BATCHAI_SUBSCRIPTION": "e2e", "BATCHAI_CONFIG_FILE": str(tmp_path / "cli-config")}
+    where = ["-g", "rg", "-w", "sw", "-e", "e", "-n", "cli"]
+
+    def batchai(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "shared.cli", *args], env=env, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+
+    body = shell_sweep([{"paramType": "DiscreteParam", "parameterName": "N", "values": [3, 1, 2]}], SCORE)
+    body["properties"]["jobTemplate"].pop("cluster")
+    (tmp_path / "sweep.json").write_text(json.dumps(body))
+    created = batchai("sweep", "create", *where, "-f", "sweep.json", "-c", "four")
+    assert created.returncode == 0 and "cli" in created.stdout, created.stdout + created.stderr
+    waited = batchai("sweep", "wait", *where, "--interval", "0.5")
+    assert waited.returncode == 0, waited.stdout + waited.stderr
+    assert "Best trial: cli-0001 (N=1) score 1" in waited.stdout
+    trials = json.loads(batchai("sweep", "trials", *where, "-o", "json").stdout)
+    assert [(t["parameters"]["N"], t["state"], t["finalMetric"]) for t in trials] == [
+        (3, "succeeded", 3.0), (1, "succeeded", 1.0), (2, "succeeded", 2.0)]
+    shown = batchai("sweep", "show", *where)
+    assert "succeeded" in shown.stdout and "cli-0001" in shown.stdout, shown.stdout
+    listed = json.loads(batchai("sweep", "list", "-g", "rg", "-w", "sw", "-e", "e", "-o", "json").stdout)
+    assert "cli" in {s["name"] for s in listed}
