@@ -21,6 +21,7 @@ import pytest
 from shared.localhost.process import LocalHostProcess, start_local_host
 from tests.e2e.hosts import kill_agents
 from tests.e2e.polling import wait_until
+from tests.integration.test_event_delivery import Receiver
 
 WS = "/subscriptions/e2e/resourceGroups/rg/providers/Microsoft.BatchAI/workspaces/sw"
 EXP = f"{WS}/experiments/e"
@@ -185,6 +186,10 @@ SCORE = 'echo "{\\"name\\": \\"score\\", \\"value\\": $PARAM_N, \\"step\\": 1}" 
 
 
 def test_a_grid_sweep_runs_exactly_the_utilities_values(api: Api) -> None:
+    receiver = Receiver()
+    subscription = {"properties": {"destination": {"endpointUrl": receiver.url},
+                                   "filter": {"eventTypes": ["Microsoft.BatchAI.SweepCompleted"]}}}
+    api.http.put(f"{WS}/eventSubscriptions/sweeps", json=subscription).raise_for_status()
     parameters = [
         {"paramType": "NumParam", "parameterName": "N", "dataType": "INTEGER", "start": 10, "end": 50,
          "scale": "LINEAR", "step": 10},
@@ -201,6 +206,16 @@ def test_a_grid_sweep_runs_exactly_the_utilities_values(api: Api) -> None:
     assert [t["finalMetric"] for t in trials] == [float(t["parameters"]["N"]) for t in trials]
     assert sweep["properties"]["bestTrial"]["parameters"]["N"] == 10  # goal: minimize
     assert sweep["properties"]["executionState"] == "succeeded"
+    try:  # subscribers hear of it once: SweepCompleted, with the best trial
+        events = wait_until("the SweepCompleted event", lambda: [e for e in receiver.events()
+                                                                 if e["source"].endswith("/sweeps/grid")], 30, 0.2)
+    finally:
+        api.http.delete(f"{WS}/eventSubscriptions/sweeps")
+        receiver.stop()
+    assert [e["type"] for e in events] == ["Microsoft.BatchAI.SweepCompleted"]
+    assert events[0]["subject"] == "experiments/e/sweeps/grid"
+    assert events[0]["data"]["state"] == "succeeded" and events[0]["data"]["bestTrial"]["parameters"]["N"] == 10
+    assert events[0]["data"]["trialCounts"]["succeeded"] == 20
 
 
 def test_a_file_parameter_makes_a_trial_per_matching_file(api: Api) -> None:
