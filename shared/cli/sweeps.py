@@ -22,10 +22,9 @@ from shared.cli.common import (
     dig,
     read_json_file,
     resource_id,
-    session,
     show,
 )
-from shared.client import BatchAIClient
+from shared.cli.jobs import _where
 from shared.sweeps.models import Sweep, Trial
 
 app = typer.Typer(help="Parameter sweeps: many trials of a job template, searched and stopped early by the service.",
@@ -52,12 +51,6 @@ TRIAL_COLUMNS: list[Column] = [
     ("Parameters", lambda t: " ".join(f"{k}={v}" for k, v in t.parameters.items())),
     ("Final", lambda t: _metric(t.final_metric)), ("Best", lambda t: _metric(t.best_metric)),
     ("Steps", lambda t: len(t.intermediate)), ("Reason", lambda t: t.reason)]
-
-
-def _where(group: str | None, workspace: str | None) -> tuple[BatchAIClient, str, str]:
-    s = session()
-    g, w = s.workspace(group, workspace)
-    return s.client(), g, w
 
 
 @app.command("create")
