@@ -144,9 +144,10 @@ def _files(svc: Services, p: space.FileParameter, target: str) -> list[str]:
         volume = Volume(kind=AZURE_FILE_SHARE, relative_mount_path=p.mount_path, account=p.storage_account_name,
                         share=p.fileshare or "")
         base = local_folder(volume, svc.settings.storage_dir)
-        folder = base / directory if directory else base
-        if folder.is_dir() and not folder.is_symlink():
-            names = sorted(str(f.relative_to(base)) for f in folder.rglob("*") if f.is_file() and not f.is_symlink())
+        folder = (base / directory if directory else base).resolve()
+        if folder.is_dir() and folder.is_relative_to(base.resolve()):  # no link leads out of the share
+            names = sorted(str(f.relative_to(base.resolve())) for f in folder.rglob("*")
+                           if f.is_file() and not f.is_symlink())
     else:
         raise errors.InvalidParameter("File shares are listed on the local pool only; use a BLOB container.",
                                       target=target + ".storageType")

@@ -18,14 +18,17 @@ if TYPE_CHECKING:
 
 MAX_READ = 4 * 1024 * 1024  # the tail of a log a round reads: bounded, however much a job prints
 MAX_POINTS = 10_000
+MAX_LINE = 2000
 
 
 def from_log(text: str, regex: str) -> list[MetricPoint]:
-    """Every match is a value: group 'value' (else the first group), at group 'step' (else the
-    match's ordinal, from 1). Matches that are not numbers are skipped."""
+    """Every match in a line is a value: group 'value' (else the first group), at group 'step' (else
+    the match's ordinal, from 1). Matches that are not numbers are skipped."""
     pattern = re.compile(regex)
     points: list[MetricPoint] = []
-    for ordinal, match in enumerate(pattern.finditer(text), start=1):
+    # Line by line, each line cut at MAX_LINE: a costly regex meets short texts only.
+    found = (m for line in text.splitlines() for m in pattern.finditer(line[:MAX_LINE]))
+    for ordinal, match in enumerate(found, start=1):
         named = match.groupdict()
         raw = named.get("value") if named.get("value") is not None else match.group(1)
         value = _number(raw)
