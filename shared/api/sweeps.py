@@ -9,13 +9,14 @@ from __future__ import annotations
 import copy
 import json
 import re
+from functools import partial
 from typing import Any
 
 from pydantic import ValidationError
 
 from shared import errors, job_files, resources
 from shared.api import jobs
-from shared.api.generic import put_resource, refuse_changes, route_ref, timestamp
+from shared.api.generic import list_children, put_resource, refuse_changes, route_ref, timestamp
 from shared.api.request import ApiRequest, ApiResponse, ok, page_of, parse_body, validation_error
 from shared.composition import Services
 from shared.ids import JOB, SWEEP, ResourceRef
@@ -27,6 +28,18 @@ from shared.sweeps.search import Space
 from shared.sweeps.template import placeholders, trial_job
 from shared.volumes import AZURE_FILE_SHARE, Volume, local_folder
 
+_EXP = ("subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.BatchAI"
+        "/workspaces/{workspaceName}/experiments/{experimentName}")
+_SWEEP = _EXP + "/sweeps/{sweepName}"
+# (operation id, method, route) of the sweeps' operations (functions/sweeps.py, the OpenAPI document).
+ROUTES: tuple[tuple[str, str, str], ...] = (
+    ("Sweeps_Create", "PUT", _SWEEP),
+    ("Sweeps_Get", "GET", _SWEEP),
+    ("Sweeps_Delete", "DELETE", _SWEEP),
+    ("Sweeps_ListByExperiment", "GET", _EXP + "/sweeps"),
+    ("Sweeps_Cancel", "POST", _SWEEP + "/cancel"),
+    ("Sweeps_ListTrials", "GET", _SWEEP + "/trials"),
+)
 TEMPLATE = "properties.jobTemplate"
 MAX_NAME = 58  # trials are jobs named <sweep>-NNNN, and job names have at most 64 characters
 MAX_FILES = 10_000
@@ -205,3 +218,8 @@ def stamp_job(now: str) -> Any:
         doc["resource"]["properties"]["provisioningState"] = resources.DELETING
         doc["resource"]["properties"]["provisioningStateTransitionTime"] = now
     return stamp
+
+
+HANDLERS = {"Sweeps_Create": create, "Sweeps_Get": get, "Sweeps_Delete": delete,
+            "Sweeps_ListByExperiment": partial(list_children, SWEEP), "Sweeps_Cancel": cancel,
+            "Sweeps_ListTrials": list_trials}
