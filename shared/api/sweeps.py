@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import re
 from functools import partial
 from typing import Any
@@ -41,6 +42,7 @@ ROUTES: tuple[tuple[str, str, str], ...] = (
     ("Sweeps_ListTrials", "GET", _SWEEP + "/trials"),
 )
 TEMPLATE = "properties.jobTemplate"
+log = logging.getLogger(__name__)
 MAX_NAME = 58  # trials are jobs named <sweep>-NNNN, and job names have at most 64 characters
 MAX_FILES = 10_000
 
@@ -69,7 +71,16 @@ def create(svc: Services, req: ApiRequest) -> ApiResponse:
         refuse_changes(SWEEP, doc["spec"]["properties"], spec["properties"])
         return None
 
-    return put_resource(svc, ref, build, reconcile, created=lambda doc: driver.advance(svc, doc) or doc)
+    return put_resource(svc, ref, build, reconcile, created=lambda doc: first_round(svc, doc))
+
+
+def first_round(svc: Services, doc: dict[str, Any]) -> dict[str, Any]:
+    """The first trials start with the create; if that fails, the sweep timer's next round starts them."""
+    try:
+        return driver.advance(svc, doc) or doc
+    except Exception:
+        log.exception("sweep %s: the first round failed; the timer tries again", doc["id"])
+        return doc
 
 
 def public(props: SweepProperties) -> dict[str, Any]:

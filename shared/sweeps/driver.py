@@ -74,8 +74,8 @@ def advance(svc: Services, doc: dict[str, Any]) -> dict[str, Any] | None:
     assert ref is not None
     written = resources.mutate_doc(svc.store, doc, lambda current: _step(svc, ref, current))
     current = written or resources.load(svc.store, ref)
-    if current is None:
-        return None
+    if current is None or current.get("state") == "deleting":  # its delete removes its jobs: start none
+        return current
     _act(svc, ref, current)
     if current.get("outbox"):
         events.flush(svc, current)
