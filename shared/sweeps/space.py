@@ -11,13 +11,15 @@ from __future__ import annotations
 import enum
 import math
 import re
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from pydantic import AfterValidator, Field, model_validator
 
 from shared.models.base import WireModel
 from shared.models.common import quoted
+
+if TYPE_CHECKING:  # Optuna is imported where the search runs, not by every reader of the models (the CLI)
+    from optuna.distributions import BaseDistribution
 
 NAME_RE = re.compile(r"^[A-Z_][A-Z0-9_]{0,63}$")
 MAX_VALUES = 10_000  # per parameter: bounds the grid and the documents (invariant 8)
@@ -85,6 +87,8 @@ class NumericParameter(WireModel):
         return [float(f"{v:.12g}") for v in values]  # 1e-4 .. 1e-1, not 0.00099999
 
     def distribution(self) -> BaseDistribution:
+        from optuna.distributions import FloatDistribution, IntDistribution
+
         log = self.scale == Scale.LOG
         if self.data_type == DataType.INTEGER:
             return IntDistribution(math.ceil(self.start), math.floor(self.end), log=log)
@@ -204,6 +208,8 @@ def placeholder_names(parameters: list[Parameter]) -> set[str]:
 
 def distribution(parameter: Parameter, count: int | None) -> BaseDistribution:
     """Optuna's view of a parameter: numeric ranges as they are, finite kinds as an index."""
+    from optuna.distributions import CategoricalDistribution
+
     if isinstance(parameter, NumericParameter):
         return parameter.distribution()
     assert count is not None

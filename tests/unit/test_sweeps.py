@@ -219,3 +219,13 @@ def test_the_best_trial_follows_the_goal() -> None:
     assert driver.best_trial(sp.props, trials).number == 1  # type: ignore[union-attr]
     low = props(objective={"metricName": "loss", "goal": "minimize", "regex": "l ([0-9.]+)"})
     assert driver.best_trial(low, trials).number == 0  # type: ignore[union-attr]
+
+
+def test_hyperband_decides_by_its_brackets_from_the_stored_trials() -> None:
+    sp = Space(props(earlyTermination={"policy": "hyperband", "minResource": 1, "maxResource": 9,
+                                        "reductionFactor": 3}), {})
+    trials = finished(sp, [[0.9] * 9, [0.8] * 9, [0.85] * 9, [0.7] * 9, [0.95] * 9, [0.75] * 9])
+    reason, _ = stop_reason(sp, running(sp, trials, [0.01] * 9), 6)
+    again, _ = stop_reason(sp, running(sp, trials, [0.01] * 9), 6)
+    assert reason == again  # the same stored trials, the same decision (a rebuilt study each round)
+    assert stop_reason(sp, running(sp, trials, [0.99] * 9), 6)[0] is None  # the best is never stopped
