@@ -45,6 +45,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=2000)
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--pause", type=float, default=0.0, help="seconds to wait after each epoch, so that a "
+                        "sweep's early stopping can be watched on a tiny data set")
     parser.add_argument("--output", default=os.environ.get("AZ_BATCHAI_OUTPUT_MODEL", "."))
     args = parser.parse_args()
 
@@ -84,6 +86,7 @@ def main() -> None:
             if "AZ_BATCHAI_STDOUTERR_DIR" in os.environ:
                 with open(metrics_file, "a") as metrics:
                     metrics.write(json.dumps({"name": "accuracy", "value": accuracy, "step": epoch}) + "\n")
+        time.sleep(args.pause)
     if rank == 0:
         os.makedirs(args.output, exist_ok=True)
         path = os.path.join(args.output, "model.pt")

@@ -47,7 +47,7 @@ def spirals_template(epochs: int = 8) -> dict[str, Any]:
     return {"cluster": {"id": CLUSTER}, "nodeCount": 1, "stdOutErrPathPrefix": AFS,
             "outputDirectories": [{"id": "MODEL", "pathPrefix": AFS}],
             "pyTorchSettings": {"pythonScriptFilePath": f"{AFS}/scripts/train.py", "processCount": 1,
-                                "commandLineArgs": f"--world-size 1 --epochs {epochs} --samples 800 "
+                                "commandLineArgs": f"--world-size 1 --epochs {epochs} --samples 800 --pause 0.7 "
                                                    "--lr {{LR}} --hidden {{HIDDEN}}"}}
 
 
