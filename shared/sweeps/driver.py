@@ -141,7 +141,7 @@ def _follow(svc: Services, ref: ResourceRef, sp: search.Space, trials: list[Tria
     objective = sp.props.objective
     points = metrics.read(svc, job, objective)
     if points:
-        trial.intermediate = points
+        trial.intermediate = metrics.thin(points)
         trial.best_metric = metrics.best([p.value for p in points], objective.goal)
     if state in job_runs.ACTIVE:
         trial.state = TrialState.RUNNING

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 MAX_READ = 4 * 1024 * 1024  # the tail of a log a round reads: bounded, however much a job prints
 MAX_POINTS = 10_000
 MAX_LINE = 2000
+STORED_POINTS = 50  # per trial, in the sweep's document (at most 500 trials: well under 2 MB)
 
 
 def from_log(text: str, regex: str) -> list[MetricPoint]:
@@ -95,6 +96,15 @@ def best(values: list[float], goal: Goal) -> float | None:
     if not values:
         return None
     return max(values) if goal == Goal.MAXIMIZE else min(values)
+
+
+def thin(points: list[MetricPoint], keep: int = STORED_POINTS) -> list[MetricPoint]:
+    """At most `keep` points, evenly spread, the last one always kept: what a trial stores (the
+    sweep's document holds every trial, and a document has a size limit)."""
+    if len(points) <= keep:
+        return points
+    last = len(points) - 1
+    return [points[round(i * last / (keep - 1))] for i in range(keep)]
 
 
 def by_step(points: list[MetricPoint]) -> dict[int, float]:

@@ -18,7 +18,7 @@ from shared.models.base import WireModel
 from shared.models.common import Duration
 from shared.sweeps.space import Parameter, Scalar
 
-MAX_TRIALS = 1000
+MAX_TRIALS = 500  # a sweep's trials live in its document
 METRICS_FILE = "metrics.jsonl"  # in $AZ_BATCHAI_STDOUTERR_DIR: one {"name", "value", "step"} per line
 
 

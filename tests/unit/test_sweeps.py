@@ -229,3 +229,10 @@ def test_hyperband_decides_by_its_brackets_from_the_stored_trials() -> None:
     again, _ = stop_reason(sp, running(sp, trials, [0.01] * 9), 6)
     assert reason == again  # the same stored trials, the same decision (a rebuilt study each round)
     assert stop_reason(sp, running(sp, trials, [0.99] * 9), 6)[0] is None  # the best is never stopped
+
+
+def test_a_trial_stores_at_most_50_points_spread_and_the_last() -> None:
+    points = [metrics.MetricPoint(step=i, value=float(i)) for i in range(1, 1001)]
+    kept = metrics.thin(points)
+    assert len(kept) == 50 and kept[0].step == 1 and kept[-1].step == 1000
+    assert metrics.thin(points[:30]) == points[:30]
