@@ -61,6 +61,8 @@ class Objective(WireModel):
 
     @model_validator(mode="after")
     def _regex(self) -> Objective:
+        if self.log_file in (".", ".."):
+            raise ValueError("logFile must name a file of the job's stdouterr directory")
         if self.source == "log":
             if not self.regex:
                 raise ValueError("a metric read from the log needs regex")
