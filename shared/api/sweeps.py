@@ -83,15 +83,25 @@ def first_round(svc: Services, doc: dict[str, Any]) -> dict[str, Any]:
         return doc
 
 
+# The wire names of a job's secret fields (the models' _secret_fields), and a secret's value.
+SECRET_NAMES = frozenset({"accountKey", "password", "adminUserPassword", "instrumentationKey"})
+
+
 def public(props: SweepProperties) -> dict[str, Any]:
-    """The body as reads return it: no secret values (the template's secrets, storage keys)."""
+    """The body as reads return it: no secret values (the template's secrets, storage keys and
+    passwords, a file parameter's key) — invariant 7, as for a job."""
     out = props.to_wire()
-    template = copy.deepcopy(out["jobTemplate"])
-    for secret in template.get("secrets") or []:
-        if isinstance(secret, dict):
-            secret.pop("value", None)
-    out["jobTemplate"] = template
+    out["jobTemplate"] = _without_secrets(copy.deepcopy(out["jobTemplate"]), "")
     return out
+
+
+def _without_secrets(value: Any, key: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_secrets(v, k) for k, v in value.items()
+                if k not in SECRET_NAMES and not (key == "secrets" and k == "value")}
+    if isinstance(value, list):
+        return [_without_secrets(item, key) for item in value]
+    return value
 
 
 def check(svc: Services, ref: ResourceRef, sp: Space) -> None:

@@ -31,6 +31,7 @@ TRAIN_SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "pytorch" / "t
 ACCOUNT, SHARE = "sweepstorage", "jobs"
 AFS = "$AZ_BATCHAI_MOUNT_ROOT/afs"
 HOST_ENV = {"BATCHAI_AUTOSCALE_IDLE_SECONDS": "1", "BATCHAI_HEARTBEAT_SECONDS": "0.5"}
+SECRET = "sw33p-" + "secret-never-shown"
 ACCURACY = r"epoch\s+(?P<step>\d+)\s+loss \S+\s+test accuracy (?P<value>[0-9.]+)"
 
 CLUSTER_BODY = {"properties": {
@@ -196,9 +197,17 @@ def test_a_grid_sweep_runs_exactly_the_utilities_values(api: Api) -> None:
         {"paramType": "NumParam", "parameterName": "LR", "dataType": "REAL", "start": 1e-4, "end": 1e-1,
          "scale": "LOG", "numValues": 4}]
     body = shell_sweep(parameters, f"echo n={{{{N}}}} lr={{{{LR}}}}; {SCORE}")
-    api.http.put(f"{EXP}/sweeps/grid", json=body).raise_for_status()
+    body["properties"]["jobTemplate"]["secrets"] = [{"name": "TOKEN", "value": SECRET}]
+    body["properties"]["jobTemplate"]["mountVolumes"] = {"azureFileShares": [{
+        "accountName": ACCOUNT, "azureFileUrl": f"https://{ACCOUNT}.file.core.windows.net/{SHARE}",
+        "credentials": {"accountKey": SECRET}, "relativeMountPath": "jobafs"}]}
+    created = api.http.put(f"{EXP}/sweeps/grid", json=body).raise_for_status()
+    assert SECRET not in created.text and created.json()["properties"]["jobTemplate"]["secrets"] == [{"name": "TOKEN"}]
     sweep = wait_until("the grid sweep to end", lambda: api.ended("grid"), 240, 0.5)
     trials = api.trials("grid")
+    for answer in (api.http.get(f"{EXP}/sweeps/grid"), api.http.get(f"{EXP}/sweeps"),
+                   api.http.get(f"{EXP}/sweeps/grid/trials"), api.http.get(f"{EXP}/jobs/grid-0000")):
+        assert SECRET not in answer.text  # never returned by a read (invariant 7)
     assert [(t["parameters"]["N"], t["parameters"]["LR"]) for t in trials] == [
         (n, lr) for n in (10, 20, 30, 40, 50) for lr in (1e-4, 1e-3, 1e-2, 1e-1)]
     assert all(t["state"] == "succeeded" for t in trials)
