@@ -66,6 +66,20 @@ def run_round(svc: Services) -> None:
             log.exception("sweep %s: round failed", doc["id"])
     for doc in svc.store.query(resources.R, Query(where={"kind": SWEEP.name, "outboxPending": True})):
         events.flush(svc, doc)
+    for doc in svc.store.query(resources.R, Query(where={"kind": SWEEP.name, "settling": True})):
+        settle(svc, doc)
+
+
+def settle(svc: Services, doc: dict[str, Any]) -> None:
+    """An ended sweep whose stopped or canceled trials' jobs may still run (a crash came between its
+    last write and their terminate): terminate them, then stop looking."""
+    ref = ResourceRef.parse(doc["resource"]["id"], SWEEP)
+    assert ref is not None
+    if doc.get("state") != "deleting":
+        _act(svc, ref, doc)
+    jobs = [resources.load(svc.store, job_ref(ref, t)) for t in trials_of(doc)]
+    if all(j is None or j["state"] in job_runs.FINAL for j in jobs) or doc.get("state") == "deleting":
+        resources.mutate_doc(svc.store, doc, lambda current: current.pop("settling", None) is not None)
 
 
 def advance(svc: Services, doc: dict[str, Any]) -> dict[str, Any] | None:
@@ -184,6 +198,7 @@ def _complete(doc: dict[str, Any], props: SweepProperties, trials: list[Trial], 
     succeeded = any(TrialState(t.state) == TrialState.SUCCEEDED for t in trials)
     state = SweepState.CANCELED if cancelled else SweepState.SUCCEEDED if succeeded else SweepState.FAILED
     doc["state"] = state.value
+    doc["settling"] = True  # its stopped and canceled trials' jobs are terminated until none runs (`settle`)
     props_out = doc["resource"]["properties"]
     props_out["executionState"] = state.value
     props_out["executionStateTransitionTime"] = timestamp(now)

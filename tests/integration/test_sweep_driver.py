@@ -102,3 +102,16 @@ def test_max_duration_ends_the_sweep_by_the_clock(svc: Services) -> None:
     # Its SweepCompleted event waits in the outbox (this fixture has no topic; the e2e tests see it sent).
     assert [e["type"] for e in done["outbox"]] == ["Microsoft.BatchAI.SweepCompleted"] and done["outboxPending"]
     assert done["outbox"][0]["data"]["trialCounts"]["canceled"] == 2
+
+
+def test_an_ended_sweep_terminates_what_a_crash_left_running(svc: Services) -> None:
+    create(svc, maxDuration="PT1M")
+    dispatch(svc)
+    assert job(svc, "sw-0000")["state"] == "running"
+    svc.clock.advance(60)
+    # The round's write ends the sweep; a crash comes before its jobs are terminated.
+    resources.mutate_doc(svc.store, sweep(svc), lambda doc: driver._step(svc, ref(), doc))
+    assert sweep(svc)["state"] == "failed" and job(svc, "sw-0000")["state"] == "running"
+    driver.run_round(svc)
+    assert job(svc, "sw-0000")["state"] == "terminating"
+    assert sweep(svc).get("settling")  # until its nodes have stopped the job
