@@ -4,7 +4,8 @@ Both the Azure Functions host and the local host (`batchai local up`) load this 
 
 import azure.functions as func
 
-from functions import access, agent_api, cluster_work, events, file_servers, files, health, http_api, openapi, submissions, web
+from functions import (access, agent_api, cluster_work, events, file_servers, files, health, http_api, openapi,
+                       submissions, sweeps, web)
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 app.register_functions(health.bp)
@@ -18,3 +19,4 @@ app.register_functions(openapi.bp)
 app.register_functions(web.bp)
 app.register_functions(submissions.bp)
 app.register_functions(file_servers.bp)
+app.register_functions(sweeps.bp)

@@ -78,15 +78,16 @@ async def guarded_async(name: str, run: Callable[[], Awaitable[ApiResponse]]) ->
         return ApiResponse(500, cloud_error("InternalServerError", "The service failed to process the request."))
 
 
-def _register(op: Operation) -> None:
+def _register(op: Operation, blueprint: func.Blueprint = bp) -> None:
+    """One HTTP function for the operation (also the sweeps' beside the API: functions/sweeps.py)."""
     @telemetry.traced_function(op.operation_id)
     def handler(req: func.HttpRequest) -> func.HttpResponse:
         return invoke(op, req)
 
     handler.__name__ = handler.__qualname__ = op.operation_id
     methods = [op.method, "GET"] if op.pages_by_get else [op.method]
-    route = bp.route(route=op.route, methods=methods, auth_level=func.AuthLevel.ANONYMOUS)
-    bp.function_name(op.operation_id)(route(handler))
+    route = blueprint.route(route=op.route, methods=methods, auth_level=func.AuthLevel.ANONYMOUS)
+    blueprint.function_name(op.operation_id)(route(handler))
 
 
 for _op in OPERATIONS:

@@ -33,10 +33,11 @@ param agentPackage string = 'batchai-rebuilt'
 param vnetAddressPrefix string = '10.40.0.0/16'
 param nodeSubnetPrefix string = '10.40.0.0/20'
 
-@description('Timer cadences (NCRONTAB, seconds first): the reconcile round of every cluster, the job-events outbox sweep, and the file servers (made and removed through ARM).')
+@description('Timer cadences (NCRONTAB, seconds first): the reconcile round of every cluster, the job-events outbox sweep, the file servers (made and removed through ARM), and the parameter sweeps.')
 param reconcileSchedule string = '*/10 * * * * *'
 param outboxSchedule string = '*/10 * * * * *'
 param fileServersSchedule string = '*/10 * * * * *'
+param sweepsSchedule string = '*/10 * * * * *'
 
 @description('Seconds between two ARM listings of one cluster\'s instances and NICs (ARM throttles reads per subscription).')
 param armReadIntervalSeconds int = 20
@@ -416,6 +417,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'BATCHAI_RECONCILE_SCHEDULE', value: reconcileSchedule }
         { name: 'BATCHAI_OUTBOX_SCHEDULE', value: outboxSchedule }
         { name: 'BATCHAI_FILE_SERVERS_SCHEDULE', value: fileServersSchedule }
+        { name: 'BATCHAI_SWEEPS_SCHEDULE', value: sweepsSchedule }
         { name: 'BATCHAI_TIMERS_RUN_ON_STARTUP', value: 'false' } // not on every scale-out and restart
         { name: 'BATCHAI_OTEL_EXPORTER', value: 'azuremonitor' }
         // Its connection string, which agents are given too (with agentPackage 'batchai-rebuilt[azuremonitor]').

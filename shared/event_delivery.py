@@ -24,7 +24,7 @@ import httpx
 
 from shared import telemetry
 from shared.events import DELIVERIES_QUEUE
-from shared.ids import CLUSTER, EVENT_SUBSCRIPTION, JOB, ResourceRef
+from shared.ids import CLUSTER, EVENT_SUBSCRIPTION, JOB, SWEEP, ResourceRef
 from shared.nodes import stamp
 from shared.ports.messaging import OutgoingMessage
 from shared.ports.state_store import Query
@@ -45,7 +45,7 @@ DEAD_LETTERS_KEPT = 500  # per subscription, newest kept: the list lives in its 
 def fan_out(svc: Services, body: bytes) -> None:
     """A job event from the topic: one delivery message per event subscription that wants it."""
     event = json.loads(body)
-    job = ResourceRef.parse(event["source"], JOB)
+    job = ResourceRef.parse(event["source"], JOB) or ResourceRef.parse(event["source"], SWEEP)  # (or a sweep's)
     about = job or ResourceRef.parse(event["source"], CLUSTER)
     if about is None:  # a request by message too broken to name its resource: on the topic only
         log.info("event %s of %s goes to no webhook", event.get("type"), event["source"][:200])

@@ -50,7 +50,9 @@ EVENT_SUBSCRIPTION = Kind("eventSubscription", "eventSubscriptions", f"{PROVIDER
 # Who may do what in a workspace (shared/api/role_assignments.py); subscription-wide ones live apart.
 ROLE_ASSIGNMENT = Kind("roleAssignment", "roleAssignments", f"{PROVIDER}/RoleAssignments", "Role assignment",
                        "roleAssignmentName", WORKSPACE)
-KINDS = (WORKSPACE, CLUSTER, FILE_SERVER, EXPERIMENT, JOB, EVENT_SUBSCRIPTION, ROLE_ASSIGNMENT)
+# Parameter sweeps of an experiment (shared/sweeps/): their trials are jobs of the same experiment.
+SWEEP = Kind("sweep", "sweeps", f"{PROVIDER}/Sweeps", "Sweep", "sweepName", EXPERIMENT)
+KINDS = (WORKSPACE, CLUSTER, FILE_SERVER, EXPERIMENT, JOB, EVENT_SUBSCRIPTION, ROLE_ASSIGNMENT, SWEEP)
 
 
 @dataclass(frozen=True)

@@ -56,9 +56,53 @@ def list_directory(svc: Services, job: dict[str, Any], output_id: str, directory
                    ) -> list[Entry]:
     """The entries of one job directory (and `directory` below it), files with URLs valid until
     `expires`. Nothing before the job has run anywhere, or where no storage can be reached."""
+    sub = _clean(directory)
+    where = _locate(svc, job, output_id)
+    if isinstance(where, tuple):
+        volume, inside = where
+        inner = posixpath.join(inside, sub) if sub else inside
+        if volume.kind == "azureBlob":
+            return _blob_entries(svc, volume, inner, expires)
+        if svc.settings.pool == "local":
+            return _folder_entries(svc, local_folder(volume, svc.settings.storage_dir) / inner, expires)
+        if volume.kind == "azureFileShare":
+            return _share_entries(svc, volume, inner, expires)
+        raise NotListable(_only_on_nodes(volume, inner))
+    return _folder_entries(svc, where / sub, expires) if where is not None else []
+
+
+def read_file(svc: Services, job: dict[str, Any], output_id: str, name: str, max_bytes: int) -> bytes | None:
+    """The last `max_bytes` of one file of a job directory (a sweep reads its trials' metrics
+    so); None while it does not exist. Served areas only, as for listing."""
+    where = _locate(svc, job, output_id)
+    if isinstance(where, tuple):
+        volume, inside = where
+        if volume.kind == "azureBlob":
+            try:
+                data = svc.blobs.read_bytes(Account(volume.account, volume.key), volume.container,
+                                            posixpath.join(inside, name).strip("/"))
+            except Exception:  # not there (yet)
+                return None
+            return data[-max_bytes:]
+        if svc.settings.pool != "local":
+            return None  # a share or file server of VMs: read on the nodes only (see list_directory)
+        where = local_folder(volume, svc.settings.storage_dir) / inside
+    if where is None:
+        return None
+    try:
+        real = svc.signer.real_path(svc.signer.relative(where / _clean(name)))
+        with open(real, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            handle.seek(max(0, size - max_bytes))
+            return handle.read()
+    except (OSError, ValueError):
+        return None
+
+
+def _locate(svc: Services, job: dict[str, Any], output_id: str) -> tuple[Volume, str] | Path | None:
+    """Where a job directory is: (volume, path inside it), a folder of the master node, or None."""
     spec = job["spec"]
     segment = job["resource"]["properties"]["jobOutputDirectoryPathSegment"]
-    sub = _clean(directory)
     cluster = svc.store.read(R, job["clusterPk"], job["cluster"])
     cluster_volumes = _volumes(svc, (cluster or {}).get("spec", {}).get("nodeSetup", {}).get("mountVolumes"))
     job_volumes = _volumes(svc, spec.get("mountVolumes"))
@@ -69,16 +113,8 @@ def list_directory(svc: Services, job: dict[str, Any], output_id: str, directory
     except ValueError:  # not on a volume: a folder of the node (e.g. under $AZ_BATCHAI_JOB_TEMP)
         where = Location()
     if where.volume is not None:
-        inner = posixpath.join(where.inside, sub) if sub else where.inside
-        if where.volume.kind == "azureBlob":
-            return _blob_entries(svc, where.volume, inner, expires)
-        if svc.settings.pool == "local":
-            return _folder_entries(svc, local_folder(where.volume, svc.settings.storage_dir) / inner, expires)
-        if where.volume.kind == "azureFileShare":
-            return _share_entries(svc, where.volume, inner, expires)
-        raise NotListable(_only_on_nodes(where.volume, inner))
-    folder = _master_folder(svc, job, cluster, output_id, segment)
-    return _folder_entries(svc, folder / sub, expires) if folder is not None else []
+        return where.volume, where.inside
+    return _master_folder(svc, job, cluster, output_id, segment)
 
 
 def check_folder_paths(spec: dict[str, Any]) -> None:

@@ -113,6 +113,8 @@ class Settings(BaseModel):
     outbox_schedule: str = "*/2 * * * * *"
     # File servers take ARM minutes to make: a round every 10 s is plenty, here and on Azure.
     file_servers_schedule: str = "*/10 * * * * *"
+    # Sweeps: each round asks the search for new trials and reads running trials' metrics.
+    sweeps_schedule: str = "*/2 * * * * *"
     # Whether timers also fire when a host starts. Read when the app is indexed (a decorator argument,
     # see timers_run_on_startup); on Azure false: every scale-out and restart would fire them.
     timers_run_on_startup: bool = True

@@ -6,11 +6,16 @@ saves the model to the output directory.
 Batch AI's PyTorch launcher gives each process its rank in AZ_BATCHAI_TASK_INDEX and the rendezvous
 address in AZ_BATCHAI_PYTORCH_INIT_METHOD; the world size comes as an argument, as in Batch AI's
 own samples.
+
+As a trial of a parameter sweep it takes --lr and --hidden, shows the PARAM_ variables the sweep
+gave it, and appends each epoch's test accuracy to $AZ_BATCHAI_STDOUTERR_DIR/metrics.jsonl (the
+sweep's metrics file: one JSON object per line, no library needed).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import time
@@ -38,10 +43,18 @@ def main() -> None:
     parser.add_argument("--world-size", type=int, required=True)
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--samples", type=int, default=2000)
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--pause", type=float, default=0.0, help="seconds to wait after each epoch, so that a "
+                        "sweep's early stopping can be watched on a tiny data set")
     parser.add_argument("--output", default=os.environ.get("AZ_BATCHAI_OUTPUT_MODEL", "."))
     args = parser.parse_args()
 
     rank = int(os.environ["AZ_BATCHAI_TASK_INDEX"])
+    swept = {k: v for k, v in os.environ.items() if k.startswith("PARAM_")}
+    if rank == 0 and swept:
+        print("sweep parameters: " + " ".join(f"{k}={v}" for k, v in sorted(swept.items())), flush=True)
+    metrics_file = os.path.join(os.environ.get("AZ_BATCHAI_STDOUTERR_DIR", "."), "metrics.jsonl")
     dist.init_process_group("gloo", init_method=os.environ["AZ_BATCHAI_PYTORCH_INIT_METHOD"],
                             rank=rank, world_size=args.world_size)
     torch.set_num_threads(1)  # the ranks share the machine's cores
@@ -51,9 +64,10 @@ def main() -> None:
     train_x, train_y = points[:split][rank::args.world_size], labels[:split][rank::args.world_size]
     test_x, test_y = points[split:], labels[split:]
 
-    model = DistributedDataParallel(nn.Sequential(nn.Linear(2, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(),
-                                                  nn.Linear(64, 2)))
-    optimiser = torch.optim.Adam(model.parameters(), lr=0.01)
+    width = args.hidden
+    model = DistributedDataParallel(nn.Sequential(nn.Linear(2, width), nn.Tanh(), nn.Linear(width, width), nn.Tanh(),
+                                                  nn.Linear(width, 2)))
+    optimiser = torch.optim.Adam(model.parameters(), lr=args.lr)
     loss_fn = nn.CrossEntropyLoss()
     started = time.monotonic()
     for epoch in range(1, args.epochs + 1):
@@ -69,6 +83,10 @@ def main() -> None:
         if rank == 0:
             print(f"epoch {epoch:3d}  loss {train_loss.item() / args.world_size:.4f}  "
                   f"test accuracy {accuracy:.3f}", flush=True)
+            if "AZ_BATCHAI_STDOUTERR_DIR" in os.environ:
+                with open(metrics_file, "a") as metrics:
+                    metrics.write(json.dumps({"name": "accuracy", "value": accuracy, "step": epoch}) + "\n")
+        time.sleep(args.pause)
     if rank == 0:
         os.makedirs(args.output, exist_ok=True)
         path = os.path.join(args.output, "model.pt")

@@ -1,8 +1,8 @@
 """The OpenAPI 3.1 document of the API, generated from the operation catalog and the pydantic models,
 so that it can never drift from what the service accepts and answers (served at GET /openapi.json).
 
-It covers Batch AI's 29 operations and, beside them, the event subscriptions, a job's events and
-the role assignments; the node agents' API and
+It covers Batch AI's 29 operations and, beside them, the event subscriptions, a job's events,
+the role assignments and the sweeps; the node agents' API and
 the signed file downloads are internal and left out. Schemas are the models' validation JSON schemas
 with wire names (the service answers what its own client reads back with these models); secret
 fields are `writeOnly`, since they are accepted and never returned.
@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from shared import models
-from shared.api import role_assignments
+from shared.api import role_assignments, sweeps
 from shared.api.catalog import OPERATIONS
 from shared.api.request import API_VERSION
 from shared.ids import NAME_PATTERN, RESOURCE_GROUP_PATTERN, SUBSCRIPTION_PATTERN
@@ -26,6 +26,7 @@ from shared.models import event_subscription as subs
 from shared.models import role_assignment as roles
 from shared.models.job_event import JobEvent
 from shared.models.base import WireModel
+from shared.sweeps import models as sweep_models
 
 REF = "#/components/schemas/{model}"
 _WS = ("subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.BatchAI"
@@ -79,6 +80,12 @@ BODIES: dict[str, tuple[type[BaseModel] | None, type[BaseModel] | None]] = {
     "SubscriptionRoleAssignments_Get": (None, roles.RoleAssignment),
     "SubscriptionRoleAssignments_Delete": (None, None),
     "SubscriptionRoleAssignments_List": (None, None),
+    "Sweeps_Create": (sweep_models.SweepCreateParameters, sweep_models.Sweep),
+    "Sweeps_Get": (None, sweep_models.Sweep),
+    "Sweeps_Delete": (None, None),
+    "Sweeps_ListByExperiment": (None, None),  # a page of Sweep (_list_of)
+    "Sweeps_Cancel": (None, sweep_models.Sweep),
+    "Sweeps_ListTrials": (None, None),  # a page of Trial (_list_of)
 }
 
 # The event subscription routes (functions/events.py): (operation id, method, route).
@@ -94,7 +101,8 @@ JOB_EVENT_ROUTES: tuple[tuple[str, str, str], ...] = (("JobEvents_List", "GET", 
 _LISTS_OF = {"EventSubscriptions_ListByWorkspace": "EventSubscription",
              "EventSubscriptions_ListDeadLetters": "DeadLetter", "JobEvents_List": "JobEvent",
              "RoleAssignments_List": "RoleAssignment",
-             "SubscriptionRoleAssignments_List": "RoleAssignment"}
+             "SubscriptionRoleAssignments_List": "RoleAssignment", "Sweeps_ListByExperiment": "Sweep",
+             "Sweeps_ListTrials": "Trial"}
 
 # The service checks these path parameters against the spec's patterns (shared/ids.py).
 _NAME = {"type": "string", "pattern": NAME_PATTERN.pattern, "minLength": 1, "maxLength": 64}
@@ -118,7 +126,7 @@ _OUTPUT_FILES_QUERY = [
 def routes() -> list[tuple[str, str, str]]:
     """(operation id, method, route) of every documented operation."""
     return ([(op.operation_id, op.method, op.route) for op in OPERATIONS] + list(EVENT_SUBSCRIPTION_ROUTES)
-            + list(JOB_EVENT_ROUTES) + list(role_assignments.ROUTES))
+            + list(JOB_EVENT_ROUTES) + list(role_assignments.ROUTES) + list(sweeps.ROUTES))
 
 
 @cache
@@ -189,7 +197,8 @@ def ref(model: type[BaseModel]) -> dict[str, str]:
 def schemas() -> dict[str, Any]:
     """Every model's wire JSON schema (validation mode: the models' serializer hides their shape)."""
     wanted = {m for pair in BODIES.values() for m in pair if m is not None}
-    wanted |= {models.CloudError, subs.EventSubscription, subs.DeadLetter, JobEvent, roles.RoleAssignment}
+    wanted |= {models.CloudError, subs.EventSubscription, subs.DeadLetter, JobEvent, roles.RoleAssignment,
+               sweep_models.Trial}
     _, top = models_json_schema([(m, "validation") for m in sorted(wanted, key=lambda m: m.__name__)],
                                 by_alias=True, ref_template=REF)
     found: dict[str, Any] = top.get("$defs", {})

@@ -16,7 +16,7 @@ import typer
 from rich.table import Table
 from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer vendors click
 
-from shared.cli import clusters, jobs, resources, ui
+from shared.cli import clusters, jobs, resources, sweeps, ui
 from shared.cli.common import Query, UserError, console, errors, new_session, session
 from shared.client import ClientError
 from shared.client.config import ENVIRONMENT, config_file, resolve, write_file
@@ -33,6 +33,7 @@ app.add_typer(resources.file_server_app, name="file-server")
 app.add_typer(resources.experiment_app, name="experiment")
 app.add_typer(jobs.app, name="job")
 app.add_typer(resources.event_app, name="event-subscription")
+app.add_typer(sweeps.app, name="sweep")
 app.command("ui")(ui.ui)
 
 

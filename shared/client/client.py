@@ -24,6 +24,7 @@ from shared.client.config import ClientConfig
 from shared.client.errors import ApiError, ClientError, OutputFileNotFound, ServiceUnreachable
 from shared.client.requests_by_message import REPLIES, RequestQueue
 from shared.client.parsing import parse_answer
+from shared.client.sweeps import Sweeps
 from shared.models import (
     Cluster,
     Experiment,
@@ -313,6 +314,7 @@ class BatchAIClient:
         self.experiments = Experiments(self._http)
         self.jobs = Jobs(self._http)
         self.event_subscriptions = EventSubscriptions(self._http)
+        self.sweeps = Sweeps(self._http, self.workspaces._ws)  # parameter sweeps (shared/client/sweeps.py)
 
     def by_message(self, reply_to: str = REPLIES) -> RequestQueue:
         """Requests by Service Bus message to the namespace of `config.servicebus` (Azure's, or a

@@ -33,6 +33,7 @@ class JobEventType(str, enum.Enum):
     JOB_SUBMISSION_REJECTED = "Microsoft.BatchAI.JobSubmissionRejected"
     CLUSTER_RESIZE_ACCEPTED = "Microsoft.BatchAI.ClusterResizeAccepted"
     CLUSTER_RESIZE_REJECTED = "Microsoft.BatchAI.ClusterResizeRejected"
+    SWEEP_COMPLETED = "Microsoft.BatchAI.SweepCompleted"  # a parameter sweep ended (shared/sweeps/driver.py)
 
 
 def _http_url(value: str) -> str:

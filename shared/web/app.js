@@ -5,6 +5,7 @@
 
 import { ApiError, call, credentials, fetchFrom, list, takeTokenFromFragment } from "./api.js";
 import { byId, formatBytes, formatDuration, formatTime, h, part, render, setText } from "./dom.js";
+import { refreshSweeps } from "./sweeps.js";
 
 const POLL_MS = 1500;
 const FINAL = new Set(["succeeded", "failed"]);
@@ -76,6 +77,7 @@ async function refresh() {
     await refreshWorkspaces();
     if (view.workspace) await Promise.all([refreshClusters(), refreshExperiments(), refreshSubscriptions()]);
     if (view.experiment) await refreshJobs();
+    await refreshSweeps(view.experiment, refresh);
     if (view.job) await refreshJob();
     setText(byId("updated"), `Updated at ${new Date().toLocaleTimeString()}`);
   } catch (error) {

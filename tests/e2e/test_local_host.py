@@ -18,8 +18,8 @@ def test_health_and_the_function_list(local_host) -> None:  # type: ignore[no-un
     listed = [line for line in local_host.output if line.startswith("  ")]
     assert sum("Jobs_Create: [PUT]" in line for line in listed) == 1
     # the 29 operations, 9 of the agents', files, /health, 5 of event subscriptions, 8 of role assignments,
-    # the OpenAPI document, a job's events, the web page's 2
-    assert len([line for line in listed if "[" in line]) == 57
+    # the OpenAPI document, a job's events, the web page's 2, 6 of sweeps
+    assert len([line for line in listed if "[" in line]) == 63
     assert any(line.endswith(f"Web page: {local_host.endpoint}/ui/ (`batchai ui` opens it signed in; or paste "
                              f"the token of {local_host.data_dir / 'token'})") for line in local_host.output)
     assert any("ClusterWork: serviceBusTrigger cluster-work" in line for line in listed)

@@ -106,7 +106,7 @@ def test_requirements_txt_alone_indexes_the_app_as_the_local_host_does(tmp_path:
     # Timer cadences are app settings (Azure's set by infra/main.bicep, the local host's by default).
     assert {f["name"]: f["schedule"] for f in deployed["functions"] if f["trigger"] == "timerTrigger"} == {
         "ReconcileClusters": "%BATCHAI_RECONCILE_SCHEDULE%", "JobEventsOutbox": "%BATCHAI_OUTBOX_SCHEDULE%",
-        "ReconcileFileServers": "%BATCHAI_FILE_SERVERS_SCHEDULE%"}
+        "ReconcileFileServers": "%BATCHAI_FILE_SERVERS_SCHEDULE%", "SweepRounds": "%BATCHAI_SWEEPS_SCHEDULE%"}
 
 
 def _lower_bounds() -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.api import openapi, role_assignments
+from shared.api import openapi, role_assignments, sweeps
 from shared.api.catalog import OPERATIONS
 
 
@@ -14,9 +14,10 @@ def operations(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_every_catalog_operation_event_subscription_and_role_assignment_route_is_documented() -> None:
     documented = operations(openapi.document())
-    beside = {r[0] for r in (*openapi.EVENT_SUBSCRIPTION_ROUTES, *openapi.JOB_EVENT_ROUTES, *role_assignments.ROUTES)}
+    beside = {r[0] for r in (*openapi.EVENT_SUBSCRIPTION_ROUTES, *openapi.JOB_EVENT_ROUTES, *role_assignments.ROUTES,
+                             *sweeps.ROUTES)}
     assert {op.operation_id for op in OPERATIONS} | beside == set(documented)
-    assert len(documented) == 43 and not any(p.startswith("/agent") or p.startswith("/files")
+    assert len(documented) == 49 and not any(p.startswith("/agent") or p.startswith("/files")
                                              for p in openapi.document()["paths"])
 
 
