@@ -14,11 +14,15 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[train,test]'
 	touch $@
 
-# Open MPI for the MPI toolkits' launches (mpirun; mpi4py links against it). Needs root or sudo.
+# Open MPI for the MPI toolkits' launches (mpirun; mpi4py links against it); cloud-init to validate the
+# VMs' user data; openssh-server for the boot test's nodes (one sshd per network namespace, started by
+# the test: the package's own service is kept from starting). Needs root or sudo.
 system-deps:
-	@command -v mpirun >/dev/null || { \
+	@command -v mpirun >/dev/null && command -v cloud-init >/dev/null && test -x /usr/sbin/sshd || { \
 	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq openmpi-bin libopenmpi-dev >/dev/null; }
+	    $$SUDO apt-get update -qq && \
+	    $$SUDO env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq \
+	        openmpi-bin libopenmpi-dev cloud-init openssh-server >/dev/null; }
 
 # Debian's Chromium for the web page's browser tests (Playwright drives it; no browser download).
 browser-deps:

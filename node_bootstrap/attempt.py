@@ -30,6 +30,9 @@ from shared import telemetry
 from shared.volumes import Volume
 
 RSH_AGENT = Path(__file__).with_name("local_rsh.sh")
+# Set on VMs (their systemd unit): how mpirun reaches the other nodes; then MPI goes over the network
+# even where storage is local (nodes booted in network namespaces of one machine).
+MPI_RSH_AGENT_VARIABLE = "BATCHAI_MPI_RSH_AGENT"
 SYNC_SECONDS = 2.0  # how often blob-backed folders are pushed while the job runs
 
 
@@ -119,7 +122,7 @@ class Attempt:
         plan = toolkits.plan(props, self.assignment["nodes"], self.node_id,
                              # the segment holds a uuid per job: a job made again never reuses old ports
                              f"{self.assignment['jobOutputDirectoryPathSegment']}#{self.attempt}",
-                             local=self.storage.local, rsh_agent=str(RSH_AGENT),
+                             local=loopback_mpi(self.storage.local), rsh_agent=rsh_agent(self.storage.local),
                              python=props_python(props), env_names=sorted(job_variable_names(props, env)),
                              as_root=os.geteuid() == 0)
         Path(env["AZ_BATCHAI_MPI_HOST_FILE"]).write_text(plan.hostfile)
@@ -283,3 +286,12 @@ def kill_group(process: subprocess.Popen[bytes], grace: float = 2.0) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def loopback_mpi(local_storage: bool) -> bool:
+    """The local pool's nodes are loopback addresses of one machine, unless the node says how ssh reaches others."""
+    return local_storage and not os.environ.get(MPI_RSH_AGENT_VARIABLE)
+
+
+def rsh_agent(local_storage: bool) -> str:
+    return str(RSH_AGENT) if loopback_mpi(local_storage) else os.environ.get(MPI_RSH_AGENT_VARIABLE, "")

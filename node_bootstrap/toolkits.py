@@ -104,7 +104,8 @@ class _Job:
 class MpiLauncher:
     """Open MPI's mpirun, started once on the master, reaching the job's nodes from the hostfile.
 
-    On VMs it reaches them with ssh. In the local pool the nodes are loopback addresses of this
+    On VMs it reaches them with ssh (`rsh_agent`: ssh with the cluster's key, from the node's
+    BATCHAI_MPI_RSH_AGENT; empty: Open MPI's default ssh). In the local pool the nodes are loopback addresses of this
     machine, which Open MPI takes for remote hosts: `plm_rsh_agent` is a script that runs the
     'remote' command here (node_bootstrap/local_rsh.sh, which also gives each 'host' its own
     session directory); `btl tcp,self` because the shared-memory transport crashes when ranks of
@@ -125,6 +126,8 @@ class MpiLauncher:
         if self.local:
             argv += ["--mca", "plm_rsh_agent", shlex.quote(self.rsh_agent), "--mca", "btl", "tcp,self",
                      "--mca", "btl_tcp_if_include", "lo", "--oversubscribe"]
+        elif self.rsh_agent:  # a VM's: ssh with the cluster's key (shared/node_boot.py)
+            argv += ["--mca", "plm_rsh_agent", shlex.quote(self.rsh_agent)]
         for name in self.env_names:
             argv += ["-x", name]
         return argv

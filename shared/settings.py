@@ -30,7 +30,15 @@ class Settings(BaseModel):
     # The local host's AMQP door (Service Bus clients reach its request queues): its port on 127.0.0.1; 0: any free one.
     amqp_port: int = Field(default=0, ge=0, le=65535)
     # VM pools: local agent processes, or one VM scale set per cluster.
-    pool: Literal["local", "vmss"] = "local"
+    pool: Literal["local", "vmss", "netns"] = "local"
+    # Where VMs fetch the agent bundle from (shared/node_package.py): the control plane's storage account.
+    agent_storage_account: str = "batchai"
+    agent_storage_key: str = Field(default="", repr=False)
+    # The local host's listening address (netns pool: the bridge address its nodes reach it on).
+    host_address: str = "127.0.0.1"
+    # netns pool: the bridge its nodes' veths join, and the /24 on it (.1 is the host's side).
+    netns_bridge: str = ""
+    netns_subnet: str = "10.213.0.0/24"
     azure_subscription_id: str = ""
     azure_resource_group: str = ""
     # The control plane's address as nodes reach it (Azure: the Functions app's URL).

@@ -1,11 +1,10 @@
 """VM pool on Azure: one virtual machine scale set per pool (azure-mgmt-compute).
 
-Every VM gets, through cloud-init custom data, Python, this project's package (for the node agent),
-the agent's bootstrap.json and a systemd unit that runs ``python3 -m node_bootstrap``. All VMs of a
-scale set share one custom data, so bootstrap.json is written with ``node_id`` and ``address`` null
-and a boot script fills them in from the instance metadata service (IMDS) before the agent starts:
-node_id = the scale set instance id (the suffix of IMDS compute.name "<scaleset>_<instance id>"),
-the same id ``list_nodes`` reports.
+Every VM boots with the cloud-init user data of shared/node_boot.py (what it installs, how the agent
+starts, the default image). All VMs of a scale set share one custom data, so bootstrap.json is
+written with ``node_id`` and ``address`` null and filled in from the instance metadata service
+(IMDS) before the agent starts: node_id = the scale set instance id (the suffix of IMDS
+compute.name "<scaleset>_<instance id>"), the same id ``list_nodes`` reports.
 
 Low priority becomes Spot with eviction policy Delete (an evicted VM disappears, and the control
 plane sees its node vanish) and max price -1 (pay up to the on-demand price, never evicted for price).
@@ -18,7 +17,6 @@ that call fails, nodes are listed with address "".
 from __future__ import annotations
 
 import base64
-import json
 import re
 import functools
 from collections.abc import Callable, Mapping, Sequence
@@ -53,17 +51,12 @@ from azure.mgmt.compute.models import (
     VirtualMachineScaleSetVMProfile,
 )
 
+from shared.node_boot import DEFAULT_IMAGE, NodeBoot, is_gpu_size, user_data
 from shared.ports.vm_pool import NodeState, PoolError, PoolNode, PoolNotFound, PoolSpec, VmPool
 
 _POOL_ID = re.compile(r"^[a-z0-9-]{1,60}$")
 # The Network RP's "list NICs of a scale set" (no Python SDK of it installed); its long-standing version.
 NETWORK_API_VERSION = "2018-10-01"
-NODE_DIR = "/var/lib/batchai/node"
-AGENT_VENV = "/opt/batchai/venv"
-SERVICE_NAME = "batchai-node.service"
-# Batch AI's default image (Ubuntu 16.04) is long retired; this one runs on every Batch AI size.
-DEFAULT_IMAGE = {"publisher": "Canonical", "offer": "0001-com-ubuntu-server-jammy", "sku": "22_04-lts",
-                 "version": "latest"}
 
 _STATES: dict[str, NodeState] = {
     "creating": "creating",
@@ -74,33 +67,6 @@ _STATES: dict[str, NodeState] = {
     "failed": "failed",
     "canceled": "failed",
 }
-
-# Runs once per boot before the agent: fills node_id and address from IMDS (all VMs share custom data).
-_IDENTIFY_SCRIPT = """\
-import json, os, sys, time, urllib.request
-
-path = sys.argv[1]
-url = "http://169.254.169.254/metadata/instance?api-version=2021-02-01"
-for attempt in range(30):
-    try:
-        request = urllib.request.Request(url, headers={"Metadata": "true"})
-        meta = json.load(urllib.request.urlopen(request, timeout=5))
-        break
-    except OSError:
-        time.sleep(2)
-else:
-    sys.exit("instance metadata service unreachable")
-with open(path) as f:
-    boot = json.load(f)
-boot["node_id"] = meta["compute"]["name"].rsplit("_", 1)[-1]
-boot["address"] = meta["network"]["interface"][0]["ipv4"]["ipAddress"][0]["privateIpAddress"]
-tmp = path + ".tmp"
-fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-with os.fdopen(fd, "w") as f:
-    json.dump(boot, f, indent=2)
-os.replace(tmp, path)
-"""
-
 
 def azure_vm_size(name: str) -> str:
     """Azure's casing of a size name: STANDARD_NC6 -> Standard_NC6, standard_nc6s_v3 -> Standard_NC6s_v3.
@@ -118,49 +84,6 @@ def azure_vm_size(name: str) -> str:
         else:
             out.append(part.upper())
     return "_".join(out)
-
-
-def cloud_init(bootstrap: Mapping[str, Any], agent_package: str) -> str:
-    """The cloud-config that installs the agent and starts it as a systemd service.
-
-    Written as JSON after the "#cloud-config" line: JSON is YAML, and needs no YAML library here.
-    """
-    service = "\n".join([
-        "[Unit]",
-        "Description=Batch AI node agent",
-        "Wants=network-online.target",
-        "After=network-online.target",
-        "",
-        "[Service]",
-        f"ExecStartPre={AGENT_VENV}/bin/python3 /var/lib/batchai/identify.py {NODE_DIR}/bootstrap.json",
-        f"ExecStart={AGENT_VENV}/bin/python3 -m node_bootstrap --node-dir {NODE_DIR}",
-        f"WorkingDirectory={NODE_DIR}",
-        "Restart=always",
-        "RestartSec=5",
-        "",
-        "[Install]",
-        "WantedBy=multi-user.target",
-        "",
-    ])
-    config = {
-        "package_update": True,
-        # The agent's interpreter, the mount helpers (Azure Files over SMB, file servers over NFS) and
-        # Open MPI for the MPI toolkits. blobfuse2 comes with the VM image (as on Batch AI's images).
-        "packages": ["python3", "python3-venv", "python3-pip", "cifs-utils", "nfs-common", "openmpi-bin"],
-        "write_files": [
-            {"path": f"{NODE_DIR}/bootstrap.json", "permissions": "0600", "owner": "root:root",
-             "content": json.dumps(dict(bootstrap), indent=2)},
-            {"path": "/var/lib/batchai/identify.py", "permissions": "0755", "content": _IDENTIFY_SCRIPT},
-            {"path": f"/etc/systemd/system/{SERVICE_NAME}", "permissions": "0644", "content": service},
-        ],
-        "runcmd": [
-            ["python3", "-m", "venv", AGENT_VENV],
-            [f"{AGENT_VENV}/bin/pip", "install", "--upgrade", agent_package],
-            ["systemctl", "daemon-reload"],
-            ["systemctl", "enable", "--now", SERVICE_NAME],
-        ],
-    }
-    return "#cloud-config\n" + json.dumps(config, indent=2) + "\n"
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -193,7 +116,7 @@ class VmssPool(VmPool):
         """``base_url`` may be plain http only for a local stand-in of ARM (tests): bearer tokens are
         then sent unencrypted, which azure-core refuses unless told (``enforce_https=False``).
 
-        ``agent_package`` is what the VMs ``pip install`` (a name, a wheel URL, a git+https URL).
+        ``agent_package``: the agent bundle's URL for specs whose bootstrap carries none (shared/node_package.py).
         ``default_subnet_id`` is used for pools whose spec names no subnet (Azure needs one).
         """
         self._subscription_id = subscription_id
@@ -382,7 +305,12 @@ class VmssPool(VmPool):
             # The exporter choice; a VM's file exporter writes under its node folder, not the control plane's.
             "telemetry": {k: v for k, v in (bootstrap.telemetry if bootstrap else {}).items() if k != "directory"},
         }
-        custom_data = base64.b64encode(cloud_init(document, self._agent_package).encode()).decode()
+        boot = NodeBoot(bootstrap=document, agent_url=(bootstrap.agent_url if bootstrap else "") or self._agent_package,
+                        cluster_private_key=bootstrap.ssh_private_key if bootstrap else "",
+                        cluster_public_key=bootstrap.ssh_public_key if bootstrap else "",
+                        admin_user_name=spec.admin_user_name, admin_ssh_public_key=spec.admin_ssh_public_key or "",
+                        gpu=is_gpu_size(spec.vm_size))
+        custom_data = base64.b64encode(user_data(boot).encode()).decode()
         linux = None
         if spec.admin_ssh_public_key:
             linux = LinuxConfiguration(
