@@ -89,6 +89,10 @@ def build_pool(settings: Settings) -> VmPool:
         from shared.adapters.azure.vmss_pool import VmssPool
 
         return VmssPool(settings.azure_subscription_id, settings.azure_resource_group, DefaultAzureCredential())
+    if settings.pool == "netns":
+        from shared.adapters.local.netns_pool import NetnsVmPool
+
+        return NetnsVmPool(settings.pools_dir, settings.netns_bridge, settings.netns_subnet)
     from shared.adapters.local.local_pool import LocalVmPool
 
     return LocalVmPool(settings.pools_dir, endpoint_file=settings.endpoint_file)

@@ -62,7 +62,7 @@ def list_directory(svc: Services, job: dict[str, Any], output_id: str, directory
         inner = posixpath.join(where.inside, sub) if sub else where.inside
         if where.volume.kind == "azureBlob":
             return _blob_entries(svc, where.volume, inner, expires)
-        if svc.settings.pool == "local":
+        if svc.settings.nodes_on_this_machine:
             return _folder_entries(svc, local_folder(where.volume, svc.settings.storage_dir) / inner, expires)
         return []
     folder = _master_folder(svc, job, cluster, output_id, segment)
@@ -133,7 +133,7 @@ def _folder_entries(svc: Services, folder: Path, expires: datetime) -> list[Entr
 def _master_folder(svc: Services, job: dict[str, Any], cluster: dict[str, Any] | None, output_id: str,
                    segment: str) -> Path | None:
     """In the local pool: the directory as the job's (last) master node expanded it."""
-    if svc.settings.pool != "local" or cluster is None or not job.get("nodes") or not job.get("attempt"):
+    if not svc.settings.nodes_on_this_machine or cluster is None or not job.get("nodes") or not job.get("attempt"):
         return None
     master = job["nodes"][0]
     node_dir = svc.settings.pools_dir.resolve() / pools.pool_id(cluster) / master

@@ -35,6 +35,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.ports.vm_pool import PoolSpec
+
 DEFAULT_IMAGE = {"publisher": "Canonical", "offer": "ubuntu-24_04-lts", "sku": "server", "version": "latest"}
 
 BATCHAI_DIR = "/var/lib/batchai"
@@ -80,6 +82,28 @@ class NodeBoot(BaseModel):
     admin_user_name: str = ""
     admin_ssh_public_key: str = ""
     gpu: bool = False
+
+
+def node_boot_of(spec: PoolSpec, agent_url: str = "") -> NodeBoot:
+    """What a pool's VMs boot with; ``agent_url`` serves specs whose bootstrap carries no bundle URL."""
+    bootstrap = spec.bootstrap
+    document = {
+        "endpoint": bootstrap.endpoint if bootstrap else None,
+        "endpoint_file": None,
+        "cluster_id": bootstrap.cluster_id if bootstrap else None,
+        "token": bootstrap.token if bootstrap else "",
+        "node_id": None,  # filled in on the VM from IMDS (see IDENTIFY)
+        "address": None,
+        "pool_id": spec.pool_id,
+        "vm_size": spec.vm_size,
+        # The exporter choice; a VM's file exporter writes under its node folder, not the control plane's.
+        "telemetry": {k: v for k, v in (bootstrap.telemetry if bootstrap else {}).items() if k != "directory"},
+    }
+    return NodeBoot(bootstrap=document, agent_url=(bootstrap.agent_url if bootstrap else "") or agent_url,
+                    cluster_private_key=bootstrap.ssh_private_key if bootstrap else "",
+                    cluster_public_key=bootstrap.ssh_public_key if bootstrap else "",
+                    admin_user_name=spec.admin_user_name, admin_ssh_public_key=spec.admin_ssh_public_key or "",
+                    gpu=is_gpu_size(spec.vm_size))
 
 
 def user_data(boot: NodeBoot) -> str:

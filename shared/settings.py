@@ -102,6 +102,11 @@ class Settings(BaseModel):
         return cls.model_validate(values)
 
     @property
+    def nodes_on_this_machine(self) -> bool:
+        """The local and netns pools' nodes share this machine's folders: storage is folders of the data folder."""
+        return self.pool in ("local", "netns")
+
+    @property
     def sqlite_path(self) -> Path:
         return self.data_dir / "state.sqlite3"
 

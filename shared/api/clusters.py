@@ -122,7 +122,7 @@ def update(svc: Services, req: ApiRequest) -> ApiResponse:
 
 def check_pool_limit(svc: Services, scale: dict[str, Any]) -> None:
     """The local pool runs a process per node: a size beyond `local_max_nodes` is a 400, not a fork bomb."""
-    if svc.settings.pool != "local":
+    if not svc.settings.nodes_on_this_machine:
         return
     limit = svc.settings.local_max_nodes
     for kind, field in (("manual", "targetNodeCount"), ("autoScale", "maximumNodeCount"),

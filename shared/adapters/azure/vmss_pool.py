@@ -51,7 +51,7 @@ from azure.mgmt.compute.models import (
     VirtualMachineScaleSetVMProfile,
 )
 
-from shared.node_boot import DEFAULT_IMAGE, NodeBoot, is_gpu_size, user_data
+from shared.node_boot import DEFAULT_IMAGE, node_boot_of, user_data
 from shared.ports.vm_pool import NodeState, PoolError, PoolNode, PoolNotFound, PoolSpec, VmPool
 
 _POOL_ID = re.compile(r"^[a-z0-9-]{1,60}$")
@@ -292,24 +292,7 @@ class VmssPool(VmPool):
         )
 
     def _os_profile(self, spec: PoolSpec) -> VirtualMachineScaleSetOSProfile:
-        bootstrap = spec.bootstrap
-        document = {
-            "endpoint": bootstrap.endpoint if bootstrap else None,
-            "endpoint_file": None,
-            "cluster_id": bootstrap.cluster_id if bootstrap else None,
-            "token": bootstrap.token if bootstrap else "",
-            "node_id": None,  # filled in on the VM from IMDS (see identify.py)
-            "address": None,
-            "pool_id": spec.pool_id,
-            "vm_size": spec.vm_size,
-            # The exporter choice; a VM's file exporter writes under its node folder, not the control plane's.
-            "telemetry": {k: v for k, v in (bootstrap.telemetry if bootstrap else {}).items() if k != "directory"},
-        }
-        boot = NodeBoot(bootstrap=document, agent_url=(bootstrap.agent_url if bootstrap else "") or self._agent_package,
-                        cluster_private_key=bootstrap.ssh_private_key if bootstrap else "",
-                        cluster_public_key=bootstrap.ssh_public_key if bootstrap else "",
-                        admin_user_name=spec.admin_user_name, admin_ssh_public_key=spec.admin_ssh_public_key or "",
-                        gpu=is_gpu_size(spec.vm_size))
+        boot = node_boot_of(spec, self._agent_package)
         custom_data = base64.b64encode(user_data(boot).encode()).decode()
         linux = None
         if spec.admin_ssh_public_key:
