@@ -15,13 +15,13 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # Open MPI for the MPI toolkits' launches (mpirun; mpi4py links against it); cloud-init to validate the
-# VMs' user data; openssh-server for the boot test's nodes (one sshd per network namespace, started by
-# the test: the package's own service is kept from starting). Needs root or sudo.
+# VMs' user data; openssh-server for the boot test's nodes (tests/e2e/test_vm_boot.py starts one sshd per
+# network namespace). Needs root or sudo.
 system-deps:
 	@command -v mpirun >/dev/null && command -v cloud-init >/dev/null && test -x /usr/sbin/sshd || { \
 	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	    $$SUDO apt-get update -qq && \
-	    $$SUDO env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq \
+	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	        openmpi-bin libopenmpi-dev cloud-init openssh-server >/dev/null; }
 
 # Debian's Chromium for the web page's browser tests (Playwright drives it; no browser download).

@@ -202,11 +202,15 @@ fi
 BOOT_AGENT = rf"""#!/bin/bash
 # Installs the node agent from the bundle the control plane publishes, and starts it under systemd.
 set -euo pipefail
+say() {{ echo "$(date -u +%H:%M:%S.%N | cut -c1-12) boot-agent: $*"; }}
 home={AGENT_HOME}
+say "fetching the agent bundle"
 rm -rf "$home/wheels" && mkdir -p "$home/wheels"
 curl -fsS --retry 10 --retry-delay 3 --retry-connrefused -o "$home/agent.tar.gz" "$(cat {AGENT_URL_FILE})"
 tar -xzf "$home/agent.tar.gz" -C "$home/wheels"
+say "making the venv"
 {IMAGE_PYTHON} -m venv --clear {AGENT_VENV}
+say "installing the agent"
 {AGENT_VENV}/bin/pip install --quiet --no-index --find-links "$home/wheels" {AGENT_DISTRIBUTION}
 # The cluster's key pair: mpirun on one node reaches the others as root (the job user).
 if [ -s {CLUSTER_KEY}.pub ]; then
@@ -214,6 +218,7 @@ if [ -s {CLUSTER_KEY}.pub ]; then
     touch /root/.ssh/authorized_keys && chmod 0600 /root/.ssh/authorized_keys
     grep -qxF "$(cat {CLUSTER_KEY}.pub)" /root/.ssh/authorized_keys || cat {CLUSTER_KEY}.pub >> /root/.ssh/authorized_keys
 fi
+say "starting the agent"
 systemctl daemon-reload
 systemctl enable --now {SERVICE_NAME}
 if [ -e /var/run/batchai-reboot ]; then rm -f /var/run/batchai-reboot; systemctl reboot; fi

@@ -181,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     mount_own_paths(args.folder)
     serve_imds(args.pool, args.instance, args.address)
     start_sshd(args.folder, args.address)
+    print(f"IMDS and sshd up in {time.monotonic() - started:.1f} s", flush=True)
     units = cloud_init(args.folder, (args.folder / "user-data").read_text())
     print(f"booted in {time.monotonic() - started:.1f} s; starting {' '.join(units) or 'no unit'}", flush=True)
     threads = [threading.Thread(target=supervise, args=(u,), daemon=True) for u in units]
