@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 import pytest
 
+from shared.adapters.local.netns_vm import OWN_PATHS
 from shared.composition import build_blobs
 from shared.localhost.process import LocalHostProcess, start_local_host
 from shared.node_package import build_bundle, publish
@@ -134,6 +135,7 @@ def vm_host(bridge: tuple[str, str], tmp_path: Path) -> Iterator[LocalHostProces
     data_dir.mkdir(parents=True)
     blobs = build_blobs(settings)
     publish(blobs, Account(settings.agent_storage_account), build_bundle(tmp_path / "bundle.tar.gz"))
+    absent = [Path(p) for p in OWN_PATHS if not Path(p).exists()]  # mount points the pool may make
     host = start_local_host(data_dir, port=port, env=env)
     try:
         yield host
@@ -141,6 +143,9 @@ def vm_host(bridge: tuple[str, str], tmp_path: Path) -> Iterator[LocalHostProces
     finally:
         host.kill()
         sweep(name)
+        for path in absent:  # left by a host that was killed: empty folders this run made
+            if path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
         for pool_log in sorted((data_dir / "pools").glob("*/*/boot.log")):
             print(f"--- {pool_log.relative_to(data_dir)}\n{pool_log.read_text(errors='replace')[-3000:]}")
 

@@ -23,7 +23,7 @@ def svc(tmp_path: Path) -> Iterator[Services]:
     services.close()
 
 
-def test_each_cluster_has_its_own_key_pair_that_no_read_returns(svc: Services) -> None:
+def test_each_cluster_has_its_own_key_pair_that_no_read_returns(svc: Services, tmp_path: Path) -> None:
     make_cluster(svc, {"manual": {"targetNodeCount": 1}}, name="a")
     make_cluster(svc, {"manual": {"targetNodeCount": 1}}, name="b")
     keys = {name: cluster_doc(svc, name)["sshKey"] for name in ("a", "b")}
@@ -41,3 +41,6 @@ def test_each_cluster_has_its_own_key_pair_that_no_read_returns(svc: Services) -
         text = json.dumps(answer.body)
         assert answer.status == 200
         assert "sshKey" not in text and "PRIVATE KEY" not in text and keys["a"]["public"] not in text
+    stored = sorted(tmp_path.glob("*.db*"))  # the store at rest (and its WAL): the service's user only
+    assert tmp_path / "state.db" in stored
+    assert all(path.stat().st_mode & 0o777 == 0o600 for path in stored), [(p, oct(p.stat().st_mode)) for p in stored]

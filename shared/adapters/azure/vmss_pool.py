@@ -110,7 +110,7 @@ class VmssPool(VmPool):
     """One scale set per pool in one resource group; waits for each ARM operation, within a bound."""
 
     def __init__(self, subscription_id: str, resource_group: str, credential: TokenCredential, *,
-                 base_url: str | None = None, agent_package: str = "batchai-rebuilt",
+                 base_url: str | None = None, agent_package: str = "",
                  default_subnet_id: str | None = None, operation_timeout: float = 900.0,
                  polling_interval: float = 10.0, client_options: Mapping[str, Any] | None = None) -> None:
         """``base_url`` may be plain http only for a local stand-in of ARM (tests): bearer tokens are

@@ -25,6 +25,7 @@ import http.server
 import json
 import os
 import shlex
+import socketserver
 import subprocess
 import sys
 import threading
@@ -87,7 +88,13 @@ def serve_imds(pool: str, instance: str, address: str) -> None:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer((IMDS_ADDRESS, 80), Imds)
+    class Server(http.server.ThreadingHTTPServer):
+        def server_bind(self) -> None:
+            """Without HTTPServer's reverse lookup of the address: no name server answers in here."""
+            socketserver.TCPServer.server_bind(self)
+            self.server_name, self.server_port = IMDS_ADDRESS, 80
+
+    server = Server((IMDS_ADDRESS, 80), Imds)
     threading.Thread(target=server.serve_forever, daemon=True).start()
 
 
