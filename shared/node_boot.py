@@ -128,7 +128,7 @@ def user_data(boot: NodeBoot) -> str:
             _file(f"{CLUSTER_KEY}.pub", boot.cluster_public_key.strip() + "\n", "0644")]
     if boot.admin_user_name and boot.admin_ssh_public_key:
         config["users"] = ["default", {
-            "name": boot.admin_user_name, "groups": ["sudo", "docker"], "shell": "/bin/bash",
+            "name": boot.admin_user_name, "groups": ["sudo"], "shell": "/bin/bash",
             "sudo": "ALL=(ALL) NOPASSWD:ALL", "ssh_authorized_keys": [boot.admin_ssh_public_key.strip()]}]
     return "#cloud-config\n" + json.dumps(config, indent=2) + "\n"
 

@@ -385,6 +385,8 @@ def test_vmss_custom_data_is_a_cloud_init_that_starts_the_agent(fake_arm: FakeAr
     pool = _vmss_pool(fake_arm)
     spec = _boot_spec("agents")
     pool.create_pool(spec)
+    custom_data = _put_body(fake_arm, "agents")["properties"]["virtualMachineProfile"]["osProfile"]["customData"]
+    assert len(custom_data) < 64 * 1024  # Azure's limit on custom data
     script = _custom_data(_put_body(fake_arm, "agents"))
     assert script.startswith("#cloud-config\n")
     config = yaml.safe_load(script)  # what cloud-init does with it

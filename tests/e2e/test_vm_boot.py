@@ -150,7 +150,8 @@ def vm_host(bridge: tuple[str, str], tmp_path: Path) -> Iterator[LocalHostProces
             print(f"--- {pool_log.relative_to(data_dir)}\n{pool_log.read_text(errors='replace')[-3000:]}")
 
 
-def test_nodes_boot_from_the_user_data_and_run_mpi_over_ssh_and_gloo(vm_host: LocalHostProcess) -> None:
+def test_nodes_boot_from_the_user_data_and_run_mpi_over_ssh_and_gloo(vm_host: LocalHostProcess,
+                                                                    bridge: tuple[str, str]) -> None:
     http = httpx.Client(base_url=vm_host.endpoint, params=Q, timeout=30, headers=vm_host.headers)
     share = vm_host.data_dir / "storage" / "fileshares" / ACCOUNT / SHARE
     (share / "scripts").mkdir(parents=True)
@@ -174,6 +175,12 @@ def test_nodes_boot_from_the_user_data_and_run_mpi_over_ssh_and_gloo(vm_host: Lo
     boot_logs = "\n".join(p.read_text() for p in (vm_host.data_dir / "pools").glob("*/*/boot.log"))
     assert "starting batchai-node.service" in boot_logs, boot_logs
     assert "missing:" in boot_logs  # the package step ran, and only listed what this machine lacks
+    # The agent runs from the fresh venv of the machine's Python, in the clean environment of its unit.
+    agents = agent_processes(bridge[0])
+    assert len(agents) == 2, agents
+    for argv, environ in agents:
+        assert argv[:3] == ["/opt/batchai/venv/bin/python3", "-m", "node_bootstrap"], argv
+        assert "PYTHONPATH" not in environ and environ["BATCHAI_MPI_RSH_AGENT"].startswith("ssh -i "), environ
     nodes = http.post(f"{CLUSTER}/listRemoteLoginInformation").json()["value"]
     addresses = sorted(n["ipAddress"] for n in nodes)
     assert len(addresses) == 2 and all(a.startswith("10.213.") for a in addresses), nodes
@@ -192,6 +199,24 @@ def test_nodes_boot_from_the_user_data_and_run_mpi_over_ssh_and_gloo(vm_host: Lo
     gloo_logs = job_logs(http, "gloo")
     assert gloo["executionState"] == "succeeded", gloo_logs
     assert "gloo rank 0 on" in gloo_logs and "sum 3" in gloo_logs, gloo_logs
+
+
+def agent_processes(bridge: str) -> list[tuple[list[str], dict[str, str]]]:
+    """(argv, environment) of each node's agent, found in the namespaces of the bridge (named after it)."""
+    found = []
+    for line in _ip("netns", "list").stdout.splitlines():
+        name = line.split()[0]
+        if not name.startswith(bridge):
+            continue
+        for pid in _ip("netns", "pids", name).stdout.split():
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+                raw = Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
+            except OSError:
+                continue
+            if "node_bootstrap" in argv:
+                found.append((argv, dict(v.split("=", 1) for v in raw if "=" in v)))
+    return found
 
 
 def run_job(http: httpx.Client, name: str, properties: dict[str, Any], timeout: float = 180) -> dict[str, Any]:
