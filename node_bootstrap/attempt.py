@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from node_bootstrap import toolkits
 from node_bootstrap.execution_log import ExecutionLog
+from node_bootstrap.gpus import gpu_count
 from node_bootstrap.launch import job_environment, log_names
 from shared.job_environment import JobPaths
 from node_bootstrap.storage import JobStorage
@@ -165,7 +166,7 @@ class Attempt:
             command = spec.command
             if in_container:
                 names_in = sorted(job_variable_names(props, env) | set(spec.env) | set(plan.job_env))
-                command = toolkits.docker_command(props, command, folders, names_in)
+                command = toolkits.docker_command(props, command, folders, names_in, gpus=gpu_count() > 0)
             log.write(f"starting {spec.role}: {command}")
             process = self._spawn(["/bin/bash", "-c", command], env | spec.env, stdouterr / names.stdout,
                                   stdouterr / names.stderr, spec.role)

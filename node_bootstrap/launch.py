@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from node_bootstrap.gpus import gpu_count
 from shared.job_environment import JobPaths, job_variables, own_variables
 
 
@@ -37,6 +38,7 @@ def job_environment(address: str, assignment: dict[str, Any], paths: JobPaths) -
     """The job's variables on this node, with its folders created."""
     props = assignment["properties"]
     env = job_variables(os.environ, address, props, assignment["jobOutputDirectoryPathSegment"], paths)
+    env["AZ_BATCHAI_NUM_GPUS"] = str(gpu_count())
     for path in (paths.mount_root, paths.job_mount_root, paths.temp, paths.shared_temp):
         path.mkdir(parents=True, exist_ok=True)
     Path(env["AZ_BATCHAI_STDOUTERR_DIR"]).mkdir(parents=True, exist_ok=True)
@@ -49,6 +51,6 @@ def setup_environment(node_dir: Path, address: str, task: dict[str, Any]) -> dic
     """The setup task's variables: the mount root, its own variables and secrets."""
     env = base_environment()
     env.update({"AZ_BATCHAI_MOUNT_ROOT": str(node_dir / "mounts"), "AZ_BATCHAI_NODE_IP": address,
-                "AZ_BATCHAI_NUM_GPUS": "0", "AZ_BATCHAI_JOB_TEMP_DIR": str(node_dir / "jobs")})
+                "AZ_BATCHAI_NUM_GPUS": str(gpu_count()), "AZ_BATCHAI_JOB_TEMP_DIR": str(node_dir / "jobs")})
     env.update(own_variables(task))
     return env

@@ -302,13 +302,16 @@ def container_unavailable_message(props: dict[str, Any], docker_present: bool) -
 
 
 def docker_argv(props: dict[str, Any], inner_command: str, mounts: list[tuple[str, str]] | list[str],
-                env_names: list[str], *, workdir: str | None = None) -> list[str]:
+                env_names: list[str], *, workdir: str | None = None, gpus: bool = False) -> list[str]:
     """`docker run` of the job's image running `bash -c <inner_command>`: the host's network (the
-    nodes' addresses and the tasks' ports stay as they are), `--shm-size` when the job gives one,
+    nodes' addresses and the tasks' ports stay as they are), the node's GPUs if it has any (NVIDIA's
+    container toolkit), `--shm-size` when the job gives one,
     else the host's IPC namespace (Docker's 64 MB /dev/shm starves data loaders and NCCL), the
     mounts (`(host, container)` pairs, or a path mounted at the same path), variables by name only."""
     settings = props["containerSettings"]
     argv = ["docker", "run", "--rm", "--network", "host"]
+    if gpus:
+        argv += ["--gpus", "all"]
     argv += ["--shm-size", settings["shmSize"]] if settings.get("shmSize") else ["--ipc", "host"]
     for mount in mounts:
         host, container = (mount, mount) if isinstance(mount, str) else mount
@@ -321,10 +324,10 @@ def docker_argv(props: dict[str, Any], inner_command: str, mounts: list[tuple[st
 
 
 def docker_command(props: dict[str, Any], command: str, folders: list[str] | list[tuple[str, str]],
-                   env_names: list[str]) -> str:
+                   env_names: list[str], *, gpus: bool = False) -> str:
     """`docker_argv` as a bash command line (what the agent runs with `bash -c`), working in the
     container in $AZ_BATCHAI_JOB_TEMP, which the outer shell expands."""
-    argv = docker_argv(props, command, folders, env_names)
+    argv = docker_argv(props, command, folders, env_names, gpus=gpus)
     image_at = len(argv) - 4  # the image, "bash", "-c", the command
     return " ".join([*map(shlex.quote, argv[:image_at]), '-w "$AZ_BATCHAI_JOB_TEMP"', *map(shlex.quote, argv[image_at:])])
 
