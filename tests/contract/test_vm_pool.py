@@ -31,8 +31,10 @@ from shared.ports.vm_pool import AgentBootstrap, PoolNode, PoolNotFound, PoolSpe
 
 try:  # `python -m pytest` from the repository root
     from tests.fakes.arm_compute import COMPUTE_API_VERSION, FakeArmCompute
+    from tests.netns_bridge import made_bridge
 except ModuleNotFoundError:  # plain `pytest`: tests/ itself is on sys.path
     from fakes.arm_compute import COMPUTE_API_VERSION, FakeArmCompute  # type: ignore[no-redef]
+    from netns_bridge import made_bridge  # type: ignore[no-redef]
 
 RESOURCE_GROUP = "batchai-rg"
 SUBNET_ID = ("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/net/providers"
@@ -183,9 +185,26 @@ def _vmss_pool(fake: FakeArmCompute, **kwargs: Any) -> VmPool:
                     polling_interval=0.01, operation_timeout=WAIT, **kwargs)
 
 
-@pytest.fixture(params=["local", "vmss"])
+@pytest.fixture
+def netns_pool(tmp_path: Path) -> Iterator[VmPool]:
+    """VMs as network namespaces on a bridge of the test's own, removed with everything on it."""
+    from shared.adapters.local.netns_pool import NetnsVmPool
+
+    with made_bridge() as (bridge, address):
+        p = NetnsVmPool(tmp_path / "pools", bridge, f"{address[:-2]}.0/24")
+        try:
+            yield p
+        finally:
+            p.close()
+
+
+@pytest.fixture(params=["local", "vmss", pytest.param("netns", marks=pytest.mark.skipif(
+    os.geteuid() != 0, reason="the netns pool needs root (namespaces, a bridge)"))])
 def pool(request: pytest.FixtureRequest) -> Iterator[VmPool]:
     """An adapter of each kind, with no pools yet."""
+    if request.param == "netns":
+        yield request.getfixturevalue("netns_pool")
+        return
     if request.param == "local":
         p = _local_pool(request.getfixturevalue("local_root"))
     else:

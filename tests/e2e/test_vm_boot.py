@@ -16,10 +16,8 @@ and a sweep first removes what an earlier run with the same prefix left behind. 
 from __future__ import annotations
 
 import os
-import random
 import secrets
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -29,15 +27,14 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.adapters.local.netns_vm import OWN_PATHS
 from shared.composition import build_blobs
 from shared.localhost.process import LocalHostProcess, start_local_host
 from shared.node_package import build_bundle, publish
 from shared.ports.blob_store import Account
 from shared.settings import Settings
 from tests.e2e.polling import wait_until
+from tests.netns_bridge import PREFIX, ip, made_bridge, sweep
 
-PREFIX = "bbt"  # every namespace and link this test makes starts with it
 WS = "/subscriptions/e2e/resourceGroups/rg/providers/Microsoft.BatchAI/workspaces/boot"
 CLUSTER = f"{WS}/clusters/vms"
 Q = {"api-version": "2018-05-01"}
@@ -74,47 +71,10 @@ dist.destroy_process_group()
 """
 
 
-def _ip(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["ip", *argv], capture_output=True, text=True)
-
-
-def sweep(prefix: str) -> None:
-    """Remove namespaces (and every process in them) and links whose names start with prefix."""
-    for line in _ip("netns", "list").stdout.splitlines():
-        name = line.split()[0] if line.split() else ""
-        if name.startswith(prefix):
-            for _ in range(50):
-                pids = _ip("netns", "pids", name).stdout.split()
-                if not pids:
-                    break
-                for pid in pids:
-                    try:
-                        os.kill(int(pid), 9)
-                    except (ProcessLookupError, ValueError):
-                        pass
-                time.sleep(0.05)
-            _ip("netns", "del", name)
-    for line in _ip("-o", "link", "show").stdout.splitlines():
-        name = line.split(":")[1].strip().split("@")[0]
-        if name.startswith(prefix):
-            _ip("link", "del", name)
-
-
 @pytest.fixture
 def bridge() -> Iterator[tuple[str, str]]:
-    """(bridge name, its address) on a /24 of 10.213.0.0/16 that only this test's namespaces use."""
-    sweep(PREFIX)  # what an earlier run left
-    name = f"{PREFIX}{secrets.token_hex(3)}"
-    subnet = random.randint(1, 254)
-    address = f"10.213.{subnet}.1"
-    try:
-        for argv in (["link", "add", name, "type", "bridge"], ["addr", "add", f"{address}/24", "dev", name],
-                     ["link", "set", name, "up"]):
-            done = _ip(*argv)
-            assert done.returncode == 0, f"ip {' '.join(argv)}: {done.stderr}"
-        yield name, address
-    finally:
-        sweep(name)
+    with made_bridge() as made:
+        yield made
 
 
 def free_port(address: str) -> int:
@@ -135,7 +95,6 @@ def vm_host(bridge: tuple[str, str], tmp_path: Path) -> Iterator[LocalHostProces
     data_dir.mkdir(parents=True)
     blobs = build_blobs(settings)
     publish(blobs, Account(settings.agent_storage_account), build_bundle(tmp_path / "bundle.tar.gz"))
-    absent = [Path(p) for p in OWN_PATHS if not Path(p).exists()]  # mount points the pool may make
     host = start_local_host(data_dir, port=port, env=env)
     try:
         yield host
@@ -143,9 +102,6 @@ def vm_host(bridge: tuple[str, str], tmp_path: Path) -> Iterator[LocalHostProces
     finally:
         host.kill()
         sweep(name)
-        for path in absent:  # left by a host that was killed: empty folders this run made
-            if path.is_dir() and not any(path.iterdir()):
-                path.rmdir()
         for pool_log in sorted((data_dir / "pools").glob("*/*/boot.log")):
             print(f"--- {pool_log.relative_to(data_dir)}\n{pool_log.read_text(errors='replace')[-3000:]}")
 
@@ -204,11 +160,11 @@ def test_nodes_boot_from_the_user_data_and_run_mpi_over_ssh_and_gloo(vm_host: Lo
 def agent_processes(bridge: str) -> list[tuple[list[str], dict[str, str]]]:
     """(argv, environment) of each node's agent, found in the namespaces of the bridge (named after it)."""
     found = []
-    for line in _ip("netns", "list").stdout.splitlines():
+    for line in ip("netns", "list").stdout.splitlines():
         name = line.split()[0]
         if not name.startswith(bridge):
             continue
-        for pid in _ip("netns", "pids", name).stdout.split():
+        for pid in ip("netns", "pids", name).stdout.split():
             try:
                 argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
                 raw = Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
@@ -245,10 +201,10 @@ def test_sweep_removes_leftovers_of_earlier_runs() -> None:
     """A namespace and a link with the prefix, as a killed run would leave them, are gone after the sweep."""
     name = f"{PREFIX}{secrets.token_hex(3)}"
     try:
-        assert _ip("netns", "add", f"{name}n0").returncode == 0
-        assert _ip("link", "add", f"{name}v0", "type", "veth", "peer", "name", f"{name}v0p").returncode == 0
+        assert ip("netns", "add", f"{name}n0").returncode == 0
+        assert ip("link", "add", f"{name}v0", "type", "veth", "peer", "name", f"{name}v0p").returncode == 0
         sweep(name)
-        assert f"{name}n0" not in _ip("netns", "list").stdout
-        assert name not in _ip("-o", "link", "show").stdout
+        assert f"{name}n0" not in ip("netns", "list").stdout
+        assert name not in ip("-o", "link", "show").stdout
     finally:
         sweep(name)

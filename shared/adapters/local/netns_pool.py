@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.adapters.local.local_pool import _check_pool_id
 from shared.adapters.local.netns_vm import OWN_PATHS
 from shared.node_boot import node_boot_of, user_data
 from shared.ports.vm_pool import NodeState, PoolNode, PoolNotFound, PoolSpec, VmPool
@@ -57,15 +59,18 @@ class NetnsVmPool(VmPool):
     # ---------------------------------------------------------------- the port
 
     def create_pool(self, spec: PoolSpec) -> None:
+        _check_pool_id(spec.pool_id)
         with self._lock:
             self._pools.setdefault(spec.pool_id, (spec, {}))
             self._next_id.setdefault(spec.pool_id, 0)
 
     def delete_pool(self, pool_id: str) -> None:
+        _check_pool_id(pool_id)
         with self._lock:
             _, nodes = self._pools.pop(pool_id, (None, {}))
         for node in nodes.values():
             self._end(node)
+        shutil.rmtree(self._root / pool_id, ignore_errors=True)  # the user data holds secrets
 
     def resize(self, pool_id: str, capacity: int) -> None:
         if capacity < 0:
@@ -82,6 +87,7 @@ class NetnsVmPool(VmPool):
             self._end(node)
 
     def remove_nodes(self, pool_id: str, node_ids: Sequence[str]) -> None:
+        _check_pool_id(pool_id)
         with self._lock:
             if pool_id not in self._pools:
                 return
@@ -112,6 +118,7 @@ class NetnsVmPool(VmPool):
     # ---------------------------------------------------------------- internals
 
     def _pool(self, pool_id: str) -> tuple[PoolSpec, dict[str, _Node]]:
+        _check_pool_id(pool_id)
         try:
             return self._pools[pool_id]
         except KeyError:
