@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import secrets
 import signal
 import threading
 import time
@@ -28,7 +30,26 @@ from shared import telemetry
 
 log = logging.getLogger("node_bootstrap")
 ASSIGNMENT_WAIT = 20.0
+CREDENTIAL_FILE = "credential"  # in the node's folder
 RETRY_SECONDS = 0.5
+
+
+def own_credential(node_dir: Path) -> str:
+    """The node's credential: made once (0600) before the agent first registers, and presented at
+    every registration after, so that a restarted agent (or a retry whose answer was lost) is known
+    as the same node, while nobody else can register in its place."""
+    path = node_dir / CREDENTIAL_FILE
+    try:
+        if known := path.read_text().strip():
+            return known
+    except FileNotFoundError:
+        pass
+    made = secrets.token_urlsafe(32)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with os.fdopen(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+        out.write(made + "\n")
+    os.replace(temp, path)
+    return made
 
 
 class NodeRemoved(Exception):
@@ -108,7 +129,7 @@ class Agent:
 
     def register(self) -> None:
         body = {"clusterId": self.boot.cluster_id, "nodeId": self.boot.node_id, "address": self.boot.address,
-                "token": self.boot.token}
+                "token": self.boot.token, "credential": own_credential(self.boot.node_dir)}
         with telemetry.span("agent.register", attributes={"batchai.node": self.boot.node_id}):
             answer = self.call("POST", "agent/register", json=body)
         if answer.status_code != 200:

@@ -69,8 +69,14 @@ class Attempt:
         self.barrier = barrier
         self.stopped = threading.Event()
         self.processes: list[subprocess.Popen[bytes]] = []
+        self.container: str | None = None  # the job's container on this node, once started
         self._lock = threading.Lock()
         self.thread = threading.Thread(target=self._run, name=f"attempt-{self.attempt}", daemon=True)
+
+    @property
+    def seed(self) -> str:
+        """Unique per attempt (the segment holds a uuid per job: a job made again never reuses old ports)."""
+        return f"{self.assignment['jobOutputDirectoryPathSegment']}#{self.attempt}"
 
     def start(self) -> None:
         self.thread.start()
@@ -120,16 +126,35 @@ class Attempt:
 
     def _prepare_and_launch(self, props: dict[str, Any], env: dict[str, str], stdouterr: Path,
                             names: Any, log: ExecutionLog) -> Outcome:
-        plan = toolkits.plan(props, self.assignment["nodes"], self.node_id,
-                             # the segment holds a uuid per job: a job made again never reuses old ports
-                             f"{self.assignment['jobOutputDirectoryPathSegment']}#{self.attempt}",
+        plan = toolkits.plan(props, self.assignment["nodes"], self.node_id, self.seed,
                              local=loopback_mpi(self.storage.local), rsh_agent=rsh_agent(self.storage.local),
                              python=props_python(props), env_names=sorted(job_variable_names(props, env)),
                              as_root=os.geteuid() == 0)
         Path(env["AZ_BATCHAI_MPI_HOST_FILE"]).write_text(plan.hostfile)
         env.update(plan.job_env)
+        in_container = props.get("containerSettings") is not None
+        # A job that cannot start here fails before anything of it runs, its preparation included.
+        problem = toolkits.container_unavailable_message(props, in_container and docker_engine_answers())
+        if problem:
+            log.write(problem)
+            return Outcome(1, {"code": "ContainerUnavailable", "message": problem})
+        names_in = sorted(job_variable_names(props, env) | set(plan.job_env)
+                          | {name for spec in plan.processes for name in spec.env})
+        if in_container:
+            code = self._start_container(props, env, stdouterr, names, log)
+            if code != 0 or self.stopped.is_set():
+                return Outcome(code, None if self.stopped.is_set() else {
+                    "code": "ContainerStartFailed",
+                    "message": f"Node {self.node_id} could not start the job's container (image "
+                               f"'{toolkits.image_of(props)}'); see {names.prep_stderr} in the stdouterr directory."})
+
+        def in_job_container(command: str) -> str:
+            """The spec: with containerSettings the preparation and the job run in the job's container."""
+            return toolkits.container_exec_command(self.container, command, names_in) if self.container else command
+
         prep = (props.get("jobPreparation") or {}).get("commandLine")
         if prep:
+            prep = in_job_container(prep)
             log.write(f"job preparation: {prep}")
             with telemetry.span("agent.job_preparation") as span:
                 code = self._run_and_wait(["/bin/bash", "-c", prep], env, stdouterr / names.prep_stdout,
@@ -142,40 +167,46 @@ class Attempt:
                 return Outcome(code, {"code": "JobPreparationFailed",
                                       "message": f"The job preparation on node {self.node_id} exited with code {code};"
                                                  f" see {names.prep_stderr} in the stdouterr directory."})
-        in_container = props.get("containerSettings") is not None
         self.barrier.prepared()
-        problem = toolkits.container_unavailable_message(props, in_container and docker_engine_answers())
-        if problem:
-            log.write(problem)
-            return Outcome(1, {"code": "ContainerUnavailable", "message": problem})
-        if in_container and (login := toolkits.docker_login(props)) is not None:
-            argv, password = login
-            log.write("docker login " + " ".join(argv[2:]))
-            subprocess.run(argv, input=password.encode(), capture_output=True, timeout=120, check=False)
         if self._launches_onto_others(props, plan):
             log.write("waiting for every node of the job to finish its job preparation")
             with telemetry.span("agent.barrier", attributes={"batchai.nodes": len(self.assignment["nodes"])}):
                 if not self.barrier.wait_all(self.stopped):
                     return Outcome(137)
         decisive: list[subprocess.Popen[bytes]] = []
-        folders = sorted({env[k] for k in ("AZ_BATCHAI_MOUNT_ROOT", "AZ_BATCHAI_JOB_MOUNT_ROOT", "AZ_BATCHAI_JOB_TEMP",
-                                           "AZ_BATCHAI_SHARED_JOB_TEMP", "AZ_BATCHAI_STDOUTERR_DIR")})
         for spec in plan.processes:
             if self.stopped.is_set():
                 return Outcome(137)
-            command = spec.command
-            if in_container:
-                names_in = sorted(job_variable_names(props, env) | set(spec.env) | set(plan.job_env))
-                command = toolkits.docker_command(props, command, folders, names_in, gpus=gpu_count() > 0)
+            command = in_job_container(spec.command)
             log.write(f"starting {spec.role}: {command}")
-            process = self._spawn(["/bin/bash", "-c", command], env | spec.env, stdouterr / names.stdout,
-                                  stdouterr / names.stderr, spec.role)
+            stdout, stderr = task_logs(names, spec.task)
+            process = self._spawn(["/bin/bash", "-c", command], env | spec.env, stdouterr / stdout,
+                                  stdouterr / stderr, spec.role)
             if spec.decisive:
                 decisive.append(process)
         if not decisive:
             log.write("nothing on this node decides the job's outcome; holding the node for the job")
             return Outcome(0)
         return self._wait_for(decisive, log)
+
+    def _start_container(self, props: dict[str, Any], env: dict[str, str], stdouterr: Path, names: Any,
+                         log: ExecutionLog) -> int:
+        """Log in to the job's registry, then start the job's container (pulling its image; the output
+        goes to the job preparation's logs); its exit code."""
+        if (login := toolkits.docker_login(props)) is not None:
+            argv, password = login
+            log.write("docker login " + " ".join(argv[2:]))
+            subprocess.run(argv, input=password.encode(), capture_output=True, timeout=120, check=False)
+        mounts = sorted({env[k] for k in ("AZ_BATCHAI_MOUNT_ROOT", "AZ_BATCHAI_JOB_MOUNT_ROOT", "AZ_BATCHAI_JOB_TEMP",
+                                          "AZ_BATCHAI_SHARED_JOB_TEMP", "AZ_BATCHAI_STDOUTERR_DIR",
+                                          "AZ_BATCHAI_MPI_HOST_FILE")})
+        name = toolkits.container_name(self.seed, self.node_id)
+        argv = toolkits.container_start_argv(props, name, mounts, gpus=gpu_count() > 0)
+        log.write("starting the job's container: " + " ".join(argv))
+        self.container = name  # removed at the end even if the start is cut short
+        code = self._run_and_wait(argv, env, stdouterr / names.prep_stdout, stdouterr / names.prep_stderr, "container")
+        log.write(f"docker run exited with code {code}")
+        return code
 
     def _launches_onto_others(self, props: dict[str, Any], plan: toolkits.NodePlan) -> bool:
         """mpirun (or a custom command, which may use the hostfile) reaches the other nodes: they
@@ -217,6 +248,8 @@ class Attempt:
             self.report(outcome)
         self.stopped.wait()  # until the control plane ends the attempt everywhere
         self.stop_processes()
+        if self.container:
+            remove_container(self.container)
         self.storage.push()
         self.storage.unmount(volumes, paths.job_mount_root)
 
@@ -256,6 +289,23 @@ def docker_engine_answers() -> bool:
         return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
     except subprocess.TimeoutExpired:
         return False
+
+
+def remove_container(name: str) -> None:
+    """Remove the job's container (whatever still runs in it stops); an engine that does not answer
+    leaves it to Docker's own cleanup rather than holding the node."""
+    try:
+        subprocess.run(toolkits.container_remove_argv(name), capture_output=True, timeout=120, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+
+
+def task_logs(names: Any, task: str | None) -> tuple[str, str]:
+    """ENVIRONMENT.md "Per-task log files": a task started on its own writes stdout-<task>.txt and
+    stderr-<task>.txt; anything else this node's stdout/stderr files."""
+    if task is None:
+        return names.stdout, names.stderr
+    return f"stdout-{task}.txt", f"stderr-{task}.txt"
 
 
 def props_python(props: dict[str, Any]) -> str:

@@ -11,8 +11,12 @@ same plan from the same inputs, so ranks, hosts and ports agree without the node
 - PyTorch: `processCount` processes in contiguous blocks: with b = ceil(processCount / nodeCount),
   node k runs ranks k*b .. min(processCount, (k+1)*b) - 1 (the way mpirun fills the hostfile's
   `slots=b`), each with its rank in AZ_BATCHAI_TASK_INDEX, and one rendezvous
-  AZ_BATCHAI_PYTORCH_INIT_METHOD = tcp://<master>:<port>. Backend MPI: through mpirun, each rank
+  AZ_BATCHAI_PYTORCH_INIT_METHOD = tcp://<master>:<port>, and AZ_BATCHAI_PYTORCH_BACKEND = the
+  communicationBackend in lower case (gloo when none). Backend MPI: through mpirun, each rank
   setting AZ_BATCHAI_TASK_INDEX from OMPI_COMM_WORLD_RANK.
+- Logs ("Per-task log files"): a task started on its own (TensorFlow, PyTorch, Caffe2) has its own
+  stdout-<task>.txt / stderr-<task>.txt (`ProcessSpec.task`: wk-<i> / ps-<i>, the rank, the node
+  index); the rest (custom, everything under mpirun, one-process Caffe) write stdout.txt / stderr.txt.
 - TensorFlow: the worker tasks, then the parameter-server tasks, dealt round-robin over the nodes
   (task t of that list on node t % nodeCount); worker 0 is the master.
 - Ports come from a hash of the attempt's seed. A TensorFlow task's port is the base plus its
@@ -56,6 +60,7 @@ class ProcessSpec:
     env: dict[str, str] = field(default_factory=dict)
     decisive: bool = True  # the job's outcome waits for it (not for a TensorFlow parameter server)
     role: str = "main"  # for logs; "mpirun" marks a launch that reaches the other nodes
+    task: str | None = None  # a task of its own: its output goes to stdout-<task>.txt / stderr-<task>.txt
 
 
 @dataclass(frozen=True)
@@ -160,7 +165,7 @@ def plan(props: dict[str, Any], nodes: list[dict[str, str]], me: str, seed: str,
 
 
 # The variables a toolkit adds to the whole job (NodePlan.job_env), which mpirun must pass on too.
-_JOB_ENV_NAMES = {"pyTorchSettings": ["AZ_BATCHAI_PYTORCH_INIT_METHOD"],
+_JOB_ENV_NAMES = {"pyTorchSettings": ["AZ_BATCHAI_PYTORCH_INIT_METHOD", "AZ_BATCHAI_PYTORCH_BACKEND"],
                   "tensorFlowSettings": ["AZ_BATCHAI_PS_HOSTS", "AZ_BATCHAI_WORKER_HOSTS"]}
 
 
@@ -187,8 +192,15 @@ def _python_mpi(job: _Job, s: dict[str, Any]) -> NodePlan:
     return _mpi(job, s, job.script(s))
 
 
+def cntk_is_python(s: dict[str, Any]) -> bool:
+    """languageType in any case; without one, a pythonScriptFilePath (and no config file) means Python."""
+    if s.get("languageType"):
+        return str(s["languageType"]).lower() == "python"
+    return bool(s.get("pythonScriptFilePath")) and not s.get("configFilePath")
+
+
 def _cntk(job: _Job, s: dict[str, Any]) -> NodePlan:
-    if (s.get("languageType") or "BrainScript").lower() == "python":
+    if cntk_is_python(s):
         return _mpi(job, s, job.script(s))
     return _mpi(job, s, _join("cntk", f"configFile={s.get('configFilePath') or ''}", s.get("commandLineArgs")))
 
@@ -205,16 +217,19 @@ def _caffe(job: _Job, s: dict[str, Any]) -> NodePlan:
 
 def _caffe2(job: _Job, s: dict[str, Any]) -> NodePlan:
     """One process per node; the nodes meet through AZ_BATCHAI_SHARED_JOB_TEMP."""
-    spec = ProcessSpec(job.script(s), {"AZ_BATCHAI_TASK_INDEX": str(job.index)}, role=f"node {job.index}")
+    spec = ProcessSpec(job.script(s), {"AZ_BATCHAI_TASK_INDEX": str(job.index)}, role=f"node {job.index}",
+                       task=str(job.index))
     return NodePlan([spec], job.hostfile())
 
 
 def _pytorch(job: _Job, s: dict[str, Any]) -> NodePlan:
-    job_env = {"AZ_BATCHAI_PYTORCH_INIT_METHOD": f"tcp://{job.addresses[0]}:{base_port(job.seed)}"}
-    if (s.get("communicationBackend") or "").lower() == "mpi":
+    backend = (s.get("communicationBackend") or "gloo").lower()
+    job_env = {"AZ_BATCHAI_PYTORCH_INIT_METHOD": f"tcp://{job.addresses[0]}:{base_port(job.seed)}",
+               "AZ_BATCHAI_PYTORCH_BACKEND": backend}
+    if backend == "mpi":
         rank_command = "export AZ_BATCHAI_TASK_INDEX=$OMPI_COMM_WORLD_RANK; exec " + job.script(s)
         return _mpi(job, s, "bash -c " + shlex.quote(rank_command), job_env)
-    processes = [ProcessSpec(job.script(s), {"AZ_BATCHAI_TASK_INDEX": str(rank)}, role=f"rank {rank}")
+    processes = [ProcessSpec(job.script(s), {"AZ_BATCHAI_TASK_INDEX": str(rank)}, role=f"rank {rank}", task=str(rank))
                  for rank in pytorch_ranks(job.process_count(s), job.node_count, job.index)]
     return NodePlan(processes, job.hostfile(), job_env)
 
@@ -270,7 +285,8 @@ def _tensorflow(job: _Job, s: dict[str, Any]) -> NodePlan:
         config = {"cluster": {"ps": hosts["ps"], "worker": hosts["worker"]},
                   "task": {"type": kind, "index": task.index}, "environment": "cloud"}
         env = {"AZ_BATCHAI_TASK_INDEX": str(task.index), "TF_CONFIG": json.dumps(config)}
-        processes.append(ProcessSpec(job.script(s, args_key), env, decisive=kind != "ps", role=f"{kind} {task.index}"))
+        processes.append(ProcessSpec(job.script(s, args_key), env, decisive=kind != "ps", role=f"{kind} {task.index}",
+                                     task=f"{'ps' if kind == 'ps' else 'wk'}-{task.index}"))
     return NodePlan(processes, job.hostfile(), job_env)
 
 
@@ -296,40 +312,55 @@ def container_unavailable_message(props: dict[str, Any], docker_present: bool) -
     settings = props.get("containerSettings")
     if settings is None or docker_present:
         return None
-    image = (settings.get("imageSourceRegistry") or {}).get("image", "?")
-    return (f"The job asks for the container image '{image}', but no Docker engine answers on this node; run it "
-            "on a cluster whose nodes have Docker, or without containerSettings.")
+    return (f"The job asks for the container image '{image_of(props)}', but no Docker engine answers on this node; "
+            "run it on a cluster whose nodes have Docker, or without containerSettings.")
 
 
-def docker_argv(props: dict[str, Any], inner_command: str, mounts: list[tuple[str, str]] | list[str],
-                env_names: list[str], *, workdir: str | None = None, gpus: bool = False) -> list[str]:
-    """`docker run` of the job's image running `bash -c <inner_command>`: the host's network (the
-    nodes' addresses and the tasks' ports stay as they are), the node's GPUs if it has any (NVIDIA's
-    container toolkit), `--shm-size` when the job gives one,
-    else the host's IPC namespace (Docker's 64 MB /dev/shm starves data loaders and NCCL), the
-    mounts (`(host, container)` pairs, or a path mounted at the same path), variables by name only."""
+def image_of(props: dict[str, Any]) -> str:
+    """The job's container image, for messages."""
+    return str(((props.get("containerSettings") or {}).get("imageSourceRegistry") or {}).get("image", "?"))
+
+
+def container_name(seed: str, node_id: str) -> str:
+    """The job's container on this node for this attempt (a Docker name: letters, digits, dashes)."""
+    return "batchai-" + hashlib.sha256(f"{seed}@{node_id}".encode()).hexdigest()[:20]
+
+
+def container_start_argv(props: dict[str, Any], name: str, mounts: list[tuple[str, str]] | list[str], *,
+                         gpus: bool = False) -> list[str]:
+    """`docker run` of the job's container, idle until the agent removes it: the job preparation and
+    every task of the node run in it with `container_exec_command` (the spec: the preparation runs
+    "in the same container as job", so what it installs is there for the job). The host's network
+    (the nodes' addresses and the tasks' ports stay as they are), `--shm-size` when the job gives
+    one, else the host's IPC namespace (Docker's 64 MB /dev/shm starves data loaders and NCCL), the
+    mounts (`(host, container)` pairs, or a path mounted at the same path); the node's GPUs if it
+    has any (`--gpus all`, through NVIDIA's container toolkit)."""
     settings = props["containerSettings"]
-    argv = ["docker", "run", "--rm", "--network", "host"]
+    argv = ["docker", "run", "--detach", "--rm", "--name", name, "--network", "host"]
     if gpus:
         argv += ["--gpus", "all"]
     argv += ["--shm-size", settings["shmSize"]] if settings.get("shmSize") else ["--ipc", "host"]
     for mount in mounts:
         host, container = (mount, mount) if isinstance(mount, str) else mount
         argv += ["-v", f"{host}:{container}"]
-    for name in dict.fromkeys(n for n in env_names if _NAME.match(n)):
-        argv += ["-e", name]
-    if workdir:
-        argv += ["-w", workdir]
-    return argv + [settings["imageSourceRegistry"]["image"], "bash", "-c", inner_command]
+    # Any image, whatever its entrypoint: the container only has to stay up.
+    return argv + ["--entrypoint", "tail", settings["imageSourceRegistry"]["image"], "-f", "/dev/null"]
 
 
-def docker_command(props: dict[str, Any], command: str, folders: list[str] | list[tuple[str, str]],
-                   env_names: list[str], *, gpus: bool = False) -> str:
-    """`docker_argv` as a bash command line (what the agent runs with `bash -c`), working in the
-    container in $AZ_BATCHAI_JOB_TEMP, which the outer shell expands."""
-    argv = docker_argv(props, command, folders, env_names, gpus=gpus)
-    image_at = len(argv) - 4  # the image, "bash", "-c", the command
-    return " ".join([*map(shlex.quote, argv[:image_at]), '-w "$AZ_BATCHAI_JOB_TEMP"', *map(shlex.quote, argv[image_at:])])
+def container_exec_command(name: str, command: str, env_names: list[str]) -> str:
+    """`docker exec` of a bash command line in the job's container, as a bash command line (what the
+    agent runs with `bash -c`): variables by name only (docker reads their values from its own
+    environment), working in $AZ_BATCHAI_JOB_TEMP, which the outer shell expands."""
+    argv = ["docker", "exec"]
+    for env_name in dict.fromkeys(n for n in env_names if _NAME.match(n)):
+        argv += ["-e", env_name]
+    return " ".join([*map(shlex.quote, argv), '-w "$AZ_BATCHAI_JOB_TEMP"', shlex.quote(name), "bash", "-c",
+                     shlex.quote(command)])
+
+
+def container_remove_argv(name: str) -> list[str]:
+    """Stops whatever still runs in the job's container and removes it."""
+    return ["docker", "rm", "--force", name]
 
 
 def docker_login_command(registry: dict[str, Any]) -> list[str] | None:

@@ -21,6 +21,7 @@ from shared.resources import CONTAINERS
 from shared.settings import Settings
 from shared.signed_urls import UrlSigner, load_or_create_key
 from shared.wakeups import Wakeups
+from shared.webhook_destinations import WebhookDestinations
 
 
 @dataclass
@@ -37,6 +38,8 @@ class Services:
     blobs: BlobStore = None  # type: ignore[assignment]
     # Who callers are (the local token is read from the data folder when there is one).
     auth: Authenticator = None  # type: ignore[assignment]
+    # Where webhooks may go, checked with this resolver (the system's unless given).
+    webhooks: WebhookDestinations = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if self.signer is None:
@@ -45,6 +48,8 @@ class Services:
             self.blobs = build_blobs(self.settings, self.signer)
         if self.auth is None:
             self.auth = build_authenticator(self.settings)
+        if self.webhooks is None:
+            self.webhooks = WebhookDestinations(self.settings)
 
     def close(self) -> None:
         self.pool.close()
@@ -109,10 +114,16 @@ def local_base_url(settings: Settings) -> str:
                            f"{settings.endpoint_file}") from None
 
 
+# The folders of data_dir whose files download URLs may name: jobs' folders on the local nodes,
+# the folders that stand for shares and file servers, and blob containers. Never the rest (the owner
+# token, the URL-signing key, the databases, the nodes' bootstrap secrets).
+SERVED_AREAS = ("pools/*/*/jobs", "pools/*/*/mounts", "pools/*/shared", "storage", "blobs")
+
+
 def build_signer(settings: Settings) -> UrlSigner:
     """Signs URLs of files under data_dir, served by the local host's files route."""
     return UrlSigner(functools.partial(load_or_create_key, settings.url_key_path),
-                     functools.partial(local_base_url, settings), settings.data_dir)
+                     functools.partial(local_base_url, settings), settings.data_dir, SERVED_AREAS)
 
 
 def build_blobs(settings: Settings, signer: UrlSigner | None = None) -> BlobStore:

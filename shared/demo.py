@@ -89,15 +89,16 @@ def run(console: Console | None = None, output_dir: Path = Path("demo-output"), 
             sh.run("Submit it: it queues until both nodes have mounted the share and are idle",
                    "job", "create", "--name", "spirals", "--experiment", "demo_experiment",
                    "--cluster", "demo_cluster", "--config-file", "job.json")
-            sh.run("Follow its stdout while it runs (it ends when the job does)",
-                   "job", "file", "stream", "--job", "spirals", "--experiment", "demo_experiment")
+            sh.run("Follow the stdout of its rank 0 while it runs (it ends when the job does)",
+                   "job", "file", "stream", "--job", "spirals", "--experiment", "demo_experiment",
+                   "--file-name", "stdout-0.txt")
             sh.run("How it ended", "job", "show", "--name", "spirals", "--experiment", "demo_experiment")
             succeeded = sh.run("Wait for it (here: it already ended; exit code 0 means it succeeded)",
                                "job", "wait", "--name", "spirals", "--experiment", "demo_experiment",
                                check=False) == 0
             if not succeeded:
-                sh.run("It failed: its stderr.txt", "job", "file", "stream", "--job", "spirals",
-                       "--experiment", "demo_experiment", "--file-name", "stderr.txt")
+                sh.run("It failed: the stderr of its rank 0", "job", "file", "stream", "--job", "spirals",
+                       "--experiment", "demo_experiment", "--file-name", "stderr-0.txt")
                 raise SystemExit("the training job failed")
             sh.run("List its outputs (the MODEL output directory)", "job", "file", "list", "--job", "spirals",
                    "--experiment", "demo_experiment", "--output-directory-id", "MODEL")

@@ -6,7 +6,9 @@ subscription on the deliveries queue; each such message is one attempt. A failed
 the next one as a new message (scheduled enqueue time = now + backoff: base, 2 x base, 4 x base ...
 up to the cap), never a sleep. Message ids are (event, subscription, attempt), so a repeated fan-out
 or a repeated retry is dropped by the queue's duplicate detection. After the last attempt the
-delivery is kept in the subscription's dead-letter list with the reason.
+delivery is kept in the subscription's dead-letter list with the reason. Before each attempt the
+endpoint is checked again (its name may now resolve elsewhere): one the service may not send to is
+dead-lettered at once, unsent.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from shared.ports.messaging import OutgoingMessage
 from shared.ports.state_store import Query
 from shared.resources import R, edit_stored
 from shared.settings import Settings
+from shared.webhook_destinations import DestinationRefused
 
 if TYPE_CHECKING:
     from shared.composition import Services
@@ -80,7 +83,14 @@ def deliver(svc: Services, body: bytes) -> None:
     if subscription is None or subscription.get("uid") != request["uid"]:
         return  # the subscription was deleted (perhaps made again): nothing to deliver to
     event, attempt = request["event"], int(request["attempt"])
-    status, reason = post(svc.settings, subscription, event)
+    try:
+        status, reason = post(svc, subscription, event)
+    except DestinationRefused as exc:  # not sent; a name that could not be resolved is tried again
+        if exc.permanent:
+            telemetry.count_delivery("refused")
+            dead_letter(svc, subscription, event, attempt, f"Not sent: {exc.reason}", None)
+            return
+        status, reason = None, exc.reason
     if status is not None and 200 <= status < 300:
         telemetry.count_delivery("delivered")
         return
@@ -107,17 +117,17 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def post(settings: Settings, subscription: dict[str, Any], event: dict[str, Any]) -> tuple[int | None, str]:
-    """POST the event to the subscription's endpoint: (status code or None, reason if it failed)."""
+def post(svc: Services, subscription: dict[str, Any], event: dict[str, Any]) -> tuple[int | None, str]:
+    """POST the event to the subscription's endpoint, at the address just checked: (status code or
+    None, reason if it failed). Raises DestinationRefused when the endpoint may not be sent to."""
     body = json.dumps(event, separators=(",", ":")).encode()
     headers = {"Content-Type": CONTENT_TYPE}
     secret = (subscription.get("spec") or {}).get("secret")
     if secret:
         headers[SIGNATURE_HEADER] = sign(secret, body)
-    url = subscription["resource"]["properties"]["destination"]["endpointUrl"]
+    destination = svc.webhooks.check(subscription["resource"]["properties"]["destination"]["endpointUrl"])
     try:
-        with httpx.Client(timeout=settings.event_delivery_timeout_seconds, follow_redirects=False) as client:
-            answer = client.post(url, content=body, headers=headers)
+        answer = svc.webhooks.send(destination, "POST", headers, body)
     except httpx.HTTPError as exc:
         return None, f"{type(exc).__name__}: {str(exc)[:300]}"
     return answer.status_code, f"The endpoint answered HTTP {answer.status_code}."

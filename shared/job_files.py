@@ -9,7 +9,9 @@ job's master node, expanded with that node's variables.
 
 from __future__ import annotations
 
+import os
 import posixpath
+import stat
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -18,10 +20,11 @@ from typing import Any
 from shared import errors, pools
 from shared.node_storage import resolved_volumes
 from shared.composition import Services
-from shared.job_environment import JobPaths, job_variables, output_dir, stdouterr_dir
+from shared.job_environment import JobPaths, job_variables, output_dir, own_variables, stdouterr_dir
+from shared.models.common import climbs
 from shared.ports.blob_store import Account
 from shared.resources import R
-from shared.volumes import Location, Volume, local_folder, locate
+from shared.volumes import Location, Volume, expand, local_folder, locate
 
 STDOUTERR = "stdouterr"
 
@@ -69,6 +72,20 @@ def list_directory(svc: Services, job: dict[str, Any], output_id: str, directory
     return _folder_entries(svc, folder / sub, expires) if folder is not None else []
 
 
+def check_folder_paths(spec: dict[str, Any]) -> None:
+    """A job's log and output folders stay below what they name also once the job's own variables
+    are expanded (the model refuses a literal '..'; `$UP` with UP=".." would climb as well)."""
+    env = own_variables(spec)
+    paths = [("properties.stdOutErrPathPrefix", spec["stdOutErrPathPrefix"])]
+    for index, item in enumerate(spec.get("outputDirectories") or []):
+        here = f"properties.outputDirectories[{index}]"
+        paths += [(f"{here}.pathPrefix", item["pathPrefix"]), (f"{here}.pathSuffix", item.get("pathSuffix") or "")]
+    for target, path in paths:
+        if climbs(expand(path, env)):
+            raise errors.InvalidParameter(f"'{target}' climbs out with '..' once the job's variables are expanded; "
+                                          "a job's files stay below the folder it names.", target=target)
+
+
 def expiry(svc: Services, minutes: int) -> datetime:
     return svc.clock.now() + timedelta(minutes=minutes)
 
@@ -108,25 +125,25 @@ def _blob_entries(svc: Services, volume: Volume, prefix: str, expires: datetime)
 
 
 def _folder_entries(svc: Services, folder: Path, expires: datetime) -> list[Entry]:
-    """A local folder's entries; only inside the data folder, whose files the host serves."""
-    root = svc.settings.data_dir.resolve()
+    """A local folder's entries, only where the host serves files (see composition.SERVED_AREAS)
+    and reached through no link; a link inside it (a job may plant one to anywhere) is not listed."""
     try:
-        real = folder.resolve()
-        real.relative_to(root)
-        children = sorted(real.iterdir())
+        real = svc.signer.real_path(svc.signer.relative(folder))
+        children = sorted(os.scandir(real), key=lambda child: child.name)
     except (OSError, ValueError):
         return []
     entries = []
     for child in children:
         try:
-            stat = child.stat()
+            info = child.stat(follow_symlinks=False)
         except OSError:
             continue  # removed meanwhile
-        if child.is_dir():
+        if stat.S_ISDIR(info.st_mode):
             entries.append(Entry(child.name, True))
-        else:
-            modified = datetime.fromtimestamp(stat.st_mtime).astimezone()
-            entries.append(Entry(child.name, False, stat.st_size, modified, svc.signer.url_for(child, expires)))
+        elif stat.S_ISREG(info.st_mode):
+            modified = datetime.fromtimestamp(info.st_mtime).astimezone()
+            url = svc.signer.url_for(real / child.name, expires)
+            entries.append(Entry(child.name, False, info.st_size, modified, url))
     return entries
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 def walk_files(folder: Path, prefix: str = "") -> Iterator[tuple[str, os.stat_result]]:
     """(blob name, stat) of every file below `folder`, named `prefix` + its '/'-separated path;
-    linked folders are not entered (no loops, nothing outside)."""
+    links are neither entered nor listed (no loops, nothing outside)."""
     try:
         entries = list(os.scandir(folder))
     except (FileNotFoundError, NotADirectoryError):
@@ -20,7 +20,7 @@ def walk_files(folder: Path, prefix: str = "") -> Iterator[tuple[str, os.stat_re
         try:
             if entry.is_dir(follow_symlinks=False):
                 yield from walk_files(Path(entry.path), name + "/")
-            elif entry.is_file():
+            elif entry.is_file(follow_symlinks=False):
                 yield name, entry.stat()
         except FileNotFoundError:
             continue  # deleted while listing

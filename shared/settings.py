@@ -6,11 +6,16 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field, IPvAnyNetwork
 
 ENV_PREFIX = "BATCHAI_"
+
+
+def _comma_separated(value: object) -> object:
+    """A list setting given as one environment variable: "a, b" -> ["a", "b"]."""
+    return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
 
 
 class Settings(BaseModel):
@@ -63,6 +68,14 @@ class Settings(BaseModel):
     event_delivery_backoff_seconds: float = Field(default=1.0, gt=0)
     event_delivery_backoff_max_seconds: float = Field(default=300.0, gt=0)
     event_delivery_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Where webhooks may go (shared/webhook_destinations.py). Link-local and cloud metadata addresses never;
+    # loopback only when allowed (default: allowed when the pool is local, i.e. on one machine); private,
+    # shared, unspecified, multicast and reserved ranges only inside these networks (comma-separated CIDRs).
+    webhook_allow_loopback: bool | None = None
+    webhook_allowed_networks: Annotated[list[IPvAnyNetwork], BeforeValidator(_comma_separated)] = []
+    # Validation handshakes under way at once in one process; a create beyond that is answered 429 at once,
+    # so endpoints that never answer cannot hold every API worker for the timeout.
+    webhook_handshake_concurrency: int = Field(default=4, ge=1, le=64)
     # Authentication (shared/auth/). Locally the host creates an owner token in data_dir/token at
     # first start. On Azure: bearer JWTs from Entra ID (issuer, audience, the tenant's keys), the
     # App Service authentication headers when the app sits behind it, and Functions keys.

@@ -8,7 +8,9 @@ file until it expires, and nobody can alter the path or the expiry without the k
 where the signature is HMAC-SHA256 over "v1", the relative path (decoded, '/'-separated) and `se`,
 in URL-safe base64 without padding. Paths are relative to one root (the data folder) and may not
 leave it: '..', '.', empty segments, backslashes and NULs are refused when signing and when
-serving, and `local_path` refuses a path whose symlinks lead outside the root.
+serving. Only the served areas of the root are ever signed or served (the local host's: job
+folders of its nodes, storage and blob folders — never its token, key or databases), and a file is
+served only if no link lies on its way from the root (a job may plant one that leads anywhere).
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ import hashlib
 import hmac
 import os
 import secrets
+import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from fnmatch import fnmatchcase
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote, urlencode
@@ -70,33 +74,44 @@ def load_or_create_key(path: Path) -> bytes:
 
 
 class UrlSigner:
-    """Signs and checks download URLs for files below `root`.
+    """Signs and checks download URLs for files below `root`, in its `areas`.
 
     `key` may be a callable, resolved on first use, so that building the signer (at every start,
     also on Azure where it may never be used) reads and writes nothing. `base_url_provider` is asked
-    at each signing, since the local host's address can change between runs."""
+    at each signing, since the local host's address can change between runs. `areas` are the
+    folders whose files may be served, '/'-separated below the root, `*` standing for any one name
+    ("pools/*/*/jobs"); the default, "", is the whole root."""
 
     def __init__(self, key: bytes | Callable[[], bytes], base_url_provider: Callable[[], str],
-                 root: Path) -> None:
+                 root: Path, areas: Sequence[str] = ("",)) -> None:
         self._key = key
         self._base_url = base_url_provider
         self.root = Path(os.path.abspath(root))
+        self._areas = [tuple(area.split("/")) if area else () for area in areas]
 
     def __repr__(self) -> str:
         return f"UrlSigner(root={str(self.root)!r})"  # never the key
 
     def url(self, kind: str, *parts: str, expires: datetime) -> str:
         """The URL of root/kind/parts...; a part may hold '/' (a blob name)."""
-        return self._signed("/".join(split_relative("/".join((kind, *parts)))), expires)
+        return self._signed("/".join(self._in_area("/".join((kind, *parts)))), expires)
 
     def url_for(self, path: Path, expires: datetime) -> str:
-        """The URL of an absolute (or cwd-relative) path inside the root; it need not exist yet."""
-        absolute, root = Path(os.path.abspath(path)), self.root
-        if not absolute.is_relative_to(root):  # perhaps reached through a symlinked folder
-            absolute, root = absolute.resolve(), root.resolve()
-        if not absolute.is_relative_to(root) or absolute == root:
-            raise PathRefused(f"{path} is not a file below {self.root}")
-        return self._signed("/".join(split_relative(absolute.relative_to(root).as_posix())), expires)
+        """The URL of an absolute (or cwd-relative) path in a served area; it need not exist yet."""
+        return self._signed(self.relative(path), expires)
+
+    def relative(self, path: Path) -> str:
+        """The name below the root of a path in a served area, as URLs carry it; PathRefused for a
+        path with a '..' or outside the areas. Links are not followed (`read` refuses them)."""
+        if ".." in Path(path).parts:
+            raise PathRefused(f"{path} climbs with '..'")
+        absolute = Path(os.path.abspath(path))
+        for root in (self.root, self.root.resolve()):  # the root itself may be reached through a link
+            if absolute.is_relative_to(root) and absolute != root:
+                relative = absolute.relative_to(root).as_posix()
+                self._in_area(relative)
+                return relative
+        raise PathRefused(f"{path} is not a file below {self.root}")
 
     def sign(self, relative_path: str, se: int) -> str:
         """The signature of a relative path and expiry; checks nothing (url/url_for do)."""
@@ -118,12 +133,40 @@ class UrlSigner:
         """True if the signature matches (compared in constant time) and the URL has not expired."""
         return self.problem(relative_path, se, sig, now) is None
 
-    def local_path(self, relative_path: str) -> Path:
-        """The file a relative path names, symlinks resolved; PathRefused if it leads outside root."""
-        candidate = self.root.joinpath(*split_relative(relative_path)).resolve()
-        if not candidate.is_relative_to(self.root.resolve()):
-            raise PathRefused(f"{relative_path!r} leads outside {self.root}")
+    def real_path(self, relative_path: str) -> Path:
+        """The path a relative name stands for, if it is in a served area and no link lies on its
+        way from the root (it need not exist); PathRefused otherwise."""
+        root = self.root.resolve()
+        candidate = root.joinpath(*self._in_area(relative_path))
+        if candidate.resolve() != candidate:
+            raise PathRefused(f"{relative_path!r} is reached through a link")
         return candidate
+
+    def read(self, relative_path: str) -> bytes:
+        """The bytes of the file a relative name stands for (see real_path). The file is opened
+        without following a link, and the opened file's own path is checked, so that a link swapped
+        in after the check cannot lead elsewhere. FileNotFoundError/IsADirectoryError if no file."""
+        path = self.real_path(relative_path)
+        try:  # O_NONBLOCK: a FIFO a job made must not hold the server
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except (FileNotFoundError, NotADirectoryError):
+            raise FileNotFoundError(relative_path) from None
+        except OSError:  # ELOOP: the file itself became a link since the check
+            raise PathRefused(f"{relative_path!r} cannot be opened as a plain file") from None
+        with os.fdopen(fd, "rb") as opened:
+            if os.readlink(f"/proc/self/fd/{fd}") != str(path):
+                raise PathRefused(f"{relative_path!r} was reached through a link")
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise IsADirectoryError(relative_path)
+            return opened.read()
+
+    def _in_area(self, relative_path: str) -> list[str]:
+        """The segments of a relative name inside one of the served areas (PathRefused if not)."""
+        segments = split_relative(relative_path)
+        for area in self._areas:
+            if len(segments) > len(area) and all(fnmatchcase(s, a) for s, a in zip(segments, area)):
+                return segments
+        raise PathRefused(f"{relative_path!r} is not in a folder that is served")
 
     def _signed(self, relative_path: str, expires: datetime) -> str:
         if expires.tzinfo is None:

@@ -12,17 +12,17 @@ from __future__ import annotations
 import asyncio
 import hmac
 import math
-import secrets
 import threading
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared import errors, job_runs, lanes, node_storage, nodes, resources, watchdog
+from shared import errors, job_runs, lanes, node_storage, nodes, pools, resources, watchdog
 from shared.api.request import ApiRequest, ApiResponse, ok, parse_body
 from shared.composition import Services
 from shared.ids import CLUSTER, ResourceRef
+from shared.ports.vm_pool import PoolNotFound, node_token
 from shared.resources import R
 from shared.scheduler import IDLE, LEAVING, PREPARING, UNUSABLE
 
@@ -40,6 +40,9 @@ class Registration(AgentModel):
     node_id: str = Field(alias="nodeId", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     address: str = Field(max_length=64)
     token: str = Field(max_length=200, repr=False)
+    # The agent's own secret, kept on its node: the first registration of a node id binds it, and a
+    # later one (a restarted agent, a retry) is accepted only with the same (node_bootstrap/agent.py).
+    credential: str = Field(min_length=32, max_length=200, repr=False)
 
 
 class Problem(AgentModel):
@@ -72,27 +75,44 @@ class Gone(errors.ApiError):
     status, code = 410, "NodeRemoved"
 
 
+class NotAdmitted(errors.ApiError):
+    status, code = 403, "NodeNotAdmitted"
+
+
 def register(svc: Services, req: ApiRequest) -> ApiResponse:
-    """Trade the cluster's bootstrap token for this node's own credential."""
+    """Trade a bootstrap token for this node's credential. Only a node the cluster's pool made may
+    register, with its own token where the pool gives one; and a node id registers once: again only
+    with the credential it registered with (the agent keeps it on its node)."""
     reg = parse_body(Registration, req)
     ref = ResourceRef.parse(reg.cluster_id, CLUSTER)
     cluster = svc.store.read(R, ref.pk, ref.key) if ref else None
-    if cluster is None or not hmac.compare_digest(cluster.get("agentToken", ""), reg.token):
+    pool_token = (cluster or {}).get("agentToken", "")
+    own_token = bool(pool_token) and hmac.compare_digest(node_token(pool_token, reg.node_id), reg.token)
+    the_pools = bool(pool_token) and hmac.compare_digest(pool_token, reg.token)
+    if cluster is None or not (own_token or the_pools):
         raise Unauthorized("The cluster id or bootstrap token is not valid.", target="token")
     uid = lanes.cluster_uid(cluster)
-    credential = secrets.token_urlsafe(32)
+    if the_pools and svc.pool.gives_node_tokens:
+        raise NotAdmitted("Each node of this cluster registers with its own bootstrap token.", target="nodeId")
+    if svc.store.read(nodes.N, uid, nodes.node_key(uid, reg.node_id)) is None and not _made(svc, cluster, reg.node_id):
+        raise NotAdmitted(f"The node {reg.node_id} is not one that the cluster's pool made.", target="nodeId")
     now = svc.clock.now()
     nodes.ensure(svc.store, nodes.new_doc(uid, reg.node_id, cluster["id"], cluster["pk"], reg.address, now))
     previous: dict[str, Any] = {}
 
     def join(doc: dict[str, Any]) -> bool:
+        previous.clear()
         previous.update(doc)
-        doc.update(credential=nodes.hash_secret(credential), address=reg.address, since=nodes.stamp(now))
+        if doc.get("credential") and not nodes.credential_matches(doc, reg.credential):
+            return False  # registered already, by the holder of another credential
+        doc.update(credential=nodes.hash_secret(reg.credential), address=reg.address, since=nodes.stamp(now))
         if doc["state"] != LEAVING:  # a (re)started agent sets its node up again before it takes work
             doc.update(state=PREPARING, error=None)
         return True
 
     node = nodes.change(svc.store, uid, reg.node_id, join)
+    if node is None and previous:
+        raise NotAdmitted(f"The node {reg.node_id} has registered already.", target="nodeId")
     if node is None:
         raise Gone(f"The node {reg.node_id} is no longer part of the cluster.", target="nodeId")
     watchdog.beat(svc, uid, reg.node_id)
@@ -100,7 +120,14 @@ def register(svc: Services, req: ApiRequest) -> ApiResponse:
         job_runs.requeue_holder(svc, previous, "AgentRestarted", "The node's agent restarted during the job.",
                                 failure=True)
     lanes.signal(svc.messaging, cluster["id"], cluster["pk"])
-    return ok({"node": node["id"], "credential": credential, "heartbeatSeconds": svc.settings.heartbeat_seconds})
+    return ok({"node": node["id"], "credential": reg.credential, "heartbeatSeconds": svc.settings.heartbeat_seconds})
+
+
+def _made(svc: Services, cluster: dict[str, Any], node_id: str) -> bool:
+    try:
+        return svc.pool.made(pools.pool_id(cluster), node_id)
+    except PoolNotFound:
+        return False
 
 
 def authenticate(svc: Services, req: ApiRequest) -> dict[str, Any]:

@@ -1,10 +1,13 @@
 """Event subscriptions (beside Batch AI's API, under a workspace): webhooks that receive the
-workspace's job events as CloudEvents. Create runs the CloudEvents webhook validation handshake
-first, so nothing is stored for an endpoint that did not agree to receive events. A workspace's
-subscriptions go with it (they are its children in the store, deleted by its delete)."""
+workspace's job events as CloudEvents. Create checks where the endpoint is (shared/
+webhook_destinations.py) and runs the CloudEvents webhook validation handshake first, so nothing is
+stored for an endpoint the service may not send to or that did not agree to receive events. A
+workspace's subscriptions go with it (they are its children in the store, deleted by its delete)."""
 
 from __future__ import annotations
 
+import logging
+import math
 import uuid
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,7 +21,9 @@ from shared.composition import Services
 from shared.ids import EVENT_SUBSCRIPTION
 from shared.models.event_subscription import EventSubscriptionCreateParameters
 from shared.resources import envelope
+from shared.webhook_destinations import DestinationRefused
 
+log = logging.getLogger(__name__)
 ENDPOINT_TARGET = "properties.destination.endpointUrl"
 LOCAL_ORIGIN = "batchai.local"  # the WebHook-Request-Origin when the service has no public endpoint
 
@@ -34,7 +39,10 @@ def create(svc: Services, req: ApiRequest) -> ApiResponse:
     existing = resources.load(svc.store, ref)
     endpoint = params.destination.endpoint_url
     if existing is None or existing["resource"]["properties"]["destination"]["endpointUrl"] != endpoint:
-        handshake(svc, endpoint)
+        with svc.webhooks.handshake_slot() as slot:
+            if not slot:
+                return busy(svc)
+            handshake(svc, endpoint)
 
     def build() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         now = timestamp(svc.clock.now())
@@ -56,25 +64,43 @@ def create(svc: Services, req: ApiRequest) -> ApiResponse:
 
 def handshake(svc: Services, endpoint: str) -> None:
     """The CloudEvents webhook validation: OPTIONS with WebHook-Request-Origin; the endpoint must
-    answer 200 with a WebHook-Allowed-Origin of that origin or '*'. Anything else is a 400."""
+    answer 200 with a WebHook-Allowed-Origin of that origin or '*'. An endpoint the service may not
+    send to is a 400 saying why; any other failure is one neutral 400 (whether it could not be
+    reached, timed out or answered otherwise is not told: that would map ports behind it)."""
     origin = urlsplit(svc.settings.public_endpoint).hostname or LOCAL_ORIGIN
     try:
-        with httpx.Client(timeout=svc.settings.event_delivery_timeout_seconds, follow_redirects=False) as client:
-            answer = client.options(endpoint, headers={"WebHook-Request-Origin": origin})
+        destination = svc.webhooks.check(endpoint)
+    except DestinationRefused as exc:
+        if exc.permanent:
+            raise errors.InvalidParameter(exc.reason, target=ENDPOINT_TARGET,
+                                          code="WebHookEndpointNotAllowed") from None
+        raise refused(origin, exc.reason) from None
+    try:
+        answer = svc.webhooks.send(destination, "OPTIONS", {"WebHook-Request-Origin": origin})
     except httpx.HTTPError as exc:
-        raise refused(f"it could not be reached ({type(exc).__name__})") from None
+        raise refused(origin, type(exc).__name__) from None
     if answer.status_code != 200:
-        raise refused(f"it answered HTTP {answer.status_code} to the validation request")
+        raise refused(origin, f"HTTP {answer.status_code}")
     allowed = [o.strip() for o in answer.headers.get("WebHook-Allowed-Origin", "").split(",")]
     if origin not in allowed and "*" not in allowed:
-        raise refused(f"its WebHook-Allowed-Origin header does not allow the origin '{origin}'")
+        raise refused(origin, "no matching WebHook-Allowed-Origin")
 
 
-def refused(why: str) -> errors.ApiError:
+def refused(origin: str, why: str) -> errors.ApiError:
+    """The same answer for every failed handshake; why it failed goes to the log only."""
+    log.info("webhook validation handshake failed: %s", why)
     return errors.InvalidParameter(
-        f"The webhook endpoint did not pass the CloudEvents validation handshake: {why}. It must answer an "
-        "HTTP OPTIONS request carrying WebHook-Request-Origin with 200 and a matching WebHook-Allowed-Origin.",
+        "The webhook endpoint did not pass the CloudEvents validation handshake. It must answer an HTTP OPTIONS "
+        f"request carrying WebHook-Request-Origin with 200 and a WebHook-Allowed-Origin that allows '{origin}'.",
         target=ENDPOINT_TARGET, code="WebHookValidationFailed")
+
+
+def busy(svc: Services) -> ApiResponse:
+    """429 when every handshake slot is taken: the caller retries, no API worker waits."""
+    wait = max(1, math.ceil(svc.settings.event_delivery_timeout_seconds))
+    return ApiResponse(429, errors.cloud_error(
+        "TooManyRequests", f"Too many webhook validation handshakes are under way; retry after {wait} s.",
+        target=ENDPOINT_TARGET), {"Retry-After": str(wait)})
 
 
 def list_dead_letters(svc: Services, req: ApiRequest) -> ApiResponse:

@@ -1,8 +1,8 @@
 """GET files/{*path}: the local host's answer to a signed download URL (shared/signed_urls.py).
 
 Paths are relative to the data folder, which the signer guards: the URL must carry a valid
-signature and an expiry still ahead, the path may not leave the folder (also through symlinks),
-and what it names must be a file. Errors are CloudErrors naming the query parameter or the path.
+signature and an expiry still ahead, the path must be in a served area of the folder and reached
+through no link, and what it names must be a plain file. Errors are CloudErrors naming the query parameter or the path.
 """
 
 from __future__ import annotations
@@ -38,11 +38,10 @@ def serve_file(signer: UrlSigner, path: str, se: str | None, sig: str | None, no
         raise AuthenticationFailed(f"The URL expired at {when}." if when else "The URL has no valid expiry (se).",
                                    target="se")
     try:
-        local = signer.local_path(path)
+        data = signer.read(path)
     except PathRefused:
-        raise AuthenticationFailed("The path leads outside the served folder.", target="path") from None
-    try:
-        data = local.read_bytes()
+        raise AuthenticationFailed("The path leads outside the served folders (or through a link).",
+                                   target="path") from None
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise errors.ResourceNotFound("No file is at this path.", target="path") from None
     plain = {"content-type": "application/octet-stream", "accept-ranges": "bytes"}

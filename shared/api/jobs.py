@@ -25,6 +25,7 @@ def create(svc: Services, req: ApiRequest) -> ApiResponse:
     ref = route_ref(JOB, req)
     params = parse_body(JobCreateParameters, req).properties
     spec = params.to_wire(reveal_secrets=True)
+    job_files.check_folder_paths(spec)
 
     def build() -> tuple[dict[str, Any], dict[str, Any]]:
         cluster = cluster_of(svc, ref, spec["cluster"]["id"])

@@ -9,7 +9,16 @@ from typing import Annotated
 
 import typer
 
-from shared.cli.bodies import ClusterFlags, MountFlags, Storage, cluster_body
+from shared.cli.bodies import (
+    AUTO_CONTAINER,
+    AUTO_CONTAINER_PATH,
+    AUTO_SHARE,
+    AUTO_SHARE_PATH,
+    ClusterFlags,
+    MountFlags,
+    Storage,
+    cluster_body,
+)
 from shared.cli.common import (
     add_show_list_delete,
     AccountOpt,
@@ -18,8 +27,10 @@ from shared.cli.common import (
     BfsOpt,
     BfsPathOpt,
     Column,
+    GenerateKeysOpt,
     GroupOpt,
     KeyOpt,
+    LocationOpt,
     MessageIdOpt,
     NameOpt,
     NfsOpt,
@@ -27,6 +38,7 @@ from shared.cli.common import (
     Output,
     OutputOpt,
     TimeoutOpt,
+    UserError,
     ViaQueueOpt,
     WaitOpt,
     WorkspaceOpt,
@@ -37,7 +49,11 @@ from shared.cli.common import (
     session,
     show,
 )
+from shared.cli.ssh_keys import ensure_rsa_key_pair
 from shared.models import Cluster
+
+# --use-auto-storage on a local host: its folders stand for every storage account, any key will do.
+LOCAL_AUTO_STORAGE_ACCOUNT, LOCAL_AUTO_STORAGE_KEY = "baiautostorage", "local"
 
 app = typer.Typer(help="Clusters: pools of nodes that run jobs.", no_args_is_help=True)
 
@@ -80,6 +96,17 @@ def ssh_key_value(given: str) -> str:
     return path.read_text().strip() if not given.startswith("ssh-") and path.is_file() else given
 
 
+def auto_storage_account(given: Storage) -> Storage:
+    """The account --use-auto-storage mounts. az made (or reused) one in Azure; a local host stands
+    for every account with folders and takes any key, so locally it is a fixed local account."""
+    if session().is_local():
+        return Storage(LOCAL_AUTO_STORAGE_ACCOUNT, LOCAL_AUTO_STORAGE_KEY)
+    if given.account and given.key:
+        return given
+    raise UserError("--use-auto-storage: batchai does not create storage accounts in Azure; give the account "
+                    "to use with --storage-account-name and --storage-account-key.")
+
+
 def default_ssh_key() -> str | None:
     for name in ("id_ed25519.pub", "id_rsa.pub"):
         path = Path.home() / ".ssh" / name
@@ -98,20 +125,26 @@ def create(
                                                 help="VM size (default STANDARD_NC6).")] = None,
     vm_priority: Annotated[str | None, typer.Option("--vm-priority", show_default=False,
                                                     help="dedicated or lowpriority.")] = None,
-    target: Annotated[int | None, typer.Option("--target", "-t", min=0, show_default=False,
-                                               help="Number of nodes (default 1).")] = None,
+    target: Annotated[int | None, typer.Option(
+        "--target", "-t", min=0, show_default=False,
+        help="Nodes at creation (default 1); with --min/--max, where auto-scale starts.")] = None,
     min_nodes: Annotated[int | None, typer.Option("--min", min=0, show_default=False,
-                                                  help="Auto-scale: fewest nodes.")] = None,
+                                                  help="Auto-scale: fewest nodes (equal to --max: a fixed size).")
+                         ] = None,
     max_nodes: Annotated[int | None, typer.Option("--max", min=0, show_default=False,
                                                   help="Auto-scale: most nodes.")] = None,
     image: Annotated[str | None, typer.Option("--image", "-i", show_default=False,
                                               help="UbuntuLTS, UbuntuDSVM or publisher:offer:sku[:version].")] = None,
+    custom_image: Annotated[str | None, typer.Option(
+        "--custom-image", show_default=False,
+        help="ARM id of a custom VM image; --image names the image it was made from.")] = None,
     user_name: Annotated[str | None, typer.Option("--user-name", "-u", show_default=False,
                                                   help="Admin user on the nodes (default: you).")] = None,
     password: Annotated[str | None, typer.Option("--password", "-p", show_default=False,
                                                  help="Admin password (never shown).")] = None,
     ssh_key: Annotated[str | None, typer.Option(
         "--ssh-key", "-k", show_default=False, help="Admin SSH public key or its file (default ~/.ssh/*.pub).")] = None,
+    generate_ssh_keys: GenerateKeysOpt = False,
     subnet: Annotated[str | None, typer.Option("--subnet", show_default=False, help="Subnet id.")] = None,
     setup_task: Annotated[str | None, typer.Option("--setup-task", show_default=False,
                                                    help="Command every node runs when it starts.")] = None,
@@ -120,20 +153,30 @@ def create(
     storage_account_name: AccountOpt = None, storage_account_key: KeyOpt = None,
     afs_name: AfsOpt = None, afs_mount_path: AfsPathOpt = "afs", bfs_name: BfsOpt = None,
     bfs_mount_path: BfsPathOpt = "bfs", nfs: NfsOpt = None, nfs_mount_path: NfsPathOpt = "nfs",
+    use_auto_storage: Annotated[bool, typer.Option(
+        "--use-auto-storage",
+        help=f"Mount the share {AUTO_SHARE} at $AZ_BATCHAI_MOUNT_ROOT/{AUTO_SHARE_PATH} and the container "
+             f"{AUTO_CONTAINER} at .../{AUTO_CONTAINER_PATH} of an auto-storage account: on a local host its "
+             "local account, elsewhere the --storage-account-name/-key given.")] = False,
+    location: LocationOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """Create a cluster from flags, a Batch AI config file, or both."""
     s = session()
     group, workspace = s.workspace(group, workspace)
     config = read_json_file(config_file, "config file") if config_file else None
+    if generate_ssh_keys:
+        generated = ensure_rsa_key_pair()
+        ssh_key = ssh_key or generated
     flags = ClusterFlags(vm_size=vm_size, vm_priority=vm_priority, target=target, min_nodes=min_nodes,
-                         max_nodes=max_nodes, image=image, user_name=user_name, password=password,
-                         ssh_key=ssh_key_value(ssh_key) if ssh_key else None, subnet=subnet,
+                         max_nodes=max_nodes, image=image, custom_image=custom_image, user_name=user_name,
+                         password=password, ssh_key=ssh_key_value(ssh_key) if ssh_key else None, subnet=subnet,
                          setup_task=setup_task, setup_task_output=setup_task_output)
     nfs_id = resource_id(nfs, "fileServers", group, workspace, s.config().subscription) if nfs else None
-    mounts = MountFlags(afs_name, afs_mount_path, bfs_name, bfs_mount_path, nfs_id, nfs_mount_path)
-    body = cluster_body(config, flags, mounts, Storage(storage_account_name, storage_account_key),
-                        default_user(), default_ssh_key())
+    storage = Storage(storage_account_name, storage_account_key)
+    mounts = MountFlags(afs_name, afs_mount_path, bfs_name, bfs_mount_path, nfs_id, nfs_mount_path,
+                        auto_storage=auto_storage_account(storage) if use_auto_storage else None)
+    body = cluster_body(config, flags, mounts, storage, default_user(), default_ssh_key())
     show(s.client().clusters.create(group, workspace, name, body), output, COLUMNS)
 
 

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
@@ -91,6 +92,12 @@ class Session:
                             "`batchai configure --workspace NAME`.")
         return group, value
 
+    def is_local(self) -> bool:
+        """Whether the service is a local host found in this folder (or on this machine's loopback)."""
+        config = self.config()
+        host = urlsplit(config.endpoint or "").hostname or ""
+        return config.sources.get("endpoint") == "local host" or host == "localhost" or host.startswith("127.")
+
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
@@ -114,11 +121,73 @@ def new_session(endpoint: str | None, subscription: str | None) -> Session:
 Column = tuple[str, Callable[[Any], Any]]
 
 
+class Query:
+    """The global `--query` (JMESPath, as every az command has), taken out of the command line
+    wherever it stands (`batchai job show ... --query jobOutputDirectoryPathSegment`)."""
+
+    expression: Any = None  # a compiled jmespath expression
+
+    @classmethod
+    def take(cls, argv: list[str]) -> list[str]:
+        """argv without --query and its value; the expression kept (a bad one is a UserError)."""
+        import jmespath
+        from jmespath.exceptions import JMESPathError
+
+        cls.expression = None
+        rest, given = [], None
+        items = iter(argv)
+        for arg in items:
+            if arg == "--":
+                rest += [arg, *items]
+                break
+            if arg == "--query":
+                given = next(items, None)
+                if given is None:
+                    raise UserError("--query needs a JMESPath expression, e.g. --query properties.executionState.")
+            elif arg.startswith("--query="):
+                given = arg.removeprefix("--query=")
+            else:
+                rest.append(arg)
+        if given is not None:
+            try:
+                cls.expression = jmespath.compile(given)
+            except JMESPathError as exc:
+                reason = str(exc).splitlines()[0].removeprefix("Invalid jmespath expression: ")
+                raise UserError(f"--query '{given}' is not a JMESPath expression: {reason}") from None
+        return rest
+
+
+def az_view(wire: dict[str, Any]) -> dict[str, Any]:
+    """A resource as az printed it, for --query: its properties also at the top (the SDK's models
+    flatten them) and its resourceGroup; `properties.x` works as well as `x`."""
+    view = {**wire, **(wire.get("properties") or {})} if isinstance(wire.get("properties"), dict) else dict(wire)
+    group = id_part(wire.get("id"), "resourceGroups")
+    if group:
+        view.setdefault("resourceGroup", group)
+    return view
+
+
+def _print_query(wire: Any, output: Output) -> None:
+    result = Query.expression.search(wire)
+    if output is Output.tsv:
+        values = result if isinstance(result, list) else [result]
+        for value in values:
+            row = list(value.values()) if isinstance(value, dict) else value if isinstance(value, list) else [value]
+            print("\t".join("" if v is None else v if isinstance(v, str) else json.dumps(v) for v in row))
+        return
+    print(json.dumps(result, indent=2))
+
+
 def show(items: WireModel | Iterable[WireModel] | None, output: Output, columns: Sequence[Column],
          *, title: str | None = None) -> None:
-    """One resource or a list, as a table (the columns), JSON (the wire form) or TSV (the columns)."""
+    """One resource or a list, as a table (the columns), JSON (the wire form) or TSV (the columns);
+    with --query, what the expression picks from az's view of them (JSON, or TSV with -o tsv)."""
     single = isinstance(items, WireModel)
     rows: list[WireModel] = [items] if single else list(items or [])  # type: ignore[list-item]
+    if Query.expression is not None:
+        views = [az_view(r.to_wire()) for r in rows]
+        _print_query(views[0] if single else views, output)
+        return
     if output is Output.json:
         wire = [r.to_wire() for r in rows]
         print(json.dumps(wire[0] if single else wire, indent=2))
@@ -215,6 +284,10 @@ AfsPathOpt = Annotated[str, typer.Option("--afs-mount-path", help="Where, relati
 BfsOpt = Annotated[str | None, typer.Option("--bfs-name", help="Blob container to mount.", show_default=False)]
 BfsPathOpt = Annotated[str, typer.Option("--bfs-mount-path", help="Where, relative to the mount root.")]
 NfsOpt = Annotated[str | None, typer.Option("--nfs", help="File server (name or id) to mount.", show_default=False)]
+GenerateKeysOpt = Annotated[bool, typer.Option(
+    "--generate-ssh-keys", help="Use ~/.ssh/id_rsa.pub as the admin's key, making the pair first if missing.")]
+# `az batchai cluster create -l` (before workspaces): clusters live where their workspace is.
+LocationOpt = Annotated[str | None, typer.Option("--location", "-l", hidden=True, show_default=False)]
 NfsPathOpt = Annotated[str, typer.Option("--nfs-mount-path", help="Where, relative to the mount root.")]
 
 

@@ -198,7 +198,8 @@ def wait(name: NameOpt, experiment: ExperimentOpt, group: GroupOpt = None, works
 
     with Live(view(), console=console, refresh_per_second=4, transient=True) as live:
         for text in client.jobs.follow_file(group, workspace, experiment, name, interval=interval, timeout=timeout,
-                                            on_poll=lambda job: (latest.append(job), live.update(view()))):
+                                            on_poll=lambda job: (latest.append(job), live.update(view())),
+                                            missing_ok=True):
             pieces = (partial[0] + text).split("\n")
             partial[0] = pieces.pop()
             tail.extend(pieces)
@@ -237,11 +238,15 @@ def file_list(job: JobOpt, experiment: ExperimentOpt, group: GroupOpt = None, wo
 
 @file_app.command("stream")
 def file_stream(job: JobOpt, experiment: ExperimentOpt, group: GroupOpt = None, workspace: WorkspaceOpt = None,
-                file_name: Annotated[str, typer.Option("--file-name", "-f", help="The file to follow.")] = "stdout.txt",
+                file_name: Annotated[str | None, typer.Option(
+                    "--file-name", "-f", show_default=False,
+                    help="The file to follow; by default the master task's stdout: stdout.txt, or stdout-wk-0.txt "
+                         "(TensorFlow), stdout-0.txt (PyTorch, Caffe2).")] = None,
                 output_directory_id: DirectoryOpt = "stdouterr",
                 interval: Annotated[float, typer.Option("--interval", min=0.1, help="Seconds between reads.")] = 1.0,
                 ) -> None:
-    """Print a job's file as it grows (stdout.txt by default) until the job ends."""
+    """Print a job's file as it grows until the job ends; a file the ended job never made is an
+    error (exit code 1)."""
     client, group, workspace = _where(group, workspace)
     for text in client.jobs.follow_file(group, workspace, experiment, job, file_name, output_directory_id,
                                         interval=interval):

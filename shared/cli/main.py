@@ -17,7 +17,7 @@ from rich.table import Table
 from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer vendors click
 
 from shared.cli import clusters, jobs, resources, ui
-from shared.cli.common import UserError, console, errors, new_session, session
+from shared.cli.common import Query, UserError, console, errors, new_session, session
 from shared.client import ClientError
 from shared.client.config import ENVIRONMENT, config_file, resolve, write_file
 from shared.settings import Settings
@@ -109,9 +109,11 @@ def demo(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the command; exit with its code, a user's mistake or a service's refusal in one line."""
+    """Run the command; exit with its code, a user's mistake or a service's refusal in one line, and
+    anything unexpected in one line too (never a traceback)."""
     try:
-        code = app(args=argv, prog_name="batchai", standalone_mode=False)
+        args = Query.take(sys.argv[1:] if argv is None else list(argv))
+        code = app(args=args, prog_name="batchai", standalone_mode=False)
     except NoArgsIsHelpError as exc:  # `batchai job`: the group's help, as `batchai job --help` shows it
         text = exc.format_message()  # the help; typer's rich help printed itself when the error was made
         if text:
@@ -126,11 +128,14 @@ def main(argv: list[str] | None = None) -> None:
         code = _fail(str(exc), 1)
     except (typer.Abort, KeyboardInterrupt):
         code = _fail("Interrupted.", 130)
+    except Exception as exc:  # a bug, or an answer no one foresaw: still one line, never a traceback
+        code = _fail(f"unexpected {type(exc).__name__}: {exc} (please report this)", 1)
     finally:
         session().close()
     sys.exit(code if isinstance(code, int) else 0)
 
 
 def _fail(message: str, code: int) -> int:
+    message = " ".join(line.strip() for line in message.splitlines() if line.strip())  # always one line
     errors.print(f"batchai: error: {message}", markup=False, soft_wrap=True)
     return code

@@ -7,9 +7,11 @@ from typing import Annotated
 import typer
 
 from shared.cli.bodies import properties_of
+from shared.cli.ssh_keys import ensure_rsa_key_pair
 from shared.cli.common import (
     add_show_list_delete,
     Column,
+    GenerateKeysOpt,
     GroupOpt,
     NameOpt,
     Output,
@@ -124,19 +126,26 @@ def file_server_create(
                                                   help="Size of each data disk, GB.")] = None,
     storage_sku: Annotated[str | None, typer.Option("--storage-sku", show_default=False,
                                                     help="Standard_LRS or Premium_LRS.")] = None,
+    caching_type: Annotated[str | None, typer.Option("--caching-type", show_default=False,
+                                                     help="Host caching of the data disks: none, readonly or "
+                                                          "readwrite.")] = None,
     user_name: Annotated[str | None, typer.Option("--user-name", "-u", show_default=False,
                                                   help="Admin user.")] = None,
     password: Annotated[str | None, typer.Option("--password", "-p", show_default=False,
                                                  help="Admin password (never shown).")] = None,
     ssh_key: Annotated[str | None, typer.Option("--ssh-key", "-k", show_default=False,
                                                 help="Admin SSH public key, or the path of one.")] = None,
+    generate_ssh_keys: GenerateKeysOpt = False,
     subnet: Annotated[str | None, typer.Option("--subnet", show_default=False, help="Subnet id.")] = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """Create a file server from a config file and/or flags."""
-    from shared.cli.clusters import default_user, ssh_key_value
+    from shared.cli.clusters import default_ssh_key, default_user, ssh_key_value
 
     s = session()
+    if generate_ssh_keys:
+        generated = ensure_rsa_key_pair()
+        ssh_key = ssh_key or generated
     where = s.workspace(group, workspace)
     props = properties_of(read_json_file(config_file, "config file") if config_file else None, "config file")
     if vm_size:
@@ -148,6 +157,8 @@ def file_server_create(
         if value is not None:
             disks[key] = value
         disks.setdefault(key, fallback)
+    if caching_type:
+        disks["cachingType"] = caching_type
     ssh = props.setdefault("sshConfiguration", {})
     account = ssh.setdefault("userAccountSettings", {})
     account["adminUserName"] = user_name or account.get("adminUserName") or default_user()
@@ -155,6 +166,8 @@ def file_server_create(
         account["adminUserPassword"] = password
     if ssh_key:
         account["adminUserSshPublicKey"] = ssh_key_value(ssh_key)
+    if not account.get("adminUserPassword") and not account.get("adminUserSshPublicKey") and default_ssh_key():
+        account["adminUserSshPublicKey"] = default_ssh_key()  # as az: the default key when no password
     if subnet:
         props["subnet"] = {"id": subnet}
     show(s.client().file_servers.create(*where, name, {"properties": props}), output, FILE_SERVER_COLUMNS)

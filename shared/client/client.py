@@ -21,10 +21,10 @@ import httpx
 from pydantic import BaseModel
 
 from shared.client.config import ClientConfig
-from shared.client.errors import ApiError, ClientError, ServiceUnreachable
+from shared.client.errors import ApiError, ClientError, OutputFileNotFound, ServiceUnreachable
 from shared.client.requests_by_message import REPLIES, RequestQueue
+from shared.client.parsing import parse_answer
 from shared.models import (
-    REDACTED,
     Cluster,
     Experiment,
     File,
@@ -49,9 +49,7 @@ def _wire(body: Body | None) -> dict[str, Any] | None:
 
 
 def _parse(model: type[M], data: Any) -> M:
-    # Wire JSON (ISO dates, enum values) with its secrets removed, so rules such as "accountKey or its
-    # reference" are checked as for any redacted document.
-    return model.model_validate(data, strict=False, context=REDACTED)
+    return parse_answer(model, data)  # leniently when it must be: see shared/client/parsing.py
 
 
 class _Http:
@@ -235,32 +233,57 @@ class Jobs(_Group):
                 raise TimeoutError(f"The job {name} is still {state_of(job)} after {timeout:g} s.")
             time.sleep(interval)
 
-    def follow_file(self, group: str, workspace: str, experiment: str, name: str, file_name: str = "stdout.txt",
+    def follow_file(self, group: str, workspace: str, experiment: str, name: str, file_name: str | None = None,
                     output_directory_id: str = "stdouterr", *, interval: float = 1.0,
-                    timeout: float | None = None, on_poll: Callable[[Job], None] | None = None) -> Iterator[str]:
+                    timeout: float | None = None, on_poll: Callable[[Job], None] | None = None,
+                    missing_ok: bool = False) -> Iterator[str]:
         """The file's text as it grows, piece by piece, until the job has ended (and the file with it).
-        `on_poll` sees the job at every round."""
+        Without a file name, the master task's stdout (`master_log`). A file the job never made is
+        `OutputFileNotFound` once the job has ended (nothing, with `missing_ok`). `on_poll` sees the
+        job at every round."""
         deadline = None if timeout is None else time.monotonic() + timeout
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         offset = 0
+        seen = False
         while True:
             job = self.get(group, workspace, experiment, name)
             if on_poll:
                 on_poll(job)
+            wanted = file_name or master_log(job)
             finished = state_of(job) in FINAL_STATES
-            entry = next((f for f in self.list_output_files(group, workspace, experiment, name, output_directory_id)
-                          if f.name == file_name and f.download_url), None)
+            files = list(self.list_output_files(group, workspace, experiment, name, output_directory_id))
+            entry = next((f for f in files if f.name == wanted and f.download_url), None)
             if entry is not None:
+                seen = True
                 data = self._http.fetch(entry.download_url or "", offset)
                 offset += len(data)
                 text = decoder.decode(data, final=finished)
                 if text:
                     yield text
             if finished:  # read once more after the end was seen, so the last lines are never lost
+                if not seen and not missing_ok:
+                    there = ", ".join(sorted(f.name or "" for f in files if f.download_url)) or "no files"
+                    raise OutputFileNotFound(f"File '{wanted}' not found: the job {name} ended without it in its "
+                                             f"{output_directory_id} directory, which has: {there}.")
                 return
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"The job {name} did not end within {timeout:g} s.")
             time.sleep(interval)
+
+
+def master_log(job: Job, stream: str = "stdout") -> str:
+    """The file the job's master task writes to (reference/ENVIRONMENT.md, "Per-task log files"):
+    stdout-wk-0.txt for TensorFlow, stdout-0.txt for PyTorch (but over MPI) and Caffe2, else stdout.txt."""
+    props = job.properties
+    if props is None:
+        return f"{stream}.txt"
+    if props.tensor_flow_settings is not None:
+        return f"{stream}-wk-0.txt"
+    pytorch = props.py_torch_settings
+    if props.caffe2_settings is not None or (
+            pytorch is not None and (pytorch.communication_backend or "").lower() != "mpi"):
+        return f"{stream}-0.txt"
+    return f"{stream}.txt"
 
 
 class EventSubscriptions(_InWorkspace[EventSubscription]):

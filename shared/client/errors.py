@@ -15,6 +15,10 @@ class ServiceUnreachable(ClientError):
     """No endpoint is known, or nothing answers at it."""
 
 
+class OutputFileNotFound(ClientError):
+    """A job ended without the file asked for (ENVIRONMENT.md: "not found", not an empty stream)."""
+
+
 class ApiError(ClientError):
     """The service refused the request: its HTTP status and CloudError (code, message, target)."""
 

@@ -14,6 +14,7 @@ from shared.adapters.local.sqlite_messaging import SqliteMessaging
 from shared.auth import local_token
 from shared.composition import Services, build_services, use_services
 from shared.localhost.amqp.door import ServiceBusDoor
+from shared.localhost.data_folder import make_private
 from shared.localhost.functions_index import IndexedFunction, index, load_app
 from shared.localhost.http_server import FunctionsHttpApp
 from shared.localhost.queue_pump import QueuePump
@@ -39,8 +40,8 @@ class LocalHost:
 
     def run(self) -> None:
         """Serve until interrupted; state stays in the data folder for the next start."""
+        make_private(self.settings.data_dir)  # first: everything after is born private
         telemetry.setup(self.settings, "batchai-localhost")
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         local_token.ensure(self.settings.token_path)  # the owner's token, for the CLI in this folder
         svc = build_services(self.settings)
         use_services(svc)

@@ -19,6 +19,10 @@ log = logging.getLogger(__name__)
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+# A refused body is read and dropped up to this far past the limit, for at most this long, before the
+# answer goes out (see _discard_rest).
+DISCARD_BEYOND_LIMIT = 64 * 1024 * 1024
+DISCARD_SECONDS = 30.0
 
 
 class FunctionsHttpApp:
@@ -34,7 +38,8 @@ class FunctionsHttpApp:
             return
         if scope["type"] != "http":
             return
-        if _declared_length(scope) > self.max_body_bytes:  # refused before a byte of the body is read
+        if _declared_length(scope) > self.max_body_bytes:  # refused before a byte of the body is kept
+            await self._discard_body(scope, receive)
             await self._too_large(send)
             return
         method, path = scope["method"], scope["path"]
@@ -43,9 +48,10 @@ class FunctionsHttpApp:
             status, code = (405, "MethodNotAllowed") if route_params else (404, "NotFound")
             message = f"No operation answers {method} {path}." if status == 404 else \
                 f"{method} is not allowed on {path}."
+            await self._discard_body(scope, receive)
             await _send_json(send, status, cloud_error(code, message))
             return
-        body = await _read_body(receive, self.max_body_bytes)
+        body = await _read_body(receive, self.max_body_bytes, self.max_body_bytes + DISCARD_BEYOND_LIMIT)
         if body is None:
             await self._too_large(send)
             return
@@ -59,6 +65,13 @@ class FunctionsHttpApp:
             response = await anyio.to_thread.run_sync(function.func, request)
         await _send_response(send, response)
 
+    async def _discard_body(self, scope: Scope, receive: Receive) -> None:
+        """Read and drop a body that will not be used, unless it is declared larger than the bound or
+        the client waits to send it (Expect: 100-continue): see `_discard_rest`."""
+        bound = self.max_body_bytes + DISCARD_BEYOND_LIMIT
+        if _declared_length(scope) <= bound and _header(scope, b"expect").lower() != "100-continue":
+            await _discard_rest(receive, bound)
+
     async def _too_large(self, send: Send) -> None:
         """413, the same CloudError as the operations' own check (functions/http_api.py)."""
         error = PayloadTooLarge(f"The request body is larger than {self.max_body_bytes} bytes, the most accepted.",
@@ -68,13 +81,15 @@ class FunctionsHttpApp:
 
 def _declared_length(scope: Scope) -> int:
     """The Content-Length the client announced (0 without one: a streamed body is counted as it comes)."""
-    for key, value in scope["headers"]:
-        if key.lower() == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return 0
-    return 0
+    try:
+        return int(_header(scope, b"content-length") or 0)
+    except ValueError:
+        return 0
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    """One request header's value ('' when absent); `name` in lower case."""
+    return next((v.decode("latin-1") for k, v in scope["headers"] if k.lower() == name), "")
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
@@ -87,18 +102,33 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             return
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    """The whole body, or None as soon as it passes the limit (the rest is not buffered)."""
+async def _read_body(receive: Receive, limit: int, bound: int) -> bytes | None:
+    """The whole body, or None as soon as it passes the limit (the rest is read up to `bound`, not kept)."""
     chunks, size = [], 0
     while True:
         message = await receive()
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
+            if message.get("more_body"):
+                await _discard_rest(receive, bound - size)
             return None
         chunks.append(chunk)
         if not message.get("more_body"):
             return b"".join(chunks)
+
+
+async def _discard_rest(receive: Receive, bound: int) -> None:
+    """Read and drop the rest of a body, at most `bound` bytes and DISCARD_SECONDS: the server closes a
+    connection after an early answer, and closing on unread data resets it under a client that is still
+    sending (urllib reads only after it sent everything), which then never sees the answer."""
+    with anyio.move_on_after(DISCARD_SECONDS):
+        size = 0
+        while size <= bound:
+            message = await receive()
+            size += len(message.get("body", b""))
+            if not message.get("more_body"):
+                return
 
 
 def _headers(scope: Scope) -> dict[str, str]:

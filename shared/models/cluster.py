@@ -85,8 +85,9 @@ class AutoScaleSettings(WireModel):
             raise ValueError(f"initialNodeCount ({self.initial_node_count}) must not exceed "
                              f"maximumNodeCount ({self.maximum_node_count})")
         # Only a given initialNodeCount can contradict the minimum: the default 0 just means
-        # "start empty and let autoscale reach the minimum".
-        if "initial_node_count" in self.model_fields_set and self.initial_node_count < self.minimum_node_count:
+        # "start empty and let autoscale reach the minimum", also when given (azure-mgmt-batchai and
+        # az send initialNodeCount 0 whenever none is set).
+        if "initial_node_count" in self.model_fields_set and 0 < self.initial_node_count < self.minimum_node_count:
             raise ValueError(f"initialNodeCount ({self.initial_node_count}) must be at least "
                              f"minimumNodeCount ({self.minimum_node_count})")
         return self

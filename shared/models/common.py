@@ -177,6 +177,22 @@ def _relative_mount_path(path: str) -> str:
 RelativeMountPath = Annotated[str, AfterValidator(_relative_mount_path)]
 
 
+def climbs(path: str) -> bool:
+    """Whether a path has a '..' segment: a job's file areas are only ever below what it names."""
+    return ".." in path.split("/")
+
+
+def _no_parent_segment(path: str) -> str:
+    # Output and log folders are listed and served by the service (invariant 8: confinement).
+    if climbs(path):
+        raise ValueError(f"{quoted(path)} must not contain a '..' segment: a job's files stay below the folder it names")
+    return path
+
+
+JobFolderPath = Annotated[str, AfterValidator(_no_parent_segment)]
+"""pathPrefix, pathSuffix, stdOutErrPathPrefix: a path that never climbs with '..'."""
+
+
 def check_environment(variables: Sequence[EnvironmentVariable] | None,
                       secrets: Sequence[EnvironmentVariableWithSecretValue] | None) -> None:
     """Variables and secrets share one environment, so their names must be unique across both lists."""

@@ -10,13 +10,13 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 from typing import Annotated, ClassVar
-from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field
 
 from shared.ids import NAME_PATTERN
 from shared.models.base import WireModel
 from shared.models.common import ProvisioningState, ProxyResource
+from shared.webhook_destinations import url_problem
 
 
 class JobEventType(str, enum.Enum):
@@ -36,12 +36,10 @@ class JobEventType(str, enum.Enum):
 
 
 def _http_url(value: str) -> str:
-    """Only absolute http(s) URLs: the service POSTs events there."""
-    parts = urlsplit(value)
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise ValueError("give an absolute http:// or https:// URL")
-    if parts.username or parts.password:
-        raise ValueError("credentials in the URL are not accepted; use the subscription's secret")
+    """Only plain absolute http(s) URLs: the service POSTs events there (where to: the API checks)."""
+    problem = url_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     return value
 
 

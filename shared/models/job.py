@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime, timedelta
-from typing import Any, Self
+from typing import Annotated, Any, Self
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from shared.models.base import WireModel
 from shared.models.common import (
@@ -22,6 +22,7 @@ from shared.models.common import (
     EnvironmentVariable,
     EnvironmentVariableWithSecretValue,
     Int32,
+    JobFolderPath,
     Int64,
     MountVolumes,
     PositiveInt32,
@@ -78,10 +79,44 @@ class CNTKLanguage(enum.StrEnum):
     PYTHON = "Python"
 
 
-class CNTKsettings(WireModel):
-    """CNTK: a BrainScript config file, or a Python script."""
+class PyTorchBackend(enum.StrEnum):
+    TCP = "TCP"
+    GLOO = "Gloo"
+    MPI = "MPI"
+    # Not in the spec's prose list, but torch.distributed's GPU backend, and a value of
+    # AZ_BATCHAI_PYTORCH_BACKEND in reference/ENVIRONMENT.md.
+    NCCL = "NCCL"
 
-    language_type: CNTKLanguage | None = None
+
+def _spelled_as(values: type[enum.StrEnum]) -> AfterValidator:
+    """A spec string whose valid values are given only in prose: any case of them is accepted and
+    kept as given, as the service did (it took and echoed "gloo" and "python")."""
+    names = ", ".join(repr(v.value) for v in values)
+
+    def check(value: str) -> str:
+        if value.lower() not in {v.value.lower() for v in values}:
+            raise ValueError(f"{quoted(value)} is not one of {names} (in any case)")
+        return value
+
+    return AfterValidator(check)
+
+
+CNTKLanguageType = Annotated[str, _spelled_as(CNTKLanguage)]
+PyTorchBackendName = Annotated[str, _spelled_as(PyTorchBackend)]
+
+
+def _same_value(given: str | None, value: enum.StrEnum) -> bool:
+    """Whether a prose-enum string given in any case names `value`."""
+    return given is not None and given.lower() == value.value.lower()
+
+
+class CNTKsettings(WireModel):
+    """CNTK: a BrainScript config file, or a Python script.
+
+    Without a languageType the job's paths tell: a pythonScriptFilePath means Python (the service
+    reported "Python" for such a job), else BrainScript; the language is then reported."""
+
+    language_type: CNTKLanguageType | None = None
     config_file_path: str | None = None
     python_script_file_path: str | None = None
     python_interpreter_path: str | None = None
@@ -90,8 +125,10 @@ class CNTKsettings(WireModel):
 
     @model_validator(mode="after")
     def _paths_match_language(self) -> Self:
-        language = self.language_type or CNTKLanguage.BRAINSCRIPT
-        if language == CNTKLanguage.BRAINSCRIPT:
+        if self.language_type is None:
+            python = self.python_script_file_path is not None and self.config_file_path is None
+            self.language_type = CNTKLanguage.PYTHON.value if python else CNTKLanguage.BRAINSCRIPT.value
+        if _same_value(self.language_type, CNTKLanguage.BRAINSCRIPT):
             for name, value in (("pythonScriptFilePath", self.python_script_file_path),
                                 ("pythonInterpreterPath", self.python_interpreter_path)):
                 if value is not None:
@@ -103,18 +140,12 @@ class CNTKsettings(WireModel):
         return self
 
 
-class PyTorchBackend(enum.StrEnum):
-    TCP = "TCP"
-    GLOO = "Gloo"
-    MPI = "MPI"
-
-
 class PyTorchSettings(WireModel):
     python_script_file_path: str
     python_interpreter_path: str | None = None
     command_line_args: str | None = None
     process_count: PositiveInt32 | None = None
-    communication_backend: PyTorchBackend | None = None
+    communication_backend: PyTorchBackendName | None = None
 
 
 class TensorFlowSettings(WireModel):
@@ -206,8 +237,8 @@ class InputDirectory(WireModel):
 
 class OutputDirectory(WireModel):
     id: str = Field(pattern=DIRECTORY_ID_PATTERN.pattern, max_length=64)
-    path_prefix: str
-    path_suffix: str | None = None
+    path_prefix: JobFolderPath
+    path_suffix: JobFolderPath | None = None
 
 
 class JobBasePropertiesConstraints(WireModel):
@@ -247,7 +278,7 @@ class JobBaseProperties(WireModel):
     custom_mpi_settings: CustomMpiSettings | None = None
     horovod_settings: HorovodSettings | None = None
     job_preparation: JobPreparation | None = None
-    std_out_err_path_prefix: str = Field(min_length=1)
+    std_out_err_path_prefix: JobFolderPath = Field(min_length=1)
     input_directories: list[InputDirectory] | None = None
     output_directories: list[OutputDirectory] | None = None
     environment_variables: list[EnvironmentVariable] | None = None
@@ -270,6 +301,16 @@ class JobBaseProperties(WireModel):
                 and tf.parameter_server_count > self.node_count):  # nodeCount is optional in responses
             raise ValueError(f"tensorFlowSettings.parameterServerCount ({tf.parameter_server_count}) must be "
                              f"less than or equal to nodeCount ({self.node_count})")
+        return self
+
+    @model_validator(mode="after")
+    def _process_count_reported(self) -> Self:
+        """processCount defaults to nodeCount (the spec), and the service reported it so."""
+        for name in TOOLKITS:
+            settings = getattr(self, name)
+            if settings is not None and "process_count" in type(settings).model_fields \
+                    and settings.process_count is None and self.node_count is not None:
+                settings.process_count = self.node_count
         return self
 
     @model_validator(mode="after")

@@ -7,16 +7,29 @@ The pool only makes and removes machines. Every machine runs the node agent, whi
 control plane from `AgentBootstrap`, registers (trading the pool's bootstrap token for a per-node
 credential) and from then on reports the node's state itself. Which nodes to remove is the
 control plane's choice (`remove_nodes`); `resize` is for growth, or for shrinking when any node will do.
+
+Only a node the pool made may register (`made`), and where the pool can hand each node a secret of
+its own (`gives_node_tokens`: the local pool writes each node's bootstrap file), a node gets
+`node_token(token, node_id)` instead of the pool's token, so that it can register as itself only.
+A scale set's VMs share one custom data, so they all carry the pool's token.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 NodeState = Literal["creating", "running", "deleting", "failed"]
+
+
+def node_token(pool_token: str, node_id: str) -> str:
+    """One node's bootstrap secret, derived from the pool's: the control plane checks it without
+    asking the pool, and whoever holds it can register as that node and no other."""
+    return hmac.new(pool_token.encode(), b"node\n" + node_id.encode(), hashlib.sha256).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -69,6 +82,8 @@ class PoolNotFound(PoolError):
 class VmPool(ABC):
     """The port. Implementations must be safe to share between threads."""
 
+    gives_node_tokens = False  # True: each node's bootstrap carries node_token(), never the pool's token
+
     @abstractmethod
     def create_pool(self, spec: PoolSpec) -> None:
         """Create the pool with no nodes; an existing pool is left as it is."""
@@ -90,6 +105,11 @@ class VmPool(ABC):
     @abstractmethod
     def list_nodes(self, pool_id: str) -> list[PoolNode]:
         """The pool's nodes, ordered by node id. PoolNotFound if missing."""
+
+    def made(self, pool_id: str, node_id: str) -> bool:
+        """Whether the pool made this node and has it still (creating or running): only such a
+        node may register. PoolNotFound if the pool is missing."""
+        return any(n.node_id == node_id and n.state in ("creating", "running") for n in self.list_nodes(pool_id))
 
     def close(self) -> None:
         """Release connections (the nodes themselves keep running)."""

@@ -374,7 +374,11 @@ async function refreshOutputs(job) {
     ...(job.properties.outputDirectories || []).map((d) => [d.id, `Output directory ${d.id}`])];
   const trees = await Promise.all(directories.map(async ([id, label]) => ({ id, label, entries: await folder(job.id, id, "") })));
   const logs = trees[0].entries;
-  await Promise.all([tail(logs, "stdout.txt", byId("stdout")), tail(logs, "stderr.txt", byId("stderr"))]);
+  await Promise.all(["stdout", "stderr"].map((stream) => {
+    const name = masterLog(logs, stream);
+    byId(`${stream}-title`).textContent = name;
+    return tail(logs, name, byId(stream));
+  }));
   const withoutUrls = (entries) => entries.map((e) => [e.name, e.fileType, size(e), e.children && withoutUrls(e.children)]);
   const changed = render(byId("outputs"), trees.map((t) => [t.id, withoutUrls(t.entries)]), () => trees.map((t) =>
     h("section", { class: "output", "aria-label": t.label }, h("h5", {}, t.label),
@@ -422,6 +426,13 @@ function toggleFolder(key) {
 }
 
 // Show the end of a log file, reading only the bytes it gained since the last round.
+// The master task's output (reference/ENVIRONMENT.md, "Per-task log files"): stdout.txt, or the first
+// task's own file: stdout-wk-0.txt (TensorFlow), stdout-0.txt (PyTorch, Caffe2).
+function masterLog(entries, stream) {
+  const names = [`${stream}.txt`, `${stream}-wk-0.txt`, `${stream}-0.txt`];
+  return names.find((n) => entries.some((e) => e.name === n)) || names[0];
+}
+
 async function tail(entries, name, pre) {
   const entry = entries.find((e) => e.name === name && e.downloadUrl);
   if (!entry) return;

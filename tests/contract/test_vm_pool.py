@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.ports.vm_pool import AgentBootstrap, PoolNode, PoolNotFound, PoolSpec, VmPool
+from shared.ports.vm_pool import AgentBootstrap, PoolNode, PoolNotFound, PoolSpec, VmPool, node_token
 
 try:  # `python -m pytest` from the repository root
     from tests.fakes.arm_compute import COMPUTE_API_VERSION, FakeArmCompute
@@ -322,6 +322,21 @@ def test_delete_pool_removes_every_node(pool: VmPool) -> None:
     assert pool.list_nodes("pool-a") == []
 
 
+def test_made_names_only_the_pools_own_live_nodes(pool: VmPool) -> None:
+    """Only these may register with the control plane (issue 16.8)."""
+    pool.create_pool(make_spec("pool-a"))
+    pool.create_pool(make_spec("pool-b"))
+    pool.resize("pool-a", 2)
+    ids = [n.node_id for n in running_nodes(pool, "pool-a", 2)]
+    assert all(pool.made("pool-a", node_id) for node_id in ids)
+    assert not pool.made("pool-b", ids[0])  # another pool's
+    assert not any(pool.made("pool-a", rogue) for rogue in ("node-rogue", "999", "", ids[0] + "0"))
+    pool.remove_nodes("pool-a", [ids[0]])
+    assert not pool.made("pool-a", ids[0]) and pool.made("pool-a", ids[1])  # removed: never again
+    with pytest.raises(PoolNotFound):
+        pool.made("no-such-pool", ids[1])
+
+
 def test_delete_missing_pool_is_a_no_op(pool: VmPool) -> None:
     pool.delete_pool("no-such-pool")
     pool.create_pool(make_spec("pool-a"))
@@ -604,9 +619,10 @@ def test_local_layout_and_secrets(local_root: Path) -> None:
     bootstrap_path = node_dir / "bootstrap.json"
     assert stat.S_IMODE(bootstrap_path.stat().st_mode) == 0o600
     assert json.loads(bootstrap_path.read_text()) == {
-        "endpoint": ENDPOINT, "endpoint_file": None, "cluster_id": CLUSTER_ID, "token": TOKEN,
+        "endpoint": ENDPOINT, "endpoint_file": None, "cluster_id": CLUSTER_ID, "token": node_token(TOKEN, "node-0001"),
         "node_id": "node-0001", "address": "127.0.0.2", "pool_id": "pool-a", "vm_size": "STANDARD_D1_V2",
         "telemetry": {}}
+    assert TOKEN not in bootstrap_path.read_text()  # its own token: it can register as itself only
     pid = _agent_pid(local_root, "pool-a", "node-0001")
     assert _cmdline(pid)[1:] == ["-m", "node_bootstrap", "--node-dir", str(node_dir)]
     assert os.getpgid(pid) == pid and os.getsid(pid) == pid  # its own session: outlives its starter

@@ -74,6 +74,11 @@ def batchai(folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captur
     for name, value in clean_env(folder).items():
         monkeypatch.setenv(name, value)
     (folder / "cli-config").unlink(missing_ok=True)
+    return in_process(capsys)
+
+
+def in_process(capsys: pytest.CaptureFixture[str]) -> Batchai:
+    """`batchai ARGS...` run by `shared.cli.main` in this process: its exit code and output."""
 
     def run(*args: str) -> Result:
         try:
@@ -220,6 +225,40 @@ def test_file_server_commands(batchai: Batchai) -> None:
     assert "(no file servers)" in ok(batchai("file-server", "list", *where))
 
 
+def test_a_cluster_made_with_auto_scale_bounds_is_shown_and_listed(batchai: Batchai, folder: Path) -> None:
+    """The service fills in initialNodeCount 0 for {min 1, max 1}; the CLI reads its own service's answers."""
+    ok(batchai("workspace", "create", "-g", "rg", "-n", "bounds"))
+    where = ("-g", "rg", "-w", "bounds")
+    with client(folder) as c:  # as the SDK or a config file sends it
+        made = c.clusters.create("rg", "bounds", "auto", {"properties": {
+            "vmSize": "Standard_NC6", "userAccountSettings": {"adminUserName": "me"},
+            "scaleSettings": {"autoScale": {"minimumNodeCount": 1, "maximumNodeCount": 1}}}})
+        assert made.properties and made.properties.scale_settings and made.properties.scale_settings.auto_scale
+    created = batchai("cluster", "create", *where, "-n", "c", "-s", "Standard_NC6", "--min", "1", "--max", "1")
+    assert created.code == 0 and "Traceback" not in created.err, created.err
+    shown = as_json(batchai("cluster", "show", *where, "-n", "auto", "-o", "json"))
+    assert shown["properties"]["scaleSettings"]["autoScale"]["minimumNodeCount"] == 1
+    assert "auto 1-1" in ok(batchai("cluster", "show", *where, "-n", "auto"))
+    assert sorted(c["name"] for c in as_json(batchai("cluster", "list", *where, "-o", "json"))) == ["auto", "c"]
+    assert "auto 1-1" in ok(batchai("cluster", "list", *where))
+    for name in ("auto", "c"):
+        ok(batchai("cluster", "delete", *where, "-n", name, "-y"))
+
+
+def test_query_picks_from_the_answer_as_az_did(batchai: Batchai) -> None:
+    ok(batchai("workspace", "create", "-g", "rg", "-n", "query", "-l", "westeurope"))
+    assert json.loads(ok(batchai("workspace", "show", "-g", "rg", "-n", "query", "--query", "location"))) == (
+        "westeurope")
+    assert ok(batchai("workspace", "show", "-g", "rg", "-n", "query", "--query", "[name, resourceGroup]",
+                      "-o", "tsv")) == "query\nrg\n"  # as az: each item of a list a row
+    assert ok(batchai("workspace", "show", "-g", "rg", "-n", "query", "--query", "{n: name, g: resourceGroup}",
+                      "-o", "tsv")) == "query\trg\n"
+    listed = json.loads(ok(batchai("--query", "[?name=='query'].provisioningState", "workspace", "list", "-g", "rg")))
+    assert listed == ["succeeded"]
+    assert "--query" in one_line_error(batchai("workspace", "list", "--query", "[?"))
+    ok(batchai("workspace", "delete", "-g", "rg", "-n", "query", "-y"))
+
+
 # -- jobs -------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def job_cluster(folder: Path) -> tuple[str, ...]:
@@ -285,6 +324,10 @@ def test_a_job_from_a_config_file_streams_its_stdout_while_it_runs_then_download
     assert (tmp_path / "log" / "stdout.txt").read_text().startswith("line 1\n")
     missing = one_line_error(batchai("job", "file", "download", *where, "-e", "exp", "-j", "lines", "-f", "nope.txt"))
     assert "nope.txt" in missing
+    # A file the ended job never made (a custom job has no per-task files): "not found", exit code 1.
+    never = one_line_error(batchai("job", "file", "stream", *where, "-e", "exp", "-j", "lines", "-f",
+                                   "stdout-wk-0.txt", "--interval", "0.2"))
+    assert "'stdout-wk-0.txt' not found" in never and "stdout.txt" in never, never
     ok(batchai("job", "delete", *where, "-e", "exp", "-n", "lines", "-y"))
     assert "ResourceNotFound" in one_line_error(batchai("job", "show", *where, "-e", "exp", "-n", "lines"))
 
@@ -381,6 +424,34 @@ def test_a_mistake_in_a_real_process_shows_no_traceback(folder: Path) -> None:
                                  timeout=30)
     assert unreachable.returncode == 1 and "Cannot reach the service at http://127.0.0.1:9" in unreachable.stderr
     assert "Traceback" not in unreachable.stderr
+
+
+def test_an_answer_no_one_foresaw_is_one_line_not_a_traceback(folder: Path) -> None:
+    """The top-level guard: a service answering 200 with something that is not JSON."""
+    import http.server
+    import threading
+
+    class NotJson(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(b"<html>a proxy's page</html>")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotJson)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        done = subprocess.run([sys.executable, "-m", "shared.cli", "--endpoint",
+                               f"http://127.0.0.1:{server.server_address[1]}", "workspace", "list"],
+                              env=clean_env(folder), capture_output=True, text=True, timeout=30)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith("batchai: error: unexpected JSONDecodeError") and done.stderr.count("\n") == 1
 
 
 # -- the Python client --------------------------------------------------------------------------------

@@ -156,8 +156,42 @@ def test_a_job_with_each_of_the_nine_toolkits(sdk: BatchAI, rg: str) -> None:
                                     job_params(cluster.id, **{attribute: settings})).result()
         assert job.tool_type == tool_type
         fetched = sdk.jobs.get(rg, "ws", "toolkits", tool_type)
-        assert getattr(fetched, attribute).as_dict() == settings.as_dict()
+        expected = settings.as_dict()
+        if "process_count" in type(settings)._attribute_map:
+            expected.setdefault("process_count", 2)  # reported as the job's nodeCount, as the service did
+        assert getattr(fetched, attribute).as_dict() == expected
     assert sorted(j.tool_type for j in sdk.jobs.list_by_experiment(rg, "ws", "toolkits")) == sorted(TOOLKITS)
+
+
+def test_the_recipe_notebooks_job_settings_are_accepted_and_echoed(sdk: BatchAI, rg: str) -> None:
+    """The calls of Azure/BatchAI's notebooks (recipes/PyTorch/PyTorch-GPU-Distributed-Gloo,
+    CNTK/CNTK-GPU-Python-Distributed, Keras/Keras-GPU with the CNTK backend), as written there."""
+    make_workspace(sdk, rg)
+    cluster = make_cluster(sdk, rg)
+    sdk.experiments.begin_create(rg, "ws", "notebooks").result()
+    afs = "$AZ_BATCHAI_JOB_MOUNT_ROOT/afs"
+
+    def create(name: str, node_count: int, **toolkit: Any) -> m.Job:
+        params = m.JobCreateParameters(location="eastus", cluster=m.ResourceId(id=cluster.id), node_count=node_count,
+                                       std_out_err_path_prefix=afs, **toolkit)
+        sdk.jobs.begin_create(rg, "ws", "notebooks", name, params).result()
+        return sdk.jobs.get(rg, "ws", "notebooks", name)
+
+    pytorch = create("pytorch", 2, py_torch_settings=m.PyTorchSettings(
+        python_script_file_path=f"{afs}/pytorch_samples/mnist_trainer.py",
+        command_line_args="--epochs 10 --world-size 2 --dist-backend gloo --dist-url $AZ_BATCHAI_PYTORCH_INIT_METHOD "
+                          "--rank $AZ_BATCHAI_TASK_INDEX",
+        communication_backend="gloo"))
+    assert pytorch.tool_type == "pytorch"
+    assert pytorch.py_torch_settings.communication_backend == "gloo" and pytorch.py_torch_settings.process_count == 2
+
+    cntk = create("cntk", 2, cntk_settings=m.CNTKsettings(
+        language_type="python", python_script_file_path=f"{afs}/ConvNet_CIFAR10_DataAug_Distributed.py",
+        command_line_args="--datadir $AZ_BATCHAI_JOB_TEMP --outputdir $AZ_BATCHAI_OUTPUT_MODEL -n 5", process_count=2))
+    assert cntk.cntk_settings.language_type == "python" and cntk.cntk_settings.process_count == 2
+
+    keras = create("keras", 1, cntk_settings=m.CNTKsettings(python_script_file_path=f"{afs}/keras/mnist_cnn.py"))
+    assert keras.cntk_settings.language_type == "Python" and keras.cntk_settings.process_count == 1
 
 
 def test_listing_through_maxresults_pages(sdk: BatchAI, rg: str, api: httpx.Client) -> None:

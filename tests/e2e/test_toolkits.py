@@ -125,9 +125,10 @@ def test_pytorch_gloo_training_on_two_nodes_saves_a_model_that_downloads(jobs: J
         "outputDirectories": [{"id": "MODEL", "pathPrefix": AFS, "pathSuffix": "models"}],
         "pyTorchSettings": {"pythonScriptFilePath": script("train.py"),
                             "commandLineArgs": "--world-size 2 --epochs 25 --output $AZ_BATCHAI_OUTPUT_MODEL",
-                            "processCount": 2}})
-    stdout = jobs.text("pytorch")
+                            "communicationBackend": "gloo"}})  # as the recipe: processCount is nodeCount
+    stdout = jobs.text("pytorch", "stdout-0.txt")  # the file the PyTorch recipe streams
     assert "epoch  25" in stdout and "model saved" in stdout, stdout
+    assert {"stdout-0.txt", "stderr-0.txt", "stdout-1.txt", "stderr-1.txt"} <= set(jobs.files("pytorch"))
     model = jobs.files("pytorch", "MODEL")["model.pt"]
     assert model["fileType"] == "file" and model["properties"]["contentLength"] > 1000
     assert httpx.get(model["downloadUrl"]).content[:2] == b"PK"  # torch.save writes a zip archive
@@ -146,7 +147,10 @@ def test_tensorflow_one_parameter_server_and_two_workers(jobs: Jobs) -> None:
         "masterCommandLineArgs": "master", "workerCommandLineArgs": "worker",
         "parameterServerCommandLineArgs": "ps"}})
     everything = jobs.logs("tf")
-    assert "master 0 ok" in everything and "worker 1 ok" in everything and "ps 0 ok" in everything, everything
+    # ENVIRONMENT.md "Per-task log files": the recipes stream stdout-wk-0.txt
+    assert "master 0 ok" in jobs.text("tf", "stdout-wk-0.txt"), everything
+    assert "worker 1 ok" in jobs.text("tf", "stdout-wk-1.txt") and "ps 0 ok" in jobs.text("tf", "stdout-ps-0.txt")
+    assert {"stderr-wk-0.txt", "stderr-wk-1.txt", "stderr-ps-0.txt"} <= set(jobs.files("tf"))
     wait_until("the parameter server to be stopped once the workers ended", lambda: not processes_running(jobs, "tf_roles.py"))
 
 
@@ -170,12 +174,16 @@ def test_cntk_brainscript_runs_cntk_with_its_config_file_under_mpirun(jobs: Jobs
     assert "model.cntk', 'epochs=2', 'out=/" in stdout and "cntk rank 1 of 2" in stdout, stdout
 
 
-def test_cntk_python_runs_the_script_under_mpirun(jobs: Jobs) -> None:
-    jobs.succeeded("cntkpy", {
-        "inputDirectories": [{"id": "DATA", "path": f"{AFS}/data"}],
-        "cntkSettings": {"languageType": "Python", "pythonScriptFilePath": script("mpi_script.py"),
-                         "commandLineArgs": "2 2 --data $AZ_BATCHAI_INPUT_DATA lit", "processCount": 2}})
-    assert jobs.text("cntkpy").count(" of 2 done") == 2
+@pytest.mark.parametrize(("name", "language", "reported"), [
+    ("cntkpy", "Python", "Python"), ("cntkpy-lower", "python", "python"), ("cntkpy-keras", None, "Python")])
+def test_cntk_python_runs_the_script_under_mpirun(jobs: Jobs, name: str, language: str | None, reported: str) -> None:
+    """languageType in any case, or none with a script (the Keras recipe's CNTK job): Python."""
+    settings = {"pythonScriptFilePath": script("mpi_script.py"),
+                "commandLineArgs": "2 2 --data $AZ_BATCHAI_INPUT_DATA lit"}
+    props = jobs.succeeded(name, {"inputDirectories": [{"id": "DATA", "path": f"{AFS}/data"}],
+                                  "cntkSettings": settings | ({"languageType": language} if language else {})})
+    assert props["cntkSettings"]["languageType"] == reported and props["cntkSettings"]["processCount"] == 2
+    assert jobs.text(name).count(" of 2 done") == 2
 
 
 def test_caffe_with_a_solver_runs_caffe_train_once_without_mpirun(jobs: Jobs) -> None:
@@ -198,14 +206,22 @@ def test_caffe2_runs_one_process_per_node_that_meet_in_the_shared_temp(jobs: Job
     jobs.succeeded("caffe2", {"caffe2Settings": {"pythonScriptFilePath": script("caffe2_nodes.py"),
                                                  "commandLineArgs": "2"}})
     everything = jobs.logs("caffe2")
-    assert "caffe2 node 0 of 2 ok" in everything and "caffe2 node 1 of 2 ok" in everything, everything
+    assert "caffe2 node 0 of 2 ok" in jobs.text("caffe2", "stdout-0.txt"), everything
+    assert "caffe2 node 1 of 2 ok" in jobs.text("caffe2", "stdout-1.txt"), everything
+    assert {"stderr-0.txt", "stderr-1.txt"} <= set(jobs.files("caffe2"))  # the Caffe2 recipe streams stderr-0.txt
 
 
-def test_pytorch_processes_get_ranks_and_one_rendezvous(jobs: Jobs) -> None:
-    jobs.succeeded("ranks", {"pyTorchSettings": {"pythonScriptFilePath": script("pytorch_ranks.py"),
-                                                 "commandLineArgs": "4", "processCount": 4}})
-    everything = jobs.logs("ranks")
-    assert all(f"rank {r} of 4: sum 6" in everything for r in range(4)), everything
+@pytest.mark.parametrize(("backend", "variable"), [("GLOO", "gloo"), (None, "gloo")])
+def test_pytorch_processes_get_ranks_one_rendezvous_and_the_backend(jobs: Jobs, backend: str | None,
+                                                                    variable: str) -> None:
+    name = f"ranks-{backend}".lower()
+    settings = {"pythonScriptFilePath": script("pytorch_ranks.py"), "commandLineArgs": f"4 {variable}",
+                "processCount": 4, "communicationBackend": backend}
+    props = jobs.succeeded(name, {"pyTorchSettings": {k: v for k, v in settings.items() if v is not None}})
+    assert props["pyTorchSettings"].get("communicationBackend") == backend  # echoed as given
+    everything = jobs.logs(name)
+    assert all(f"rank {r} of 4: sum 6" in jobs.text(name, f"stdout-{r}.txt") for r in range(4)), everything
+    assert "ok backend" in jobs.text(name, "stdout-3.txt"), everything
 
 
 def test_custom_toolkit_runs_once_on_the_master_with_everything_expanded(jobs: Jobs) -> None:
@@ -267,14 +283,21 @@ def test_a_secret_reaches_the_process_and_no_read_log_or_output(jobs: Jobs) -> N
     assert SECRET not in "\n".join(jobs.host.output)
 
 
-def test_container_settings_fail_clearly_without_docker(jobs: Jobs) -> None:
+def test_container_settings_fail_clearly_without_docker_before_the_preparation_runs(jobs: Jobs) -> None:
+    """The Horovod-PyTorch recipe's shape: its preparation (`apt install ...; pip install horovod`) is
+    meant for the image; on a node without a container engine it must never run on the node."""
     if docker_engine_answers():
         pytest.fail("this machine has a Docker engine: extend this test to run the container")
-    props = jobs.run("docker", {"nodeCount": 1, "containerSettings": {"imageSourceRegistry": {"image": "ubuntu"}},
-                                "customToolkitSettings": {"commandLine": "true"}})
+    image = "batchaitraining/pytorch:0.4.0-cp36-cuda9-cudnn7"
+    props = jobs.run("docker", {"containerSettings": {"imageSourceRegistry": {"image": image}},
+                                "jobPreparation": {"commandLine": f"touch {AFS}/prep-ran-$AZ_BATCHAI_NODE_IP"},
+                                "horovodSettings": {"pythonScriptFilePath": script("mpi_script.py")}}, timeout=60)
     assert props["executionState"] == "failed"
     error = props["executionInfo"]["errors"][0]
     assert error["code"] == "ContainerUnavailable" and "docker" in error["message"].lower(), error
+    assert f"'{image}'" in error["message"], error
+    assert not list(jobs.share.glob("prep-ran-*")), "the job preparation ran on the node"
+    assert not any(name.startswith(("stdout-job_prep", "stdout.txt")) for name in jobs.files("docker"))
 
 
 def test_remote_login_information_lists_the_nodes(jobs: Jobs) -> None:

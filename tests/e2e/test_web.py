@@ -176,6 +176,27 @@ def test_watch_a_job_run_download_its_output_and_terminate_another(
     assert time.monotonic() - started < 60
 
 
+def test_a_tensorflow_jobs_panes_follow_its_master_tasks_files(page: Any, host: LocalHostProcess,
+                                                               api: httpx.Client) -> None:
+    """ENVIRONMENT.md "Per-task log files": a TensorFlow job's master writes stdout-wk-0.txt."""
+    from playwright.sync_api import expect
+
+    share = host.data_dir / "storage" / "fileshares" / ACCOUNT / "share"
+    share.mkdir(parents=True, exist_ok=True)
+    (share / "tf.py").write_text("import sys\nprint('worker zero says', sys.argv[1])\nprint('oops', file=sys.stderr)\n")
+    body = job_body("")["properties"]
+    del body["customToolkitSettings"]
+    body["tensorFlowSettings"] = {"pythonScriptFilePath": "$AZ_BATCHAI_MOUNT_ROOT/afs/tf.py",
+                                  "masterCommandLineArgs": "hello"}
+    api.put("/experiments/exp/jobs/tf", json={"properties": body}).raise_for_status()
+    page.goto(f"{host.endpoint}/ui#token={token(host)}")
+    page.get_by_role("button", name="Experiment exp").click()
+    page.get_by_role("button", name="tf", exact=True).click()
+    expect(page.locator("#job-state")).to_have_text("Job tf succeeded.")
+    expect(page.get_by_role("region", name="stdout-wk-0.txt").locator("pre")).to_have_text("worker zero says hello\n")
+    expect(page.get_by_role("region", name="stderr-wk-0.txt").locator("pre")).to_have_text("oops\n")
+
+
 def test_sign_in_form_refusal_resize_and_dead_letters(page: Any, host: LocalHostProcess, api: httpx.Client,
                                                        tmp_path: Path) -> None:
     from playwright.sync_api import expect

@@ -61,16 +61,38 @@ def test_cluster_flags_set_fields() -> None:
     assert props["subnet"] == {"id": "/subnets/s"}
 
 
-def test_min_and_max_give_auto_scale() -> None:
-    props = cluster(flags=ClusterFlags(min_nodes=0, max_nodes=4))
-    assert props["scaleSettings"] == {"autoScale": {"minimumNodeCount": 0, "maximumNodeCount": 4}}
+@pytest.mark.parametrize(("target", "low", "high", "expected"), [
+    # az batchai cluster create: -t alone is a fixed size; --min and --max auto-scale, from -t when given
+    (3, None, None, {"manual": {"targetNodeCount": 3}}),
+    (0, None, None, {"manual": {"targetNodeCount": 0}}),
+    (None, 0, 4, {"autoScale": {"minimumNodeCount": 0, "maximumNodeCount": 4}}),
+    (2, 1, 3, {"autoScale": {"minimumNodeCount": 1, "maximumNodeCount": 3, "initialNodeCount": 2}}),
+    (0, 0, 3, {"autoScale": {"minimumNodeCount": 0, "maximumNodeCount": 3, "initialNodeCount": 0}}),
+    # equal bounds are a fixed size, unless -t starts elsewhere
+    (None, 1, 1, {"manual": {"targetNodeCount": 1}}),
+    (2, 2, 2, {"manual": {"targetNodeCount": 2}}),
+    (1, 2, 2, {"autoScale": {"minimumNodeCount": 2, "maximumNodeCount": 2, "initialNodeCount": 1}}),
+])
+def test_target_min_and_max_as_az_reads_them(target: int | None, low: int | None, high: int | None,
+                                            expected: dict[str, Any]) -> None:
+    assert cluster(flags=ClusterFlags(target=target, min_nodes=low, max_nodes=high))["scaleSettings"] == expected
 
 
-@pytest.mark.parametrize("flags", [ClusterFlags(target=2, min_nodes=1, max_nodes=3),
-                                   ClusterFlags(min_nodes=1), ClusterFlags(max_nodes=3)])
-def test_bad_scale_flags_are_user_errors(flags: ClusterFlags) -> None:
-    with pytest.raises(UserError):
+@pytest.mark.parametrize(("flags", "says"), [(ClusterFlags(min_nodes=1), "both --min and --max"),
+                                             (ClusterFlags(max_nodes=3, target=1), "both --min and --max"),
+                                             (ClusterFlags(min_nodes=3, max_nodes=2), "must not exceed")])
+def test_bad_scale_flags_are_user_errors(flags: ClusterFlags, says: str) -> None:
+    with pytest.raises(UserError, match=says):
         cluster(flags=flags)
+
+
+def test_custom_image_goes_with_its_base_image() -> None:
+    image_id = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/images/mine"
+    props = cluster(flags=ClusterFlags(image="UbuntuLTS", custom_image=image_id))
+    assert props["virtualMachineConfiguration"]["imageReference"] == {
+        "publisher": "Canonical", "offer": "UbuntuServer", "sku": "16.04-LTS", "virtualMachineImageId": image_id}
+    with pytest.raises(UserError, match="--custom-image needs --image"):
+        cluster(flags=ClusterFlags(custom_image=image_id))
 
 
 @pytest.mark.parametrize(("image", "expected"), [
@@ -115,12 +137,14 @@ def test_flags_override_file_and_keep_the_rest() -> None:
 
 
 def test_mount_flags_appended_to_file_volumes() -> None:
-    config = {"properties": {"nodeSetup": {"mountVolumes": {"azureFileShares": [{"relativeMountPath": "mine"}]}}}}
+    mine = {"accountName": "other", "azureFileUrl": "https://other.file.core.windows.net/s",
+            "credentials": {"accountKey": "k"}, "relativeMountPath": "mine"}
+    config = {"properties": {"nodeSetup": {"mountVolumes": {"azureFileShares": [mine]}}}}
     original = copy.deepcopy(config)
     mounts = MountFlags(afs_name="share", bfs_name="cont", bfs_mount_path="b", nfs="/fileservers/fs")
     volumes = cluster(config, mounts=mounts)["nodeSetup"]["mountVolumes"]
     assert volumes["azureFileShares"] == [
-        {"relativeMountPath": "mine"},
+        mine,
         {"accountName": "acct", "azureFileUrl": "https://acct.file.core.windows.net/share",
          "credentials": {"accountKey": "secret"}, "relativeMountPath": "afs"}]
     assert volumes["azureBlobFileSystems"] == [{"accountName": "acct", "containerName": "cont",
@@ -209,3 +233,57 @@ def test_config_without_properties_object_is_user_error(config: dict[str, Any]) 
         job(config)
     with pytest.raises(UserError, match="properties"):
         cluster(config)
+
+
+# -- mount volumes completed as az completed them ----------------------------------------------------
+RECIPE_VOLUMES = {  # as every share-mounting recipe of Azure/BatchAI writes them
+    "azureFileShares": [{"azureFileUrl": "https://<AZURE_BATCHAI_STORAGE_ACCOUNT>.file.core.windows.net/logs",
+                         "relativeMountPath": "logs"}],
+    "azureBlobFileSystems": [{"accountName": "<AZURE_BATCHAI_STORAGE_ACCOUNT>", "containerName": "data",
+                              "relativeMountPath": "data"}]}
+
+
+def test_recipe_volumes_get_account_names_and_keys() -> None:
+    volumes = job({"properties": {"mountVolumes": RECIPE_VOLUMES}})["mountVolumes"]
+    assert volumes == {
+        "azureFileShares": [{"accountName": "acct", "azureFileUrl": "https://acct.file.core.windows.net/logs",
+                             "credentials": {"accountKey": "secret"}, "relativeMountPath": "logs"}],
+        "azureBlobFileSystems": [{"accountName": "acct", "containerName": "data",
+                                  "credentials": {"accountKey": "secret"}, "relativeMountPath": "data"}]}
+    assert "accountName" not in RECIPE_VOLUMES["azureFileShares"][0]  # the file's copy is left alone
+
+
+def test_a_share_of_the_given_account_named_in_full_gets_its_key() -> None:
+    share = {"azureFileUrl": "https://acct.file.core.windows.net/s", "relativeMountPath": "s"}
+    cluster_share = cluster({"properties": {"nodeSetup": {"mountVolumes": {"azureFileShares": [share]}}}})[
+        "nodeSetup"]["mountVolumes"]["azureFileShares"][0]
+    assert cluster_share["accountName"] == "acct" and cluster_share["credentials"] == {"accountKey": "secret"}
+
+
+def test_credentials_given_in_the_file_are_kept() -> None:
+    reference = {"sourceVault": {"id": "/vaults/v"}, "secretUrl": "https://v/secrets/k"}
+    shares = [{"azureFileUrl": "https://other.file.core.windows.net/s", "relativeMountPath": "a",
+               "credentials": {"accountKey": "theirs"}},
+              {"azureFileUrl": "https://acct.file.core.windows.net/s", "relativeMountPath": "b",
+               "credentials": {"accountKeySecretReference": reference}}]
+    got = job({"properties": {"mountVolumes": {"azureFileShares": shares}}}, storage=Storage())["mountVolumes"]
+    assert [s["credentials"] for s in got["azureFileShares"]] == [{"accountKey": "theirs"},
+                                                                 {"accountKeySecretReference": reference}]
+    assert [s["accountName"] for s in got["azureFileShares"]] == ["other", "acct"]
+
+
+@pytest.mark.parametrize("storage", [Storage(), Storage(account="acct"), Storage(account="else", key="k")])
+def test_a_share_without_a_key_we_know_is_a_user_error(storage: Storage) -> None:
+    share = {"azureFileUrl": "https://acct.file.core.windows.net/s", "relativeMountPath": "s"}
+    with pytest.raises(UserError, match=r"mountVolumes.azureFileShares\[0\] \(storage account 'acct'\)"):
+        job({"properties": {"mountVolumes": {"azureFileShares": [share]}}}, storage=storage)
+
+
+def test_auto_storage_mounts_its_share_and_container() -> None:
+    auto = Storage("baiauto", "k")
+    volumes = cluster(mounts=MountFlags(auto_storage=auto), storage=Storage())["nodeSetup"]["mountVolumes"]
+    assert volumes == {
+        "azureFileShares": [{"accountName": "baiauto", "azureFileUrl": "https://baiauto.file.core.windows.net/"
+                             "batchaishare", "credentials": {"accountKey": "k"}, "relativeMountPath": "autoafs"}],
+        "azureBlobFileSystems": [{"accountName": "baiauto", "containerName": "batchaicontainer",
+                                  "credentials": {"accountKey": "k"}, "relativeMountPath": "autobfs"}]}

@@ -41,7 +41,6 @@ def test_a_node_without_the_driver_has_none(tmp_path: Path, monkeypatch: pytest.
 
 def test_containers_get_the_gpus_of_a_gpu_node() -> None:
     props = {"containerSettings": {"imageSourceRegistry": {"image": "pytorch/pytorch"}}}
-    with_gpus = toolkits.docker_argv(props, "python t.py", [], [], gpus=True)
-    assert with_gpus[:7] == ["docker", "run", "--rm", "--network", "host", "--gpus", "all"]
-    assert "--gpus" not in toolkits.docker_argv(props, "python t.py", [], [])
-    assert "--gpus all" in toolkits.docker_command(props, "python t.py", [], [], gpus=True)
+    with_gpus = toolkits.container_start_argv(props, "batchai-x", [], gpus=True)
+    assert with_gpus[with_gpus.index("--gpus") + 1] == "all"
+    assert "--gpus" not in toolkits.container_start_argv(props, "batchai-x", [])

@@ -498,8 +498,8 @@ REFUSED: list[tuple[str, type[BaseModel], Any, list[str]]] = [
     # --- toolkit settings
     ("pytorch without script", J, toolkit_job("pyTorchSettings", {}), ["pyTorchSettings", "pythonScriptFilePath"]),
     ("pytorch backend unknown", J, toolkit_job("pyTorchSettings", {"pythonScriptFilePath": "t.py",
-                                                                    "communicationBackend": "nccl"}),
-     ["communicationBackend"]),
+                                                                    "communicationBackend": "mpich"}),
+     ["communicationBackend", "'Gloo'"]),
     ("tensorflow without script", J, toolkit_job("tensorFlowSettings", {}), ["pythonScriptFilePath"]),
     ("tensorflow parameterServerCount > nodeCount", J, tensorflow(2, parameterServerCount=3),
      ["parameterServerCount", "nodeCount"]),
@@ -516,7 +516,8 @@ REFUSED: list[tuple[str, type[BaseModel], Any, list[str]]] = [
      ["processCount"]),
     ("cntk BrainScript with Python script", J, cntk(languageType="BrainScript", pythonScriptFilePath="t.py"),
      ["pythonScriptFilePath", "Python"]),
-    ("cntk default language with Python script", J, cntk(pythonScriptFilePath="t.py"), ["pythonScriptFilePath"]),
+    ("cntk no language, a script and a config file", J, cntk(pythonScriptFilePath="t.py", configFilePath="c.bs"),
+     ["pythonScriptFilePath"]),
     ("cntk BrainScript with interpreter", J, cntk(configFilePath="c.bs", pythonInterpreterPath="/usr/bin/python"),
      ["pythonInterpreterPath"]),
     ("cntk Python with config file", J, cntk(languageType="Python", pythonScriptFilePath="t.py", configFilePath="c.bs"),
@@ -719,6 +720,51 @@ def test_every_toolkit_of_the_spec_has_a_tool_type() -> None:
     assert toolkits == {t[0] for t in TOOLKIT_SETTINGS} == {JobBaseProperties.model_fields[a].alias for a in TOOLKITS}
 
 
+# Strings the spec lists values for only in prose: the service took them in any case and echoed them.
+PROSE_ENUMS = [
+    *[(f"pytorch {backend}", "pyTorchSettings", {"pythonScriptFilePath": "t.py", "communicationBackend": backend},
+       "communicationBackend", backend) for backend in ("gloo", "GLOO", "Gloo", "tcp", "mpi", "nccl")],
+    ("cntk python", "cntkSettings", {"languageType": "python", "pythonScriptFilePath": "t.py"}, "languageType",
+     "python"),
+    ("cntk brainscript", "cntkSettings", {"languageType": "brainscript", "configFilePath": "c.bs"}, "languageType",
+     "brainscript"),
+    # Keras-CNTK: a script and no languageType is Python, and the service reported it so.
+    ("cntk script, no language", "cntkSettings", {"pythonScriptFilePath": "t.py"}, "languageType", "Python"),
+    ("cntk config, no language", "cntkSettings", {"configFilePath": "c.bs"}, "languageType", "BrainScript"),
+    ("cntk nothing, no language", "cntkSettings", {}, "languageType", "BrainScript"),
+]
+
+
+@pytest.mark.parametrize(("toolkit", "settings", "member", "reported"), [p[1:] for p in PROSE_ENUMS],
+                         ids=[p[0] for p in PROSE_ENUMS])
+def test_prose_enums_are_accepted_in_any_case_and_echoed(toolkit: str, settings: dict[str, Any], member: str,
+                                                         reported: str) -> None:
+    wire = parse(JobCreateParameters, toolkit_job(toolkit, settings)).to_wire()["properties"]
+    assert wire[toolkit][member] == reported
+    assert parse(Job, {"properties": wire}).to_wire()["properties"][toolkit][member] == reported
+
+
+PROCESS_COUNTED = ["cntkSettings", "pyTorchSettings", "caffeSettings", "chainerSettings", "customMpiSettings",
+                   "horovodSettings"]
+
+
+@pytest.mark.parametrize("toolkit", PROCESS_COUNTED)
+def test_process_count_is_reported_as_the_node_count_unless_given(toolkit: str) -> None:
+    settings = dict(next(t[1] for t in TOOLKIT_SETTINGS if t[0] == toolkit))
+    assert parse(JobCreateParameters, toolkit_job(toolkit, settings, nodeCount=3)).to_wire()[
+        "properties"][toolkit]["processCount"] == 3
+    given = parse(JobCreateParameters, toolkit_job(toolkit, settings | {"processCount": 5}, nodeCount=3))
+    assert given.to_wire()["properties"][toolkit]["processCount"] == 5
+
+
+@pytest.mark.parametrize("toolkit", ["tensorFlowSettings", "caffe2Settings", "customToolkitSettings"])
+def test_toolkits_without_a_process_count_get_none(toolkit: str) -> None:
+    # The service left TensorFlow's workerCount/parameterServerCount out of a one-node job's answer.
+    settings = next(t[1] for t in TOOLKIT_SETTINGS if t[0] == toolkit)
+    wire = parse(JobCreateParameters, toolkit_job(toolkit, settings, nodeCount=2)).to_wire()["properties"]
+    assert wire[toolkit] == settings
+
+
 def test_tool_type_of_a_job_without_toolkit_is_an_error() -> None:
     with pytest.raises(ValueError, match="no toolkit"):
         tool_type_of(parse(JobProperties, {}))
@@ -890,11 +936,14 @@ def test_scale_patch_that_breaks_the_rules_is_refused(current: dict[str, Any], p
     assert all(name in text for name in names), text
 
 
-def test_autoscale_initial_count_default_is_below_the_minimum_only_when_unset() -> None:
+def test_autoscale_initial_count_below_the_minimum_only_as_the_default_0() -> None:
     settings = parse(AutoScaleSettings, {"minimumNodeCount": 2, "maximumNodeCount": 4})
     assert settings.initial_node_count == 0
+    # azure-mgmt-batchai and az send initialNodeCount 0 whenever none is set: the same "start empty"
+    assert parse(AutoScaleSettings, {"minimumNodeCount": 2, "maximumNodeCount": 4,
+                                     "initialNodeCount": 0}).initial_node_count == 0
     assert "initialNodeCount" in problems(AutoScaleSettings, {"minimumNodeCount": 2, "maximumNodeCount": 4,
-                                                               "initialNodeCount": 0})
+                                                               "initialNodeCount": 1})
 
 
 # --------------------------------------------------------------------------------------------------

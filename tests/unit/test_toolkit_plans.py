@@ -5,6 +5,7 @@ planned mpirun for real)."""
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import subprocess
 
@@ -58,6 +59,7 @@ MPI_TOOLKITS = [
     ("chainerSettings", {"pythonScriptFilePath": "$AFS/mn.py", "commandLineArgs": "-g 0"}, "python3 $AFS/mn.py -g 0"),
     ("cntkSettings", {"configFilePath": "$AFS/a.cntk", "commandLineArgs": "x=1"}, "cntk configFile=$AFS/a.cntk x=1"),
     ("cntkSettings", {"languageType": "Python", "pythonScriptFilePath": "$AFS/c.py"}, "python3 $AFS/c.py"),
+    ("cntkSettings", {"pythonScriptFilePath": "$AFS/k.py"}, "python3 $AFS/k.py"),  # Keras-CNTK: no languageType
 ]
 
 
@@ -140,8 +142,8 @@ def test_cntk_brainscript_is_the_default(language: str | None) -> None:
     assert only(plan("cntkSettings", settings)).command.endswith(" -x TOKEN cntk configFile=$AFS/m.cntk a=1 b=$X")
 
 
-@pytest.mark.parametrize("language", ["Python", "python"])
-def test_cntk_python_runs_the_script(language: str) -> None:
+@pytest.mark.parametrize("language", ["Python", "python", None])
+def test_cntk_python_runs_the_script(language: str | None) -> None:
     settings = {"languageType": language, "pythonScriptFilePath": "$AFS/c.py", "commandLineArgs": "--e 2",
                 "pythonInterpreterPath": "/py", "processCount": 3}
     command = only(plan("cntkSettings", settings)).command
@@ -184,6 +186,7 @@ def test_caffe2_runs_one_process_per_node_with_the_nodes_index() -> None:
     assert [only(p).env for p in plans] == [{"AZ_BATCHAI_TASK_INDEX": str(i)} for i in range(3)]
     assert {only(p).command for p in plans} == {"python3 $AFS/c2.py --shared $AZ_BATCHAI_SHARED_JOB_TEMP"}
     assert all(only(p).decisive for p in plans)
+    assert [only(p).task for p in plans] == ["0", "1", "2"]  # stderr-0.txt, as the Caffe2 recipe streams
     assert plans[0].hostfile == "10.0.0.4 slots=1\n10.0.0.5 slots=1\n10.0.0.6 slots=1\n"
 
 
@@ -204,8 +207,10 @@ def test_pytorch_spreads_ranks_in_contiguous_blocks(count: int | None, node_coun
     assert [[int(p.env["AZ_BATCHAI_TASK_INDEX"]) for p in result.processes] for result in plans] == spread
     assert [[p.role for p in result.processes] for result in plans] == [[f"rank {r}" for r in s] for s in spread]
     assert {p.command for result in plans for p in result.processes} == {"python3 t.py --rank $AZ_BATCHAI_TASK_INDEX"}
-    assert {json.dumps(result.job_env) for result in plans} == {
-        json.dumps({"AZ_BATCHAI_PYTORCH_INIT_METHOD": f"tcp://10.0.0.4:{PORT}"})}
+    assert {json.dumps(result.job_env) for result in plans} == {json.dumps(
+        {"AZ_BATCHAI_PYTORCH_INIT_METHOD": f"tcp://10.0.0.4:{PORT}", "AZ_BATCHAI_PYTORCH_BACKEND": "gloo"})}
+    # ENVIRONMENT.md "Per-task log files": each process writes stdout-<rank>.txt / stderr-<rank>.txt
+    assert [[p.task for p in result.processes] for result in plans] == [[str(r) for r in s] for s in spread]
 
 
 def test_pytorch_rendezvous_port_comes_from_the_seed() -> None:
@@ -223,9 +228,11 @@ def test_pytorch_with_the_mpi_backend_runs_under_mpirun_each_rank_knowing_its_in
     master, other = every_node("pyTorchSettings", settings)
     command = only(master).command
     assert command.startswith(f"mpirun {VM_FLAGS} -np 4 ") and only(master).role == "mpirun"
-    assert " -x TOKEN -x AZ_BATCHAI_PYTORCH_INIT_METHOD bash -c " in command
+    assert " -x TOKEN -x AZ_BATCHAI_PYTORCH_INIT_METHOD -x AZ_BATCHAI_PYTORCH_BACKEND bash -c " in command
     assert other.processes == [] and master.hostfile == "10.0.0.4 slots=2\n10.0.0.5 slots=2\n"
-    assert master.job_env == {"AZ_BATCHAI_PYTORCH_INIT_METHOD": f"tcp://10.0.0.4:{PORT}"}
+    assert master.job_env == {"AZ_BATCHAI_PYTORCH_INIT_METHOD": f"tcp://10.0.0.4:{PORT}",
+                              "AZ_BATCHAI_PYTORCH_BACKEND": "mpi"}
+    assert only(master).task is None  # mpirun gathers every rank's output into stdout.txt
     rank_program = shlex.split(command)[-1]  # what each rank's bash runs
     assert rank_program == "export AZ_BATCHAI_TASK_INDEX=$OMPI_COMM_WORLD_RANK; exec python3 $AFS/t.py --out $OUT"
     shown = subprocess.run(["bash", "-c", rank_program.replace("python3 $AFS/t.py", "echo $AZ_BATCHAI_TASK_INDEX")],
@@ -237,6 +244,20 @@ def test_pytorch_with_the_mpi_backend_runs_under_mpirun_each_rank_knowing_its_in
 def test_pytorch_other_backends_start_processes_directly(backend: str | None) -> None:
     settings = {"pythonScriptFilePath": "t.py", "communicationBackend": backend}
     assert only(plan("pyTorchSettings", settings)).command == "python3 t.py"
+
+
+@pytest.mark.parametrize(("backend", "variable"), [
+    (None, "gloo"), ("gloo", "gloo"), ("GLOO", "gloo"), ("Gloo", "gloo"), ("TCP", "tcp"), ("nccl", "nccl"),
+    ("MPI", "mpi")])
+def test_pytorch_backend_variable_is_the_lower_case_backend_gloo_by_default(backend: str | None,
+                                                                            variable: str) -> None:
+    """ENVIRONMENT.md: the recipe passes `--dist-backend $AZ_BATCHAI_PYTORCH_BACKEND` to torch."""
+    settings = {"pythonScriptFilePath": "t.py", "communicationBackend": backend}
+    assert {p.job_env["AZ_BATCHAI_PYTORCH_BACKEND"] for p in every_node("pyTorchSettings", settings)} == {variable}
+
+
+def test_only_pytorch_sets_the_backend_variable() -> None:
+    assert "AZ_BATCHAI_PYTORCH_BACKEND" not in plan("horovodSettings", {"pythonScriptFilePath": "t.py"}).job_env
 
 
 # -- TensorFlow -----------------------------------------------------------------------------------
@@ -263,6 +284,7 @@ def test_tensorflow_one_ps_and_two_workers_on_two_nodes() -> None:
                                                          "python3 $AFS/tf.py --p"]
     assert [p.decisive for p in (master, worker, ps)] == [True, True, False]
     assert [p.role for p in (master, worker, ps)] == ["master 0", "worker 1", "ps 0"]
+    assert [p.task for p in (master, worker, ps)] == ["wk-0", "wk-1", "ps-0"]  # stdout-wk-0.txt ...
     assert first.hostfile == "10.0.0.4 slots=1\n10.0.0.5 slots=1\n"
 
 
@@ -314,6 +336,14 @@ def test_tensorflow_single_worker_is_the_master_with_an_empty_ps_list() -> None:
         "cluster": {"ps": [], "worker": [f"10.0.0.4:{PORT}"]}, "task": {"type": "master", "index": 0},
         "environment": "cloud"}
     assert result.job_env == {"AZ_BATCHAI_PS_HOSTS": "", "AZ_BATCHAI_WORKER_HOSTS": f"10.0.0.4:{PORT}"}
+    assert only(result).task == "wk-0"  # the TensorFlow and Keras recipes stream stdout-wk-0.txt
+
+
+@pytest.mark.parametrize(("toolkit", "settings"), [
+    ("customToolkitSettings", {"commandLine": "true"}), ("caffeSettings", {"configFilePath": "s.prototxt"}),
+    *[(toolkit, settings) for toolkit, settings, _ in MPI_TOOLKITS]])
+def test_custom_one_process_caffe_and_mpirun_write_the_plain_stdout(toolkit: str, settings: dict) -> None:
+    assert only(plan(toolkit, settings, node_list=nodes(1))).task is None  # stdout.txt / stderr.txt
 
 
 def test_mpirun_passes_only_the_variables_its_own_toolkit_adds() -> None:
@@ -343,31 +373,35 @@ REGISTRY = {"image": "me/train:1", "serverUrl": "registry.example",
             "credentials": {"username": "me", "password": "s3cr3t-pw"}}
 
 
-def test_docker_argv_uses_the_hosts_network_the_jobs_shm_size_mounts_and_variable_names() -> None:
+def test_the_jobs_container_uses_the_hosts_network_the_jobs_shm_size_and_mounts_and_stays_up() -> None:
     props = {"containerSettings": {"shmSize": "2g", "imageSourceRegistry": REGISTRY}}
-    argv = toolkits.docker_argv(props, "python3 t.py $A", [("/mnt/x", "/x"), "/jobs/j1"], ["A", "B", "A", "C=1"],
-                                workdir="/jobs/j1/temp")
-    assert argv == ["docker", "run", "--rm", "--network", "host", "--shm-size", "2g", "-v", "/mnt/x:/x",
-                    "-v", "/jobs/j1:/jobs/j1", "-e", "A", "-e", "B", "-w", "/jobs/j1/temp", "me/train:1",
-                    "bash", "-c", "python3 t.py $A"]
+    argv = toolkits.container_start_argv(props, "batchai-x", [("/mnt/x", "/x"), "/jobs/j1"])
+    assert argv == ["docker", "run", "--detach", "--rm", "--name", "batchai-x", "--network", "host",
+                    "--shm-size", "2g", "-v", "/mnt/x:/x", "-v", "/jobs/j1:/jobs/j1",
+                    "--entrypoint", "tail", "me/train:1", "-f", "/dev/null"]
     assert "s3cr3t-pw" not in " ".join(argv)
+    assert toolkits.container_remove_argv("batchai-x") == ["docker", "rm", "--force", "batchai-x"]
 
 
-def test_docker_without_a_shm_size_shares_the_hosts_ipc() -> None:
+def test_the_jobs_container_without_a_shm_size_shares_the_hosts_ipc() -> None:
     props = {"containerSettings": {"imageSourceRegistry": {"image": "ubuntu"}}}
-    argv = toolkits.docker_argv(props, "true", [], [])
-    assert argv == ["docker", "run", "--rm", "--network", "host", "--ipc", "host", "ubuntu", "bash", "-c", "true"]
+    argv = toolkits.container_start_argv(props, "c", [])
+    assert argv[argv.index("--network"):] == ["--network", "host", "--ipc", "host", "--entrypoint", "tail", "ubuntu",
+                                              "-f", "/dev/null"]
 
 
-def test_docker_command_is_a_bash_line_that_expands_only_the_working_folder() -> None:
-    props = {"containerSettings": {"shmSize": "1g", "imageSourceRegistry": {"image": "img"}}}
-    command = toolkits.docker_command(props, "python3 'a b.py' $A", ["/mnt/my dir"], ["A"])
-    assert command == ("docker run --rm --network host --shm-size 1g -v '/mnt/my dir:/mnt/my dir' -e A "
-                       "-w \"$AZ_BATCHAI_JOB_TEMP\" img bash -c 'python3 '\"'\"'a b.py'\"'\"' $A'")
+def test_container_names_differ_per_attempt_and_node_and_suit_docker() -> None:
+    names = {toolkits.container_name(seed, node) for seed in ("s/j/u#1", "s/j/u#2") for node in ("n0", "n1")}
+    assert len(names) == 4 and all(re.fullmatch(r"batchai-[0-9a-f]{20}", n) for n in names)
+
+
+def test_a_command_runs_in_the_container_as_a_bash_line_that_expands_only_the_working_folder() -> None:
+    command = toolkits.container_exec_command("batchai-x", "python3 'a b.py' $A", ["A", "B", "A", "C=1"])
+    assert command == ("docker exec -e A -e B -w \"$AZ_BATCHAI_JOB_TEMP\" batchai-x bash -c "
+                       "'python3 '\"'\"'a b.py'\"'\"' $A'")
     shown = subprocess.run(["bash", "-c", "printf '%s\\n' " + command], env={"AZ_BATCHAI_JOB_TEMP": "/t"},
                            capture_output=True, text=True, check=True)
-    assert shown.stdout.splitlines() == ["docker", "run", "--rm", "--network", "host", "--shm-size", "1g", "-v",
-                                         "/mnt/my dir:/mnt/my dir", "-e", "A", "-w", "/t", "img", "bash", "-c",
+    assert shown.stdout.splitlines() == ["docker", "exec", "-e", "A", "-e", "B", "-w", "/t", "batchai-x", "bash", "-c",
                                          "python3 'a b.py' $A"]
 
 

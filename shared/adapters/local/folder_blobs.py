@@ -126,8 +126,7 @@ class FolderBlobStore(BlobStore):
         temp = _temp_file(temp_dir)
         try:
             with open(temp, "wb") as out:
-                fill(out)
-            temp.chmod(0o644)
+                fill(out)  # mkstemp made it 0600: blobs are private to the service's user
             for attempt in range(3):  # a delete may remove the emptied folder between mkdir and rename
                 path.parent.mkdir(parents=True, exist_ok=True)
                 try:

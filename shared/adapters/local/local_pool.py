@@ -8,7 +8,8 @@ after the local host restarted) re-adopts the agents that are still running:
 <root>/<pool_id>/pool.json                      the PoolSpec without its secrets
 <root>/<pool_id>/bootstrap.token                the pool's bootstrap token (0600)
 <root>/<pool_id>/node_counter                   last node number handed out (ids are never reused)
-<root>/<pool_id>/<node_id>/bootstrap.json       what the agent reads (0600: it holds the token)
+<root>/<pool_id>/<node_id>/bootstrap.json       what the agent reads (0600: it holds the node's own token)
+<root>/<pool_id>/<node_id>/credential           the agent's credential, kept across its restarts (0600)
 <root>/<pool_id>/<node_id>/agent.pid            the agent's pid (it leads its own session/group)
 <root>/<pool_id>/<node_id>/agent.log            the agent's stdout and stderr
 <root>/<pool_id>/<node_id>/deleting             present while the node is being removed
@@ -39,7 +40,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from shared.ports.vm_pool import PoolNode, PoolNotFound, PoolSpec, VmPool
+from shared.ports.vm_pool import PoolNode, PoolNotFound, PoolSpec, VmPool, node_token
 
 _POOL_ID = re.compile(r"^[a-z0-9-]{1,60}$")
 _NODE_ID = re.compile(r"^node-(\d{4,})$")
@@ -60,7 +61,7 @@ def _check_pool_id(pool_id: str) -> None:
         raise ValueError(f"invalid pool id {pool_id!r}: use 1-60 characters [a-z0-9-]")
 
 
-def _write_file(path: Path, data: str, mode: int = 0o644) -> None:
+def _write_file(path: Path, data: str, mode: int = 0o600) -> None:
     """Write atomically (temp file + rename), so readers never see half a file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
@@ -175,6 +176,8 @@ class _Target:
 
 class LocalVmPool(VmPool):
     """Node agents as local processes, one loopback address each, re-adopted from pid files."""
+
+    gives_node_tokens = True  # each node's bootstrap.json is its own
 
     def __init__(self, root: Path, *, endpoint_file: Path | None = None, python: str = sys.executable,
                  first_address: str = "127.0.0.2", kill_grace: float = 2.0) -> None:
@@ -352,7 +355,7 @@ class LocalVmPool(VmPool):
                 "endpoint": bootstrap.get("endpoint"),
                 "endpoint_file": str(self._endpoint_file) if self._endpoint_file is not None else None,
                 "cluster_id": bootstrap.get("cluster_id"),
-                "token": spec["token"],
+                "token": node_token(spec["token"], node_id),  # it can register as this node only
                 "node_id": node_id,
                 "address": address,
                 "pool_id": pool_id,
