@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from shared.adapters.local.netns_pool import live_pids
 from shared.adapters.local.netns_vm import OWN_PATHS
 
 PREFIX = "bbt"  # every namespace and link the tests make starts with it
@@ -27,7 +28,7 @@ def sweep(prefix: str = PREFIX) -> None:
         name = line.split()[0] if line.split() else ""
         if name.startswith(prefix):
             for _ in range(50):
-                pids = ip("netns", "pids", name).stdout.split()
+                pids = live_pids(name)
                 if not pids:
                     break
                 for pid in pids:

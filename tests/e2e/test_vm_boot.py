@@ -92,7 +92,7 @@ def vm_host(bridge: tuple[str, str], tmp_path: Path) -> Iterator[LocalHostProces
     env = {"BATCHAI_POOL": "netns", "BATCHAI_NETNS_BRIDGE": name, "BATCHAI_NETNS_SUBNET": f"{address[:-2]}.0/24",
            "BATCHAI_HOST_ADDRESS": address, "BATCHAI_PUBLIC_ENDPOINT": f"http://{address}:{port}"}
     settings = Settings.from_env(env, data_dir=data_dir)
-    data_dir.mkdir(parents=True)
+    data_dir.mkdir(mode=0o700, parents=True)  # private, as the host keeps it
     blobs = build_blobs(settings)
     publish(blobs, Account(settings.agent_storage_account), build_bundle(tmp_path / "bundle.tar.gz"))
     host = start_local_host(data_dir, port=port, env=env)

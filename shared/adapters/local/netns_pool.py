@@ -66,10 +66,7 @@ class NetnsVmPool(VmPool):
 
     def delete_pool(self, pool_id: str) -> None:
         _check_pool_id(pool_id)
-        with self._lock:
-            _, nodes = self._pools.pop(pool_id, (None, {}))
-        for node in nodes.values():
-            self._end(node)
+        self._end_pool(pool_id)
         shutil.rmtree(self._root / pool_id, ignore_errors=True)  # the user data holds secrets
 
     def resize(self, pool_id: str, capacity: int) -> None:
@@ -103,9 +100,9 @@ class NetnsVmPool(VmPool):
                     for n in sorted(nodes.values(), key=lambda n: n.index)]
 
     def stop_all(self) -> None:
-        """End every node (the local host's clean stop)."""
+        """End every node (the local host's clean stop); their folders (boot logs) stay."""
         for pool_id in list(self._pools):
-            self.delete_pool(pool_id)
+            self._end_pool(pool_id)
         while self._made:
             try:
                 self._made.pop().rmdir()
@@ -116,6 +113,12 @@ class NetnsVmPool(VmPool):
         self.stop_all()
 
     # ---------------------------------------------------------------- internals
+
+    def _end_pool(self, pool_id: str) -> None:
+        with self._lock:
+            _, nodes = self._pools.pop(pool_id, (None, {}))
+        for node in nodes.values():
+            self._end(node)
 
     def _pool(self, pool_id: str) -> tuple[PoolSpec, dict[str, _Node]]:
         _check_pool_id(pool_id)
@@ -178,7 +181,7 @@ class NetnsVmPool(VmPool):
         netns, veth = self.names(node.index)
         deadline = time.monotonic() + _KILL_WAIT
         while True:
-            pids = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True).stdout.split()
+            pids = live_pids(netns)
             if node.process is not None and node.process.poll() is None:
                 pids.append(str(node.process.pid))
             if not pids or time.monotonic() > deadline:
@@ -209,3 +212,18 @@ class NetnsVmPool(VmPool):
         except OSError:
             tail = ""
         return f"the node's boot ended with {node.process.returncode}: {tail}"
+
+
+def live_pids(netns: str) -> list[str]:
+    """The processes in the namespace, but for zombies: they hold nothing, and a parent that died
+    with the node leaves its children to a PID 1 that may never reap them."""
+    pids = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True).stdout.split()
+    alive = []
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        if stat[stat.rfind(")") + 2] != "Z":
+            alive.append(pid)
+    return alive
