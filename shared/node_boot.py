@@ -217,6 +217,8 @@ if [ -s {CLUSTER_KEY}.pub ]; then
     install -d -m 0700 /root/.ssh
     touch /root/.ssh/authorized_keys && chmod 0600 /root/.ssh/authorized_keys
     grep -qxF "$(cat {CLUSTER_KEY}.pub)" /root/.ssh/authorized_keys || cat {CLUSTER_KEY}.pub >> /root/.ssh/authorized_keys
+    # Also root's own key: mpirun across the job's containers (container_rsh.sh) looks for it there.
+    [ -e /root/.ssh/id_ed25519 ] || install -m 0600 {CLUSTER_KEY} /root/.ssh/id_ed25519
 fi
 say "starting the agent"
 systemctl daemon-reload

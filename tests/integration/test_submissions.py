@@ -232,7 +232,7 @@ def test_a_cluster_resize_by_message_changes_the_scale_settings(svc: Services) -
     ("a job path", {"path": {**PATH, "jobName": "j"}, "body": {"properties": {"scaleSettings": {}}}},
      "InvalidMessage", "path.clusterName"),
     ("more nodes than the local pool runs", {"path": CLUSTER_PATH, "body": {"properties": {
-        "scaleSettings": {"manual": {"targetNodeCount": 100000}}}}}, "InvalidParameter", "targetNodeCount"),
+        "scaleSettings": {"manual": {"targetNodeCount": 65}}}}}, "InvalidParameter", "targetNodeCount"),
     ("a cluster that does not exist", {"path": {**CLUSTER_PATH, "clusterName": "nope"}, "body": {"properties": {
         "scaleSettings": {"manual": {"targetNodeCount": 1}}}}}, "ResourceNotFound", "nope"),
 ])

@@ -43,7 +43,7 @@ _TEST_SERVER_MISSING_READ_BUG = "Cannot read properties of undefined"
 
 def _segments(path: str) -> list[str]:
     segments = path.split(".")
-    if not all(_PATH_SEGMENT.match(s) for s in segments):
+    if not all(_PATH_SEGMENT.fullmatch(s) for s in segments):
         raise ValueError(f"unsupported field path {path!r}: use dotted identifiers")
     return segments
 

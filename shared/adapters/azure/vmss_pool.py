@@ -76,7 +76,7 @@ def azure_vm_size(name: str) -> str:
     parts = name.split("_")
     out = ["Standard" if parts[0].lower() == "standard" else parts[0]]
     for part in parts[1:]:
-        match = re.match(r"^([A-Za-z]+)(\d+)(.*)$", part)
+        match = re.fullmatch(r"([A-Za-z]+)(\d+)(.*)", part)
         if re.fullmatch(r"[vV]\d+", part):
             out.append(part.lower())
         elif match and match.group(3) and not match.group(3).isdigit():
@@ -311,7 +311,7 @@ class VmssPool(VmPool):
 
 
 def _check_pool_id(pool_id: str) -> None:
-    if not _POOL_ID.match(pool_id):
+    if not _POOL_ID.fullmatch(pool_id):
         raise ValueError(f"invalid pool id {pool_id!r}: use 1-60 characters [a-z0-9-]")
 
 

@@ -561,7 +561,7 @@ def _norm(path: str) -> str:
 def _name(name: str, pattern: re.Pattern[str]) -> str:
     key = name.lower()
     # "/subscriptions/" inside a queue or topic name would make its paths ambiguous.
-    if not pattern.match(key) or key.endswith("/") or _SUBSCRIPTIONS in key:
+    if not pattern.fullmatch(key) or key.endswith("/") or _SUBSCRIPTIONS in key:
         raise ValueError(f"invalid entity name {name!r}")
     return key
 
