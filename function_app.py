@@ -4,7 +4,7 @@ Both the Azure Functions host and the local host (`batchai local up`) load this 
 
 import azure.functions as func
 
-from functions import access, agent_api, cluster_work, events, files, health, http_api, openapi, submissions, web
+from functions import access, agent_api, cluster_work, events, file_servers, files, health, http_api, openapi, submissions, web
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 app.register_functions(health.bp)
@@ -17,3 +17,4 @@ app.register_functions(access.bp)
 app.register_functions(openapi.bp)
 app.register_functions(web.bp)
 app.register_functions(submissions.bp)
+app.register_functions(file_servers.bp)

@@ -5,6 +5,7 @@ cluster's lease; a request that finds the lease taken is left to the holder."""
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from shared import dispatcher, lanes, leases, pools
@@ -12,6 +13,8 @@ from shared.composition import Services
 from shared.ports.state_store import Query
 from shared.ports.vm_pool import PoolError
 from shared.resources import DELETING, R
+
+log = logging.getLogger(__name__)
 
 
 def handle_message(svc: Services, body: bytes) -> None:
@@ -35,6 +38,8 @@ def run(svc: Services, pk: str, cluster_key: str, action: str) -> None:
                 pools.set_errors(svc, current, [])
             except PoolError as exc:  # shown on the cluster; the next round tries again
                 pools.set_errors(svc, current, [{"code": "PoolOperationFailed", "message": str(exc)[:1000]}])
+            except ValueError as exc:  # settings the pool refuses (no subnet, no credentials...)
+                pools.set_errors(svc, current, [{"code": "InvalidPoolSettings", "message": str(exc)[:1000]}])
             current = svc.store.read(R, pk, cluster_key) or current
         dispatcher.dispatch(svc, current)
 
@@ -44,8 +49,12 @@ def run(svc: Services, pk: str, cluster_key: str, action: str) -> None:
 def reconcile_all(svc: Services) -> None:
     """The timer's round: every cluster's pool reconciled (and its lanes dispatched)."""
     for cluster in svc.store.query(R, Query(where={"kind": "cluster"})):
-        if not _deleting(cluster):
+        if _deleting(cluster):
+            continue
+        try:
             run(svc, cluster["pk"], cluster["id"], lanes.RECONCILE)
+        except Exception:  # one cluster's failure never stops the others' round
+            log.exception("reconciling cluster %s failed", cluster["id"])
 
 
 def _deleting(cluster: dict[str, Any]) -> bool:

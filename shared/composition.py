@@ -9,11 +9,14 @@ from __future__ import annotations
 import functools
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from shared.auth import local_token
 from shared.auth.authenticate import Authenticator, entra_rules
 from shared.ports.blob_store import BlobStore
 from shared.ports.clock import Clock, SystemClock
+from shared.ports.file_servers import FileServers
+from shared.ports.file_shares import FileShares
 from shared.ports.messaging import Messaging
 from shared.ports.state_store import StateStore
 from shared.ports.vm_pool import VmPool
@@ -22,6 +25,9 @@ from shared.settings import Settings
 from shared.signed_urls import UrlSigner, load_or_create_key
 from shared.wakeups import Wakeups
 from shared.webhook_destinations import WebhookDestinations
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
 
 
 @dataclass
@@ -32,6 +38,10 @@ class Services:
     messaging: Messaging
     pool: VmPool
     wakeups: Wakeups
+    # The file servers' VMs (built from settings unless given; building does no I/O).
+    file_servers: FileServers = None  # type: ignore[assignment]
+    # Azure file shares, listed for a job's outputs when the nodes are VMs (locally shares are folders).
+    file_shares: FileShares = None  # type: ignore[assignment]
     # Blob storage and the signer of the local host's download URLs: built from settings unless
     # given (building them does no I/O; the signing key is read or made on first use).
     signer: UrlSigner = None  # type: ignore[assignment]
@@ -42,6 +52,10 @@ class Services:
     webhooks: WebhookDestinations = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
+        if self.file_servers is None:
+            self.file_servers = build_file_servers(self.settings)
+        if self.file_shares is None:
+            self.file_shares = build_file_shares()
         if self.signer is None:
             self.signer = build_signer(self.settings)
         if self.blobs is None:
@@ -54,17 +68,27 @@ class Services:
     def close(self) -> None:
         self.pool.close()
         self.messaging.close()
+        self.file_servers.close()
         self.store.close()
         self.blobs.close()
+
+
+def azure_credential() -> TokenCredential:
+    """Keyless access on Azure: the app's managed identity (AZURE_CLIENT_ID names a user-assigned one),
+    or a developer's az login elsewhere. Imported when first needed: the local host never is."""
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential()
 
 
 def build_store(settings: Settings) -> StateStore:
     if settings.store == "cosmos":
         from shared.adapters.azure.cosmos_store import CosmosStateStore
 
+        # Without a key: Entra ID, with the Cosmos DB data-plane role (containers declared by infra/main.bicep).
         store: StateStore = CosmosStateStore(
             settings.cosmos_endpoint,
-            settings.cosmos_key,
+            settings.cosmos_key or azure_credential(),
             settings.cosmos_database,
             verify_tls=settings.cosmos_verify_tls,
             endpoint_discovery=settings.cosmos_endpoint_discovery,
@@ -81,7 +105,10 @@ def build_messaging(settings: Settings, clock: Clock) -> Messaging:
     if settings.messaging == "servicebus":
         from shared.adapters.azure.servicebus_messaging import ServiceBusMessaging
 
-        return ServiceBusMessaging(settings.servicebus_connection)
+        connection = settings.servicebus_connection
+        if "=" not in connection:  # a namespace's host name: keyless, through the app's identity
+            return ServiceBusMessaging(connection, credential=azure_credential())
+        return ServiceBusMessaging(connection)
     from shared.adapters.local.sqlite_messaging import SqliteMessaging
 
     return SqliteMessaging(settings.messaging_path, clock)
@@ -89,11 +116,11 @@ def build_messaging(settings: Settings, clock: Clock) -> Messaging:
 
 def build_pool(settings: Settings) -> VmPool:
     if settings.pool == "vmss":
-        from azure.identity import DefaultAzureCredential  # the Functions app's managed identity on Azure
-
         from shared.adapters.azure.vmss_pool import VmssPool
 
-        return VmssPool(settings.azure_subscription_id, settings.azure_resource_group, DefaultAzureCredential())
+        return VmssPool(settings.azure_subscription_id, settings.azure_resource_group, azure_credential(),
+                        agent_package=settings.agent_package, default_subnet_id=settings.default_subnet_id or None,
+                        read_interval=settings.arm_read_interval_seconds)
     if settings.pool == "netns":
         from shared.adapters.local.netns_pool import NetnsVmPool
 
@@ -134,6 +161,25 @@ def build_blobs(settings: Settings, signer: UrlSigner | None = None) -> BlobStor
     from shared.adapters.local.folder_blobs import FolderBlobStore
 
     return FolderBlobStore(settings.blobs_dir, signer or build_signer(settings))
+
+
+def build_file_servers(settings: Settings) -> FileServers:
+    """NFS server VMs beside the scale sets on Azure; on one machine, folders (nothing to make)."""
+    if settings.pool == "vmss":
+        from shared.adapters.azure.azure_file_servers import AzureFileServers
+
+        return AzureFileServers(settings.azure_subscription_id, settings.azure_resource_group,
+                                azure_credential(), default_subnet_id=settings.default_subnet_id or None)
+    from shared.adapters.local.local_file_servers import LocalFileServers
+
+    return LocalFileServers()
+
+
+def build_file_shares() -> FileShares:
+    """Azure Files; each share's endpoint and key come with the volume that names it."""
+    from shared.adapters.azure.azure_file_shares import AzureFileShares
+
+    return AzureFileShares()
 
 
 def build_authenticator(settings: Settings) -> Authenticator:

@@ -2,9 +2,11 @@
 
 A directory of a job (its stdouterr directory or an output directory) is a path template that the
 nodes expand. On a mounted volume it lives in that volume's storage: a blob container through the
-blob port (SAS URLs), a share, file server or unmanaged file system as a folder of the data folder
-(local pool; URLs signed by the local host). Elsewhere, in the local pool, it is a folder of the
-job's master node, expanded with that node's variables.
+blob port (SAS URLs); in the local pool, a share, file server or unmanaged file system as a folder of
+the data folder (URLs signed by the local host); on VMs, an Azure file share through the file share
+port (SAS URLs), while a file server's or an unmanaged file system's files can only be read on the
+nodes that mount them: listing those says so (NotListable). Elsewhere, in the local pool, it is a
+folder of the job's master node, expanded with that node's variables.
 """
 
 from __future__ import annotations
@@ -23,10 +25,15 @@ from shared.composition import Services
 from shared.job_environment import JobPaths, job_variables, output_dir, own_variables, stdouterr_dir
 from shared.models.common import climbs
 from shared.ports.blob_store import Account
+from shared.ports.file_shares import ShareUnreachable
 from shared.resources import R
 from shared.volumes import Location, Volume, expand, local_folder, locate
 
 STDOUTERR = "stdouterr"
+
+
+class NotListable(Exception):
+    """The directory is where this service cannot list it; the message says where, why, and what to do."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +74,9 @@ def list_directory(svc: Services, job: dict[str, Any], output_id: str, directory
             return _blob_entries(svc, where.volume, inner, expires)
         if svc.settings.nodes_on_this_machine:
             return _folder_entries(svc, local_folder(where.volume, svc.settings.storage_dir) / inner, expires)
-        return []
+        if where.volume.kind == "azureFileShare":
+            return _share_entries(svc, where.volume, inner, expires)
+        raise NotListable(_only_on_nodes(where.volume, inner))
     folder = _master_folder(svc, job, cluster, output_id, segment)
     return _folder_entries(svc, folder / sub, expires) if folder is not None else []
 
@@ -122,6 +131,30 @@ def _blob_entries(svc: Services, volume: Volume, prefix: str, expires: datetime)
         url = None if blob.is_directory else svc.blobs.download_url(account, volume.container, blob.name, expires)
         entries.append(Entry(name, blob.is_directory, blob.size, blob.last_modified, url))
     return entries
+
+
+def _share_entries(svc: Services, volume: Volume, inner: str, expires: datetime) -> list[Entry]:
+    if volume.problem:
+        raise NotListable(f"The directory is on the file share {volume.share_url}, which cannot be listed: {volume.problem}.")
+    try:
+        found = svc.file_shares.list(Account(volume.account, volume.key), volume.share_url, inner, expires)
+    except ShareUnreachable as exc:
+        raise NotListable(f"The file share {volume.share_url} could not be listed: {exc}") from None
+    return [Entry(e.name, e.is_directory, e.size, e.last_modified, e.url) for e in found]
+
+
+def _only_on_nodes(volume: Volume, inner: str) -> str:
+    """Why a file server's or an unmanaged file system's files are not listed here, and where to read them."""
+    where = posixpath.join("/", inner)
+    if volume.kind == "fileServer":
+        name = volume.server.rsplit("|", 1)[-1]
+        source = posixpath.join(volume.export_path, volume.source_directory.lstrip("/"), inner.lstrip("/")).rstrip("/")
+        return (f"The directory is on the file server '{name}' (NFS {volume.server_address}:{source}), whose files "
+                "only the nodes that mount it can read: this service does not list them. Read them on a node of the "
+                "job's cluster (listRemoteLoginInformation) or on the file server (its mountSettings.fileServerPublicIP).")
+    return (f"The directory ({where} on an unmanaged file system) is mounted by the nodes' own command, which this "
+            "service cannot run: it does not list it. Read it on a node of the job's cluster "
+            "(listRemoteLoginInformation).")
 
 
 def _folder_entries(svc: Services, folder: Path, expires: datetime) -> list[Entry]:

@@ -158,7 +158,9 @@ def _file_server(item: Mapping[str, Any], lookup: FileServerLookup, here: str) -
     properties = found.get("resource", found).get("properties") or {}
     settings = properties.get("mountSettings") or {}
     if not settings.get("fileServerInternalIP") or not settings.get("mountPoint"):
-        raise ValueError(f"{here}.fileServer.id: the file server {arm_id!r} is not ready (it has no mountSettings yet)")
+        state = properties.get("provisioningState") or "unknown"
+        raise ValueError(f"{here}.fileServer.id: the file server {arm_id!r} is not ready (provisioningState {state}: "
+                         "it has no mountSettings yet)")
     source = item.get("sourceDirectory") or ""
     if _escapes(source.lstrip("/")):
         raise ValueError(f"{here}.sourceDirectory {source!r} must stay inside the file server (no '..')")

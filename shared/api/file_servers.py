@@ -1,9 +1,14 @@
-"""File servers: an NFS server VM with data disks, mounted by clusters and jobs."""
+"""File servers: an NFS server VM with data disks, mounted by clusters and jobs.
+
+A new file server is `creating` while the file server port makes it (shared/file_servers.py:
+the first step is started here, the timer carries on); on one machine it is ready at once."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
+from shared import errors, file_servers
 from shared.api.generic import own_subnet, put_resource, refuse_changes, route_ref, timestamp
 from shared.api.request import ApiRequest, ApiResponse, parse_body
 from shared.composition import Services
@@ -11,27 +16,30 @@ from shared.ids import FILE_SERVER
 from shared.models import FileServerCreateParameters
 from shared.resources import envelope
 
-LOCAL_MOUNT = {"mountPoint": "/mnt/data", "fileServerPublicIP": "127.0.0.1", "fileServerInternalIP": "127.0.0.1"}
-
 
 def create(svc: Services, req: ApiRequest) -> ApiResponse:
     ref = route_ref(FILE_SERVER, req)
     params = parse_body(FileServerCreateParameters, req).properties
     spec = params.to_wire(reveal_secrets=True)
+    default_subnet = svc.file_servers.default_subnet_id()
+    if svc.file_servers.needs_subnet and not spec.get("subnet") and not default_subnet:
+        raise errors.InvalidParameter("A file server on Azure needs a subnet: give properties.subnet.id (the nodes' "
+                                      "subnet), or set the deployment's BATCHAI_DEFAULT_SUBNET_ID.",
+                                      target="properties.subnet")
 
-    def build() -> tuple[dict[str, Any], dict[str, Any]]:
+    def build() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         now = timestamp(svc.clock.now())
         properties = params.to_wire() | {
-            "subnet": spec.get("subnet", {"id": own_subnet(ref)}),
-            "mountSettings": dict(LOCAL_MOUNT),
+            "subnet": spec.get("subnet", {"id": default_subnet or own_subnet(ref)}),
             "creationTime": now,
-            "provisioningState": "succeeded",
+            "provisioningState": file_servers.CREATING,
             "provisioningStateTransitionTime": now,
         }
-        return envelope(ref, properties), spec
+        # uid names the server's VM, disks, NIC, NSG and public IP: a name used again gets new ones.
+        return envelope(ref, properties), spec, {"uid": uuid.uuid4().hex[:16]}
 
     def reconcile(doc: dict[str, Any]) -> None:
         refuse_changes(FILE_SERVER, doc["spec"], spec)
         return None
 
-    return put_resource(svc, ref, build, reconcile)
+    return put_resource(svc, ref, build, reconcile, created=lambda doc: file_servers.advance(svc, doc))

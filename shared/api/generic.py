@@ -71,11 +71,14 @@ def delete_resource(kind: Kind, svc: Services, req: ApiRequest) -> ApiResponse:
 
 
 def stop_running_parts(svc: Services, doc: dict[str, Any]) -> None:
-    """Before a document goes: a cluster's pool and lanes are removed, a job's processes stopped."""
-    from shared import job_runs, pools
+    """Before a document goes: a cluster's pool and lanes are removed, a job's processes stopped,
+    a file server's VM and its parts removed."""
+    from shared import file_servers, job_runs, pools
 
     if doc["kind"] == "cluster":
         pools.teardown(svc, doc)
+    elif doc["kind"] == "fileServer":
+        file_servers.teardown(svc, doc)
     elif doc["kind"] == "job" and doc.get("state") in job_runs.ACTIVE:
         job_runs.free_attempt(svc, doc)
 

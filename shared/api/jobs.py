@@ -162,6 +162,8 @@ def list_output_files(svc: Services, req: ApiRequest) -> ApiResponse:
                                            job_files.expiry(svc, minutes))
     except ValueError as exc:
         raise errors.InvalidParameter(str(exc), target="directory") from None
+    except job_files.NotListable as exc:
+        raise errors.Conflict(str(exc), target="outputdirectoryid", code="OutputDirectoryNotListable") from None
     return page_of([e.to_wire() for e in entries], req, max_results)
 
 

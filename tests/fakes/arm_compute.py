@@ -6,8 +6,12 @@ would (api-version, required fields, Spot settings, base64 custom data...), answ
 ARM error otherwise. Scale sets and their instances live in memory; instances are "Creating" on
 their first read and "Succeeded" afterwards. Mutations answer as ARM does for long-running
 operations (201/200/202 + Azure-AsyncOperation, polled until "Succeeded"); their effects that take
-time in Azure (instances vanishing, a scale set going away) happen when the operation completes.
-Every request is recorded for assertions.
+time in Azure (instances vanishing, a scale set going away) happen when the operation completes:
+when it is polled, or, as time passes in Azure while a caller that does not wait goes on, at the next
+request that is not a poll (unless ``hold_operations`` is set, as for a create that takes minutes).
+A subnet in another subscription is refused with 403 LinkedAuthorizationFailed, as ARM does when the
+caller may not join it. The NIC listing is the Network RP's (azure-mgmt-network sends it with
+api-version 2018-10-01). Every request is recorded for assertions.
 """
 
 from __future__ import annotations
@@ -23,7 +27,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+
+try:  # `python -m pytest` from the repository root
+    from tests.fakes.loopback_http import read_json_request
+except ModuleNotFoundError:  # plain `pytest`: tests/ itself is on sys.path
+    from fakes.loopback_http import read_json_request  # type: ignore[no-redef]
 
 COMPUTE_API_VERSION = "2026-04-01"  # what azure-mgmt-compute 39.0.0 sends
 NETWORK_API_VERSION = "2018-10-01"  # the Network RP's scale set NIC listing, as the adapter calls it
@@ -171,6 +179,7 @@ class FakeArmCompute:
     def __init__(self, subscription_id: str = "00000000-0000-0000-0000-000000000000", polls_per_operation: int = 1) -> None:
         self.subscription_id = subscription_id
         self.polls_per_operation = polls_per_operation
+        self.hold_operations = False
         self.requests: list[RecordedRequest] = []
         self.scale_sets: dict[tuple[str, str], ScaleSet] = {}  # (resource group, lower-cased name)
         self._operations: dict[str, _Operation] = {}
@@ -240,16 +249,9 @@ class FakeArmCompute:
     # ------------------------------------------------------------ HTTP
 
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
-        url = urlsplit(handler.path)
-        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-        length = int(handler.headers.get("Content-Length") or 0)
-        raw = handler.rfile.read(length) if length else b""
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = raw.decode(errors="replace")
+        path, query, raw, body = read_json_request(handler)
         with self._lock:
-            self.requests.append(RecordedRequest(handler.command, url.path, query, dict(handler.headers.items()), body))
+            self.requests.append(RecordedRequest(handler.command, path, query, dict(handler.headers.items()), body))
         try:
             if not (handler.headers.get("Authorization") or "").startswith("Bearer "):
                 raise ArmError(401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.")
@@ -258,7 +260,7 @@ class FakeArmCompute:
             if raw and not (handler.headers.get("Content-Type") or "").startswith("application/json"):
                 raise ArmError(415, "UnsupportedMediaType", "The content media type is not supported. Use 'application/json'.")
             with self._lock:
-                status, headers, payload = self._route(handler.command, url.path, query, body)
+                status, headers, payload = self._route(handler.command, path, query, body)
         except ArmError as err:
             error: dict[str, Any] = {"code": err.code, "message": err.message}
             if err.target:
@@ -275,9 +277,19 @@ class FakeArmCompute:
         handler.end_headers()
         handler.wfile.write(data)
 
+    def complete_operations(self) -> None:
+        """Every started operation finishes (time passes in Azure)."""
+        with self._lock:
+            for op in self._operations.values():
+                if not op.done:
+                    op.on_done()
+                    op.done = True
+
     def _route(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, dict[str, str], Any]:
         if match := _OPERATION.match(path):
             return self._operation(match["kind"].lower(), match["op"])
+        if not self.hold_operations:
+            self.complete_operations()
         match = _SCALE_SET.match(path)
         if not match:
             raise ArmError(404, "InvalidResourceType", f"The resource type could not be found for {path}.")
@@ -355,6 +367,14 @@ class FakeArmCompute:
 
     def _put(self, rg: str, name: str, body: Any) -> tuple[int, dict[str, str], Any]:
         validate_scale_set(body)
+        for nic in body["properties"]["virtualMachineProfile"]["networkProfile"]["networkInterfaceConfigurations"]:
+            for ip in nic["properties"]["ipConfigurations"]:
+                subnet = ip["properties"]["subnet"]["id"]
+                if not subnet.lower().startswith(f"/subscriptions/{self.subscription_id}/"):
+                    raise ArmError(403, "LinkedAuthorizationFailed", "The client has permission to perform action "
+                                   "'Microsoft.Compute/virtualMachineScaleSets/write', but it does not have permission "
+                                   f"to perform action 'Microsoft.Network/virtualNetworks/subnets/join/action' on the "
+                                   f"linked scope(s) '{subnet}'.")
         existing = self.scale_sets.get((rg.lower(), name.lower()))
         stored = json.loads(json.dumps(body))
         os_profile = stored["properties"]["virtualMachineProfile"]["osProfile"]

@@ -407,10 +407,6 @@ class SqliteMessaging(Messaging):
         self._dead_letter(entity, message.lock_token, message.sequence_number, reason, description,
                           lambda: _lock_lost(message))
 
-    def dead_letter_by_lock_token(self, entity: str, lock_token: str, reason: str, description: str = "") -> None:
-        self._dead_letter(entity, lock_token, None, reason, description,
-                          lambda: LockLost(f"no message of {entity!r} is locked by {lock_token!r}"))
-
     def _dead_letter(self, entity: str, lock_token: str, sequence_number: int | None, reason: str,
                      description: str, lost: Callable[[], LockLost]) -> None:
         """Move the message locked by `lock_token` (and of that sequence number, when known)."""
