@@ -18,11 +18,15 @@ $(VENV)/.installed: pyproject.toml
 requirements:
 	$(PYTHON) infra/requirements.py
 
-# Open MPI for the MPI toolkits' launches (mpirun; mpi4py links against it). Needs root or sudo.
+# Open MPI for the MPI toolkits' launches (mpirun; mpi4py links against it); cloud-init to validate the
+# VMs' user data; openssh-server for the boot test's nodes (tests/e2e/test_vm_boot.py starts one sshd per
+# network namespace). Needs root or sudo.
 system-deps:
-	@command -v mpirun >/dev/null || { \
+	@command -v mpirun >/dev/null && command -v cloud-init >/dev/null && test -x /usr/sbin/sshd || { \
 	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq openmpi-bin libopenmpi-dev >/dev/null; }
+	    $$SUDO apt-get update -qq && \
+	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	        openmpi-bin libopenmpi-dev cloud-init openssh-server >/dev/null; }
 
 # Debian's Chromium for the web page's browser tests (Playwright drives it; no browser download).
 browser-deps:

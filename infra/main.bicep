@@ -26,8 +26,8 @@ param authAudience string
 @description('Object ids (comma-separated) of the first owners, who grant roles to everyone else.')
 param authOwners string
 
-@description('What each VM installs for its node agent (a pip argument: a package name or a wheel URL).')
-param agentPackage string = 'batchai-rebuilt'
+@description('A fallback URL of the node agent bundle (shared/node_package.py); empty: VMs get a URL the app signs for the bundle in the agents storage account.')
+param agentPackage string = ''
 
 @description('Address space of the nodes\' virtual network, and of the subnet their scale sets join.')
 param vnetAddressPrefix string = '10.40.0.0/16'
@@ -46,6 +46,7 @@ param armReadIntervalSeconds int = 20
 param maximumInstanceCount int = 40
 
 var storageName = toLower('${prefix}store')
+var agentStorageName = toLower('${prefix}agents')
 var deploymentContainer = 'app-package'
 var appName = '${prefix}-functions'
 
@@ -92,6 +93,32 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
 resource deployments 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
   parent: blobService
   name: deploymentContainer
+}
+
+// The node agent's bundle (python -m shared.node_package, uploaded to batchai-agent/batchai-node.tar.gz).
+// VMs fetch it by a read-only SAS URL valid for a year (VMs a scale set adds later boot with the same
+// user data), which only an account key can sign: user-delegation SAS lasts 7 days at most. So this
+// account, which holds nothing else, keeps shared keys; the app reads its key from an app setting.
+resource agentStorage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  name: agentStorageName
+  location: location
+  sku: { name: 'Standard_LRS' }
+  kind: 'StorageV2'
+  properties: {
+    minimumTlsVersion: 'TLS1_2'
+    allowBlobPublicAccess: false
+    allowSharedKeyAccess: true
+  }
+}
+
+resource agentBlobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: agentStorage
+  name: 'default'
+}
+
+resource agentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: agentBlobService
+  name: 'batchai-agent'
 }
 
 // ------------------------------------------------------------------ Cosmos DB (the state store)
@@ -413,6 +440,8 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'BATCHAI_AZURE_RESOURCE_GROUP', value: resourceGroup().name }
         { name: 'BATCHAI_DEFAULT_SUBNET_ID', value: vnet.properties.subnets[0].id }
         { name: 'BATCHAI_AGENT_PACKAGE', value: agentPackage }
+        { name: 'BATCHAI_AGENT_STORAGE_ACCOUNT', value: agentStorage.name }
+        { name: 'BATCHAI_AGENT_STORAGE_KEY', value: agentStorage.listKeys().keys[0].value }
         { name: 'BATCHAI_ARM_READ_INTERVAL_SECONDS', value: string(armReadIntervalSeconds) }
         { name: 'BATCHAI_RECONCILE_SCHEDULE', value: reconcileSchedule }
         { name: 'BATCHAI_OUTBOX_SCHEDULE', value: outboxSchedule }
@@ -420,7 +449,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'BATCHAI_SWEEPS_SCHEDULE', value: sweepsSchedule }
         { name: 'BATCHAI_TIMERS_RUN_ON_STARTUP', value: 'false' } // not on every scale-out and restart
         { name: 'BATCHAI_OTEL_EXPORTER', value: 'azuremonitor' }
-        // Its connection string, which agents are given too (with agentPackage 'batchai-rebuilt[azuremonitor]').
+        // Its connection string, which agents are given too (the agent bundle carries the exporter).
         { name: 'BATCHAI_OTEL_ENDPOINT', value: insights.properties.ConnectionString }
         { name: 'BATCHAI_AUTH_TENANT_ID', value: tenant().tenantId }
         { name: 'BATCHAI_AUTH_AUDIENCE', value: authAudience }

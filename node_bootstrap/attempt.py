@@ -33,6 +33,9 @@ from shared.volumes import Volume
 
 RSH_AGENT = Path(__file__).with_name("local_rsh.sh")
 CONTAINER_RSH_AGENT = Path(__file__).with_name("container_rsh.sh")
+# Set on VMs (their systemd unit): how mpirun reaches the other nodes; then MPI goes over the network
+# even where storage is local (nodes booted in network namespaces of one machine).
+MPI_RSH_AGENT_VARIABLE = "BATCHAI_MPI_RSH_AGENT"
 SYNC_SECONDS = 2.0  # how often blob-backed folders are pushed while the job runs
 
 
@@ -184,7 +187,7 @@ class Attempt:
                             names: Any, log: ExecutionLog) -> Outcome:
         in_container = props.get("containerSettings") is not None
         plan = toolkits.plan(props, self.assignment["nodes"], self.node_id, self.seed,
-                             local=self.storage.local, rsh_agent=self._rsh_agent(in_container),
+                             local=loopback_mpi(self.storage.local), rsh_agent=self._rsh_agent(in_container),
                              python=props_python(props), env_names=sorted(job_variable_names(props, env)),
                              as_root=in_container or os.geteuid() == 0, in_container=in_container)
         Path(env["AZ_BATCHAI_MPI_HOST_FILE"]).write_text(plan.hostfile)
@@ -241,10 +244,11 @@ class Attempt:
         return self._wait_for(decisive, log)
 
     def _rsh_agent(self, in_container: bool) -> str:
-        """How mpirun reaches the other nodes: locally local_rsh.sh; in containers container_rsh.sh,
-        which starts Open MPI's daemon in the other node's container (ssh to it on VMs)."""
+        """How mpirun reaches the other nodes: locally local_rsh.sh; on VMs ssh with the cluster's key
+        (BATCHAI_MPI_RSH_AGENT); in containers container_rsh.sh, which starts Open MPI's daemon in the
+        other node's container (ssh to it on VMs)."""
         if not in_container:
-            return str(RSH_AGENT)
+            return rsh_agent(self.storage.local)
         nodes = self.assignment["nodes"]
         if self.storage.local:
             return toolkits.container_rsh_agent(str(CONTAINER_RSH_AGENT), self.seed, nodes, local_rsh=str(RSH_AGENT))
@@ -435,3 +439,12 @@ def kill_group(process: subprocess.Popen[bytes], grace: float = 2.0) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def loopback_mpi(local_storage: bool) -> bool:
+    """The local pool's nodes are loopback addresses of one machine, unless the node says how ssh reaches others."""
+    return local_storage and not os.environ.get(MPI_RSH_AGENT_VARIABLE)
+
+
+def rsh_agent(local_storage: bool) -> str:
+    return str(RSH_AGENT) if loopback_mpi(local_storage) else os.environ.get(MPI_RSH_AGENT_VARIABLE, "")

@@ -109,7 +109,8 @@ class _Job:
 class MpiLauncher:
     """Open MPI's mpirun, started once on the master, reaching the job's nodes from the hostfile.
 
-    On VMs it reaches them with ssh. In the local pool the nodes are loopback addresses of this
+    On VMs it reaches them with ssh (`rsh_agent`: ssh with the cluster's key, from the node's
+    BATCHAI_MPI_RSH_AGENT; empty: Open MPI's default ssh). In the local pool the nodes are loopback addresses of this
     machine, which Open MPI takes for remote hosts: `plm_rsh_agent` is a script that runs the
     'remote' command here (node_bootstrap/local_rsh.sh, which also gives each 'host' its own
     session directory); `btl tcp,self` because the shared-memory transport crashes when ranks of
@@ -128,7 +129,7 @@ class MpiLauncher:
         argv = ["--hostfile", "$AZ_BATCHAI_MPI_HOST_FILE", "-np", str(count), "--bind-to", "none"]
         if self.as_root:
             argv.append("--allow-run-as-root")
-        if self.local or self.in_container:
+        if self.local or self.in_container or self.rsh_agent:  # on VMs: ssh with the cluster's key
             argv += ["--mca", "plm_rsh_agent", shlex.quote(self.rsh_agent)]
         if self.in_container:  # only the master's container launches: the others need no way to reach a third
             argv += ["--mca", "plm_rsh_no_tree_spawn", "1"]

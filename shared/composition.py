@@ -121,6 +121,10 @@ def build_pool(settings: Settings) -> VmPool:
         return VmssPool(settings.azure_subscription_id, settings.azure_resource_group, azure_credential(),
                         agent_package=settings.agent_package, default_subnet_id=settings.default_subnet_id or None,
                         read_interval=settings.arm_read_interval_seconds)
+    if settings.pool == "netns":
+        from shared.adapters.local.netns_pool import NetnsVmPool
+
+        return NetnsVmPool(settings.pools_dir, settings.netns_bridge, settings.netns_subnet)
     from shared.adapters.local.local_pool import LocalVmPool
 
     return LocalVmPool(settings.pools_dir, endpoint_file=settings.endpoint_file)

@@ -63,7 +63,7 @@ def list_directory(svc: Services, job: dict[str, Any], output_id: str, directory
         inner = posixpath.join(inside, sub) if sub else inside
         if volume.kind == "azureBlob":
             return _blob_entries(svc, volume, inner, expires)
-        if svc.settings.pool == "local":
+        if svc.settings.nodes_on_this_machine:
             return _folder_entries(svc, local_folder(volume, svc.settings.storage_dir) / inner, expires)
         if volume.kind == "azureFileShare":
             return _share_entries(svc, volume, inner, expires)
@@ -84,7 +84,7 @@ def read_file(svc: Services, job: dict[str, Any], output_id: str, name: str, max
             except Exception:  # not there (yet)
                 return None
             return data[-max_bytes:]
-        if svc.settings.pool != "local":
+        if not svc.settings.nodes_on_this_machine:
             return None  # a share or file server of VMs: read on the nodes only (see list_directory)
         where = local_folder(volume, svc.settings.storage_dir) / inside
     if where is None:
@@ -219,7 +219,7 @@ def _folder_entries(svc: Services, folder: Path, expires: datetime) -> list[Entr
 def _master_folder(svc: Services, job: dict[str, Any], cluster: dict[str, Any] | None, output_id: str,
                    segment: str) -> Path | None:
     """In the local pool: the directory as the job's (last) master node expanded it."""
-    if svc.settings.pool != "local" or cluster is None or not job.get("nodes") or not job.get("attempt"):
+    if not svc.settings.nodes_on_this_machine or cluster is None or not job.get("nodes") or not job.get("attempt"):
         return None
     master = job["nodes"][0]
     node_dir = svc.settings.pools_dir.resolve() / pools.pool_id(cluster) / master

@@ -33,6 +33,9 @@ def _masked(match: re.Match[str]) -> str:
 
 
 _PATTERNS: tuple[tuple[re.Pattern[str], Any], ...] = (
+    # A private key (a cluster's ssh key) between its armour lines.
+    (re.compile(r"(-----BEGIN [A-Z ]*PRIVATE KEY-----)[\s\S]*?(?=-----END [A-Z ]*PRIVATE KEY-----)"),
+     lambda m: f"{m.group(1)}{MASK}"),
     (re.compile(r"(\bBearer\s+)([^\s\"',;]+)", re.IGNORECASE), _masked),
     (re.compile(r"(x-batchai-node-credential[\"']?\s*[:=]\s*)(" + _QUOTED_OR_BARE + ")", re.IGNORECASE), _masked),
     (re.compile(r"(\bsig=)([^&\s\"']+)", re.IGNORECASE), _masked),

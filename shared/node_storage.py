@@ -15,7 +15,7 @@ def storage_info(svc: Services) -> dict[str, Any]:
     """How a node reaches storage: real mounts on VMs; in the local pool, folders of the data
     folder stand for shares and file servers, and blob containers go through the blob port."""
     settings = svc.settings
-    if settings.pool != "local":
+    if not settings.nodes_on_this_machine:
         return {"mode": "vm"}
     blobs: dict[str, Any] = ({"kind": "azure", "endpoint": settings.blob_endpoint} if settings.blobs == "azure"
                              else {"kind": "folder", "root": str(settings.blobs_dir.resolve())})

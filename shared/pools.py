@@ -9,20 +9,21 @@ from __future__ import annotations
 
 import logging
 import secrets
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared import autoscale, job_runs, lanes, nodes, watchdog
+from shared import autoscale, job_runs, lanes, node_package, nodes, watchdog
+from shared.node_boot import DEFAULT_IMAGE
 from shared.composition import Services
 from shared.nodes import stamp
 from shared.ports.state_store import Query
+from shared.ports.blob_store import Account
 from shared.ports.vm_pool import AgentBootstrap, PoolNotFound, PoolSpec
 from shared.resources import R, mutate_doc
 from shared.scheduler import LEAVING, UNUSABLE
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
-DEFAULT_IMAGE = {"publisher": "Canonical", "offer": "UbuntuServer", "sku": "16.04-LTS", "version": "latest"}
 
 
 def pool_id(cluster: dict[str, Any]) -> str:
@@ -37,14 +38,26 @@ def pool_spec(svc: Services, cluster: dict[str, Any]) -> PoolSpec:
     spec = cluster["spec"]
     account = spec.get("userAccountSettings", {})
     image = (spec.get("virtualMachineConfiguration") or {}).get("imageReference") or DEFAULT_IMAGE
+    key = cluster.get("sshKey") or {}
     return PoolSpec(
         pool_id=pool_id(cluster), vm_size=spec["vmSize"], vm_priority=spec.get("vmPriority", "dedicated"),
         image_reference=image, admin_user_name=account.get("adminUserName", "batchai"),
         admin_password=account.get("adminUserPassword"), admin_ssh_public_key=account.get("adminUserSshPublicKey"),
         subnet_id=(spec.get("subnet") or {}).get("id"), location=svc.settings.default_location,
         bootstrap=AgentBootstrap(endpoint=svc.settings.public_endpoint, cluster_id=cluster["resource"]["id"],
-                                 token=cluster["agentToken"], telemetry=agent_telemetry(svc.settings)),
+                                 token=cluster["agentToken"], telemetry=agent_telemetry(svc.settings),
+                                 ssh_private_key=key.get("private", ""), ssh_public_key=key.get("public", ""),
+                                 agent_url=agent_bundle_url(svc)),
         tags={"batchai-cluster": cluster["resource"]["id"][-256:]})
+
+
+def agent_bundle_url(svc: Services) -> str:
+    """The signed URL VMs fetch the agent from (shared/node_package.py); local agents need none.
+    Valid for a year: VMs a scale set adds later boot with the same user data."""
+    if svc.settings.pool == "local":
+        return ""
+    account = Account(svc.settings.agent_storage_account, svc.settings.agent_storage_key)
+    return node_package.bundle_url(svc.blobs, account, svc.clock.now() + timedelta(days=365))
 
 
 def agent_telemetry(settings: Settings) -> dict[str, str]:

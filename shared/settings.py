@@ -38,14 +38,23 @@ class Settings(BaseModel):
     # The local host's AMQP door (Service Bus clients reach its request queues): its port on 127.0.0.1; 0: any free one.
     amqp_port: int = Field(default=0, ge=0, le=65535)
     # VM pools: local agent processes, or one VM scale set per cluster.
-    pool: Literal["local", "vmss"] = "local"
+    pool: Literal["local", "vmss", "netns"] = "local"
+    # Where VMs fetch the agent bundle from (shared/node_package.py): the control plane's storage account.
+    agent_storage_account: str = "batchai"
+    agent_storage_key: str = Field(default="", repr=False)
+    # The local host's listening address (netns pool: the bridge address its nodes reach it on).
+    host_address: str = "127.0.0.1"
+    # netns pool: the bridge its nodes' veths join, and the /24 on it (.1 is the host's side).
+    netns_bridge: str = ""
+    netns_subnet: str = "10.213.0.0/24"
     azure_subscription_id: str = ""
     azure_resource_group: str = ""
     # On Azure: the subnet (resource id) of clusters and file servers whose request names none; without it such a
     # request is refused (400, properties.subnet). infra/main.bicep sets the nodes' subnet.
     default_subnet_id: str = ""
-    # What each VM installs for its agent (`pip install` argument: a name, a wheel URL).
-    agent_package: str = "batchai-rebuilt"
+    # The agent bundle's URL for VMs, when the control plane does not sign one from its storage
+    # (shared/node_package.py; normally empty: pools carry a signed URL of BATCHAI_AGENT_STORAGE_ACCOUNT's).
+    agent_package: str = ""
     # VM scale sets: a cluster's instance views and NICs are read from ARM at most once per this many
     # seconds (a round in between reuses the last listing). ARM throttles reads per subscription and
     # the Compute RP counts listings with instance views as costly calls: with the default, a cluster
@@ -135,6 +144,11 @@ class Settings(BaseModel):
                 values[name] = raw
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.model_validate(values)
+
+    @property
+    def nodes_on_this_machine(self) -> bool:
+        """The local and netns pools' nodes share this machine's folders: storage is folders of the data folder."""
+        return self.pool in ("local", "netns")
 
     @property
     def sqlite_path(self) -> Path:

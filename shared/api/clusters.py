@@ -13,16 +13,18 @@ from shared.api.generic import (get_resource, list_children, own_subnet, put_res
                                 timestamp)
 from shared.api.request import ApiRequest, ApiResponse, int_param, ok, page_of, parse_body, validation_error
 from shared.composition import Services
+from shared.cluster_keys import new_cluster_key
 from shared.ids import CLUSTER, ResourceRef
+from shared.node_boot import DEFAULT_IMAGE
 from shared.models import ClusterCreateParameters, ClusterUpdateParameters
 from shared.scheduler import UNUSABLE
 
 MUTABLE = frozenset({"scaleSettings"})
 SSH_PORT = 22
 DEFAULT_SCALE = {"manual": {"targetNodeCount": 0, "nodeDeallocationOption": "requeue"}}
-# What Batch AI gave a cluster that named no image: Ubuntu 16.04 LTS.
-DEFAULT_VM_CONFIGURATION = {"imageReference": {"publisher": "Canonical", "offer": "UbuntuServer",
-                                               "sku": "16.04-LTS", "version": "latest"}}
+# Batch AI gave a cluster that named no image Ubuntu 16.04 LTS, long retired: now a current LTS
+# whose Python runs the agent (shared/node_boot.py says which, and why).
+DEFAULT_VM_CONFIGURATION = {"imageReference": dict(DEFAULT_IMAGE)}
 
 
 def create(svc: Services, req: ApiRequest) -> ApiResponse:
@@ -50,7 +52,9 @@ def create(svc: Services, req: ApiRequest) -> ApiResponse:
         if task is not None:
             task["stdOutErrPathSuffix"] = setup_task_suffix(ref)
         # uid names the cluster's lanes and pool; agentToken lets its nodes join (never returned).
-        extra = {"uid": uuid.uuid4().hex[:16], "agentToken": pools.new_agent_token(), "provisioned": False}
+        # sshKey: the key pair its nodes trust one another with, for mpirun (never returned either).
+        extra = {"uid": uuid.uuid4().hex[:16], "agentToken": pools.new_agent_token(), "provisioned": False,
+                 "sshKey": new_cluster_key().to_doc()}
         return resources.envelope(ref, properties), spec, extra
 
     def reconcile(doc: dict[str, Any]) -> dict[str, Any] | None:
@@ -119,7 +123,7 @@ def update(svc: Services, req: ApiRequest) -> ApiResponse:
 
 def check_pool_limit(svc: Services, scale: dict[str, Any]) -> None:
     """The local pool runs a process per node: a size beyond `local_max_nodes` is a 400, not a fork bomb."""
-    if svc.settings.pool != "local":
+    if not svc.settings.nodes_on_this_machine:
         return
     limit = svc.settings.local_max_nodes
     for kind, field in (("manual", "targetNodeCount"), ("autoScale", "maximumNodeCount"),

@@ -88,13 +88,13 @@ def local_up(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 to serve the API on (0: any free port).")] = 7071,
     list_functions: Annotated[bool, typer.Option("--list-functions", help="List every function it hosts.")] = False,
 ) -> None:
-    """Start the local host: the Batch AI API on 127.0.0.1, state in DATA_DIR. Ctrl-C stops it."""
+    """Start the local host: the Batch AI API on 127.0.0.1 (BATCHAI_HOST_ADDRESS), state in DATA_DIR. Ctrl-C stops it."""
     from shared import logs
     from shared.localhost.host import LocalHost
 
     settings = Settings.from_env(data_dir=data_dir)
     logs.configure(settings)
-    LocalHost(settings, port=port, echo=functools.partial(print, flush=True), list_functions=list_functions).run()
+    LocalHost(settings, host=settings.host_address, port=port, echo=functools.partial(print, flush=True), list_functions=list_functions).run()
 
 
 @app.command()

@@ -41,6 +41,11 @@ class AgentBootstrap:
     token: str = field(repr=False)  # the pool's bootstrap secret; never logged
     # Where the agent sends its spans and metrics: {"exporter", "endpoint", "directory"} (shared/telemetry.py).
     telemetry: Mapping[str, str] = field(default_factory=dict)
+    # VMs only: the cluster's ssh key pair (mpirun between nodes; the private key is a secret) and the
+    # signed URL of the agent bundle the VM installs (shared/node_package.py). The local pool uses neither.
+    ssh_private_key: str = field(default="", repr=False)
+    ssh_public_key: str = ""
+    agent_url: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,10 @@ from shared.ports.vm_pool import AgentBootstrap, PoolNode, PoolNotFound, PoolSpe
 
 try:  # `python -m pytest` from the repository root
     from tests.fakes.arm_compute import COMPUTE_API_VERSION, FakeArmCompute
+    from tests.netns_bridge import made_bridge
 except ModuleNotFoundError:  # plain `pytest`: tests/ itself is on sys.path
     from fakes.arm_compute import COMPUTE_API_VERSION, FakeArmCompute  # type: ignore[no-redef]
+    from netns_bridge import made_bridge  # type: ignore[no-redef]
 
 RESOURCE_GROUP = "batchai-rg"
 SUBNET_ID = ("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/net/providers"
@@ -183,9 +185,26 @@ def _vmss_pool(fake: FakeArmCompute, **kwargs: Any) -> VmPool:
                     polling_interval=0.01, **kwargs)
 
 
-@pytest.fixture(params=["local", "vmss"])
+@pytest.fixture
+def netns_pool(tmp_path: Path) -> Iterator[VmPool]:
+    """VMs as network namespaces on a bridge of the test's own, removed with everything on it."""
+    from shared.adapters.local.netns_pool import NetnsVmPool
+
+    with made_bridge() as (bridge, address):
+        p = NetnsVmPool(tmp_path / "pools", bridge, f"{address[:-2]}.0/24")
+        try:
+            yield p
+        finally:
+            p.close()
+
+
+@pytest.fixture(params=["local", "vmss", pytest.param("netns", marks=pytest.mark.skipif(
+    os.geteuid() != 0, reason="the netns pool needs root (namespaces, a bridge)"))])
 def pool(request: pytest.FixtureRequest) -> Iterator[VmPool]:
     """An adapter of each kind, with no pools yet."""
+    if request.param == "netns":
+        yield request.getfixturevalue("netns_pool")
+        return
     if request.param == "local":
         p = _local_pool(request.getfixturevalue("local_root"))
     else:
@@ -385,9 +404,25 @@ def test_vmss_dedicated_with_password_and_custom_image(fake_arm: FakeArmCompute)
     assert "linuxConfiguration" not in profile["osProfile"]
 
 
+AGENT_URL = "https://ctl.blob.core.windows.net/batchai-agent/batchai-node.tar.gz?se=2099&sig=abc"
+
+
+def _boot_spec(pool_id: str, **overrides: Any) -> PoolSpec:
+    """A spec whose bootstrap carries what a VM needs: the cluster's key pair and the agent bundle's URL."""
+    from shared.cluster_keys import new_cluster_key
+
+    key = new_cluster_key()
+    bootstrap = AgentBootstrap(ENDPOINT, CLUSTER_ID, TOKEN, ssh_private_key=key.private, ssh_public_key=key.public,
+                               agent_url=AGENT_URL)
+    return make_spec(pool_id, bootstrap=bootstrap, **overrides)
+
+
 def test_vmss_custom_data_is_a_cloud_init_that_starts_the_agent(fake_arm: FakeArmCompute) -> None:
-    pool = _vmss_pool(fake_arm, agent_package="https://example.org/batchai_rebuilt-0.1.0-py3-none-any.whl")
-    pool.create_pool(make_spec("agents"))
+    pool = _vmss_pool(fake_arm)
+    spec = _boot_spec("agents")
+    pool.create_pool(spec)
+    custom_data = _put_body(fake_arm, "agents")["properties"]["virtualMachineProfile"]["osProfile"]["customData"]
+    assert len(custom_data) < 64 * 1024  # Azure's limit on custom data
     script = _custom_data(_put_body(fake_arm, "agents"))
     assert script.startswith("#cloud-config\n")
     config = yaml.safe_load(script)  # what cloud-init does with it
@@ -399,13 +434,65 @@ def test_vmss_custom_data_is_a_cloud_init_that_starts_the_agent(fake_arm: FakeAr
     assert document["cluster_id"] == CLUSTER_ID
     assert document["token"] == TOKEN
     assert document["pool_id"] == "agents"
+    assert document["node_id"] is None and document["address"] is None  # from IMDS on the VM
+    # The agent: from the bundle's signed URL (a 0600 file), into a venv of the image's Python, never from PyPI.
+    assert files["/var/lib/batchai/agent-url"] == {"path": "/var/lib/batchai/agent-url", "content": AGENT_URL + "\n",
+                                                   "permissions": "0600", "owner": "root:root"}
+    boot = files["/var/lib/batchai/boot-agent.sh"]["content"]
+    assert "/usr/bin/python3 -m venv" in boot and "pip install --quiet --no-index --find-links" in boot
+    assert "systemctl enable --now batchai-node.service" in boot
     unit = files["/etc/systemd/system/batchai-node.service"]["content"]
-    assert "-m node_bootstrap --node-dir /var/lib/batchai/node" in unit
-    assert {"python3", "cifs-utils", "nfs-common", "openmpi-bin"} <= set(config["packages"])
-    commands = [" ".join(c) for c in config["runcmd"]]
-    assert any("pip install" in c and "batchai_rebuilt-0.1.0-py3-none-any.whl" in c for c in commands)
-    assert "systemctl enable --now batchai-node.service" in commands
+    assert "-m node_bootstrap --node-dir /var/lib/batchai/node" in unit and "Restart=always" in unit
+    # The cluster's key pair: the private key 0600 for mpirun's ssh, the public one trusted for root.
+    assert files["/var/lib/batchai/ssh/cluster_key"]["content"].strip() == spec.bootstrap.ssh_private_key.strip()
+    assert files["/var/lib/batchai/ssh/cluster_key"]["permissions"] == "0600"
+    assert files["/var/lib/batchai/ssh/cluster_key.pub"]["content"].strip() == spec.bootstrap.ssh_public_key
+    assert "BATCHAI_MPI_RSH_AGENT=ssh -i /var/lib/batchai/ssh/cluster_key" in unit
+    # The admin user gets the API's adminUserSshPublicKey from cloud-init too.
+    admin = next(u for u in config["users"] if isinstance(u, dict))
+    assert admin["name"] == "azureuser" and admin["ssh_authorized_keys"] == [SSH_KEY]
+    install = files["/var/lib/batchai/install-node-packages.sh"]["content"]
+    for package in ("docker.io", "cifs-utils", "nfs-common", "openmpi-bin", "openssh-server", "python3-venv", "blobfuse2"):
+        assert package in install
+    assert "gpu=0" in install  # a D-series size: no GPU driver
+    assert config["runcmd"] == [["/var/lib/batchai/install-node-packages.sh"], ["/var/lib/batchai/boot-agent.sh"]]
     compile(files["/var/lib/batchai/identify.py"]["content"], "identify.py", "exec")  # valid Python
+
+
+def test_vmss_gpu_sizes_get_the_driver_and_container_toolkit(fake_arm: FakeArmCompute) -> None:
+    pool = _vmss_pool(fake_arm)
+    pool.create_pool(_boot_spec("gpus", vm_size="STANDARD_NC6s_v3"))
+    config = yaml.safe_load(_custom_data(_put_body(fake_arm, "gpus")))
+    install = next(f["content"] for f in config["write_files"] if f["path"].endswith("install-node-packages.sh"))
+    assert "gpu=1" in install
+    assert "ubuntu-drivers install --gpgpu" in install and "nvidia-container-toolkit" in install
+
+
+def test_vmss_default_image_is_a_current_ubuntu(fake_arm: FakeArmCompute) -> None:
+    from shared.node_boot import DEFAULT_IMAGE
+
+    pool = _vmss_pool(fake_arm)
+    pool.create_pool(_boot_spec("plain", image_reference={}))
+    profile = _put_body(fake_arm, "plain")["properties"]["virtualMachineProfile"]
+    assert profile["storageProfile"]["imageReference"] == DEFAULT_IMAGE == {
+        "publisher": "Canonical", "offer": "ubuntu-24_04-lts", "sku": "server", "version": "latest"}
+
+
+def test_vmss_user_data_passes_cloud_init_schema(fake_arm: FakeArmCompute, tmp_path: Path) -> None:
+    """Debian's cloud-init validates what ARM received, byte for byte; the scripts parse as bash."""
+    pool = _vmss_pool(fake_arm)
+    for pool_id, size in (("cpu", "STANDARD_D1_V2"), ("gpu", "Standard_NC24rs_v3")):
+        pool.create_pool(_boot_spec(pool_id, vm_size=size))
+        user_data = tmp_path / f"{pool_id}.yaml"
+        user_data.write_text(_custom_data(_put_body(fake_arm, pool_id)))
+        checked = subprocess.run(["cloud-init", "schema", "--config-file", str(user_data)], capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "Valid cloud-config" in checked.stdout
+        for item in yaml.safe_load(user_data.read_text())["write_files"]:
+            if item["path"].endswith(".sh"):
+                script = tmp_path / "script.sh"
+                script.write_text(item["content"])
+                assert subprocess.run(["bash", "-n", str(script)]).returncode == 0, item["path"]
 
 
 def test_vmss_capacity_changes_are_patches_of_the_sku(fake_arm: FakeArmCompute) -> None:

@@ -35,6 +35,7 @@ TEMPLATE = ROOT / "infra" / "main.bicep"
 AZURE_SETTINGS = {
     "store", "cosmos_endpoint", "cosmos_database", "messaging", "servicebus_connection", "pool",
     "azure_subscription_id", "azure_resource_group", "default_subnet_id", "agent_package", "public_endpoint",
+    "agent_storage_account", "agent_storage_key",
     "blobs", "blob_endpoint", "data_dir", "default_location", "auth_tenant_id", "auth_audience", "auth_owners",
     "otel_exporter", "reconcile_schedule", "outbox_schedule", "timers_run_on_startup", "arm_read_interval_seconds",
 }
@@ -233,12 +234,16 @@ def test_every_role_the_code_needs_is_assigned_to_the_apps_identity() -> None:
 
 def test_access_is_keyless_and_the_plan_is_flex_consumption() -> None:
     text = TEMPLATE.read_text()
-    assert "listKeys(" not in text and "listConnectionStrings(" not in text and "AccountKey=" not in text
+    # One key only: the agent bundle's account, whose year-long SAS URLs only a key can sign.
+    assert text.count("listKeys(") == 1 and "agentStorage.listKeys()" in text
+    assert "listConnectionStrings(" not in text and "AccountKey=" not in text
     [cosmos] = resources("Microsoft.DocumentDB/databaseAccounts").values()
     [bus] = resources("Microsoft.ServiceBus/namespaces").values()
-    [storage] = resources("Microsoft.Storage/storageAccounts").values()
+    accounts = resources("Microsoft.Storage/storageAccounts")
     assert cosmos["properties"]["disableLocalAuth"] is True and bus["properties"]["disableLocalAuth"] is True
-    assert storage["properties"]["allowSharedKeyAccess"] is False
+    assert accounts["storage"]["properties"]["allowSharedKeyAccess"] is False
+    assert set(accounts) == {"storage", "agentStorage"}
+    assert accounts["agentStorage"]["properties"]["allowBlobPublicAccess"] is False
     [plan] = resources("Microsoft.Web/serverfarms").values()
     assert plan["sku"] == {"name": "FC1", "tier": "FlexConsumption"}
     [site] = resources("Microsoft.Web/sites").values()

@@ -29,7 +29,7 @@ def plan(toolkit: str, settings: dict, me: str = "n0", *, node_list: list | None
          env_names: list[str] | None = None, as_root: bool | None = True, **props: object) -> NodePlan:
     node_list = node_list or NODES
     job = {"nodeCount": len(node_list), toolkit: settings, **props}
-    return toolkits.plan(job, node_list, me, SEED, local=local, rsh_agent="/opt/agent.sh",
+    return toolkits.plan(job, node_list, me, SEED, local=local, rsh_agent="/opt/agent.sh" if local else "",
                          env_names=NAMES if env_names is None else env_names, as_root=as_root)
 
 
@@ -82,7 +82,7 @@ def test_process_count_defaults_to_the_node_count(toolkit: str, settings: dict, 
 
 def test_process_count_falls_back_to_the_node_list_without_a_node_count() -> None:
     job = {"customMpiSettings": {"commandLine": "x"}}
-    [mpirun] = toolkits.plan(job, NODES, "n0", SEED, local=False, rsh_agent="a", as_root=False).processes
+    [mpirun] = toolkits.plan(job, NODES, "n0", SEED, local=False, rsh_agent="", as_root=False).processes
     assert " -np 2 " in mpirun.command
 
 
@@ -467,3 +467,13 @@ def test_a_container_job_without_docker_gets_a_clear_message() -> None:
     assert message is not None and "me/train:1" in message and "Docker" in message
     assert toolkits.container_unavailable_message(props, docker_present=True) is None
     assert toolkits.container_unavailable_message({}, docker_present=False) is None
+
+
+def test_mpirun_on_vms_reaches_the_other_nodes_with_ssh_and_the_cluster_key() -> None:
+    from shared.node_boot import MPI_RSH_AGENT
+
+    result = toolkits.plan({"nodeCount": 2, "customMpiSettings": {"commandLine": "run", "processCount": 2}}, NODES,
+                           "n0", SEED, local=False, rsh_agent=MPI_RSH_AGENT, env_names=[], as_root=True)
+    argv = shlex.split(only(result).command)
+    assert argv[argv.index("plm_rsh_agent") + 1] == MPI_RSH_AGENT
+    assert "btl_tcp_if_include" not in argv and "--oversubscribe" not in argv  # real hosts, real interfaces

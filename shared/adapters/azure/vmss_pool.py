@@ -1,11 +1,10 @@
 """VM pool on Azure: one virtual machine scale set per pool (azure-mgmt-compute).
 
-Every VM gets, through cloud-init custom data, Python, this project's package (for the node agent),
-the agent's bootstrap.json and a systemd unit that runs ``python3 -m node_bootstrap``. All VMs of a
-scale set share one custom data, so bootstrap.json is written with ``node_id`` and ``address`` null
-and a boot script fills them in from the instance metadata service (IMDS) before the agent starts:
-node_id = the scale set instance id (the suffix of IMDS compute.name "<scaleset>_<instance id>"),
-the same id ``list_nodes`` reports.
+Every VM boots with the cloud-init user data of shared/node_boot.py (what it installs, how the agent
+starts, the default image). All VMs of a scale set share one custom data, so bootstrap.json is
+written with ``node_id`` and ``address`` null and filled in from the instance metadata service
+(IMDS) before the agent starts: node_id = the scale set instance id (the suffix of IMDS
+compute.name "<scaleset>_<instance id>"), the same id ``list_nodes`` reports.
 
 Low priority becomes Spot with eviction policy Delete (an evicted VM disappears, and the control
 plane sees its node vanish) and max price -1 (pay up to the on-demand price, never evicted for price).
@@ -26,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import json
 import re
 import threading
 import time
@@ -61,17 +59,12 @@ from azure.mgmt.compute.models import (
 )
 from azure.mgmt.network import NetworkManagementClient
 
+from shared.node_boot import DEFAULT_IMAGE, node_boot_of, user_data
 from shared.ports.vm_pool import NodeState, PoolError, PoolNode, PoolNotFound, PoolSpec, VmPool
 
 _POOL_ID = re.compile(r"^[a-z0-9-]{1,60}$")
 # Scale set provisioning states during which a resize waits for a later round.
 _BUSY = frozenset({"creating", "deleting"})
-NODE_DIR = "/var/lib/batchai/node"
-AGENT_VENV = "/opt/batchai/venv"
-SERVICE_NAME = "batchai-node.service"
-# Batch AI's default image (Ubuntu 16.04) is long retired; this one runs on every Batch AI size.
-DEFAULT_IMAGE = {"publisher": "Canonical", "offer": "0001-com-ubuntu-server-jammy", "sku": "22_04-lts",
-                 "version": "latest"}
 
 _STATES: dict[str, NodeState] = {
     "creating": "creating",
@@ -82,33 +75,6 @@ _STATES: dict[str, NodeState] = {
     "failed": "failed",
     "canceled": "failed",
 }
-
-# Runs once per boot before the agent: fills node_id and address from IMDS (all VMs share custom data).
-_IDENTIFY_SCRIPT = """\
-import json, os, sys, time, urllib.request
-
-path = sys.argv[1]
-url = "http://169.254.169.254/metadata/instance?api-version=2021-02-01"
-for attempt in range(30):
-    try:
-        request = urllib.request.Request(url, headers={"Metadata": "true"})
-        meta = json.load(urllib.request.urlopen(request, timeout=5))
-        break
-    except OSError:
-        time.sleep(2)
-else:
-    sys.exit("instance metadata service unreachable")
-with open(path) as f:
-    boot = json.load(f)
-boot["node_id"] = meta["compute"]["name"].rsplit("_", 1)[-1]
-boot["address"] = meta["network"]["interface"][0]["ipv4"]["ipAddress"][0]["privateIpAddress"]
-tmp = path + ".tmp"
-fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-with os.fdopen(fd, "w") as f:
-    json.dump(boot, f, indent=2)
-os.replace(tmp, path)
-"""
-
 
 def azure_vm_size(name: str) -> str:
     """Azure's casing of a size name: STANDARD_NC6 -> Standard_NC6, standard_nc6s_v3 -> Standard_NC6s_v3.
@@ -126,49 +92,6 @@ def azure_vm_size(name: str) -> str:
         else:
             out.append(part.upper())
     return "_".join(out)
-
-
-def cloud_init(bootstrap: Mapping[str, Any], agent_package: str) -> str:
-    """The cloud-config that installs the agent and starts it as a systemd service.
-
-    Written as JSON after the "#cloud-config" line: JSON is YAML, and needs no YAML library here.
-    """
-    service = "\n".join([
-        "[Unit]",
-        "Description=Batch AI node agent",
-        "Wants=network-online.target",
-        "After=network-online.target",
-        "",
-        "[Service]",
-        f"ExecStartPre={AGENT_VENV}/bin/python3 /var/lib/batchai/identify.py {NODE_DIR}/bootstrap.json",
-        f"ExecStart={AGENT_VENV}/bin/python3 -m node_bootstrap --node-dir {NODE_DIR}",
-        f"WorkingDirectory={NODE_DIR}",
-        "Restart=always",
-        "RestartSec=5",
-        "",
-        "[Install]",
-        "WantedBy=multi-user.target",
-        "",
-    ])
-    config = {
-        "package_update": True,
-        # The agent's interpreter, the mount helpers (Azure Files over SMB, file servers over NFS) and
-        # Open MPI for the MPI toolkits. blobfuse2 comes with the VM image (as on Batch AI's images).
-        "packages": ["python3", "python3-venv", "python3-pip", "cifs-utils", "nfs-common", "openmpi-bin"],
-        "write_files": [
-            {"path": f"{NODE_DIR}/bootstrap.json", "permissions": "0600", "owner": "root:root",
-             "content": json.dumps(dict(bootstrap), indent=2)},
-            {"path": "/var/lib/batchai/identify.py", "permissions": "0755", "content": _IDENTIFY_SCRIPT},
-            {"path": f"/etc/systemd/system/{SERVICE_NAME}", "permissions": "0644", "content": service},
-        ],
-        "runcmd": [
-            ["python3", "-m", "venv", AGENT_VENV],
-            [f"{AGENT_VENV}/bin/pip", "install", "--upgrade", agent_package],
-            ["systemctl", "daemon-reload"],
-            ["systemctl", "enable", "--now", SERVICE_NAME],
-        ],
-    }
-    return "#cloud-config\n" + json.dumps(config, indent=2) + "\n"
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -195,14 +118,14 @@ class VmssPool(VmPool):
     """One scale set per pool in one resource group; starts ARM operations and never waits for them."""
 
     def __init__(self, subscription_id: str, resource_group: str, credential: TokenCredential, *,
-                 base_url: str | None = None, agent_package: str = "batchai-rebuilt",
+                 base_url: str | None = None, agent_package: str = "",
                  default_subnet_id: str | None = None, read_interval: float = 0.0,
                  polling_interval: float = 10.0, client_options: Mapping[str, Any] | None = None,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         """``base_url`` may be plain http only for a local stand-in of ARM (tests): bearer tokens are
         then sent unencrypted, which azure-core refuses unless told (``enforce_https=False``).
 
-        ``agent_package`` is what the VMs ``pip install`` (a name, a wheel URL, a git+https URL).
+        ``agent_package``: the agent bundle's URL for specs whose bootstrap carries none (shared/node_package.py).
         ``default_subnet_id`` is used for pools whose spec names no subnet (Azure needs one).
         ``read_interval``: a scale set's instances and NICs are listed at most once per this many seconds.
         """
@@ -400,20 +323,8 @@ class VmssPool(VmPool):
         )
 
     def _os_profile(self, spec: PoolSpec) -> VirtualMachineScaleSetOSProfile:
-        bootstrap = spec.bootstrap
-        document = {
-            "endpoint": bootstrap.endpoint if bootstrap else None,
-            "endpoint_file": None,
-            "cluster_id": bootstrap.cluster_id if bootstrap else None,
-            "token": bootstrap.token if bootstrap else "",
-            "node_id": None,  # filled in on the VM from IMDS (see identify.py)
-            "address": None,
-            "pool_id": spec.pool_id,
-            "vm_size": spec.vm_size,
-            # The exporter choice; a VM's file exporter writes under its node folder, not the control plane's.
-            "telemetry": {k: v for k, v in (bootstrap.telemetry if bootstrap else {}).items() if k != "directory"},
-        }
-        custom_data = base64.b64encode(cloud_init(document, self._agent_package).encode()).decode()
+        boot = node_boot_of(spec, self._agent_package)
+        custom_data = base64.b64encode(user_data(boot).encode()).decode()
         linux = None
         if spec.admin_ssh_public_key:
             linux = LinuxConfiguration(
