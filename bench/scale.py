@@ -98,6 +98,8 @@ def ended(http: httpx.Client, name: str) -> datetime | None:
 
 def fill_by_http(host: LocalHostProcess, names: list[str], clients: int = 8) -> None:
     def submit(chunk: list[str]) -> None:
+        if not chunk:
+            return
         with httpx.Client(base_url=host.endpoint, params=Q, timeout=60, headers=host.headers) as own:
             for name in chunk:
                 own.put(f"{WS}/experiments/e/jobs/{name}", json=job_body("sleep 600")).raise_for_status()
@@ -199,11 +201,11 @@ def measure_depth(folder: Path, depth: int, settle: float, timeout: float) -> di
             wait_until(lambda: all(started(http, f"busy{n}") for n in range(2)), timeout, "busy jobs start")
             names = [f"q{n:06d}" for n in range(depth)]
             t0 = time.monotonic()
+            fill_by_http(host, names[:1])  # the lane's head, and the template of the copies
             if depth <= HTTP_FILL_MAX:
-                fill_by_http(host, names)
+                fill_by_http(host, names[1:])
                 how = "HTTP"
             else:
-                fill_by_http(host, names[:1])
                 fill_by_ports(host, names[0], names[1:])
                 how = "ports"
             fill_s = time.monotonic() - t0

@@ -59,7 +59,7 @@ def reconcile(svc: Services, cluster: dict[str, Any]) -> None:
     uid = lanes.cluster_uid(cluster)
     if not cluster.get("provisioned"):
         lanes.create_lanes(svc.messaging, uid)
-        lane_repair.repair(svc, cluster)  # jobs created before the lanes existed join them now
+        lane_repair.repair(svc, cluster, confirm=False)  # jobs created before the lanes existed join them now
         svc.pool.create_pool(pool_spec(svc, cluster))
         cluster = mutate_doc(svc.store, cluster, lambda d: d.update(provisioned=True) or True) or cluster
     if not _sync(svc, cluster, uid):

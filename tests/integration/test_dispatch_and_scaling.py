@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from shared import cluster_work, lanes, nodes
+from shared import cluster_work, lane_repair, lanes, nodes
 from shared.adapters.local.sqlite_messaging import SqliteMessaging
 from shared.adapters.local.sqlite_store import SqliteStateStore
 from shared.api import clusters, experiments, jobs, workspaces
@@ -215,7 +215,10 @@ def test_a_queued_job_whose_lane_message_was_lost_is_published_again(svc: Servic
     monkeypatch.undo()
     dispatch(svc)
     assert state(svc, "a") == "queued" and running(svc) == {}  # no message: no dispatch can see it
-    reconcile(svc)  # finds the lane one message short, publishes the missing one, then dispatches
+    reconcile(svc)  # the lane is one message short: maybe a create in flight
+    assert running(svc) == {}
+    svc.clock.advance(lane_repair.CONFIRM_SECONDS)
+    reconcile(svc)  # still short: the missing message is published, then dispatched
     assert running(svc) == {"a": ["node-0001"]}
 
 
@@ -237,6 +240,8 @@ def test_jobs_waiting_longer_than_the_lanes_duplicate_window_are_not_sent_again(
     for m in receive:
         if m is not lost:
             svc.messaging.abandon(lane, m)
+    reconcile(svc)
+    svc.clock.advance(lane_repair.CONFIRM_SECONDS)
     reconcile(svc)
     assert svc.messaging.count(lane) == 3
     assert sorted(json.loads(m.body)["job"].rsplit("|", 1)[1] for m in svc.messaging.peek(lane, 10)) == ["b", "c", "d"]
