@@ -4,15 +4,19 @@ VENV := .venv
 PY := $(VENV)/bin/python
 NPM_DIR := tests/servers
 
-.PHONY: install system-deps browser-deps test-deps test demo bench clean
+.PHONY: install requirements system-deps browser-deps test-deps test demo bench clean
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[train,test]'
+	$(PY) -m pip install --quiet -e '.[local,cli,azuremonitor,train,test]'
 	touch $@
+
+# The Functions app's requirements.txt, rendered from pyproject.toml (the one source of truth).
+requirements:
+	$(PYTHON) infra/requirements.py
 
 # Open MPI for the MPI toolkits' launches (mpirun; mpi4py links against it). Needs root or sudo.
 system-deps:

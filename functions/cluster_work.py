@@ -8,6 +8,7 @@ import azure.functions as func
 
 from shared import cluster_work, lanes, telemetry
 from shared.composition import services
+from shared.settings import app_setting_reference, timers_run_on_startup
 
 bp = func.Blueprint()
 
@@ -20,7 +21,8 @@ def cluster_work_message(msg: func.ServiceBusMessage) -> None:
 
 
 @bp.function_name("ReconcileClusters")
-@bp.timer_trigger(arg_name="timer", schedule="*/2 * * * * *", run_on_startup=True)
+@bp.timer_trigger(arg_name="timer", schedule=app_setting_reference("reconcile_schedule"),
+                  run_on_startup=timers_run_on_startup())
 @telemetry.traced_function("ReconcileClusters")
 def reconcile_clusters(timer: func.TimerRequest) -> None:
     cluster_work.reconcile_all(services())

@@ -17,6 +17,7 @@ from shared.api.generic import delete_resource, get_resource, list_children
 from shared.api.request import ApiRequest, ApiResponse
 from shared.composition import Services, services
 from shared.ids import EVENT_SUBSCRIPTION
+from shared.settings import app_setting_reference, timers_run_on_startup
 
 bp = func.Blueprint()
 
@@ -94,7 +95,8 @@ def deliver(msg: func.ServiceBusMessage) -> None:
 
 
 @bp.function_name("JobEventsOutbox")
-@bp.timer_trigger(arg_name="timer", schedule="*/2 * * * * *", run_on_startup=True)
+@bp.timer_trigger(arg_name="timer", schedule=app_setting_reference("outbox_schedule"),
+                  run_on_startup=timers_run_on_startup())
 @telemetry.traced_function("JobEventsOutbox")
 def outbox(timer: func.TimerRequest) -> None:
     events.sweep(services())

@@ -1,21 +1,19 @@
 """Requests by queue message (shared/submissions.py): the job-submissions and cluster-resizes queues.
 
-A refused request raises PoisonMessage. The local host's pump dead-letters such a message itself;
-a Functions host (Azure, or Core Tools — both set FUNCTIONS_WORKER_RUNTIME) would abandon it and
-retry it up to the queue's max delivery count, so there the function dead-letters the trigger
-message by its lock token (through Service Bus's management node) and returns. That settlement is
-tested against the test broker; Azure documents it for deferred messages, so whether it takes a
-message locked on the Functions host's own link is not proven here — if it does not, the refused
-request is retried until the queue dead-letters it (MaxDeliveryCountExceeded)."""
+A refused request raises PoisonMessage, after its outcome was announced (the rejected event and the
+reply, both with the CloudError). The local host's pump dead-letters such a message at once, with the
+error's code as reason. A Functions host abandons the message of a function that raised and Service Bus
+dead-letters it when its delivery count is spent (reason MaxDeliveryCountExceeded): the function settles
+nothing itself (the Python worker gives it no settlement API but the preview SDK-type bindings). Each
+redelivery announces the same outcome under the same message ids, which the job-events topic and the
+replies queue drop as duplicates."""
 
 from __future__ import annotations
 
-import os
 import azure.functions as func
 
 from shared import lanes, submissions, telemetry
 from shared.composition import services
-from shared.ports.messaging import PoisonMessage
 
 bp = func.Blueprint()
 
@@ -28,15 +26,7 @@ def request_of(msg: func.ServiceBusMessage) -> submissions.RequestMessage:
 
 
 def serve(door: submissions.Door, msg: func.ServiceBusMessage) -> None:
-    svc = services()
-    try:
-        submissions.handle(svc, door, request_of(msg))
-    except PoisonMessage as poison:
-        if not os.environ.get("FUNCTIONS_WORKER_RUNTIME"):
-            raise  # the local host's pump dead-letters it
-        if not msg.lock_token:
-            raise
-        svc.messaging.dead_letter_by_lock_token(door.queue, str(msg.lock_token), poison.reason, poison.description)
+    submissions.handle(services(), door, request_of(msg))
 
 
 @bp.function_name("JobSubmissions")

@@ -97,6 +97,10 @@ class Agent:
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.last_contact = time.monotonic()
+        # What the heartbeat says (invariant 9): while it switches attempts the agent is busy; after
+        # that, it has had no live work since `quiet_since` unless its attempt still works.
+        self.switching = False
+        self.quiet_since = time.monotonic()
 
     # -- talking to the control plane ---------------------------------------------------------------
     def endpoint(self) -> str:
@@ -173,7 +177,11 @@ class Agent:
         self.storage = NodeStorage.from_wire(setup["storage"])
         if not self.storage.local:
             EvictionWatcher(self.boot.node_id, self._evicting, self.stopping, url=self.boot.imds_url).start()
-        error = set_up_node(self.boot.node_dir, self.boot.address, setup, self.storage)
+        try:
+            error = set_up_node(self.boot.node_dir, self.boot.address, setup, self.storage)
+        except Exception as exc:  # noqa: BLE001 - a node that cannot set up says so, it never hangs
+            log.exception("node setup failed")
+            error = {"code": "NodeSetupFailed", "message": f"The node's setup failed: {type(exc).__name__}: {exc}"[:2000]}
         body = {"error": error} if error else {}
         self.authed("POST", "agent/ready", json=body)
         log.info("node %s: %s", "unusable" if error else "ready", error["message"] if error else "set up")
@@ -196,11 +204,23 @@ class Agent:
         pause = self.heartbeat_seconds
         while not self.stopping.wait(pause):
             try:
-                answer = self.authed("POST", "agent/heartbeat", json={})
+                answer = self.authed("POST", "agent/heartbeat", json=self.work())
             except NodeRemoved:
                 signal.raise_signal(signal.SIGTERM)  # wakes the main loop out of its long-poll
                 return
             pause = heartbeat_pause(answer, self.heartbeat_seconds)
+
+    def work(self) -> dict[str, Any]:
+        """The heartbeat's body: the attempt the agent holds, whether it still works toward its
+        report, and for how long the agent has had no live work at all (a duration: no clock skew)."""
+        now = time.monotonic()
+        with self.lock:
+            current, switching, quiet_since = self.running, self.switching, self.quiet_since
+        running = {"job": current.job, "attempt": current.attempt, "live": current.live} if current else None
+        if switching or (current is not None and current.live):
+            return {"running": running, "idleSeconds": 0.0}
+        idle_from = max(quiet_since, current.ended_at or quiet_since) if current is not None else quiet_since
+        return {"running": running, "idleSeconds": round(max(0.0, now - idle_from), 3)}
 
     def _follow_assignment(self) -> None:
         with self.lock:
@@ -213,11 +233,23 @@ class Agent:
             return
         wanted = answer.json().get("assignment")
         same = bool(current and wanted and (wanted["job"], wanted["attempt"]) == (current.job, current.attempt))
-        if current and not same:
+        if same or not (current or wanted):
+            return
+        with self.lock:
+            self.switching = True
+        try:
+            self._switch(current, wanted, answer.json().get("state"))
+        finally:
+            with self.lock:
+                self.switching, self.quiet_since = False, time.monotonic()
+
+    def _switch(self, current: Attempt | None, wanted: dict[str, Any] | None, state: str | None) -> None:
+        """Stop the attempt the control plane moved on from, start the one it wants."""
+        if current:
             self._stop_running()
-            if answer.json().get("state") == "running" and wanted is None:  # still held: the job is terminating
+            if state == "running" and wanted is None:  # still held: the job is terminating
                 self._report(current.assignment, Outcome(143), stopped=True)
-        if wanted and not same:
+        if wanted:
             with telemetry.span("agent.assignment", parent=wanted.get("traceContext"),
                                 attributes={"batchai.node": self.boot.node_id, "batchai.job": wanted["job"],
                                             "batchai.attempt": wanted["attempt"]}):
@@ -225,23 +257,30 @@ class Agent:
 
     # -- jobs -----------------------------------------------------------------------------------------
     def _start(self, assignment: dict[str, Any]) -> None:
-        assert self.storage is not None
-        storage = self.storage.for_job()
-        attempt = Attempt(self.boot.node_dir, self.boot.node_id, self.boot.address, assignment, storage,
-                          lambda outcome: self._report(assignment, outcome), PreparationBarrier(self, assignment))
+        try:
+            assert self.storage is not None, "the node has no storage set up"
+            attempt = Attempt(self.boot.node_dir, self.boot.node_id, self.boot.address, assignment,
+                              self.storage.for_job(), lambda outcome: self._report(assignment, outcome),
+                              PreparationBarrier(self, assignment))
+        except Exception as exc:  # noqa: BLE001 - an attempt that cannot even be made is reported
+            log.exception("cannot start an attempt")
+            self._report(assignment, Outcome(1, {"code": "NodeAgentError", "message": (
+                f"Node {self.boot.node_id}: the node's agent could not start the attempt: {type(exc).__name__}: {exc}")}))
+            self.stopping.wait(RETRY_SECONDS)  # the control plane may hand the same assignment back
+            return
         with self.lock:
             self.running = attempt
         attempt.start()
 
     def _report(self, assignment: dict[str, Any], outcome: Outcome, stopped: bool = False) -> None:
-        body: dict[str, Any] = {"job": assignment["job"], "attempt": assignment["attempt"],
+        body: dict[str, Any] = {"job": assignment.get("job"), "attempt": assignment.get("attempt"),
                                 "exitCode": outcome.exit_code, "stopped": stopped}
-        if outcome.error:
-            body["error"] = outcome.error
+        if outcome.error:  # bounded as the agent API takes it
+            body["error"] = {"code": str(outcome.error.get("code"))[:100], "message": str(outcome.error.get("message"))[:4000]}
         try:
             answer = self.authed("POST", "agent/report", json=body)
             if answer.status_code != 200:
-                log.warning("report of %s#%d refused: %s", assignment["job"], assignment["attempt"], answer.text[:300])
+                log.warning("report of %s#%s refused: %s", body["job"], body["attempt"], answer.text[:300])
         except NodeRemoved:
             pass
 

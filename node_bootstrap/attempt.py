@@ -10,7 +10,9 @@ when all of them succeeded. The agent reports it; the control plane decides the 
 from __future__ import annotations
 
 import functools
+import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -21,15 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from node_bootstrap import toolkits
+from node_bootstrap import job_container, toolkits
 from node_bootstrap.execution_log import ExecutionLog
-from node_bootstrap.launch import job_environment, log_names
+from node_bootstrap.launch import JobProblem, job_environment, log_names, os_error
 from shared.job_environment import JobPaths
 from node_bootstrap.storage import JobStorage
 from shared import telemetry
 from shared.volumes import Volume
 
 RSH_AGENT = Path(__file__).with_name("local_rsh.sh")
+CONTAINER_RSH_AGENT = Path(__file__).with_name("container_rsh.sh")
 SYNC_SECONDS = 2.0  # how often blob-backed folders are pushed while the job runs
 
 
@@ -40,6 +43,8 @@ class Outcome:
 
 
 Report = Callable[[Outcome], None]
+log = logging.getLogger("node_bootstrap")
+MESSAGE_LIMIT = 2000  # characters of a node's error message (the agent API takes up to 4000)
 
 
 class Barrier(Protocol):
@@ -67,6 +72,11 @@ class Attempt:
         self.processes: list[subprocess.Popen[bytes]] = []
         self.container: str | None = None  # the job's container on this node, once started
         self._lock = threading.Lock()
+        # Filled in as the steps get there; until then the log goes to the attempt's node folder.
+        self.paths: JobPaths | None = None
+        self.volumes: list[Volume] = []
+        self.log = ExecutionLog(node_dir / "jobs" / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', self.job)[:200]}-{self.attempt}.log")
+        self.ended_at: float | None = None  # monotonic: when it stopped working toward its report
         self.thread = threading.Thread(target=self._run, name=f"attempt-{self.attempt}", daemon=True)
 
     @property
@@ -87,48 +97,98 @@ class Attempt:
     # -- the steps --------------------------------------------------------------------------------
     def _run(self) -> None:
         """The attempt's span (in the job's trace, continuing the dispatch that placed it) covers
-        every step up to the node's outcome; the report and the wait for the end follow it."""
+        every step up to the node's outcome; the report and the wait for the end follow it.
+        Whatever fails on the way ends in a report (invariant 9): a step's own problem names its
+        cause, anything unexpected is the agent's error, and the report is sent all the same."""
+        try:
+            outcome = self._traced_steps()
+        except Exception as exc:  # noqa: BLE001 - the span itself failed: still a report
+            outcome = self._unexpected(exc)
+        try:
+            self._finish(outcome)
+        except Exception:  # noqa: BLE001 - the report went out first; the rest is cleanup
+            log.exception("attempt %s#%d: cleanup failed", self.job, self.attempt)
+        finally:
+            self._ended()
+
+    def _traced_steps(self) -> Outcome:
         ids = {"batchai.job": self.job, "batchai.attempt": self.attempt, "batchai.node": self.node_id,
-               "batchai.master": bool(self.assignment["master"])}
+               "batchai.master": bool(self.assignment.get("master"))}
         with telemetry.span("agent.attempt", parent=self.assignment.get("traceContext"), attributes=ids) as span:
-            outcome, log, volumes, paths = self._steps()
+            try:
+                outcome = self._steps()
+            except JobProblem as problem:
+                outcome = self._failed(problem.code, problem.message)
+            except Exception as exc:  # noqa: BLE001 - any failure is the job's error, never a silent end
+                outcome = self._unexpected(exc)
             span.set_attribute("batchai.exit_code", outcome.exit_code)
             if outcome.error:
                 span.set_attribute("batchai.error", outcome.error["code"])
-        self._finish(outcome, log, volumes, paths)
+        return outcome
 
-    def _steps(self) -> tuple[Outcome, ExecutionLog, list[Volume], JobPaths]:
+    def _steps(self) -> Outcome:
         props = self.assignment["properties"]
         master = self.assignment["master"]
-        paths = JobPaths.of(self.node_dir, self.assignment["jobOutputDirectoryPathSegment"], self.attempt)
-        volumes = [Volume.from_wire(v) for v in self.assignment.get("volumes") or []]
-        with telemetry.span("agent.mounts", attributes={"batchai.volumes": len(volumes)}) as span:
-            errors = self.storage.mount(volumes, paths.job_mount_root)
+        paths = self.paths = JobPaths.of(self.node_dir, self.assignment["jobOutputDirectoryPathSegment"], self.attempt)
+        wire = self.assignment.get("volumes") or []
+        with telemetry.span("agent.mounts", attributes={"batchai.volumes": len(wire)}) as span:
+            try:
+                self.volumes = [Volume.from_wire(v) for v in wire]
+                errors = self.storage.mount(self.volumes, paths.job_mount_root)
+            except Exception as exc:  # noqa: BLE001 - a failure to even try is a mount failure too
+                raise JobProblem("MountFailed", f"cannot mount the job's volumes under {str(paths.job_mount_root)!r}: "
+                                                f"{exc}") from exc
             span.set_attribute("batchai.failed", bool(errors))
         env = job_environment(self.address, self.assignment, paths)
         names = log_names(master, self.node_id)
         stdouterr = Path(env["AZ_BATCHAI_STDOUTERR_DIR"])
-        log = ExecutionLog(stdouterr / names.execution)
-        log.write(f"node {self.node_id} ({self.address}) starts attempt {self.attempt} of {self.assignment['jobId']}")
+        self.log = ExecutionLog(stdouterr / names.execution)
+        self.log.write(f"node {self.node_id} ({self.address}) starts attempt {self.attempt} of {self.assignment['jobId']}")
         if errors:
-            log.write("mount failed: " + "; ".join(errors))
-            return Outcome(1, {"code": "MountFailed", "message": "; ".join(errors)}), log, volumes, paths
+            self.log.write("mount failed: " + "; ".join(errors))
+            return Outcome(1, {"code": "MountFailed", "message": "; ".join(errors)})
         try:
-            outcome = self._prepare_and_launch(props, env, stdouterr, names, log)
+            return self._prepare_and_launch(props, env, stdouterr, names, self.log)
+        except JobProblem:
+            raise
         except Exception as exc:  # a launch that cannot even start is the job's error, not the agent's end
-            log.write(f"launch failed: {exc}")
-            outcome = Outcome(1, {"code": "JobLaunchFailed", "message": f"Node {self.node_id}: {exc}"})
-        return outcome, log, volumes, paths
+            raise JobProblem("JobLaunchFailed", str(exc) or type(exc).__name__) from exc
+
+    def _failed(self, code: str, message: str) -> Outcome:
+        """The node's failure with its cause, as the job's error shows it (bounded: it goes on the wire)."""
+        text = f"Node {self.node_id}: {message}"
+        for secret in self._secrets():  # invariant 7: an error is shown to every reader of the job
+            text = text.replace(secret, "***")
+        self.log.write(f"{code}: {text}")
+        return Outcome(1, {"code": code, "message": text[:MESSAGE_LIMIT]})
+
+    def _secrets(self) -> list[str]:
+        """The secret values this node was given for the job: its secrets and its volumes' keys."""
+        try:
+            props = self.assignment.get("properties") or {}
+            values = [str(s.get("value")) for s in props.get("secrets") or [] if s.get("value")]
+            return values + [str(v.get("key")) for v in self.assignment.get("volumes") or [] if v.get("key")]
+        except AttributeError:  # a malformed assignment: nothing to find
+            return []
+
+    def _unexpected(self, exc: Exception) -> Outcome:
+        log.error("attempt %s#%d failed on the node", self.job, self.attempt, exc_info=exc)
+        return self._failed("NodeAgentError", f"the node's agent failed while it prepared or ran attempt "
+                                              f"{self.attempt}: {type(exc).__name__}: {exc}")
+
+    def _ended(self) -> None:
+        if self.ended_at is None:
+            self.ended_at = time.monotonic()
 
     def _prepare_and_launch(self, props: dict[str, Any], env: dict[str, str], stdouterr: Path,
                             names: Any, log: ExecutionLog) -> Outcome:
+        in_container = props.get("containerSettings") is not None
         plan = toolkits.plan(props, self.assignment["nodes"], self.node_id, self.seed,
-                             local=self.storage.local, rsh_agent=str(RSH_AGENT),
+                             local=self.storage.local, rsh_agent=self._rsh_agent(in_container),
                              python=props_python(props), env_names=sorted(job_variable_names(props, env)),
-                             as_root=os.geteuid() == 0)
+                             as_root=in_container or os.geteuid() == 0, in_container=in_container)
         Path(env["AZ_BATCHAI_MPI_HOST_FILE"]).write_text(plan.hostfile)
         env.update(plan.job_env)
-        in_container = props.get("containerSettings") is not None
         # A job that cannot start here fails before anything of it runs, its preparation included.
         problem = toolkits.container_unavailable_message(props, in_container and docker_engine_answers())
         if problem:
@@ -136,13 +196,8 @@ class Attempt:
             return Outcome(1, {"code": "ContainerUnavailable", "message": problem})
         names_in = sorted(job_variable_names(props, env) | set(plan.job_env)
                           | {name for spec in plan.processes for name in spec.env})
-        if in_container:
-            code = self._start_container(props, env, stdouterr, names, log)
-            if code != 0 or self.stopped.is_set():
-                return Outcome(code, None if self.stopped.is_set() else {
-                    "code": "ContainerStartFailed",
-                    "message": f"Node {self.node_id} could not start the job's container (image "
-                               f"'{toolkits.image_of(props)}'); see {names.prep_stderr} in the stdouterr directory."})
+        if in_container and (failed := self._start_container(props, env, stdouterr, names, log)):
+            return failed
 
         def in_job_container(command: str) -> str:
             """The spec: with containerSettings the preparation and the job run in the job's container."""
@@ -185,24 +240,52 @@ class Attempt:
             return Outcome(0)
         return self._wait_for(decisive, log)
 
+    def _rsh_agent(self, in_container: bool) -> str:
+        """How mpirun reaches the other nodes: locally local_rsh.sh; in containers container_rsh.sh,
+        which starts Open MPI's daemon in the other node's container (ssh to it on VMs)."""
+        if not in_container:
+            return str(RSH_AGENT)
+        nodes = self.assignment["nodes"]
+        if self.storage.local:
+            return toolkits.container_rsh_agent(str(CONTAINER_RSH_AGENT), self.seed, nodes, local_rsh=str(RSH_AGENT))
+        user, key = job_container.ssh_identity()
+        return toolkits.container_rsh_agent(str(CONTAINER_RSH_AGENT), self.seed, nodes, ssh_user=user, ssh_key=key)
+
     def _start_container(self, props: dict[str, Any], env: dict[str, str], stdouterr: Path, names: Any,
-                         log: ExecutionLog) -> int:
+                         log: ExecutionLog) -> Outcome | None:
         """Log in to the job's registry, then start the job's container (pulling its image; the output
-        goes to the job preparation's logs); its exit code."""
-        if (login := toolkits.docker_login(props)) is not None:
-            argv, password = login
-            log.write("docker login " + " ".join(argv[2:]))
-            subprocess.run(argv, input=password.encode(), capture_output=True, timeout=120, check=False)
-        mounts = sorted({env[k] for k in ("AZ_BATCHAI_MOUNT_ROOT", "AZ_BATCHAI_JOB_MOUNT_ROOT", "AZ_BATCHAI_JOB_TEMP",
-                                          "AZ_BATCHAI_SHARED_JOB_TEMP", "AZ_BATCHAI_STDOUTERR_DIR",
-                                          "AZ_BATCHAI_MPI_HOST_FILE")})
+        goes to the job preparation's logs); None once it runs, else the attempt's outcome. The login
+        and the pull use a private Docker configuration removed right after (the password is in it)."""
+        prep_out, prep_err = stdouterr / names.prep_stdout, stdouterr / names.prep_stderr
         name = toolkits.container_name(self.seed, self.node_id)
-        argv = toolkits.container_start_argv(props, name, mounts)
-        log.write("starting the job's container: " + " ".join(argv))
-        self.container = name  # removed at the end even if the start is cut short
-        code = self._run_and_wait(argv, env, stdouterr / names.prep_stdout, stdouterr / names.prep_stderr, "container")
+        _, ssh_key = job_container.ssh_identity()
+        scripts = [str(RSH_AGENT), str(CONTAINER_RSH_AGENT)] + ([ssh_key] if ssh_key and not self.storage.local else [])
+        read_write, inputs = toolkits.container_mounts(env)
+        argv = toolkits.container_start_argv(props, name, read_write, read_only=inputs + scripts,
+                                             gpus=job_container.node_has_gpus())
+        with job_container.private_docker_config(self.node_dir) as config:
+            docker_env = env | {"DOCKER_CONFIG": str(config)}
+            if (login := toolkits.docker_login(props)) is not None:
+                login_argv, password = login
+                log.write("docker login " + " ".join(login_argv[2:]))
+                code = job_container.registry_login(login_argv, password, docker_env, prep_out, prep_err)
+                log.write(f"docker login exited with code {code}")
+                if code != 0:
+                    return Outcome(code, None if self.stopped.is_set() else {
+                        "code": "RegistryLoginFailed",
+                        "message": f"Node {self.node_id} could not log in to the registry of the image "
+                                   f"'{toolkits.image_of(props)}' as '{login_argv[3]}' (docker login exited with "
+                                   f"code {code}); see {names.prep_stderr} in the stdouterr directory."})
+            log.write("starting the job's container: " + " ".join(argv))
+            self.container = name  # removed at the end even if the start is cut short
+            code = self._run_and_wait(argv, docker_env, prep_out, prep_err, "container")
         log.write(f"docker run exited with code {code}")
-        return code
+        if code == 0 and not self.stopped.is_set():
+            return None
+        return Outcome(code, None if self.stopped.is_set() else {
+            "code": "ContainerStartFailed",
+            "message": f"Node {self.node_id} could not start the job's container (image "
+                       f"'{toolkits.image_of(props)}'); see {names.prep_stderr} in the stdouterr directory."})
 
     def _launches_onto_others(self, props: dict[str, Any], plan: toolkits.NodePlan) -> bool:
         """mpirun (or a custom command, which may use the hostfile) reaches the other nodes: they
@@ -233,21 +316,37 @@ class Attempt:
                 next_sync = time.monotonic() + SYNC_SECONDS
         return Outcome(0)
 
-    def _finish(self, outcome: Outcome, log: ExecutionLog, volumes: list[Volume], paths: JobPaths) -> None:
+    def _finish(self, outcome: Outcome) -> None:
+        """Report first (nothing before it may fail), then wait for the control plane to end the
+        attempt everywhere, and clean up."""
         if self.stopped.is_set():
-            log.write("stopped by the control plane")
+            self.log.write("stopped by the control plane")
         if outcome.exit_code != 0 or self.stopped.is_set():
-            self.stop_processes()  # on success, processes the outcome does not wait for run on
-        log.write(f"node outcome: exit code {outcome.exit_code}")
-        self.storage.push()
+            # on success, processes the outcome does not wait for run on
+            self._quietly("stopping processes", self.stop_processes)
+        self.log.write(f"node outcome: exit code {outcome.exit_code}")
+        self._quietly("pushing blob folders", self.storage.push)
         if not self.stopped.is_set():
-            self.report(outcome)
+            self._quietly("reporting", lambda: self.report(outcome))
+        self._ended()
         self.stopped.wait()  # until the control plane ends the attempt everywhere
         self.stop_processes()
         if self.container:
             remove_container(self.container)
-        self.storage.push()
-        self.storage.unmount(volumes, paths.job_mount_root)
+        self._quietly("pushing blob folders", self.storage.push)
+        if self.paths is not None:
+            self.storage.unmount(self.volumes, self.paths.job_mount_root)
+
+    def _quietly(self, what: str, action: Callable[[], None]) -> None:
+        try:
+            action()
+        except Exception:  # noqa: BLE001 - logged; the attempt goes on to its report and end
+            log.exception("attempt %s#%d: %s failed", self.job, self.attempt, what)
+
+    @property
+    def live(self) -> bool:
+        """Still working toward its report (what the heartbeat says; see shared/watchdog.py)."""
+        return self.ended_at is None and self.thread.is_alive()
 
     def stop_processes(self) -> None:
         with self._lock:
@@ -260,12 +359,15 @@ class Attempt:
     def _spawn(self, argv: list[str], env: dict[str, str], stdout: Path, stderr: Path,
                role: str) -> subprocess.Popen[bytes]:
         """Start one of the job's processes, under a launch span whose context it gets as TRACEPARENT."""
-        stdout.parent.mkdir(parents=True, exist_ok=True)
-        with telemetry.span("agent.launch", attributes={"batchai.role": role, "batchai.node": self.node_id}) as span, \
-                stdout.open("ab") as out, stderr.open("ab") as err:
-            process = subprocess.Popen(argv, env=env | telemetry.environment(), cwd=env["AZ_BATCHAI_JOB_TEMP"],
-                                       stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True)
-            span.set_attribute("process.pid", process.pid)
+        try:
+            stdout.parent.mkdir(parents=True, exist_ok=True)
+            with telemetry.span("agent.launch", attributes={"batchai.role": role, "batchai.node": self.node_id}) as span, \
+                    stdout.open("ab") as out, stderr.open("ab") as err:
+                process = subprocess.Popen(argv, env=env | telemetry.environment(), cwd=env["AZ_BATCHAI_JOB_TEMP"],
+                                           stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True)
+                span.set_attribute("process.pid", process.pid)
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in the command or a variable
+            raise JobProblem("JobLaunchFailed", f"cannot start the job's {role} process: {os_error(exc)}") from exc
         with self._lock:
             self.processes.append(process)
         return process

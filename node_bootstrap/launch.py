@@ -33,16 +33,44 @@ def base_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("AZ_BATCHAI_")}
 
 
+class JobProblem(Exception):
+    """A step of an attempt failed for a reason the job's error names: its code and message
+    (which names the field and the OS's error) become the job's `executionInfo.errors`."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
 def job_environment(address: str, assignment: dict[str, Any], paths: JobPaths) -> dict[str, str]:
-    """The job's variables on this node, with its folders created."""
+    """The job's variables on this node, with its folders created; a folder the user's paths make
+    impossible (below a regular file, a NUL, no permission) is a JobProblem naming the field."""
     props = assignment["properties"]
     env = job_variables(os.environ, address, props, assignment["jobOutputDirectoryPathSegment"], paths)
     for path in (paths.mount_root, paths.job_mount_root, paths.temp, paths.shared_temp):
         path.mkdir(parents=True, exist_ok=True)
-    Path(env["AZ_BATCHAI_STDOUTERR_DIR"]).mkdir(parents=True, exist_ok=True)
-    for item in props.get("outputDirectories") or []:
-        Path(env[f"AZ_BATCHAI_OUTPUT_{item['id']}"]).mkdir(parents=True, exist_ok=True)
+    make_folder(env["AZ_BATCHAI_STDOUTERR_DIR"], "InvalidStdOutErrPath",
+                f"properties.stdOutErrPathPrefix {props.get('stdOutErrPathPrefix')!r}")
+    for index, item in enumerate(props.get("outputDirectories") or []):
+        make_folder(env[f"AZ_BATCHAI_OUTPUT_{item['id']}"], "InvalidOutputDirectory",
+                    f"properties.outputDirectories[{index}] (id {item['id']!r}, pathPrefix {item.get('pathPrefix')!r})")
     return env
+
+
+def make_folder(path: str, code: str, field: str) -> None:
+    """Create a folder a user's field names; its failure says which field, which folder and why."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        raise JobProblem(code, f"cannot create the directory {path!r} of {field}: {os_error(exc, path)}") from exc
+
+
+def os_error(exc: Exception, named: str = "") -> str:
+    """The OS's words for a failure, naming the file only when it is not the one already `named`."""
+    if isinstance(exc, OSError) and exc.strerror:
+        shown = exc.filename is not None and str(exc.filename) != named
+        return f"{exc.strerror} ({str(exc.filename)!r})" if shown else exc.strerror
+    return str(exc) or type(exc).__name__
 
 
 def setup_environment(node_dir: Path, address: str, task: dict[str, Any]) -> dict[str, str]:

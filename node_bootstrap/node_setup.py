@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from node_bootstrap.execution_log import ExecutionLog
-from node_bootstrap.launch import setup_environment
+from node_bootstrap.launch import JobProblem, make_folder, setup_environment
 from node_bootstrap.storage import NodeStorage
 from shared.volumes import Volume, expand
 
@@ -29,6 +29,11 @@ def set_up_node(node_dir: Path, address: str, setup: dict[str, Any], storage: No
     if task is not None:
         env = setup_environment(node_dir, address, task)
         out_dir = Path(expand(task["stdOutErrPathPrefix"], env)) / task["stdOutErrPathSuffix"] / node_id
+        try:
+            make_folder(str(out_dir), "InvalidStdOutErrPath", "properties.nodeSetup.setupTask.stdOutErrPathPrefix "
+                                                              f"{task['stdOutErrPathPrefix']!r}")
+        except JobProblem as problem:
+            return {"code": problem.code, "message": f"The setup task cannot run: {problem.message}"}
         log = ExecutionLog(out_dir / "execution.log")
         log.write(f"node {node_id} ({address}) set up: {len(volumes)} volume(s)")
     if errors:

@@ -122,14 +122,18 @@ class MpiLauncher:
     rsh_agent: str
     as_root: bool
     env_names: tuple[str, ...]
+    in_container: bool = False  # mpirun runs in the master's container: `rsh_agent` reaches the others' containers
 
     def flags(self, count: int) -> list[str]:
         argv = ["--hostfile", "$AZ_BATCHAI_MPI_HOST_FILE", "-np", str(count), "--bind-to", "none"]
         if self.as_root:
             argv.append("--allow-run-as-root")
+        if self.local or self.in_container:
+            argv += ["--mca", "plm_rsh_agent", shlex.quote(self.rsh_agent)]
+        if self.in_container:  # only the master's container launches: the others need no way to reach a third
+            argv += ["--mca", "plm_rsh_no_tree_spawn", "1"]
         if self.local:
-            argv += ["--mca", "plm_rsh_agent", shlex.quote(self.rsh_agent), "--mca", "btl", "tcp,self",
-                     "--mca", "btl_tcp_if_include", "lo", "--oversubscribe"]
+            argv += ["--mca", "btl", "tcp,self", "--mca", "btl_tcp_if_include", "lo", "--oversubscribe"]
         for name in self.env_names:
             argv += ["-x", name]
         return argv
@@ -140,12 +144,14 @@ class MpiLauncher:
 
 
 def plan(props: dict[str, Any], nodes: list[dict[str, str]], me: str, seed: str, *, local: bool, rsh_agent: str,
-         python: str = "python3", env_names: list[str] | None = None, as_root: bool | None = None) -> NodePlan:
+         python: str = "python3", env_names: list[str] | None = None, as_root: bool | None = None,
+         in_container: bool = False) -> NodePlan:
     """The processes node `me` starts for the job (`nodes` in order, the first is the master).
 
     `seed` is unique per job attempt (ports); `env_names` are the job's variable names for mpirun's
     `-x` (names that are not shell identifiers are left out: no `$NAME` can reach them anyway);
-    `as_root` defaults to whether this process runs as root (mpirun refuses root without a flag).
+    `as_root` defaults to whether this process runs as root (mpirun refuses root without a flag);
+    `in_container`: the job runs in containers and `rsh_agent` is `container_rsh_agent`'s.
     """
     index = next((i for i, node in enumerate(nodes) if node["nodeId"] == me), None)
     if index is None:
@@ -157,7 +163,7 @@ def plan(props: dict[str, Any], nodes: list[dict[str, str]], me: str, seed: str,
     addresses = [node["address"] for node in nodes]
     job_env_names = _JOB_ENV_NAMES.get(toolkit, [])
     names = tuple(dict.fromkeys(n for n in [*(env_names or ()), *job_env_names] if _NAME.match(n)))
-    job = _Job(props, addresses, index, seed, local, python, MpiLauncher(local, rsh_agent, root, names))
+    job = _Job(props, addresses, index, seed, local, python, MpiLauncher(local, rsh_agent, root, names, in_container))
     return _RULES[toolkit](job, props[toolkit])
 
 
@@ -323,21 +329,66 @@ def container_name(seed: str, node_id: str) -> str:
     return "batchai-" + hashlib.sha256(f"{seed}@{node_id}".encode()).hexdigest()[:20]
 
 
-def container_start_argv(props: dict[str, Any], name: str, mounts: list[tuple[str, str]] | list[str]) -> list[str]:
+def container_start_argv(props: dict[str, Any], name: str, mounts: list[tuple[str, str]] | list[str], *,
+                         read_only: list[str] | None = None, gpus: bool = False) -> list[str]:
     """`docker run` of the job's container, idle until the agent removes it: the job preparation and
     every task of the node run in it with `container_exec_command` (the spec: the preparation runs
     "in the same container as job", so what it installs is there for the job). The host's network
-    (the nodes' addresses and the tasks' ports stay as they are), `--shm-size` when the job gives
-    one, else the host's IPC namespace (Docker's 64 MB /dev/shm starves data loaders and NCCL), the
-    mounts (`(host, container)` pairs, or a path mounted at the same path)."""
+    (the nodes' addresses and the tasks' ports stay as they are; MPI, PyTorch and TensorFlow reach the
+    other nodes as without a container), `--shm-size` when the job gives one, else the host's IPC
+    namespace (Docker's 64 MB /dev/shm starves data loaders and NCCL), every GPU of the node when it
+    has some, the mounts (`(host, container)` pairs, or a path mounted at the same path) and the
+    `read_only` paths (the launch's own scripts), mounted read-only at the same path."""
     settings = props["containerSettings"]
     argv = ["docker", "run", "--detach", "--rm", "--name", name, "--network", "host"]
     argv += ["--shm-size", settings["shmSize"]] if settings.get("shmSize") else ["--ipc", "host"]
+    if gpus:
+        argv += ["--gpus", "all"]
     for mount in mounts:
         host, container = (mount, mount) if isinstance(mount, str) else mount
         argv += ["-v", f"{host}:{container}"]
+    for path in read_only or ():
+        argv += ["-v", f"{path}:{path}:ro"]
     # Any image, whatever its entrypoint: the container only has to stay up.
     return argv + ["--entrypoint", "tail", settings["imageSourceRegistry"]["image"], "-f", "/dev/null"]
+
+
+def container_mounts(env: dict[str, str]) -> tuple[list[str], list[str]]:
+    """What the job's container mounts, each at the same path as on the node: read-write, the
+    cluster's and the job's volumes, the job's folders (its temp, the nodes' shared temp, the
+    hostfile), the stdouterr folder and every output folder (whatever their prefix); read-only, the
+    input folders that exist outside those (a job reads its inputs; a path such as /etc must not
+    become writable from a container that runs as root). A folder below another mounted one comes
+    with it (Docker binds the mounts below a path too)."""
+    keys = ["AZ_BATCHAI_MOUNT_ROOT", "AZ_BATCHAI_JOB_MOUNT_ROOT", "AZ_BATCHAI_JOB_TEMP", "AZ_BATCHAI_SHARED_JOB_TEMP",
+            "AZ_BATCHAI_MPI_HOST_FILE", "AZ_BATCHAI_STDOUTERR_DIR"]
+    writable = {os.path.normpath(env[key]) for key in keys}
+    writable |= {os.path.normpath(v) for k, v in env.items() if k.startswith("AZ_BATCHAI_OUTPUT_")}
+    inputs = {os.path.normpath(v) for k, v in env.items() if k.startswith("AZ_BATCHAI_INPUT_") and os.path.exists(v)}
+
+    def outermost(paths: set[str], within: set[str]) -> list[str]:
+        return sorted(p for p in paths if not any(p == o or p.startswith(o + os.sep) for o in within - {p}))
+
+    read_write = outermost(writable, writable)
+    return read_write, outermost(inputs, inputs | set(read_write))
+
+
+def container_rsh_agent(script: str, seed: str, nodes: list[dict[str, str]], *, local_rsh: str | None = None,
+                        ssh_user: str = "", ssh_key: str | None = None) -> str:
+    """Open MPI's `plm_rsh_agent` for a job in containers: mpirun runs in the master's container and
+    starts its daemon on node N inside N's container. `script` (node_bootstrap/container_rsh.sh,
+    mounted in every container) is given each node's address and container name; it runs
+    `docker exec <container>` on the node: through ssh as `ssh_user` with `ssh_key` on VMs, or in
+    the local pool (every node is this machine) directly, through `local_rsh`."""
+    pairs = ",".join(f"{node['address']}={container_name(seed, node['nodeId'])}" for node in nodes)
+    argv = [script, "--containers", pairs]
+    if local_rsh is not None:
+        argv += ["--local", local_rsh]
+    else:
+        argv += ["--ssh-user", ssh_user] + (["--ssh-key", ssh_key] if ssh_key else [])
+    if any(not part or any(c.isspace() for c in part) for part in argv):  # Open MPI splits the agent on spaces
+        raise ValueError(f"the container launch cannot use a path or user with spaces: {argv}")
+    return " ".join(argv)
 
 
 def container_exec_command(name: str, command: str, env_names: list[str]) -> str:

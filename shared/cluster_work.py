@@ -45,6 +45,8 @@ def run(svc: Services, pk: str, cluster_key: str, action: str) -> None:
                 pools.set_errors(svc, current, [])
             except PoolError as exc:  # shown on the cluster; the next round tries again
                 pools.set_errors(svc, current, [{"code": "PoolOperationFailed", "message": str(exc)[:1000]}])
+            except ValueError as exc:  # settings the pool refuses (no subnet, no credentials...)
+                pools.set_errors(svc, current, [{"code": "InvalidPoolSettings", "message": str(exc)[:1000]}])
             current = svc.store.read(R, pk, cluster_key) or current
         dispatcher.dispatch(svc, current)
 
@@ -54,8 +56,12 @@ def run(svc: Services, pk: str, cluster_key: str, action: str) -> None:
 def reconcile_all(svc: Services) -> None:
     """The timer's round: every cluster's pool reconciled (and its lanes dispatched)."""
     for cluster in svc.store.query(R, Query(where={"kind": "cluster"})):
-        if not _deleting(cluster):
+        if _deleting(cluster):
+            continue
+        try:
             run(svc, cluster["pk"], cluster["id"], lanes.RECONCILE)
+        except Exception:  # one cluster's failure never stops the others' round
+            log.exception("reconciling cluster %s failed", cluster["id"])
 
 
 def _deleting(cluster: dict[str, Any]) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from shared.auth import local_token
 from shared.auth.authenticate import Authenticator, entra_rules
@@ -22,6 +23,9 @@ from shared.settings import Settings
 from shared.signed_urls import UrlSigner, load_or_create_key
 from shared.wakeups import Wakeups
 from shared.webhook_destinations import WebhookDestinations
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
 
 
 @dataclass
@@ -58,13 +62,22 @@ class Services:
         self.blobs.close()
 
 
+def azure_credential() -> TokenCredential:
+    """Keyless access on Azure: the app's managed identity (AZURE_CLIENT_ID names a user-assigned one),
+    or a developer's az login elsewhere. Imported when first needed: the local host never is."""
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential()
+
+
 def build_store(settings: Settings) -> StateStore:
     if settings.store == "cosmos":
         from shared.adapters.azure.cosmos_store import CosmosStateStore
 
+        # Without a key: Entra ID, with the Cosmos DB data-plane role (containers declared by infra/main.bicep).
         store: StateStore = CosmosStateStore(
             settings.cosmos_endpoint,
-            settings.cosmos_key,
+            settings.cosmos_key or azure_credential(),
             settings.cosmos_database,
             verify_tls=settings.cosmos_verify_tls,
             endpoint_discovery=settings.cosmos_endpoint_discovery,
@@ -81,7 +94,10 @@ def build_messaging(settings: Settings, clock: Clock) -> Messaging:
     if settings.messaging == "servicebus":
         from shared.adapters.azure.servicebus_messaging import ServiceBusMessaging
 
-        return ServiceBusMessaging(settings.servicebus_connection)
+        connection = settings.servicebus_connection
+        if "=" not in connection:  # a namespace's host name: keyless, through the app's identity
+            return ServiceBusMessaging(connection, credential=azure_credential())
+        return ServiceBusMessaging(connection)
     from shared.adapters.local.sqlite_messaging import SqliteMessaging
 
     return SqliteMessaging(settings.messaging_path, clock)
@@ -89,11 +105,11 @@ def build_messaging(settings: Settings, clock: Clock) -> Messaging:
 
 def build_pool(settings: Settings) -> VmPool:
     if settings.pool == "vmss":
-        from azure.identity import DefaultAzureCredential  # the Functions app's managed identity on Azure
-
         from shared.adapters.azure.vmss_pool import VmssPool
 
-        return VmssPool(settings.azure_subscription_id, settings.azure_resource_group, DefaultAzureCredential())
+        return VmssPool(settings.azure_subscription_id, settings.azure_resource_group, azure_credential(),
+                        agent_package=settings.agent_package, default_subnet_id=settings.default_subnet_id or None,
+                        read_interval=settings.arm_read_interval_seconds)
     from shared.adapters.local.local_pool import LocalVmPool
 
     return LocalVmPool(settings.pools_dir, endpoint_file=settings.endpoint_file)

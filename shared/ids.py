@@ -13,8 +13,14 @@ from dataclasses import dataclass
 from shared.errors import InvalidParameter
 
 PROVIDER = "Microsoft.BatchAI"
+# The spec's patterns. Always matched whole (fullmatch): with re.match, "$" also matches before a final
+# newline, and "ws\n" would be a second workspace beside "ws". The text stays "^...$" for the OpenAPI
+# document, whose (ECMAScript) patterns know no "\Z".
 NAME_PATTERN = re.compile(r"^[-\w_]{1,64}$")
 RESOURCE_GROUP_PATTERN = re.compile(r"^[-\w._]{1,90}$")
+# A subscription id is a GUID on Azure; locally any short word will do, but never "|" (it separates
+# the store's keys), a space or a control character.
+SUBSCRIPTION_PATTERN = re.compile(r"^[-\w.]{1,64}$")
 
 
 @dataclass(frozen=True)
@@ -97,9 +103,7 @@ class ResourceRef:
     @classmethod
     def from_route(cls, kind: Kind, params: Mapping[str, str]) -> ResourceRef:
         """Build from route parameters, checking each name against the spec's pattern (400 names it)."""
-        subscription = params["subscriptionId"]
-        if not subscription or "|" in subscription:
-            raise InvalidParameter(f"The subscription id '{subscription}' is not valid.", target="subscriptionId")
+        subscription = check_subscription(params["subscriptionId"])
         resource_group = check_resource_group(params["resourceGroupName"])
         names = tuple(check_name(k.path_param, params[k.path_param]) for k in kind.chain())
         return cls(subscription, resource_group, kind, names)
@@ -108,7 +112,7 @@ class ResourceRef:
     def parse(cls, arm_id: str, kind: Kind) -> ResourceRef | None:
         """Parse an ARM id of the given kind; tolerant of case and of 'workspace' for 'workspaces'
         (Batch AI's own examples spell it so). None when it is not such an id."""
-        segments = [s for s in arm_id.strip().split("/") if s]
+        segments = [s for s in arm_id.split("/") if s]  # not stripped: "gpu\n" is not "gpu" (names match whole)
         pairs = dict(zip(segments[0::2], segments[1::2], strict=False))
         lowered = {k.lower(): v for k, v in pairs.items()}
         if "workspace" in lowered and "workspaces" not in lowered:
@@ -119,7 +123,8 @@ class ResourceRef:
         if lowered["providers"].lower() != PROVIDER.lower():
             return None
         names = tuple(lowered[k.segment.lower()] for k in kind.chain())
-        if not all(NAME_PATTERN.match(n) for n in names) or not RESOURCE_GROUP_PATTERN.match(lowered["resourcegroups"]):
+        if not all(NAME_PATTERN.fullmatch(n) for n in names) or not RESOURCE_GROUP_PATTERN.fullmatch(
+                lowered["resourcegroups"]) or not SUBSCRIPTION_PATTERN.fullmatch(lowered["subscriptions"]):
             return None
         return cls(lowered["subscriptions"], lowered["resourcegroups"], kind, names)
 
@@ -128,8 +133,15 @@ def resource_group_key(resource_group: str) -> str:
     return f"rg|{resource_group}".lower()
 
 
+def check_subscription(value: str) -> str:
+    if not SUBSCRIPTION_PATTERN.fullmatch(value or ""):
+        raise InvalidParameter(f"The subscriptionId '{value[:80]}' is not valid: use 1 to 64 letters, digits, "
+                               "'-', '.' or '_'.", target="subscriptionId")
+    return value
+
+
 def check_name(param: str, value: str) -> str:
-    if not NAME_PATTERN.match(value or ""):
+    if not NAME_PATTERN.fullmatch(value or ""):
         raise InvalidParameter(
             f"The {param} '{value[:80]}' is not valid: use 1 to 64 letters, digits, '-' or '_'.", target=param
         )
@@ -137,7 +149,7 @@ def check_name(param: str, value: str) -> str:
 
 
 def check_resource_group(value: str) -> str:
-    if not RESOURCE_GROUP_PATTERN.match(value or ""):
+    if not RESOURCE_GROUP_PATTERN.fullmatch(value or ""):
         raise InvalidParameter(
             f"The resourceGroupName '{value[:100]}' is not valid: use 1 to 90 letters, digits, '-', '.' or '_'.",
             target="resourceGroupName",

@@ -31,8 +31,9 @@ JOB_SUBMISSIONS_QUEUE, CLUSTER_RESIZES_QUEUE = "job-submissions", "cluster-resiz
 SUBMISSION_REPLIES_QUEUE = "submission-replies"  # the default reply-to queue (any queue may be named)
 SUBMISSION_OPTIONS = EntityOptions(lock_duration=timedelta(seconds=60), max_delivery_count=10,
                                    duplicate_detection_window=timedelta(days=7))
+# Replies' ids are stable per request and outcome: a redelivered request's repeated reply is dropped.
 REPLY_OPTIONS = EntityOptions(lock_duration=timedelta(seconds=30), max_delivery_count=100,
-                              duplicate_detection_window=None)
+                              duplicate_detection_window=timedelta(minutes=10))
 # What the local host's AMQP door lets Service Bus clients reach (and these queues' dead letters).
 DOOR_QUEUES = (JOB_SUBMISSIONS_QUEUE, CLUSTER_RESIZES_QUEUE, SUBMISSION_REPLIES_QUEUE)
 # Queues that exist for the whole deployment (infra/main.bicep makes them on Azure).

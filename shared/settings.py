@@ -22,6 +22,7 @@ class Settings(BaseModel):
     store: Literal["sqlite", "cosmos"] = "sqlite"
     data_dir: Path = Path(".batchai")
     cosmos_endpoint: str = ""
+    # Empty: keyless, with the app's identity (the Cosmos DB Built-in Data Contributor role).
     cosmos_key: str = Field(default="", repr=False)
     cosmos_database: str = "batchai"
     cosmos_verify_tls: bool = True
@@ -31,6 +32,8 @@ class Settings(BaseModel):
     default_location: str = "local"
     # Messaging: the embedded SQLite queues, or Azure Service Bus.
     messaging: Literal["sqlite", "servicebus"] = "sqlite"
+    # A connection string, or the namespace's host name (<namespace>.servicebus.windows.net) for keyless
+    # access with the app's identity (Azure Service Bus Data Owner: it makes each cluster's lanes).
     servicebus_connection: str = Field(default="", repr=False)
     # The local host's AMQP door (Service Bus clients reach its request queues): its port on 127.0.0.1; 0: any free one.
     amqp_port: int = Field(default=0, ge=0, le=65535)
@@ -38,6 +41,16 @@ class Settings(BaseModel):
     pool: Literal["local", "vmss"] = "local"
     azure_subscription_id: str = ""
     azure_resource_group: str = ""
+    # VM scale sets: the subnet (resource id) of clusters whose request names none; without it such a
+    # request is refused (400, properties.subnet). infra/main.bicep sets the nodes' subnet.
+    default_subnet_id: str = ""
+    # What each VM installs for its agent (`pip install` argument: a name, a wheel URL).
+    agent_package: str = "batchai-rebuilt"
+    # VM scale sets: a cluster's instance views and NICs are read from ARM at most once per this many
+    # seconds (a round in between reuses the last listing). ARM throttles reads per subscription and
+    # the Compute RP counts listings with instance views as costly calls: with the default, a cluster
+    # costs 2 reads per 20 s whatever the timer's cadence.
+    arm_read_interval_seconds: float = Field(default=20.0, ge=0)
     # The control plane's address as nodes reach it (Azure: the Functions app's URL).
     public_endpoint: str = ""
     heartbeat_seconds: float = 2.0
@@ -87,12 +100,25 @@ class Settings(BaseModel):
     local_max_nodes: int = Field(default=64, ge=1)
     # Telemetry (shared/telemetry.py): none, console, otlp (OTLP over HTTP to otel_endpoint), or
     # file (JSON lines under data_dir/telemetry/, one file per process; what the tests read).
-    otel_exporter: Literal["none", "console", "otlp", "file"] = "none"
+    otel_exporter: Literal["none", "console", "otlp", "azuremonitor", "file"] = "none"
     otel_endpoint: str = ""
     # Structured logs: text for people, json for log collectors; secrets never in either.
     log_format: Literal["text", "json"] = "text"
     # An agent heartbeating more often than this is answered 429 (a bug or a flood, never a real need).
     heartbeat_min_interval_seconds: float = Field(default=0.2, ge=0)
+    # Timer cadences (NCRONTAB, seconds first). The timer functions name these app settings
+    # (schedule "%BATCHAI_RECONCILE_SCHEDULE%"): Azure Functions reads them from the app settings,
+    # the local host from these fields. Locally every 2 s; infra/main.bicep sets Azure's (see there).
+    reconcile_schedule: str = "*/2 * * * * *"
+    outbox_schedule: str = "*/2 * * * * *"
+    # Whether timers also fire when a host starts. Read when the app is indexed (a decorator argument,
+    # see timers_run_on_startup); on Azure false: every scale-out and restart would fire them.
+    timers_run_on_startup: bool = True
+
+
+    @classmethod
+    def setting_name(cls, field: str) -> str:
+        return ENV_PREFIX + field.upper()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -141,3 +167,19 @@ class Settings(BaseModel):
     def url_key_path(self) -> Path:
         """The key that signs the local host's download URLs (created on first use, mode 0600)."""
         return self.data_dir / "url-signing.key"
+
+
+def app_setting_reference(field: str) -> str:
+    """A trigger argument that Azure Functions resolves from an app setting: "%BATCHAI_<FIELD>%"."""
+    assert field in Settings.model_fields, field
+    return f"%{Settings.setting_name(field)}%"
+
+
+def timers_run_on_startup(environ: Mapping[str, str] | None = None) -> bool:
+    """BATCHAI_TIMERS_RUN_ON_STARTUP, read alone when the app is indexed (only this setting: a wrong
+    other one must not stop indexing)."""
+    environ = os.environ if environ is None else environ
+    raw = environ.get(Settings.setting_name("timers_run_on_startup"))
+    if raw is None:
+        return bool(Settings.model_fields["timers_run_on_startup"].default)
+    return Settings.model_validate({"timers_run_on_startup": raw}).timers_run_on_startup

@@ -121,7 +121,7 @@ class UrlSigner:
 
     def problem(self, relative_path: str, se: str | None, sig: str | None, now: datetime) -> str | None:
         """Which query parameter makes the URL invalid ('se' or 'sig'), or None if it is valid."""
-        if not se or not se.isascii() or not se.isdigit():
+        if not se or not se.isascii() or not se.isdigit() or len(se) > 18:  # int() refuses 4300+ digits
             return "se"
         if not sig or not hmac.compare_digest(self.sign(relative_path, int(se)).encode(), sig.encode()):
             return "sig"

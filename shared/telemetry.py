@@ -5,7 +5,10 @@ The trace context travels as W3C `traceparent` in plain dicts: stored on the job
 application properties of lane and work messages, in the agent's assignment, and in the job's
 environment as `TRACEPARENT`. `Settings.otel_exporter` picks where spans and metrics go: `none`
 (nothing is installed; the API's no-op providers cost next to nothing), `console`, `otlp` (OTLP over
-HTTP to `otel_endpoint`) or `file` (JSON lines under `<data_dir>/telemetry/`, what the tests read).
+HTTP to `otel_endpoint`), `azuremonitor` (Application Insights through the Azure Monitor OpenTelemetry
+exporter, the optional extra `azuremonitor`: `otel_endpoint` is the connection string, or the exporter
+reads APPLICATIONINSIGHTS_CONNECTION_STRING) or `file` (JSON lines under `<data_dir>/telemetry/`, what
+the tests read).
 
 Nothing here does I/O at import time; `setup` (or `configure`) runs once per process. Span
 attributes are ids, names, counts and codes only: never a request's query or body, a command line,
@@ -42,7 +45,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 NAME = "batchai"  # the tracer's and the meter's
 ENVIRONMENT_VARIABLE = "TRACEPARENT"  # what a job's processes see
-EXPORTERS = ("none", "console", "otlp", "file")
+EXPORTERS = ("none", "console", "otlp", "azuremonitor", "file")
 _PROPAGATOR = TraceContextTextMapPropagator()
 _lock = threading.Lock()
 _configured: str | None = None  # the exporter this process set up, once
@@ -67,8 +70,12 @@ def configure(exporter: str, service_name: str, *, endpoint: str = "", directory
     with _lock:
         if _configured is not None or exporter == "none":
             return
+        try:
+            _install(exporter, service_name, endpoint, directory or Path("telemetry"), dict(attributes or {}))
+        except ImportError as missing:  # an optional exporter not installed here (a VM's agent, say)
+            log.warning("telemetry: the %s exporter is not installed (%s); nothing is exported", exporter, missing)
+            return
         _configured = exporter
-        _install(exporter, service_name, endpoint, directory or Path("telemetry"), dict(attributes or {}))
     log.info("telemetry: %s exporter for %s", exporter, service_name)
 
 
@@ -102,6 +109,11 @@ def _exporters(exporter: str, service_name: str, endpoint: str, directory: Path)
         base = endpoint.rstrip("/")  # empty: the exporter's own default or OTEL_EXPORTER_OTLP_* variables
         return (OTLPSpanExporter(endpoint=f"{base}/v1/traces" if base else None),
                 OTLPMetricExporter(endpoint=f"{base}/v1/metrics" if base else None), 60_000)
+    if exporter == "azuremonitor":
+        from azure.monitor.opentelemetry.exporter import AzureMonitorMetricExporter, AzureMonitorTraceExporter
+
+        options = {"connection_string": endpoint} if endpoint else {}
+        return AzureMonitorTraceExporter(**options), AzureMonitorMetricExporter(**options), 60_000
     if exporter == "file":
         name = f"{service_name}-{os.getpid()}.jsonl"
         directory.mkdir(parents=True, exist_ok=True)

@@ -36,7 +36,7 @@ def lookup(name: str) -> VmSize:
     key = name.lower()
     if key in KNOWN:
         return KNOWN[key]
-    match = _SHAPE.match(key)
+    match = _SHAPE.fullmatch(key)
     if not match:
         return VmSize(1, 0, "Other Family")
     family, cores, version = match.groups()

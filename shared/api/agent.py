@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared import errors, job_runs, lanes, node_storage, nodes, pools, resources, watchdog
-from shared.api.request import ApiRequest, ApiResponse, ok, parse_body
+from shared.api.request import ApiRequest, ApiResponse, ok, parse_body, small_int
 from shared.composition import Services
 from shared.ids import CLUSTER, ResourceRef
 from shared.ports.vm_pool import PoolNotFound, node_token
@@ -198,15 +198,17 @@ _last_beats_lock = threading.Lock()
 
 
 def heartbeat(svc: Services, req: ApiRequest) -> ApiResponse:
-    """The node is alive; a node beating faster than heartbeat_min_interval_seconds gets 429."""
+    """The node is alive, and runs what it says (the watchdog compares that with what it holds);
+    a node beating faster than heartbeat_min_interval_seconds gets 429."""
     node = authenticate(svc, req)  # first: nobody else can use up a node's allowance
+    work = parse_body(watchdog.Work, req) if req.body.strip() else watchdog.Work()
     wait = beat_too_soon(node["id"], svc.clock.now(), svc.settings.heartbeat_min_interval_seconds)
     if wait > 0:
         return ApiResponse(429, errors.cloud_error(
             "TooManyRequests", f"The node heartbeats more often than every "
             f"{svc.settings.heartbeat_min_interval_seconds} s; retry after {wait:.2f} s.", target=NODE_HEADER),
             {"Retry-After": str(max(1, math.ceil(wait)))})
-    watchdog.beat(svc, node["pk"], node["nodeId"])
+    watchdog.beat(svc, node["pk"], node["nodeId"], work)
     return ok({"state": node["state"]})
 
 
@@ -245,7 +247,8 @@ def current_assignment(svc: Services, node: dict[str, Any]) -> dict[str, Any] | 
 
 def _running(req: ApiRequest) -> tuple[str, int] | None:
     job, _, attempt = req.query.get("running", "").rpartition("#")
-    return (job, int(attempt)) if job and attempt.isdigit() else None
+    number = small_int(attempt)
+    return (job, number) if job and number is not None else None
 
 
 async def assignment(svc: Services, req: ApiRequest) -> ApiResponse:
@@ -253,10 +256,7 @@ async def assignment(svc: Services, req: ApiRequest) -> ApiResponse:
     (`running=<job>#<attempt>`), or after `wait` seconds with the same answer."""
     node = await asyncio.to_thread(authenticate, svc, req)
     running = _running(req)
-    try:
-        wait = min(float(req.query.get("wait", "0")), svc.settings.assignment_wait_seconds)
-    except ValueError:
-        raise errors.InvalidParameter("wait must be a number of seconds.", target="wait") from None
+    wait = _wait_seconds(svc, req)
     deadline = asyncio.get_running_loop().time() + max(wait, 0.0)
     while True:
         with svc.wakeups.listening(node["id"]) as waiter:  # before the reads: no wake-up slips between
@@ -269,6 +269,17 @@ async def assignment(svc: Services, req: ApiRequest) -> ApiResponse:
             if held != running or left <= 0:
                 return ok({"state": node["state"], "assignment": current})
             await waiter.wait(min(left, STORE_RECHECK_SECONDS))
+
+
+def _wait_seconds(svc: Services, req: ApiRequest) -> float:
+    """A long poll's `wait`: a finite number of seconds, at most the setting (NaN would never end)."""
+    try:
+        wait = float(req.query.get("wait", "0") or 0)
+    except ValueError:
+        wait = math.nan
+    if not math.isfinite(wait):
+        raise errors.InvalidParameter("wait must be a number of seconds.", target="wait")
+    return min(max(wait, 0.0), svc.settings.assignment_wait_seconds)
 
 
 def _held_attempt(node: dict[str, Any], job: str, attempt: int) -> None:
@@ -300,16 +311,16 @@ def prepared(svc: Services, req: ApiRequest) -> ApiResponse:
 async def all_prepared(svc: Services, req: ApiRequest) -> ApiResponse:
     """Long-poll (master): answers when every node of the attempt has prepared, or after `wait`."""
     node = await asyncio.to_thread(authenticate, svc, req)
-    job_key, attempt = req.query.get("job", ""), req.query.get("attempt", "")
-    if not attempt.isdigit():
+    job_key, attempt = req.query.get("job", ""), small_int(req.query.get("attempt", ""))
+    if attempt is None:
         raise errors.InvalidParameter("attempt must be a number.", target="attempt")
-    _held_attempt(node, job_key, int(attempt))
-    wait = min(float(req.query.get("wait", "0") or 0), svc.settings.assignment_wait_seconds)
+    _held_attempt(node, job_key, attempt)
+    wait = _wait_seconds(svc, req)
     deadline = asyncio.get_running_loop().time() + max(wait, 0.0)
     while True:
         with svc.wakeups.listening(node["id"]) as waiter:
             job = await asyncio.to_thread(svc.store.read, R, node["jobPk"], job_key)
-            if job is None or job["state"] != job_runs.RUNNING or job["attempt"] != int(attempt):
+            if job is None or job["state"] != job_runs.RUNNING or job["attempt"] != attempt:
                 raise errors.Conflict("The attempt ended.", target="attempt", code="StaleAttempt")
             done = set(job.get("prepared") or [])
             left = deadline - asyncio.get_running_loop().time()

@@ -33,6 +33,7 @@ def create(svc: Services, req: ApiRequest) -> ApiResponse:
     for props in (spec, public):
         props.setdefault("scaleSettings", DEFAULT_SCALE)
     check_pool_limit(svc, spec["scaleSettings"])
+    check_subnet(svc, spec)
 
     def build() -> tuple[dict[str, Any], dict[str, Any]]:
         now = timestamp(svc.clock.now())
@@ -128,6 +129,15 @@ def check_pool_limit(svc: Services, scale: dict[str, Any]) -> None:
             raise errors.InvalidParameter(
                 f"The local pool runs at most {limit} nodes per cluster (BATCHAI_LOCAL_MAX_NODES); "
                 f"{field} is {count}.", target=f"properties.scaleSettings.{kind}.{field}")
+
+
+def check_subnet(svc: Services, spec: dict[str, Any]) -> None:
+    """A VM scale set needs a subnet: the request's, or the deployment's default (BATCHAI_DEFAULT_SUBNET_ID)."""
+    if svc.settings.pool == "vmss" and not svc.settings.default_subnet_id and not (spec.get("subnet") or {}).get("id"):
+        raise errors.InvalidParameter(
+            "This deployment has no default subnet for cluster nodes (BATCHAI_DEFAULT_SUBNET_ID): give "
+            "properties.subnet.id, the resource id of a subnet the service's identity may join.",
+            target="properties.subnet")
 
 
 def with_scale(doc: dict[str, Any], scale: dict[str, Any]) -> dict[str, Any] | None:

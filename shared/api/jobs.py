@@ -24,6 +24,7 @@ SUBMISSION_ID_HEADER = "x-batchai-submission-id"
 def create(svc: Services, req: ApiRequest) -> ApiResponse:
     ref = route_ref(JOB, req)
     params = parse_body(JobCreateParameters, req).properties
+    check_registry_credentials(params)
     spec = params.to_wire(reveal_secrets=True)
     job_files.check_folder_paths(spec)
 
@@ -101,6 +102,17 @@ def cluster_of(svc: Services, job: ResourceRef, cluster_id: str) -> dict[str, An
         raise errors.InvalidParameter(f"The cluster '{cluster.name}' was not found in workspace '{job.names[0]}'.",
                                       target=target)
     return doc
+
+
+def check_registry_credentials(params: JobBaseProperties) -> None:
+    """The node logs in to the image's registry with the password the job gives; this service reads
+    no Key Vault secret, so a passwordSecretReference is refused here rather than failing on a node."""
+    registry = params.container_settings.image_source_registry if params.container_settings else None
+    if registry and registry.credentials and registry.credentials.password_secret_reference:
+        raise errors.InvalidParameter(
+            "This service does not read Key Vault secrets: give the registry's password in "
+            "containerSettings.imageSourceRegistry.credentials.password (it is never returned).",
+            target="properties.containerSettings.imageSourceRegistry.credentials.passwordSecretReference")
 
 
 def check_worker_count(params: JobBaseProperties, vm_size: str) -> None:

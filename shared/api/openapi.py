@@ -21,7 +21,7 @@ from shared import models
 from shared.api import role_assignments
 from shared.api.catalog import OPERATIONS
 from shared.api.request import API_VERSION
-from shared.ids import NAME_PATTERN, RESOURCE_GROUP_PATTERN
+from shared.ids import NAME_PATTERN, RESOURCE_GROUP_PATTERN, SUBSCRIPTION_PATTERN
 from shared.models import event_subscription as subs
 from shared.models import role_assignment as roles
 from shared.models.job_event import JobEvent
@@ -101,7 +101,7 @@ _NAME = {"type": "string", "pattern": NAME_PATTERN.pattern, "minLength": 1, "max
 _PATH_SCHEMAS: dict[str, dict[str, Any]] = {
     "resourceGroupName": {"type": "string", "pattern": RESOURCE_GROUP_PATTERN.pattern, "minLength": 1,
                           "maxLength": 90},
-    "subscriptionId": {"type": "string", "pattern": r"^[^|]+$"},  # "|" separates the store's keys
+    "subscriptionId": {"type": "string", "pattern": SUBSCRIPTION_PATTERN.pattern, "minLength": 1, "maxLength": 64},
     "location": {"type": "string", "minLength": 1, "maxLength": 90},
 }
 _MAXRESULTS = {"name": "maxresults", "in": "query", "required": False,

@@ -125,10 +125,17 @@ def page(values: list[Any], req: ApiRequest, token: str | None) -> ApiResponse:
     return ok(body)
 
 
+def small_int(text: str) -> int | None:
+    """A non-negative integer written in at most 18 ASCII digits, else None: str.isdigit() alone
+    also takes '²' and Arabic digits, and int() refuses more than 4300 digits (a 500, not a 400)."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
+
+
 def page_of(values: list[Any], req: ApiRequest, max_results: int) -> ApiResponse:
     """One page of a list computed whole (a folder's files, a cluster's nodes): the token is the
     offset of the next page."""
-    token = req.query.get("$skiptoken", "0")
-    start = int(token) if token.isdigit() else 0
+    start = small_int(req.query.get("$skiptoken", "0"))
+    if start is None:
+        raise errors.InvalidParameter("The $skiptoken is not one this service gave.", target="$skiptoken")
     end = start + max_results
     return page(values[start:end], req, str(end) if end < len(values) else None)

@@ -11,7 +11,7 @@ from shared import errors, resources
 from shared.api.generic import put_resource, route_ref, timestamp
 from shared.api.request import ApiRequest, ApiResponse, check_api_version, int_param, ok, parse_body
 from shared.composition import Services
-from shared.ids import ROLE_ASSIGNMENT, check_name
+from shared.ids import ROLE_ASSIGNMENT, check_name, check_subscription
 from shared.models.role_assignment import RoleAssignmentCreateParameters
 from shared.ports.state_store import Query
 from shared.resources import ROLE_ASSIGNMENTS, envelope
@@ -69,7 +69,7 @@ def create_in_workspace(svc: Services, req: ApiRequest) -> ApiResponse:
 def _sub_ref(req: ApiRequest) -> tuple[str, str, str]:
     """(partition, document id, ARM id) of a subscription-wide assignment."""
     check_api_version(req)
-    subscription = req.route["subscriptionId"]
+    subscription = check_subscription(req.route["subscriptionId"])
     name = check_name("roleAssignmentName", req.route["roleAssignmentName"])
     arm_id = f"/subscriptions/{subscription}/providers/Microsoft.BatchAI/roleAssignments/{name}"
     return subscription.lower(), name.lower(), arm_id

@@ -21,6 +21,7 @@ from pydantic.alias_generators import to_camel
 
 from shared.client.errors import ApiError, ClientError, ServiceUnreachable
 from shared.models import REDACTED
+from shared.ports.messaging import bounded_message_id
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -78,7 +79,7 @@ class RequestQueue:
 
     def _request(self, queue: str, envelope: dict[str, Any], message_id: str | None,
                  wait: float | None) -> str | Outcome:
-        message_id = message_id or uuid.uuid4().hex
+        message_id = bounded_message_id(message_id or uuid.uuid4().hex)
         correlation = uuid.uuid4().hex  # this call's own: a resend's reply is told apart from ours
         properties = {"Authorization": f"Bearer {self.token}"} if self.token else None
         message = ServiceBusMessage(json.dumps(envelope), message_id=message_id, correlation_id=correlation,

@@ -18,6 +18,7 @@ class IndexedFunction:
     queue_name: str | None = None
     topic_name: str | None = None
     subscription_name: str | None = None
+    connection: str | None = None  # the app setting (prefix) naming a Service Bus trigger's namespace
     schedule: str | None = None
     run_on_startup: bool = False
     binding_names: tuple[str, ...] = field(default_factory=tuple)
@@ -42,6 +43,7 @@ def index(app: Any) -> list[IndexedFunction]:
             queue_name=getattr(trigger, "queue_name", None),
             topic_name=getattr(trigger, "topic_name", None),
             subscription_name=getattr(trigger, "subscription_name", None),
+            connection=getattr(trigger, "connection", None),
             schedule=getattr(trigger, "schedule", None),
             run_on_startup=bool(getattr(trigger, "run_on_startup", False)),
             binding_names=tuple(b.name for b in fn.get_bindings()),

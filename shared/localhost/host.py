@@ -19,7 +19,7 @@ from shared.localhost.functions_index import IndexedFunction, index, load_app
 from shared.localhost.http_server import FunctionsHttpApp
 from shared.localhost.queue_pump import QueuePump
 from shared.localhost.router import Router
-from shared.localhost.timers import run_timer
+from shared.localhost.timers import resolve_schedule, run_timer
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ class LocalHost:
                                 log_config=None,  # our own logging (shared/logs.py): its format, its redaction
                                 lifespan="off", http="httptools", loop="asyncio", timeout_graceful_shutdown=5)
         server = uvicorn.Server(config)
-        timers = [asyncio.create_task(run_timer(f, svc.clock)) for f in functions if f.trigger_type == "timerTrigger"]
+        timers = [asyncio.create_task(run_timer(f, svc.clock, self.settings)) for f in functions if f.trigger_type == "timerTrigger"]
         announce = asyncio.create_task(self._announce_when_ready(server, functions))
         closing = asyncio.create_task(self._end_waits_on_exit(server, svc))
         try:
@@ -116,7 +116,8 @@ class LocalHost:
                 if f.trigger_type == "httpTrigger":
                     self.echo(f"  {f.name}: [{','.join(f.methods)}] {self.endpoint}/{f.route}")
                 else:
-                    detail = f.schedule or f.queue_name or f.topic_name or ""
+                    detail = (resolve_schedule(f.schedule, self.settings) if f.schedule
+                              else f.queue_name or f.topic_name or "")
                     self.echo(f"  {f.name}: {f.trigger_type} {detail}")
         self._endpoint_file.write_text(self.endpoint + "\n")
         self.echo(f"Batch AI local host ready at {self.endpoint} (state in {self.settings.data_dir})")

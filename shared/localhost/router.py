@@ -45,7 +45,7 @@ class Router:
         """(function, route params), or (None, True) if the path exists for other methods, else (None, False)."""
         path_exists = False
         for route in self._routes:
-            found = route.pattern.match(path)
+            found = route.pattern.fullmatch(path)
             if not found:
                 continue
             if route.function.methods and method.upper() not in route.function.methods:

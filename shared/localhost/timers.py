@@ -1,11 +1,13 @@
 """Timer triggers on the local host: NCRONTAB schedules (seconds first, as Azure Functions reads
-them) or "hh:mm:ss" intervals."""
+them) or "hh:mm:ss" intervals; a schedule "%NAME%" is the app setting NAME, as on Azure (here: the
+host's Settings field of that name, e.g. BATCHAI_RECONCILE_SCHEDULE -> reconcile_schedule)."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
 import logging
+import re
 from datetime import datetime, timedelta
 
 import anyio
@@ -14,8 +16,20 @@ from croniter import croniter
 
 from shared.localhost.functions_index import IndexedFunction
 from shared.ports.clock import Clock
+from shared.settings import ENV_PREFIX, Settings
 
 log = logging.getLogger(__name__)
+
+
+def resolve_schedule(schedule: str, settings: Settings) -> str:
+    """The schedule itself, or the value of the app setting it names (%BATCHAI_...%)."""
+    match = re.fullmatch(r"%([A-Za-z0-9_]+)%", schedule.strip())
+    if match is None:
+        return schedule
+    field = match.group(1).removeprefix(ENV_PREFIX).lower()
+    if not match.group(1).startswith(ENV_PREFIX) or field not in Settings.model_fields:
+        raise ValueError(f"timer schedule {schedule}: no setting {match.group(1)} on the local host")
+    return str(getattr(settings, field))
 
 
 def next_fire(schedule: str, after: datetime) -> datetime:
@@ -27,10 +41,11 @@ def next_fire(schedule: str, after: datetime) -> datetime:
     return croniter(text, after, second_at_beginning=len(text.split()) == 6).get_next(datetime)
 
 
-async def run_timer(function: IndexedFunction, clock: Clock) -> None:
+async def run_timer(function: IndexedFunction, clock: Clock, settings: Settings) -> None:
     """Fire one timer function forever; a failure is logged and the schedule goes on."""
     assert function.schedule
-    due = clock.now() if function.run_on_startup else next_fire(function.schedule, clock.now())
+    schedule = resolve_schedule(function.schedule, settings)
+    due = clock.now() if function.run_on_startup else next_fire(schedule, clock.now())
     while True:
         await asyncio.sleep(max(0.0, (due - clock.now()).total_seconds()))
         past_due = (clock.now() - due).total_seconds() > 1
@@ -42,4 +57,4 @@ async def run_timer(function: IndexedFunction, clock: Clock) -> None:
                 await anyio.to_thread.run_sync(function.func, request)
         except Exception:
             log.exception("timer function %s failed", function.name)
-        due = next_fire(function.schedule, max(due, clock.now()))
+        due = next_fire(schedule, max(due, clock.now()))

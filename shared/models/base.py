@@ -5,6 +5,8 @@
   JSON and dumped with ``by_alias=True`` (see ``to_wire``).
 * Request models refuse unknown fields (``extra="forbid"``) and coerce nothing (``strict``),
   so a typo or a wrong type is a 400 that names the field.
+* No string is longer than ``MAX_STRING_LENGTH`` unless its field says otherwise (shared/models/limits.py);
+  models that only the service writes (errors, file listings) lift the bound.
 * Fields holding secrets are listed in ``_secret_fields`` (attribute names); they are dropped
   from every dump unless the caller passes ``context={"reveal_secrets": True}`` (used only
   when the service writes its own documents) — invariant 7.
@@ -16,6 +18,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, SerializationInfo, SerializerFunctionWrapHandler, model_serializer
 from pydantic.alias_generators import to_camel
+
+from shared.models.limits import MAX_STRING_LENGTH
 
 REVEAL = {"reveal_secrets": True}
 
@@ -29,6 +33,7 @@ class WireModel(BaseModel):
         extra="forbid",
         strict=True,
         use_enum_values=True,
+        str_max_length=MAX_STRING_LENGTH,
     )
 
     _secret_fields: ClassVar[tuple[str, ...]] = ()

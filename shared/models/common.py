@@ -19,9 +19,18 @@ from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, ClassVar, Self
 
-from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, ValidationInfo, model_validator
+from urllib.parse import urlsplit
 
+from pydantic import (AfterValidator, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError,
+                      ValidationInfo, field_validator, model_validator)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from shared.ids import FILE_SERVER, ResourceRef
 from shared.models.base import WireModel
+from shared.models.limits import (MAX_COMMAND_LINE_LENGTH, MAX_DATA_DISKS, MAX_DISK_SIZE_GB, MAX_ENV_NAME_LENGTH,
+                                  MAX_ENV_VALUE_LENGTH, MAX_MOUNT_VOLUMES, MAX_RELATIVE_MOUNT_PATH_LENGTH,
+                                  MAX_NODE_COUNT, MAX_SECRET_LENGTH, MAX_TAG_NAME_LENGTH, MAX_TAG_VALUE_LENGTH, MAX_TAGS,
+                                  MAX_URL_LENGTH, MAX_USER_NAME_LENGTH)
 
 # --------------------------------------------------------------------------------------------------
 # Small types and helpers
@@ -66,6 +75,13 @@ def one_of(model: WireModel, info: ValidationInfo, value: str, reference: str) -
         raise ValueError(f"one of {names} must be specified")
 
 
+def invalid_at(loc: tuple[str | int, ...], message: str, value: object) -> ValidationError:
+    """An error placed at a field below the model being validated (wire names), for rules that need
+    several fields but must still name the one to fix; raise it from a model validator."""
+    error = PydanticCustomError("value_error", "{reason}", {"reason": message})
+    return ValidationError.from_exception_data("invalid", [InitErrorDetails(type=error, loc=loc, input=value)])
+
+
 def quoted(text: str, limit: int = 64) -> str:
     """User text inside an error message: quoted, and cut short so a message stays readable."""
     return repr(text if len(text) <= limit else text[:limit] + "...")
@@ -100,14 +116,14 @@ def parse_duration(value: object) -> object:
         raise ValueError(f"must be {_DURATION_FORMS}")
     text = value.strip()
     try:
-        if match := _DOTNET_TIMESPAN.match(text):
+        if match := _DOTNET_TIMESPAN.fullmatch(text):
             hours, minutes, seconds = int(match["hours"]), int(match["minutes"]), int(match["seconds"])
             if hours > 23 or minutes > 59 or seconds > 59:
                 raise ValueError(f"{quoted(text)} is out of range: hours must be 0-23, minutes and seconds 0-59")
             fraction = match["fraction"] or "0"
             return timedelta(days=int(match["days"] or 0), hours=hours, minutes=minutes, seconds=seconds,
                              microseconds=_seconds_to_microseconds("0." + fraction))
-        match = _ISO_DURATION.match(text)
+        match = _ISO_DURATION.fullmatch(text)
         if match and text.upper() not in ("P", "PT") and not text.upper().endswith("T"):
             if match["years"] or match["months"]:
                 raise ValueError(f"{quoted(text)} uses years or months, whose length varies; use days (D) or weeks (W)")
@@ -148,33 +164,126 @@ Duration = Annotated[
 """A spec ``format: duration``: read from .NET or ISO 8601 text, written as ISO 8601."""
 
 
+# --- bounded strings (shared/models/limits.py) ---------------------------------------------------------
+
+CommandLine = Annotated[str, Field(max_length=MAX_COMMAND_LINE_LENGTH)]
+SecretText = Annotated[str, Field(max_length=MAX_SECRET_LENGTH)]
+Url = Annotated[str, Field(max_length=MAX_URL_LENGTH)]
+UserName = Annotated[str, Field(max_length=MAX_USER_NAME_LENGTH)]
+EnvironmentValue = Annotated[str, Field(max_length=MAX_ENV_VALUE_LENGTH)]
+# ARM's limits on a resource's tags.
+Tags = Annotated[dict[Annotated[str, Field(max_length=MAX_TAG_NAME_LENGTH)],
+                      Annotated[str, Field(max_length=MAX_TAG_VALUE_LENGTH)]], Field(max_length=MAX_TAGS)]
+# A node count a user gives (jobs, cluster scale): one VM scale set's worth at most.
+NodeCount = Annotated[int, Field(ge=0, le=MAX_NODE_COUNT)]
+
+
 # --- names, ids and paths ----------------------------------------------------------------------------
 
+# Patterns are matched whole (fullmatch): with re.match, "$" also matches before a final newline.
 ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DIRECTORY_ID_PATTERN = re.compile(r"^[A-Za-z0-9_]+$")
 
 
 def _environment_name(name: str) -> str:
     # The variable is exported into a shell on the node; other names cannot be set there.
-    if not ENV_NAME_PATTERN.match(name):
+    if not ENV_NAME_PATTERN.fullmatch(name):
         raise ValueError(f"{quoted(name)} is not an environment variable name: use letters, digits and "
                          "underscores, not starting with a digit")
     return name
 
 
-EnvironmentName = Annotated[str, AfterValidator(_environment_name)]
+EnvironmentName = Annotated[str, Field(max_length=MAX_ENV_NAME_LENGTH), AfterValidator(_environment_name)]
+
+# A folder name under the mount root: it ends up in mount commands and shells on the node.
+_MOUNT_SEGMENT = re.compile(r"[A-Za-z0-9_.$@+=,~-]+")
 
 
 def _relative_mount_path(path: str) -> str:
     # Mounts live under $AZ_BATCHAI_MOUNT_ROOT / $AZ_BATCHAI_JOB_MOUNT_ROOT; the spec calls the path
     # relative, so it may neither leave that root nor be the root itself.
-    normal = posixpath.normpath(path) if path else ""
-    if path.startswith("/") or normal in ("", ".") or normal == ".." or normal.startswith("../") or "\x00" in path:
-        raise ValueError(f"{quoted(path)} must be a relative path below the mount root (no leading '/', no '..')")
+    segments = path.removesuffix("/").split("/")
+    if path.startswith("/") or any(s in ("", ".", "..") for s in segments):
+        raise ValueError(f"{quoted(path)} must be a relative path below the mount root (no leading '/', no '.' "
+                         "or '..' segments, no empty segments)")
+    if not all(_MOUNT_SEGMENT.fullmatch(s) for s in segments):
+        raise ValueError(f"{quoted(path)} may hold only letters, digits, '/' and the characters _ . - $ @ + = , ~")
     return path
 
 
-RelativeMountPath = Annotated[str, AfterValidator(_relative_mount_path)]
+RelativeMountPath = Annotated[str, Field(max_length=MAX_RELATIVE_MOUNT_PATH_LENGTH),
+                              AfterValidator(_relative_mount_path)]
+
+
+# --- Azure Storage names (learn.microsoft.com: naming rules of storage accounts, shares, containers) --
+
+_ACCOUNT_NAME = re.compile(r"[a-z0-9]{3,24}")
+_SHARE_OR_CONTAINER = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")  # every '-' between a letter or digit
+
+
+def check_account_name(name: str) -> str:
+    """A storage account name: 3 to 24 lowercase letters and digits (it is a DNS label on Azure)."""
+    if not _ACCOUNT_NAME.fullmatch(name):
+        raise ValueError(f"{quoted(name)} is not a storage account name: use 3 to 24 lowercase letters and digits")
+    return name
+
+
+def check_share_or_container(name: str, what: str) -> str:
+    """A file share or blob container name: 3 to 63 lowercase letters, digits and hyphens, starting
+    and ending with a letter or digit, no two hyphens in a row."""
+    if not (3 <= len(name) <= 63 and _SHARE_OR_CONTAINER.fullmatch(name)):
+        raise ValueError(f"{quoted(name)} is not a {what} name: use 3 to 63 lowercase letters, digits and hyphens, "
+                         "starting and ending with a letter or digit, without two hyphens in a row")
+    return name
+
+
+def check_file_url(url: str) -> str:
+    """An Azure Files URL, https://<account>.file.core.windows.net/<share>: a host and a valid share name."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError as exc:
+        raise ValueError(f"{quoted(url)} is not a URL: {exc}") from None
+    if parts.scheme.lower() not in ("http", "https") or not host or any(c.isspace() for c in url):
+        raise ValueError(f"{quoted(url)} is not an http(s) URL such as https://<account>.file.core.windows.net/<share>")
+    if parts.username or parts.password:
+        raise ValueError("credentials in the URL are not accepted; give them in credentials")
+    share = parts.path.strip("/").split("/")[0]
+    if not share:
+        raise ValueError(f"{quoted(url)} names no share: expected https://<account>.file.core.windows.net/<share>")
+    check_share_or_container(share, "file share")
+    return url
+
+
+# Azure's VM size names: Standard_NC6s_v3, Standard_E64-16ds_v4 (constrained vCPU), ...
+_VM_SIZE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def check_vm_size_name(value: str) -> str:
+    if not _VM_SIZE.fullmatch(value):
+        raise ValueError(f"{quoted(value)} is not a VM size name: use 1 to 64 letters, digits, '_' or '-'")
+    return value
+
+
+def reading_answer(info: ValidationInfo) -> bool:
+    """Whether an answer of the service is being read (see REDACTED): names it stored are not judged
+    again, so a rule made stricter never makes a stored resource unreadable."""
+    return secrets_redacted(info)
+
+
+_AZURE_NAME_RULES = {
+    "account_name": check_account_name,
+    "azure_file_url": check_file_url,
+    "container_name": lambda name: check_share_or_container(name, "blob container"),
+}
+
+
+def azure_name(value: str | None, info: ValidationInfo) -> str | None:
+    """A field validator: the Azure naming rule of the field it validates (an absent accountName,
+    which the share's URL may give, is left to the caller)."""
+    if value is None or reading_answer(info):
+        return value
+    return _AZURE_NAME_RULES[info.field_name or ""](value)
 
 
 def climbs(path: str) -> bool:
@@ -247,7 +356,7 @@ class StorageAccountType(enum.StrEnum):
 class ResourceId(WireModel):
     """A reference to another ARM resource (cluster, subnet, Key Vault, ...) by its full id."""
 
-    id: str
+    id: Url
 
 
 class Resource(WireModel):
@@ -271,6 +380,8 @@ class ProxyResource(WireModel):
 class NameValuePair(WireModel):
     """Free-form detail of a BatchAIError."""
 
+    model_config = ConfigDict(str_max_length=None)  # written by the service, never by a user
+
     name: str | None = None
     value: str | None = None
 
@@ -279,7 +390,7 @@ class KeyVaultSecretReference(WireModel):
     """Lets users keep a secret in Key Vault instead of sending its value to the service."""
 
     source_vault: ResourceId
-    secret_url: str
+    secret_url: Url
 
 
 # --------------------------------------------------------------------------------------------------
@@ -291,7 +402,7 @@ class EnvironmentVariable(WireModel):
     """A variable set for a job or a setup task; its value is not secret and is reported back."""
 
     name: EnvironmentName
-    value: str
+    value: EnvironmentValue
 
 
 class EnvironmentVariableWithSecretValue(WireModel):
@@ -300,7 +411,7 @@ class EnvironmentVariableWithSecretValue(WireModel):
     _secret_fields: ClassVar[tuple[str, ...]] = ("value",)
 
     name: EnvironmentName
-    value: str | None = None
+    value: EnvironmentValue | None = None
     value_secret_reference: KeyVaultSecretReference | None = None
 
     @model_validator(mode="after")
@@ -319,7 +430,7 @@ class AzureStorageCredentialsInfo(WireModel):
 
     _secret_fields: ClassVar[tuple[str, ...]] = ("account_key",)
 
-    account_key: str | None = None
+    account_key: SecretText | None = None
     account_key_secret_reference: KeyVaultSecretReference | None = None
 
     @model_validator(mode="after")
@@ -335,11 +446,13 @@ class AzureFileShareReference(WireModel):
     """An Azure Files share mounted on the nodes."""
 
     account_name: str
-    azure_file_url: str
+    azure_file_url: Url
     credentials: AzureStorageCredentialsInfo
     relative_mount_path: RelativeMountPath
     file_mode: str = Field(default="0777", pattern=_FILE_MODE)
     directory_mode: str = Field(default="0777", pattern=_FILE_MODE)
+
+    _azure_names = field_validator("account_name", "azure_file_url")(azure_name)
 
 
 class AzureBlobFileSystemReference(WireModel):
@@ -351,6 +464,8 @@ class AzureBlobFileSystemReference(WireModel):
     relative_mount_path: RelativeMountPath
     mount_options: str | None = None
 
+    _azure_names = field_validator("account_name", "container_name")(azure_name)
+
 
 class FileServerReference(WireModel):
     """A Batch AI file server (NFS) mounted on the nodes."""
@@ -360,21 +475,37 @@ class FileServerReference(WireModel):
     relative_mount_path: RelativeMountPath
     mount_options: str | None = None
 
+    @model_validator(mode="after")
+    def _file_server_id(self, info: ValidationInfo) -> Self:
+        if reading_answer(info):
+            return self
+        if ResourceRef.parse(self.file_server.id, FILE_SERVER) is None:
+            raise invalid_at(("fileServer", "id"), f"{quoted(self.file_server.id, 300)} is not the resource id of a "
+                             "Batch AI file server (/subscriptions/{s}/resourceGroups/{rg}/providers/"
+                             "Microsoft.BatchAI/workspaces/{ws}/fileServers/{name})", self.file_server.id)
+        source = posixpath.normpath(self.source_directory.lstrip("/")) if self.source_directory else "."
+        if source == ".." or source.startswith("../"):
+            raise invalid_at(("sourceDirectory",), f"{quoted(self.source_directory or '')} must stay inside the "
+                             "file server (no '..')", self.source_directory)
+        return self
+
 
 class UnmanagedFileSystemReference(WireModel):
     """Any file system the user mounts with a command of their own."""
 
-    mount_command: str
+    mount_command: CommandLine
     relative_mount_path: RelativeMountPath
 
 
 class MountVolumes(WireModel):
     """Everything mounted under one mount root; two volumes cannot share a mount path."""
 
-    azure_file_shares: list[AzureFileShareReference] | None = None
-    azure_blob_file_systems: list[AzureBlobFileSystemReference] | None = None
-    file_servers: list[FileServerReference] | None = None
-    unmanaged_file_systems: list[UnmanagedFileSystemReference] | None = None
+    azure_file_shares: list[AzureFileShareReference] | None = Field(default=None, max_length=MAX_MOUNT_VOLUMES)
+    azure_blob_file_systems: list[AzureBlobFileSystemReference] | None = Field(default=None,
+                                                                              max_length=MAX_MOUNT_VOLUMES)
+    file_servers: list[FileServerReference] | None = Field(default=None, max_length=MAX_MOUNT_VOLUMES)
+    unmanaged_file_systems: list[UnmanagedFileSystemReference] | None = Field(default=None,
+                                                                             max_length=MAX_MOUNT_VOLUMES)
 
     @model_validator(mode="after")
     def _distinct_mount_paths(self) -> Self:
@@ -401,8 +532,8 @@ class PrivateRegistryCredentials(WireModel):
 
     _secret_fields: ClassVar[tuple[str, ...]] = ("password",)
 
-    username: str
-    password: str | None = None
+    username: UserName
+    password: SecretText | None = None
     password_secret_reference: KeyVaultSecretReference | None = None
 
     @model_validator(mode="after")
@@ -414,7 +545,7 @@ class PrivateRegistryCredentials(WireModel):
 class ImageSourceRegistry(WireModel):
     """Where the job's Docker image comes from."""
 
-    server_url: str | None = None
+    server_url: Url | None = None
     image: str
     credentials: PrivateRegistryCredentials | None = None
 
@@ -440,9 +571,9 @@ class UserAccountSettings(WireModel):
 
     _secret_fields: ClassVar[tuple[str, ...]] = ("admin_user_password",)
 
-    admin_user_name: str
-    admin_user_ssh_public_key: str | None = None
-    admin_user_password: str | None = None
+    admin_user_name: UserName
+    admin_user_ssh_public_key: SecretText | None = None
+    admin_user_password: SecretText | None = None
 
 
 class SshConfiguration(WireModel):
@@ -455,9 +586,9 @@ class SshConfiguration(WireModel):
 class DataDisks(WireModel):
     """The file server's data disks (RAID 0 when more than one)."""
 
-    disk_size_in_gb: PositiveInt32 = Field(alias="diskSizeInGB")
+    disk_size_in_gb: Annotated[int, Field(ge=1, le=MAX_DISK_SIZE_GB)] = Field(alias="diskSizeInGB")
     caching_type: CachingType = CachingType.NONE
-    disk_count: PositiveInt32
+    disk_count: Annotated[int, Field(ge=1, le=MAX_DATA_DISKS)]
     storage_account_type: StorageAccountType
 
 
@@ -477,6 +608,8 @@ class MountSettings(WireModel):
 class CloudErrorBody(WireModel):
     """The error every failed call answers with (see shared.errors)."""
 
+    model_config = ConfigDict(str_max_length=None)  # written by the service, never by a user
+
     code: str | None = None
     message: str | None = None
     target: str | None = None
@@ -491,6 +624,8 @@ class CloudError(WireModel):
 
 class BatchAIError(WireModel):
     """An error a cluster's nodes or a job's execution ran into, reported inside the resource."""
+
+    model_config = ConfigDict(str_max_length=None)  # written by the service, never by a user
 
     code: str | None = None
     message: str | None = None

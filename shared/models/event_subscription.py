@@ -11,7 +11,7 @@ import enum
 from datetime import datetime
 from typing import Annotated, ClassVar
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, ConfigDict, Field
 
 from shared.ids import NAME_PATTERN
 from shared.models.base import WireModel
@@ -44,7 +44,7 @@ def _http_url(value: str) -> str:
 
 
 def _experiment_name(value: str) -> str:
-    if not NAME_PATTERN.match(value):
+    if not NAME_PATTERN.fullmatch(value):
         raise ValueError("use 1 to 64 letters, digits, '-' or '_'")
     return value
 
@@ -59,7 +59,7 @@ class EventSubscriptionFilter(WireModel):
     """Which events a subscription receives; an absent or empty list lets every value through."""
 
     experiments: list[Annotated[str, AfterValidator(_experiment_name)]] | None = Field(default=None, max_length=100)
-    event_types: list[JobEventType] | None = None
+    event_types: list[JobEventType] | None = Field(default=None, max_length=100)
 
 
 class EventSubscriptionCreateProperties(WireModel):
@@ -94,6 +94,8 @@ class EventSubscription(ProxyResource):
 
 class DeadLetter(WireModel):
     """A delivery that was given up: the event, and why."""
+
+    model_config = ConfigDict(str_max_length=None)  # written by the service, never by a user
 
     event_id: str
     event_type: str

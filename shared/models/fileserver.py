@@ -8,8 +8,11 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
+from pydantic import field_validator
+
 from shared.models.base import WireModel
-from shared.models.common import DataDisks, MountSettings, ProxyResource, ResourceId, SshConfiguration
+from shared.models.common import (DataDisks, MountSettings, ProxyResource, ResourceId, SshConfiguration,
+                                  check_vm_size_name)
 
 
 class FileServerProvisioningState(enum.StrEnum):
@@ -29,6 +32,11 @@ class FileServerBaseProperties(WireModel):
     ssh_configuration: SshConfiguration
     data_disks: DataDisks
     subnet: ResourceId | None = None
+
+    @field_validator("vm_size")
+    @classmethod
+    def _vm_size_name(cls, value: str) -> str:
+        return check_vm_size_name(value)
 
 
 class FileServerCreateParameters(WireModel):

@@ -11,12 +11,13 @@ import enum
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Self
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, ValidationInfo, model_validator
 
 from shared.models.base import WireModel
 from shared.models.common import (
     DIRECTORY_ID_PATTERN,
     BatchAIError,
+    CommandLine,
     ContainerSettings,
     Duration,
     EnvironmentVariable,
@@ -30,8 +31,12 @@ from shared.models.common import (
     ProxyResource,
     ResourceId,
     check_environment,
+    invalid_at,
     quoted,
+    reading_answer,
 )
+from shared.models.limits import (MAX_DIRECTORIES, MAX_ENVIRONMENT_VARIABLES, MAX_NODE_COUNT, MAX_PROCESSES_PER_NODE,
+                                  MAX_SECRETS)
 
 MAX_WALL_CLOCK_TIME_DEFAULT = timedelta(days=7)
 
@@ -120,7 +125,7 @@ class CNTKsettings(WireModel):
     config_file_path: str | None = None
     python_script_file_path: str | None = None
     python_interpreter_path: str | None = None
-    command_line_args: str | None = None
+    command_line_args: CommandLine | None = None
     process_count: PositiveInt32 | None = None
 
     @model_validator(mode="after")
@@ -143,7 +148,7 @@ class CNTKsettings(WireModel):
 class PyTorchSettings(WireModel):
     python_script_file_path: str
     python_interpreter_path: str | None = None
-    command_line_args: str | None = None
+    command_line_args: CommandLine | None = None
     process_count: PositiveInt32 | None = None
     communication_backend: PyTorchBackendName | None = None
 
@@ -153,9 +158,9 @@ class TensorFlowSettings(WireModel):
 
     python_script_file_path: str
     python_interpreter_path: str | None = None
-    master_command_line_args: str | None = None
-    worker_command_line_args: str | None = None
-    parameter_server_command_line_args: str | None = None
+    master_command_line_args: CommandLine | None = None
+    worker_command_line_args: CommandLine | None = None
+    parameter_server_command_line_args: CommandLine | None = None
     worker_count: PositiveInt32 | None = None
     parameter_server_count: PositiveInt32 | None = None
 
@@ -166,7 +171,7 @@ class CaffeSettings(WireModel):
     config_file_path: str | None = None
     python_script_file_path: str | None = None
     python_interpreter_path: str | None = None
-    command_line_args: str | None = None
+    command_line_args: CommandLine | None = None
     process_count: PositiveInt32 | None = None
 
     @model_validator(mode="after")
@@ -181,29 +186,29 @@ class CaffeSettings(WireModel):
 class Caffe2Settings(WireModel):
     python_script_file_path: str
     python_interpreter_path: str | None = None
-    command_line_args: str | None = None
+    command_line_args: CommandLine | None = None
 
 
 class ChainerSettings(WireModel):
     python_script_file_path: str
     python_interpreter_path: str | None = None
-    command_line_args: str | None = None
+    command_line_args: CommandLine | None = None
     process_count: PositiveInt32 | None = None
 
 
 class CustomToolkitSettings(WireModel):
-    command_line: str | None = None
+    command_line: CommandLine | None = None
 
 
 class CustomMpiSettings(WireModel):
-    command_line: str
+    command_line: CommandLine
     process_count: PositiveInt32 | None = None
 
 
 class HorovodSettings(WireModel):
     python_script_file_path: str
     python_interpreter_path: str | None = None
-    command_line_args: str | None = None
+    command_line_args: CommandLine | None = None
     process_count: PositiveInt32 | None = None
 
 
@@ -227,7 +232,7 @@ TOOLKITS: dict[str, ToolType] = {
 
 
 class JobPreparation(WireModel):
-    command_line: str
+    command_line: CommandLine
 
 
 class InputDirectory(WireModel):
@@ -266,7 +271,7 @@ class JobBaseProperties(WireModel):
     scheduling_priority: JobPriority = JobPriority.NORMAL
     cluster: ResourceId
     mount_volumes: MountVolumes | None = None
-    node_count: PositiveInt32
+    node_count: Annotated[int, Field(ge=1, le=MAX_NODE_COUNT)]
     container_settings: ContainerSettings | None = None
     cntk_settings: CNTKsettings | None = None
     py_torch_settings: PyTorchSettings | None = None
@@ -279,10 +284,10 @@ class JobBaseProperties(WireModel):
     horovod_settings: HorovodSettings | None = None
     job_preparation: JobPreparation | None = None
     std_out_err_path_prefix: JobFolderPath = Field(min_length=1)
-    input_directories: list[InputDirectory] | None = None
-    output_directories: list[OutputDirectory] | None = None
-    environment_variables: list[EnvironmentVariable] | None = None
-    secrets: list[EnvironmentVariableWithSecretValue] | None = None
+    input_directories: list[InputDirectory] | None = Field(default=None, max_length=MAX_DIRECTORIES)
+    output_directories: list[OutputDirectory] | None = Field(default=None, max_length=MAX_DIRECTORIES)
+    environment_variables: list[EnvironmentVariable] | None = Field(default=None, max_length=MAX_ENVIRONMENT_VARIABLES)
+    secrets: list[EnvironmentVariableWithSecretValue] | None = Field(default=None, max_length=MAX_SECRETS)
     constraints: JobBasePropertiesConstraints = Field(default_factory=JobBasePropertiesConstraints)
 
     @model_validator(mode="after")
@@ -299,8 +304,25 @@ class JobBaseProperties(WireModel):
         tf = self.tensor_flow_settings
         if (tf is not None and tf.parameter_server_count is not None and self.node_count is not None
                 and tf.parameter_server_count > self.node_count):  # nodeCount is optional in responses
-            raise ValueError(f"tensorFlowSettings.parameterServerCount ({tf.parameter_server_count}) must be "
-                             f"less than or equal to nodeCount ({self.node_count})")
+            raise invalid_at(("tensorFlowSettings", "parameterServerCount"),
+                             f"tensorFlowSettings.parameterServerCount ({tf.parameter_server_count}) must be "
+                             f"less than or equal to nodeCount ({self.node_count})", tf.parameter_server_count)
+        return self
+
+    @model_validator(mode="after")
+    def _counts_within_limits(self, info: ValidationInfo) -> Self:
+        """Process counts are bounded per node of the job (shared/models/limits.py)."""
+        if reading_answer(info) or self.node_count is None:
+            return self
+        limit = MAX_PROCESSES_PER_NODE * self.node_count
+        for attribute in TOOLKITS:
+            settings = getattr(self, attribute)
+            for count in ("process_count", "worker_count", "parameter_server_count"):
+                value = getattr(settings, count, None)
+                if value is not None and value > limit:
+                    where = (self._wire(attribute), type(settings).model_fields[count].alias or count)
+                    raise invalid_at(where, f"at most {MAX_PROCESSES_PER_NODE} processes per node of the job are "
+                                     f"accepted, {limit} for nodeCount {self.node_count}; got {value}", value)
         return self
 
     @model_validator(mode="after")
@@ -390,6 +412,8 @@ class FileProperties(WireModel):
 
 class File(WireModel):
     """One entry of a job's output directory listing."""
+
+    model_config = ConfigDict(str_max_length=None)  # written by the service: a deep path makes a long URL
 
     name: str | None = None
     file_type: FileType | None = None

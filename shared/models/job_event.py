@@ -3,10 +3,14 @@ CloudEvents 1.0 events of its state changes, as published on the job-events topi
 
 from __future__ import annotations
 
+from pydantic import ConfigDict
+
 from shared.models.base import WireModel
 
 
 class JobEventError(WireModel):
+    model_config = ConfigDict(str_max_length=None)  # written by the service, never by a user
+
     code: str
     message: str
 

@@ -9,20 +9,20 @@ from __future__ import annotations
 from datetime import datetime
 
 from shared.models.base import WireModel
-from shared.models.common import ProvisioningState, Resource
+from shared.models.common import ProvisioningState, Resource, Tags
 
 
 class WorkspaceCreateParameters(WireModel):
     """Body of PUT .../workspaces/{name}."""
 
     location: str
-    tags: dict[str, str] | None = None
+    tags: Tags | None = None
 
 
 class WorkspaceUpdateParameters(WireModel):
     """Body of PATCH .../workspaces/{name}: only the tags can change."""
 
-    tags: dict[str, str] | None = None
+    tags: Tags | None = None
 
 
 class WorkspaceProperties(WireModel):

@@ -26,6 +26,7 @@ Semantics every adapter keeps (the contract suite checks each):
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -74,8 +75,26 @@ class EntityOptions:
     duplicate_detection_window: timedelta | None = timedelta(minutes=10)  # None: no detection
 
 
+MAX_MESSAGE_ID = 128  # Service Bus refuses longer message ids
+# Integer properties are sent as AMQP 32-bit ints (what azure-servicebus's public API encodes a Python
+# int as); a wider one goes as text, which every Service Bus client reads.
+INT32_RANGE = (-(2**31), 2**31 - 1)
+
+
+def bounded_message_id(message_id: str) -> str:
+    """The id itself when Service Bus takes it, else a readable prefix and a hash of the whole: the same
+    text gives the same id (duplicate detection still works), different texts different ids."""
+    if len(message_id) <= MAX_MESSAGE_ID:
+        return message_id
+    digest = hashlib.sha256(message_id.encode()).hexdigest()
+    return f"{message_id[:MAX_MESSAGE_ID - len(digest) - 1]}~{digest}"
+
+
 @dataclass(frozen=True)
 class OutgoingMessage:
+    """A message to send. Its id is bounded here, for every sender: a job key with its attempt, an
+    event with its subscription and attempt... can exceed Service Bus's 128 characters."""
+
     body: bytes
     message_id: str | None = None  # the adapter makes one when None
     application_properties: Mapping[str, PropertyValue] = field(default_factory=dict)
@@ -85,6 +104,13 @@ class OutgoingMessage:
     scheduled_enqueue_time: datetime | None = None  # timezone-aware
     session_id: str | None = None  # carried, not enforced: the adapters have no session receivers
     reply_to_session_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.message_id is not None:
+            object.__setattr__(self, "message_id", bounded_message_id(self.message_id))
+        for key, value in self.application_properties.items():
+            if isinstance(value, int) and not isinstance(value, bool) and not INT32_RANGE[0] <= value <= INT32_RANGE[1]:
+                raise ValueError(f"application property {key!r}: {value} does not fit in 32 bits; send it as text")
 
 
 @dataclass(frozen=True)
@@ -167,10 +193,6 @@ class Messaging(ABC):
     def dead_letter(self, entity: str, message: ReceivedMessage, reason: str, description: str = "") -> None:
         """Move a locked message to the dead-letter sub-queue with a reason."""
 
-    @abstractmethod
-    def dead_letter_by_lock_token(self, entity: str, lock_token: str, reason: str, description: str = "") -> None:
-        """Dead-letter a message another receiver holds (a Functions host's trigger message), known
-        only by its lock token. LockLost if that lock is no longer held."""
 
     @abstractmethod
     def renew_lock(self, entity: str, message: ReceivedMessage) -> datetime:

@@ -81,11 +81,14 @@ class VmPool(ABC):
 
     @abstractmethod
     def create_pool(self, spec: PoolSpec) -> None:
-        """Create the pool with no nodes; an existing pool is left as it is."""
+        """Create the pool with no nodes; an existing pool is left as it is. Returns once the creation
+        is accepted (never waits for a long operation): until it is done the pool lists no nodes and a
+        resize waits for a later call; a creation that failed is a PoolError of later calls."""
 
     @abstractmethod
     def delete_pool(self, pool_id: str) -> None:
-        """Remove the pool and every node in it; nothing happens if it does not exist."""
+        """Remove the pool and every node in it; nothing happens if it does not exist. Returns once the
+        deletion is accepted; the pool is gone (PoolNotFound) when it is done."""
 
     @abstractmethod
     def resize(self, pool_id: str, capacity: int) -> None:

@@ -180,7 +180,7 @@ def _vmss_pool(fake: FakeArmCompute, **kwargs: Any) -> VmPool:
     from shared.adapters.azure.vmss_pool import VmssPool
 
     return VmssPool(fake.subscription_id, RESOURCE_GROUP, StaticCredential(), base_url=fake.base_url,
-                    polling_interval=0.01, operation_timeout=WAIT, **kwargs)
+                    polling_interval=0.01, **kwargs)
 
 
 @pytest.fixture(params=["local", "vmss"])
@@ -367,7 +367,9 @@ def test_vmss_low_priority_becomes_spot_with_delete_eviction(fake_arm: FakeArmCo
     assert os_profile["linuxConfiguration"]["disablePasswordAuthentication"] is True
     assert os_profile["linuxConfiguration"]["ssh"]["publicKeys"] == [
         {"path": "/home/azureuser/.ssh/authorized_keys", "keyData": SSH_KEY}]
-    assert fake_arm.scale_set(RESOURCE_GROUP, "spot").state == "Succeeded"  # the LRO was polled to the end
+    assert fake_arm.calls("GET", "/operations") == []  # started, never waited for
+    pool.list_nodes("spot")  # a later round: the create has finished meanwhile
+    assert fake_arm.scale_set(RESOURCE_GROUP, "spot").state == "Succeeded"
 
 
 def test_vmss_dedicated_with_password_and_custom_image(fake_arm: FakeArmCompute) -> None:
@@ -453,6 +455,43 @@ def test_vmss_refuses_a_spec_without_subnet_or_credentials(fake_arm: FakeArmComp
     defaulted.create_pool(make_spec("defaulted", subnet_id=None))
     nic = _put_body(fake_arm, "defaulted")["properties"]["virtualMachineProfile"]["networkProfile"]
     assert nic["networkInterfaceConfigurations"][0]["properties"]["ipConfigurations"][0]["properties"]["subnet"]["id"] == SUBNET_ID
+
+
+def test_vmss_create_is_started_and_observed_on_later_rounds(fake_arm: FakeArmCompute) -> None:
+    """No ARM wait inside a round: a scale set still being created is resized by a later round, and a
+    create that failed is an error of every later round (it shows on the cluster)."""
+    from shared.ports.vm_pool import PoolError
+
+    pool = _vmss_pool(fake_arm)
+    fake_arm.hold_operations = True  # creating a scale set takes minutes in Azure
+    pool.create_pool(make_spec("slow"))
+    pool.resize("slow", 2)
+    assert fake_arm.calls("PATCH") == [] and fake_arm.calls("GET", "/operations") == []
+    fake_arm.complete_operations()
+    pool.resize("slow", 2)
+    assert [p.body["sku"]["capacity"] for p in fake_arm.calls("PATCH")] == [2]
+    fake_arm.scale_set(RESOURCE_GROUP, "slow").state = "Failed"
+    with pytest.raises(PoolError, match="Failed"):
+        pool.resize("slow", 3)
+
+
+def test_vmss_listings_are_read_at_most_once_per_interval(fake_arm: FakeArmCompute) -> None:
+    now = [1000.0]
+    pool = _vmss_pool(fake_arm, read_interval=20.0, monotonic=lambda: now[0])
+    pool.create_pool(make_spec("reads"))
+    pool.resize("reads", 2)
+    first = pool.list_nodes("reads")
+    for _ in range(5):
+        assert pool.list_nodes("reads") == first
+    assert len(fake_arm.calls("GET", "/virtualMachines")) == 1
+    assert len(fake_arm.calls("GET", "/networkInterfaces")) == 1
+    pool.remove_nodes("reads", [first[0].node_id])  # shown as leaving at once, without a read
+    assert [n.state for n in pool.list_nodes("reads")][0] == "deleting"
+    now[0] += 20.0
+    assert [n.node_id for n in pool.list_nodes("reads")] == [first[1].node_id]
+    assert len(fake_arm.calls("GET", "/virtualMachines")) == 2
+    nics = fake_arm.calls("GET", "/networkInterfaces")
+    assert len(nics) == 2 and all(r.query["api-version"] == "2018-10-01" for r in nics)
 
 
 def test_vm_size_casing() -> None:

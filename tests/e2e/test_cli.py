@@ -34,7 +34,10 @@ JOB_FILE = {"properties": {
     "outputDirectories": [{"id": "MODEL", "pathPrefix": "$AZ_BATCHAI_MOUNT_ROOT/afs"}],
     "environmentVariables": [{"name": "GREETING", "value": "hello"}],
     "customToolkitSettings": {"commandLine": (
-        "for i in 1 2 3 4 5 6; do echo line $i; sleep 0.7; done; echo \"$GREETING from $AZ_BATCHAI_MOUNT_ROOT\"; "
+        # line 1, then hold until the test has seen it (the file `go` in the share; at most 60 s), so the
+        # stream is shown while the job runs however slowly the stream's process starts on a loaded machine
+        "echo line 1; for w in $(seq 600); do [ -e $AZ_BATCHAI_MOUNT_ROOT/afs/go ] && break; sleep 0.1; done; "
+        "for i in 2 3 4 5 6; do echo line $i; sleep 0.2; done; echo \"$GREETING from $AZ_BATCHAI_MOUNT_ROOT\"; "
         "mkdir -p $AZ_BATCHAI_OUTPUT_MODEL/weights && echo trained > $AZ_BATCHAI_OUTPUT_MODEL/weights/model.txt")},
 }}
 
@@ -296,6 +299,7 @@ def test_a_job_from_a_config_file_streams_its_stdout_while_it_runs_then_download
         first = stream.stdout.readline()
         with client(folder) as c:
             state_at_first_line = c.jobs.get("rg", "jobs", "exp", "lines").properties.execution_state
+        (folder / ".batchai" / "storage" / "fileshares" / ACCOUNT / "jobs" / "go").touch()  # the job may go on
         rest = stream.stdout.read()  # from the same buffer as readline (communicate() would skip what it holds)
         stream.wait(60)
         err = stream.stderr.read() if stream.stderr else ""

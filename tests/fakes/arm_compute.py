@@ -6,8 +6,12 @@ would (api-version, required fields, Spot settings, base64 custom data...), answ
 ARM error otherwise. Scale sets and their instances live in memory; instances are "Creating" on
 their first read and "Succeeded" afterwards. Mutations answer as ARM does for long-running
 operations (201/200/202 + Azure-AsyncOperation, polled until "Succeeded"); their effects that take
-time in Azure (instances vanishing, a scale set going away) happen when the operation completes.
-Every request is recorded for assertions.
+time in Azure (instances vanishing, a scale set going away) happen when the operation completes:
+when it is polled, or, as time passes in Azure while a caller that does not wait goes on, at the next
+request that is not a poll (unless ``hold_operations`` is set, as for a create that takes minutes).
+A subnet in another subscription is refused with 403 LinkedAuthorizationFailed, as ARM does when the
+caller may not join it. The NIC listing is the Network RP's (azure-mgmt-network sends it with
+api-version 2018-10-01). Every request is recorded for assertions.
 """
 
 from __future__ import annotations
@@ -171,6 +175,7 @@ class FakeArmCompute:
     def __init__(self, subscription_id: str = "00000000-0000-0000-0000-000000000000", polls_per_operation: int = 1) -> None:
         self.subscription_id = subscription_id
         self.polls_per_operation = polls_per_operation
+        self.hold_operations = False
         self.requests: list[RecordedRequest] = []
         self.scale_sets: dict[tuple[str, str], ScaleSet] = {}  # (resource group, lower-cased name)
         self._operations: dict[str, _Operation] = {}
@@ -275,9 +280,19 @@ class FakeArmCompute:
         handler.end_headers()
         handler.wfile.write(data)
 
+    def complete_operations(self) -> None:
+        """Every started operation finishes (time passes in Azure)."""
+        with self._lock:
+            for op in self._operations.values():
+                if not op.done:
+                    op.on_done()
+                    op.done = True
+
     def _route(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, dict[str, str], Any]:
         if match := _OPERATION.match(path):
             return self._operation(match["kind"].lower(), match["op"])
+        if not self.hold_operations:
+            self.complete_operations()
         match = _SCALE_SET.match(path)
         if not match:
             raise ArmError(404, "InvalidResourceType", f"The resource type could not be found for {path}.")
@@ -355,6 +370,14 @@ class FakeArmCompute:
 
     def _put(self, rg: str, name: str, body: Any) -> tuple[int, dict[str, str], Any]:
         validate_scale_set(body)
+        for nic in body["properties"]["virtualMachineProfile"]["networkProfile"]["networkInterfaceConfigurations"]:
+            for ip in nic["properties"]["ipConfigurations"]:
+                subnet = ip["properties"]["subnet"]["id"]
+                if not subnet.lower().startswith(f"/subscriptions/{self.subscription_id}/"):
+                    raise ArmError(403, "LinkedAuthorizationFailed", "The client has permission to perform action "
+                                   "'Microsoft.Compute/virtualMachineScaleSets/write', but it does not have permission "
+                                   f"to perform action 'Microsoft.Network/virtualNetworks/subnets/join/action' on the "
+                                   f"linked scope(s) '{subnet}'.")
         existing = self.scale_sets.get((rg.lower(), name.lower()))
         stored = json.loads(json.dumps(body))
         os_profile = stored["properties"]["virtualMachineProfile"]["osProfile"]

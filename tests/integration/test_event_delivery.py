@@ -105,9 +105,14 @@ def bus(svc: Services) -> Services:
 def api(handler: Any, svc: Services, method: str, name: str, body: Any = None) -> tuple[int, Any]:
     req = ApiRequest(method, "http://h/x", route={**ROUTE, "eventSubscriptionName": name}, query=Q,
                      body=b"" if body is None else json.dumps(body).encode())
+    return answered(handler, svc, req)
+
+
+def answered(handler: Any, svc: Services, req: ApiRequest) -> tuple[int, Any]:
+    """(status, body) of an API handler, an ApiError answered as the HTTP layer answers it."""
     try:
         answer = handler(svc, req)
-    except ApiError as exc:  # as the HTTP layer answers it
+    except ApiError as exc:
         return exc.status, exc.body()
     return answer.status, answer.body
 

@@ -396,7 +396,7 @@ ACCEPTED = [
     # jobs: the rest
     ("priority high", JobCreateParameters, job(schedulingPriority="high")),
     ("priority low", JobCreateParameters, job(schedulingPriority="low")),
-    ("nodeCount int32 max", JobCreateParameters, job(nodeCount=2**31 - 1)),
+    ("nodeCount at its bound", JobCreateParameters, job(nodeCount=1000)),
     ("maxWallClockTime .NET", JobCreateParameters, job(constraints={"maxWallClockTime": "1.02:03:04"})),
     ("maxWallClockTime ISO", JobCreateParameters, job(constraints={"maxWallClockTime": "PT90M"})),
     ("secret by value", JobCreateParameters, job(secrets=[secret()])),
@@ -591,6 +591,27 @@ REFUSED: list[tuple[str, type[BaseModel], Any, list[str]]] = [
      ["relativeMountPath"]),
     ("relativeMountPath leaves the root", J,
      job(mountVolumes={"azureBlobFileSystems": [blob_file_system(relativeMountPath="../etc")]}), ["relativeMountPath"]),
+    # --- Azure's naming rules and the bounds of shared/models/limits.py
+    ("relativeMountPath with '..' inside", J,
+     job(mountVolumes={"azureBlobFileSystems": [blob_file_system(relativeMountPath="a/../b")]}), ["relativeMountPath"]),
+    ("accountName '..'", J, job(mountVolumes={"azureFileShares": [azure_file_share(accountName="..")]}),
+     ["azureFileShares.0.accountName"]),
+    ("containerName '../..'", J, job(mountVolumes={"azureBlobFileSystems": [blob_file_system(containerName="../..")]}),
+     ["azureBlobFileSystems.0.containerName"]),
+    ("share name in capitals", J, job(mountVolumes={"azureFileShares": [azure_file_share(
+        azureFileUrl="https://acct.file.core.windows.net/Share")]}), ["azureFileShares.0.azureFileUrl"]),
+    ("file server id of a cluster", J, job(mountVolumes={"fileServers": [{"fileServer": CLUSTER_ID,
+                                                                         "relativeMountPath": "n"}]}),
+     ["fileServers.0.fileServer.id"]),
+    ("environment variable name with a trailing newline", J, job(environmentVariables=[{"name": "A\n", "value": ""}]),
+     ["environmentVariables.0.name"]),
+    ("processCount beyond 512 per node", J, toolkit_job("customMpiSettings", {"commandLine": "x", "processCount": 513}),
+     ["customMpiSettings.processCount", "512"]),
+    ("nodeCount beyond 1000", J, job(nodeCount=1001), ["nodeCount"]),
+    ("too many secrets", J, job(secrets=[secret(name=f"S{i}") for i in range(1001)]), ["secrets"]),
+    ("command line beyond 32768 characters", J, job(customToolkitSettings={"commandLine": "x" * 32769}),
+     ["customToolkitSettings.commandLine"]),
+    ("a path beyond 4096 characters", J, job(stdOutErrPathPrefix="/" + "x" * 4096), ["stdOutErrPathPrefix"]),
     ("two volumes, one mount path", J, job(mountVolumes={
         "azureFileShares": [azure_file_share(relativeMountPath="x")],
         "azureBlobFileSystems": [blob_file_system(relativeMountPath="x")]}),
@@ -966,12 +987,25 @@ def example_operations() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
     return found
 
 
+# PutCluster's placeholders break Azure's own naming rules (no '_' in a storage account or share name),
+# which the service checks; the request bodies are read with names Azure would take in their place.
+EXAMPLE_PLACEHOLDERS = {"storage_account_name": "storageaccountname", "azure_file_share_name": "azurefilesharename"}
+
+
+def with_real_names(body: Any) -> Any:
+    text = json.dumps(body)
+    for placeholder, name in EXAMPLE_PLACEHOLDERS.items():
+        text = text.replace(placeholder, name)
+    return json.loads(text)
+
+
 def request_bodies() -> list[tuple[str, type[BaseModel], dict[str, Any]]]:
     found = []
     for name, example, op in example_operations():
         for param in op.get("parameters", []):
             if param.get("in") == "body":
-                found.append((name, getattr(models, ref_name(param["schema"])), example["parameters"][param["name"]]))
+                found.append((name, getattr(models, ref_name(param["schema"])),
+                              with_real_names(example["parameters"][param["name"]])))
     return found
 
 

@@ -159,3 +159,26 @@ def test_configure_refuses_an_unknown_exporter_and_none_installs_nothing() -> No
     before = trace.get_tracer_provider()
     telemetry.configure("none", "test")
     assert trace.get_tracer_provider() is before
+
+
+def test_the_azure_monitor_exporter_is_a_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """BATCHAI_OTEL_EXPORTER=azuremonitor: Application Insights through the Azure Monitor exporter,
+    imported only when chosen; its connection string from otel_endpoint."""
+    from azure.monitor.opentelemetry.exporter import AzureMonitorMetricExporter, AzureMonitorTraceExporter
+
+    monkeypatch.setenv("APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL", "true")  # the exporter's own reports
+    connection = "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=https://127.0.0.1:1/"
+    spans, metric_exporter, _ = telemetry._exporters("azuremonitor", "batchai", connection, Path("unused"))
+    assert isinstance(spans, AzureMonitorTraceExporter) and isinstance(metric_exporter, AzureMonitorMetricExporter)
+    assert "azuremonitor" in telemetry.EXPORTERS
+
+
+def test_an_exporter_that_is_not_installed_exports_nothing_and_stops_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A VM's agent told `azuremonitor` without the extra installed keeps running, exporting nothing."""
+    def missing(*args: object) -> None:
+        raise ImportError("No module named 'azure.monitor'")
+
+    monkeypatch.setattr(telemetry, "_install", missing)
+    monkeypatch.setattr(telemetry, "_configured", None)
+    telemetry.configure("azuremonitor", "batchai-agent")
+    assert telemetry._configured is None

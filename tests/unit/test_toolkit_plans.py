@@ -383,6 +383,50 @@ def test_the_jobs_container_uses_the_hosts_network_the_jobs_shm_size_and_mounts_
     assert toolkits.container_remove_argv("batchai-x") == ["docker", "rm", "--force", "batchai-x"]
 
 
+def test_a_gpu_nodes_container_gets_every_gpu_and_the_launch_scripts_read_only() -> None:
+    props = {"containerSettings": {"imageSourceRegistry": REGISTRY}}
+    argv = toolkits.container_start_argv(props, "c", ["/jobs/j1"], read_only=["/agent/container_rsh.sh"], gpus=True)
+    assert argv[argv.index("--ipc"):argv.index("--entrypoint")] == [
+        "--ipc", "host", "--gpus", "all", "-v", "/jobs/j1:/jobs/j1",
+        "-v", "/agent/container_rsh.sh:/agent/container_rsh.sh:ro"]
+    assert "--gpus" not in toolkits.container_start_argv(props, "c", [])
+
+
+def test_the_container_mounts_every_job_folder_at_its_path_once_and_inputs_read_only(tmp_path) -> None:
+    node = tmp_path / "node"
+    env = {"AZ_BATCHAI_MOUNT_ROOT": f"{node}/mounts", "AZ_BATCHAI_JOB_MOUNT_ROOT": f"{node}/jobs/a-1/mounts",
+           "AZ_BATCHAI_JOB_TEMP": f"{node}/jobs/a-1/temp", "AZ_BATCHAI_SHARED_JOB_TEMP": f"{tmp_path}/shared/a-1",
+           "AZ_BATCHAI_MPI_HOST_FILE": f"{node}/jobs/a-1/hostfile",
+           "AZ_BATCHAI_STDOUTERR_DIR": f"{node}/mounts/afs/seg/stdouterr",  # under the mount root: comes with it
+           "AZ_BATCHAI_OUTPUT_MODEL": "/data/out/seg/models", "AZ_BATCHAI_OUTPUT_LOGS": f"{node}/mounts/afs/logs/",
+           "AZ_BATCHAI_INPUT_DATA": str(tmp_path), "AZ_BATCHAI_INPUT_GONE": "/no/such/input",
+           "AZ_BATCHAI_JOB_TEMP_DIR": f"{node}/jobs", "SECRET": "/not/a/job/folder"}
+    writable = ["/data/out/seg/models", f"{node}/jobs/a-1/hostfile", f"{node}/jobs/a-1/mounts",
+                f"{node}/jobs/a-1/temp", f"{node}/mounts", f"{tmp_path}/shared/a-1"]
+    assert toolkits.container_mounts(env) == (writable, [str(tmp_path)])  # an input outside them: read-only
+    env["AZ_BATCHAI_INPUT_DATA"] = f"{node}/mounts"
+    assert toolkits.container_mounts(env) == (writable, [])  # an input in a mounted folder comes with it
+
+
+def test_mpirun_in_the_masters_container_starts_the_others_daemons_through_the_container_agent() -> None:
+    agent = toolkits.container_rsh_agent("/agent/container_rsh.sh", SEED, NODES, ssh_user="batchai",
+                                         ssh_key="/home/batchai/.ssh/id_ed25519")
+    job = {"nodeCount": 2, "customMpiSettings": {"commandLine": "python3 t.py", "processCount": 4}}
+    plans = [toolkits.plan(job, NODES, me, SEED, local=False, rsh_agent=agent, env_names=["TOKEN"], as_root=True,
+                           in_container=True) for me in ("n0", "n1")]
+    assert plans[1].processes == []
+    assert only(plans[0]).command == (
+        "mpirun --hostfile $AZ_BATCHAI_MPI_HOST_FILE -np 4 --bind-to none --allow-run-as-root "
+        f"--mca plm_rsh_agent '{agent}' --mca plm_rsh_no_tree_spawn 1 -x TOKEN python3 t.py")
+    names = [toolkits.container_name(SEED, node) for node in ("n0", "n1")]
+    assert agent.split() == ["/agent/container_rsh.sh", "--containers", f"10.0.0.4={names[0]},10.0.0.5={names[1]}",
+                             "--ssh-user", "batchai", "--ssh-key", "/home/batchai/.ssh/id_ed25519"]
+    local = toolkits.container_rsh_agent("/agent/container_rsh.sh", SEED, NODES, local_rsh="/agent/local_rsh.sh")
+    assert local.split()[3:] == ["--local", "/agent/local_rsh.sh"]
+    with pytest.raises(ValueError, match="spaces"):
+        toolkits.container_rsh_agent("/my agent/container_rsh.sh", SEED, NODES, ssh_user="u")
+
+
 def test_the_jobs_container_without_a_shm_size_shares_the_hosts_ipc() -> None:
     props = {"containerSettings": {"imageSourceRegistry": {"image": "ubuntu"}}}
     argv = toolkits.container_start_argv(props, "c", [])

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from azure.core.credentials import TokenCredential
 from azure.core import MatchConditions
 from azure.cosmos import ContainerProxy, CosmosClient, PartitionKey
 from azure.cosmos.exceptions import CosmosHttpResponseError
@@ -43,7 +44,7 @@ _TEST_SERVER_MISSING_READ_BUG = "Cannot read properties of undefined"
 
 def _segments(path: str) -> list[str]:
     segments = path.split(".")
-    if not all(_PATH_SEGMENT.match(s) for s in segments):
+    if not all(_PATH_SEGMENT.fullmatch(s) for s in segments):
         raise ValueError(f"unsupported field path {path!r}: use dotted identifiers")
     return segments
 
@@ -112,7 +113,7 @@ class _Sql:
 class CosmosStateStore(StateStore):
     """StateStore on one Cosmos DB database; the client is thread-safe, so is this."""
 
-    def __init__(self, endpoint: str, key: str, database: str, *, verify_tls: bool = True,
+    def __init__(self, endpoint: str, key: str | TokenCredential, database: str, *, verify_tls: bool = True,
                  endpoint_discovery: bool = True) -> None:
         # The client is built in open(): constructing it may already talk to the account.
         self._endpoint = endpoint

@@ -15,6 +15,10 @@ per-attempt timeouts and few, short retries on the AMQP side, connect/read timeo
 SDK errors become the port's `EntityNotFound` and `LockLost`; anything else surfaces as a
 `MessagingError` carrying the SDK's exception as its cause.
 
+Keyless on Azure: given a token credential (the Functions app's managed identity, with the role
+Azure Service Bus Data Owner on the namespace), `connection` is the namespace's host name
+(`<namespace>.servicebus.windows.net`) instead of a connection string.
+
 A connection string with `UseDevelopmentEmulator=true` (a local emulator or the test broker)
 turns TLS off for AMQP, and here the management calls go over plain HTTP to the same host and
 port as well, since the SDK would otherwise always use https for them.
@@ -31,6 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.core.pipeline.transport import RequestsTransport
 from azure.servicebus import (
@@ -41,7 +46,6 @@ from azure.servicebus import (
     ServiceBusSender,
     ServiceBusSubQueue,
 )
-from azure.servicebus._pyamqp.utils import amqp_long_value
 from azure.servicebus.exceptions import (
     MessageAlreadySettled,
     MessageLockLostError,
@@ -73,7 +77,6 @@ RECEIVERS_PER_ENTITY = 8  # beyond this, receivers of an entity are shared (wait
 _SUBSCRIPTIONS = "/subscriptions/"
 _DEAD_LETTER_REASON = "DeadLetterReason"
 _DEAD_LETTER_DESCRIPTION = "DeadLetterErrorDescription"
-_INT32 = (-(2**31), 2**31 - 1)
 
 
 @dataclass(frozen=True)
@@ -144,18 +147,25 @@ class _Held:
 
 
 class ServiceBusMessaging(Messaging):
-    """Messaging on a Service Bus namespace, from its connection string; safe to share between threads."""
+    """Messaging on a Service Bus namespace, from its connection string (or its host name and a token
+    credential); safe to share between threads."""
 
-    def __init__(self, connection_string: str, *, operation_timeout: float = OPERATION_TIMEOUT) -> None:
+    def __init__(self, connection_string: str, *, credential: TokenCredential | None = None,
+                 operation_timeout: float = OPERATION_TIMEOUT) -> None:
         self._timeout = operation_timeout
         emulator = "usedevelopmentemulator=true" in connection_string.replace(" ", "").lower()
-        self._client = ServiceBusClient.from_connection_string(
-            connection_string, retry_total=2, retry_backoff_factor=0.1, retry_backoff_max=1,
-            try_timeout=operation_timeout, timeout=operation_timeout, socket_timeout=SOCKET_TIMEOUT)
+        client_options: dict[str, Any] = dict(retry_total=2, retry_backoff_factor=0.1, retry_backoff_max=1,
+                                              try_timeout=operation_timeout, timeout=operation_timeout,
+                                              socket_timeout=SOCKET_TIMEOUT)
         transport_type = _PlainHttpTransport if emulator else RequestsTransport
-        self._admin = ServiceBusAdministrationClient.from_connection_string(
-            connection_string, retry_total=1, retry_backoff_factor=0.1,
-            transport=transport_type(connection_timeout=operation_timeout, read_timeout=operation_timeout))
+        admin_options: dict[str, Any] = dict(retry_total=1, retry_backoff_factor=0.1, transport=transport_type(
+            connection_timeout=operation_timeout, read_timeout=operation_timeout))
+        if credential is not None:
+            self._client = ServiceBusClient(connection_string, credential, **client_options)
+            self._admin = ServiceBusAdministrationClient(connection_string, credential, **admin_options)
+        else:
+            self._client = ServiceBusClient.from_connection_string(connection_string, **client_options)
+            self._admin = ServiceBusAdministrationClient.from_connection_string(connection_string, **admin_options)
         self._lock = threading.Lock()  # guards the caches below, never held during I/O
         self._senders: dict[str, _Handler] = {}
         self._receivers: dict[str, list[_Handler]] = {}
@@ -316,15 +326,6 @@ class ServiceBusMessaging(Messaging):
     def dead_letter(self, entity: str, message: ReceivedMessage, reason: str, description: str = "") -> None:
         self._settle(entity, message, lambda r, m: r.dead_letter_message(
             m, reason=reason, error_description=description))
-
-    def dead_letter_by_lock_token(self, entity: str, lock_token: str, reason: str, description: str = "") -> None:
-        """Through the entity's management node, on a receiver of its own (a failed call must not
-        close the pooled receivers that hold this adapter's messages)."""
-        details = {"deadletter-reason": reason, "deadletter-description": description}
-        path = _Path.parse(entity)
-        with self._errors(entity), self._new_receiver(path) as sdk:
-            # The SDK settles by lock token only through this (private) call.
-            sdk._settle_message_via_mgmt_link("suspended", [uuid.UUID(lock_token)], dead_letter_details=details)
 
     def renew_lock(self, entity: str, message: ReceivedMessage) -> datetime:
         held = self._holding(message)
@@ -516,10 +517,7 @@ def _to_sdk(message: OutgoingMessage) -> ServiceBusMessage:
     for key, value in message.application_properties.items():
         if not isinstance(key, str) or not isinstance(value, (str, int, float, bool)):
             raise TypeError(f"application property {key!r}: values must be str, int, float or bool")
-        # The SDK encodes a Python int as a 32-bit AMQP int; a larger one must be typed as a long
-        # the way the SDK types its own (a {TYPE, VALUE} map its encoder understands).
-        wide = isinstance(value, int) and not isinstance(value, bool) and not _INT32[0] <= value <= _INT32[1]
-        properties[key] = amqp_long_value(value) if wide else value
+        properties[key] = value  # ints fit in 32 bits (OutgoingMessage checks): the SDK's AMQP int
     scheduled = message.scheduled_enqueue_time
     if scheduled is not None and scheduled.tzinfo is None:
         raise ValueError("scheduled_enqueue_time must be timezone-aware")

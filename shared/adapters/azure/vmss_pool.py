@@ -11,23 +11,30 @@ Low priority becomes Spot with eviction policy Delete (an evicted VM disappears,
 plane sees its node vanish) and max price -1 (pay up to the on-demand price, never evicted for price).
 
 Private addresses are read from the Network resource provider's listing of the scale set's NICs
-(a plain REST call through the compute client, as azure-mgmt-network is not a dependency); when
-that call fails, nodes are listed with address "".
+(azure-mgmt-network); when that call fails, nodes are listed with address "".
+
+Azure's limits shape the calls:
+- No ARM operation is waited for under a cluster's lease or inside a function invocation: creating,
+  resizing and deleting start the operation (``begin_*``) and return. Its outcome is observed on later
+  rounds through the scale set's own provisioning state, which survives any process: a scale set still
+  ``Creating`` is not resized yet; a ``Failed`` one is reported as a PoolError (shown on its cluster).
+- Listings (instances with their instance views, and NICs) are read at most once per ``read_interval``
+  seconds per scale set; rounds in between reuse the last listing, less the nodes removed since.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
-import functools
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-from azure.core.polling import LROPoller
-from azure.core.rest import HttpRequest
+from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.compute.models import (
     ApiEntityReference,
@@ -52,12 +59,13 @@ from azure.mgmt.compute.models import (
     VirtualMachineScaleSetVMInstanceRequiredIDs,
     VirtualMachineScaleSetVMProfile,
 )
+from azure.mgmt.network import NetworkManagementClient
 
 from shared.ports.vm_pool import NodeState, PoolError, PoolNode, PoolNotFound, PoolSpec, VmPool
 
 _POOL_ID = re.compile(r"^[a-z0-9-]{1,60}$")
-# The Network RP's "list NICs of a scale set" (no Python SDK of it installed); its long-standing version.
-NETWORK_API_VERSION = "2018-10-01"
+# Scale set provisioning states during which a resize waits for a later round.
+_BUSY = frozenset({"creating", "deleting"})
 NODE_DIR = "/var/lib/batchai/node"
 AGENT_VENV = "/opt/batchai/venv"
 SERVICE_NAME = "batchai-node.service"
@@ -110,7 +118,7 @@ def azure_vm_size(name: str) -> str:
     parts = name.split("_")
     out = ["Standard" if parts[0].lower() == "standard" else parts[0]]
     for part in parts[1:]:
-        match = re.match(r"^([A-Za-z]+)(\d+)(.*)$", part)
+        match = re.fullmatch(r"([A-Za-z]+)(\d+)(.*)", part)
         if re.fullmatch(r"[vV]\d+", part):
             out.append(part.lower())
         elif match and match.group(3) and not match.group(3).isdigit():
@@ -175,7 +183,7 @@ def _arm_errors(method: F) -> F:
             return method(*args, **kwargs)
         except PoolError:
             raise
-        except HttpResponseError as exc:
+        except AzureError as exc:  # ARM's answers, and no answer at all (network, credentials)
             raise PoolError(f"{method.__name__}: {exc.message or exc}") from exc
         except TimeoutError as exc:
             raise PoolError(f"{method.__name__}: {exc}") from exc
@@ -184,27 +192,33 @@ def _arm_errors(method: F) -> F:
 
 
 class VmssPool(VmPool):
-    """One scale set per pool in one resource group; waits for each ARM operation, within a bound."""
+    """One scale set per pool in one resource group; starts ARM operations and never waits for them."""
 
     def __init__(self, subscription_id: str, resource_group: str, credential: TokenCredential, *,
                  base_url: str | None = None, agent_package: str = "batchai-rebuilt",
-                 default_subnet_id: str | None = None, operation_timeout: float = 900.0,
-                 polling_interval: float = 10.0, client_options: Mapping[str, Any] | None = None) -> None:
+                 default_subnet_id: str | None = None, read_interval: float = 0.0,
+                 polling_interval: float = 10.0, client_options: Mapping[str, Any] | None = None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         """``base_url`` may be plain http only for a local stand-in of ARM (tests): bearer tokens are
         then sent unencrypted, which azure-core refuses unless told (``enforce_https=False``).
 
         ``agent_package`` is what the VMs ``pip install`` (a name, a wheel URL, a git+https URL).
         ``default_subnet_id`` is used for pools whose spec names no subnet (Azure needs one).
+        ``read_interval``: a scale set's instances and NICs are listed at most once per this many seconds.
         """
         self._subscription_id = subscription_id
         self._resource_group = resource_group
         self._agent_package = agent_package
         self._default_subnet_id = default_subnet_id
-        self._timeout = operation_timeout
+        self._read_interval = read_interval
+        self._monotonic = monotonic
+        self._listings: dict[str, tuple[float, list[PoolNode]]] = {}
+        self._listings_lock = threading.Lock()
         options: dict[str, Any] = {"polling_interval": polling_interval, **(client_options or {})}
         if base_url is not None:
             options["base_url"] = base_url
         self._client = ComputeManagementClient(credential, subscription_id, **options)
+        self._network = NetworkManagementClient(credential, subscription_id, **options)
         # Per-call options; forwarded by the SDK to the pipeline, and to LRO polling requests too.
         self._call: dict[str, Any] = {}
         if base_url is not None and base_url.lower().startswith("http://"):
@@ -216,24 +230,24 @@ class VmssPool(VmPool):
 
     @_arm_errors
     def create_pool(self, spec: PoolSpec) -> None:
+        """Start creating the scale set (ARM answers at once; it is ready some minutes later)."""
         _check_pool_id(spec.pool_id)
+        scale_set = self._scale_set(spec)  # refuses a bad spec before any ARM call
         try:
             self._scale_sets.get(self._resource_group, spec.pool_id, **self._call)
             return  # exists: left as it is
         except ResourceNotFoundError:
             pass
-        poller = self._scale_sets.begin_create_or_update(
-            self._resource_group, spec.pool_id, self._scale_set(spec), **self._call)
-        self._wait(poller, f"creating scale set {spec.pool_id}")
+        self._scale_sets.begin_create_or_update(self._resource_group, spec.pool_id, scale_set, **self._call)
 
     @_arm_errors
     def delete_pool(self, pool_id: str) -> None:
         _check_pool_id(pool_id)
+        self._forget(pool_id)
         try:
-            poller = self._scale_sets.begin_delete(self._resource_group, pool_id, **self._call)
+            self._scale_sets.begin_delete(self._resource_group, pool_id, **self._call)
         except ResourceNotFoundError:
             return
-        self._wait(poller, f"deleting scale set {pool_id}")
 
     @_arm_errors
     def resize(self, pool_id: str, capacity: int) -> None:
@@ -244,6 +258,11 @@ class VmssPool(VmPool):
             current = self._scale_sets.get(self._resource_group, pool_id, **self._call)
         except ResourceNotFoundError:
             raise PoolNotFound(pool_id) from None
+        state = ((current.properties.provisioning_state if current.properties else None) or "").lower()
+        if state == "failed":
+            raise PoolError(f"scale set {pool_id} is in provisioning state Failed")
+        if state in _BUSY:
+            return  # its create (or delete) is still under way: a later round resizes it
         sku = current.sku
         if sku is not None and sku.capacity == capacity:
             return
@@ -260,7 +279,7 @@ class VmssPool(VmPool):
         """Delete these instances; unknown ids (which ARM refuses) and a missing pool are ignored."""
         _check_pool_id(pool_id)
         try:
-            present = {vm.instance_id for vm in self._list_vms(pool_id) if _state(vm) != "deleting"}
+            present = {n.node_id for n in self._nodes(pool_id) if n.state != "deleting"}
         except PoolNotFound:
             return
         targets = sorted({n for n in node_ids if n in present}, key=_instance_order)
@@ -271,10 +290,26 @@ class VmssPool(VmPool):
             self._scale_sets.begin_delete_instances(self._resource_group, pool_id, ids, **self._call)
         except ResourceNotFoundError:
             return
+        self._mark_deleting(pool_id, set(targets))
 
     @_arm_errors
     def list_nodes(self, pool_id: str) -> list[PoolNode]:
         _check_pool_id(pool_id)
+        return list(self._nodes(pool_id))
+
+    def close(self) -> None:
+        self._network.close()
+        self._client.close()
+
+    # ---------------------------------------------------------------- internals
+
+    def _nodes(self, pool_id: str) -> list[PoolNode]:
+        """The scale set's instances, from the last listing if it is younger than the read interval."""
+        now = self._monotonic()
+        with self._listings_lock:
+            cached = self._listings.get(pool_id)
+        if cached is not None and now - cached[0] < self._read_interval:
+            return cached[1]
         vms = self._list_vms(pool_id, expand="instanceView")
         addresses = self._private_addresses(pool_id)
         nodes = []
@@ -283,52 +318,48 @@ class VmssPool(VmPool):
             state = _state(vm)
             details = _failure_details(vm) if state == "failed" else ""
             nodes.append(PoolNode(instance_id, addresses.get(instance_id, ""), state, details))
-        return sorted(nodes, key=lambda n: _instance_order(n.node_id))
+        nodes.sort(key=lambda n: _instance_order(n.node_id))
+        with self._listings_lock:
+            self._listings[pool_id] = (now, nodes)
+        return nodes
 
-    def close(self) -> None:
-        self._client.close()
+    def _mark_deleting(self, pool_id: str, node_ids: set[str]) -> None:
+        """Instances just asked to go show as deleting until the next listing."""
+        with self._listings_lock:
+            cached = self._listings.get(pool_id)
+            if cached is not None:
+                self._listings[pool_id] = (cached[0], [
+                    PoolNode(n.node_id, n.address, "deleting", n.details) if n.node_id in node_ids else n
+                    for n in cached[1]])
 
-    # ---------------------------------------------------------------- internals
+    def _forget(self, pool_id: str) -> None:
+        with self._listings_lock:
+            self._listings.pop(pool_id, None)
 
     def _list_vms(self, pool_id: str, expand: str | None = None) -> list[VirtualMachineScaleSetVM]:
         try:
             return list(self._vms.list(self._resource_group, pool_id, expand=expand, **self._call))
         except ResourceNotFoundError:
+            self._forget(pool_id)
             raise PoolNotFound(pool_id) from None
 
     def _private_addresses(self, pool_id: str) -> dict[str, str]:
         """Instance id -> primary private IP, from the Network RP's NIC listing; {} if unavailable."""
-        url = (f"/subscriptions/{self._subscription_id}/resourceGroups/{self._resource_group}"
-               f"/providers/Microsoft.Compute/virtualMachineScaleSets/{pool_id}/networkInterfaces")
         addresses: dict[str, str] = {}
-        next_url: str | None = url
-        params: dict[str, str] | None = {"api-version": NETWORK_API_VERSION}
-        while next_url:
-            request = HttpRequest("GET", next_url, params=params)
-            try:
-                response = self._client.send_request(request, **self._call)
-                response.raise_for_status()
-                page = response.json()
-            except (HttpResponseError, ValueError):
-                return addresses
-            for nic in page.get("value", []):
-                props = nic.get("properties", {})
-                vm_id = (props.get("virtualMachine") or {}).get("id", "")
-                configs = props.get("ipConfigurations") or []
-                primary = next((c for c in configs if c.get("properties", {}).get("primary")), configs[0] if configs else None)
-                ip = (primary or {}).get("properties", {}).get("privateIPAddress")
-                instance_id = vm_id.rstrip("/").rsplit("/", 1)[-1]
-                if ip and instance_id and (props.get("primary", True) or instance_id not in addresses):
-                    addresses[instance_id] = ip
-            next_url, params = page.get("nextLink"), None
+        try:
+            nics = list(self._network.network_interfaces.list_virtual_machine_scale_set_network_interfaces(
+                self._resource_group, pool_id, **self._call))
+        except AzureError:
+            return addresses
+        for nic in nics:
+            vm_id = nic.virtual_machine.id if nic.virtual_machine is not None else ""
+            configs = nic.ip_configurations or []
+            primary = next((c for c in configs if c.primary), configs[0] if configs else None)
+            ip = primary.private_ip_address if primary is not None else None
+            instance_id = (vm_id or "").rstrip("/").rsplit("/", 1)[-1]
+            if ip and instance_id and (nic.primary is not False or instance_id not in addresses):
+                addresses[instance_id] = ip
         return addresses
-
-    def _wait(self, poller: LROPoller[Any], what: str) -> Any:
-        """Wait for a long-running operation within the timeout; ARM errors surface as HttpResponseError."""
-        poller.wait(timeout=self._timeout)
-        if not poller.done():
-            raise TimeoutError(f"{what}: not finished after {self._timeout:.0f} s")
-        return poller.result()
 
     def _scale_set(self, spec: PoolSpec) -> VirtualMachineScaleSet:
         subnet_id = spec.subnet_id or self._default_subnet_id
@@ -400,7 +431,7 @@ class VmssPool(VmPool):
 
 
 def _check_pool_id(pool_id: str) -> None:
-    if not _POOL_ID.match(pool_id):
+    if not _POOL_ID.fullmatch(pool_id):
         raise ValueError(f"invalid pool id {pool_id!r}: use 1-60 characters [a-z0-9-]")
 
 

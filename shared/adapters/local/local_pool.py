@@ -57,7 +57,7 @@ _PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
 def _check_pool_id(pool_id: str) -> None:
     """Pool ids become folder names: refuse anything that could escape root."""
-    if not _POOL_ID.match(pool_id):
+    if not _POOL_ID.fullmatch(pool_id):
         raise ValueError(f"invalid pool id {pool_id!r}: use 1-60 characters [a-z0-9-]")
 
 
@@ -276,7 +276,7 @@ class LocalVmPool(VmPool):
         """The pid of a node's agent if it is alive (for tests and diagnostics)."""
         _check_pool_id(pool_id)
         node_dir = self._root / pool_id / node_id
-        return self._alive_pid(node_dir) if _NODE_ID.match(node_id) else None
+        return self._alive_pid(node_dir) if _NODE_ID.fullmatch(node_id) else None
 
     # ---------------------------------------------------------------- internals
 
@@ -310,7 +310,7 @@ class LocalVmPool(VmPool):
             return []
         found = []
         for entry in entries:
-            match = _NODE_ID.match(entry.name)
+            match = _NODE_ID.fullmatch(entry.name)
             if match and entry.is_dir() and (include_deleting or not (entry / "deleting").exists()):
                 found.append((int(match.group(1)), entry))
         return [entry for _, entry in sorted(found)]
@@ -326,7 +326,7 @@ class LocalVmPool(VmPool):
         number = int((_read_text(counter) or "0").strip() or 0) + 1
         # Never reuse: also step over folders a lost counter would not know about.
         existing = [int(m.group(1)) for d in self._node_dirs(pool_id, include_deleting=True)
-                    if (m := _NODE_ID.match(d.name))]
+                    if (m := _NODE_ID.fullmatch(d.name))]
         number = max([number, *(n + 1 for n in existing)])
         _write_file(counter, str(number))
         return f"node-{number:04d}"

@@ -409,10 +409,6 @@ class SqliteMessaging(Messaging):
         self._dead_letter(entity, message.lock_token, message.sequence_number, reason, description,
                           lambda: _lock_lost(message))
 
-    def dead_letter_by_lock_token(self, entity: str, lock_token: str, reason: str, description: str = "") -> None:
-        self._dead_letter(entity, lock_token, None, reason, description,
-                          lambda: LockLost(f"no message of {entity!r} is locked by {lock_token!r}"))
-
     def _dead_letter(self, entity: str, lock_token: str, sequence_number: int | None, reason: str,
                      description: str, lost: Callable[[], LockLost]) -> None:
         """Move the message locked by `lock_token` (and of that sequence number, when known)."""
@@ -564,7 +560,7 @@ def _norm(path: str) -> str:
 def _name(name: str, pattern: re.Pattern[str]) -> str:
     key = name.lower()
     # "/subscriptions/" inside a queue or topic name would make its paths ambiguous.
-    if not pattern.match(key) or key.endswith("/") or _SUBSCRIPTIONS in key:
+    if not pattern.fullmatch(key) or key.endswith("/") or _SUBSCRIPTIONS in key:
         raise ValueError(f"invalid entity name {name!r}")
     return key
 

@@ -53,7 +53,7 @@ def _json_path(path: str) -> str:
     Inlined (not bound) so that queries match the expression indexes; hence the strict check.
     """
     segments = path.split(".")
-    if not all(_PATH_SEGMENT.match(s) for s in segments):
+    if not all(_PATH_SEGMENT.fullmatch(s) for s in segments):
         raise ValueError(f"unsupported field path {path!r}: use dotted identifiers")
     return "'$." + ".".join(segments) + "'"
 
@@ -160,7 +160,7 @@ class SqliteStateStore(StateStore):
     def open(self, containers: Sequence[ContainerSpec]) -> None:
         conn = self._conn()
         for spec in containers:
-            if not _CONTAINER_NAME.match(spec.name):
+            if not _CONTAINER_NAME.fullmatch(spec.name):
                 raise ValueError(f"unsupported container name {spec.name!r}")
             table = f'"docs_{spec.name}"'
             conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (pk TEXT NOT NULL, id TEXT NOT NULL, "

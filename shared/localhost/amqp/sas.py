@@ -59,7 +59,8 @@ class SasAuthorizer:
                 return False
             fields[name] = value  # still url-encoded: the signature covers sr in that form
         raw_resource, signature, expiry = fields.get("sr"), fields.get("sig"), fields.get("se")
-        if raw_resource is None or signature is None or expiry is None or not expiry.isdigit():
+        if raw_resource is None or signature is None or expiry is None or not (
+                expiry.isascii() and expiry.isdigit() and len(expiry) <= 18):
             return False
         if unquote_plus(fields.get("skn", "")) != self._key_name or int(expiry) <= self._clock():
             return False
