@@ -52,6 +52,7 @@ bench: system-deps install
 	$(PY) bench/chaos.py
 	$(PY) bench/dispatch.py
 	$(PY) bench/submissions.py
+	$(PY) bench/scale.py
 
 clean:
 	rm -rf $(VENV) $(NPM_DIR)/node_modules .pytest_cache

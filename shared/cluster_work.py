@@ -1,6 +1,7 @@
 """What the cluster-work queue asks for: dispatch a cluster's lanes, or reconcile its pool (which
 is followed by a dispatch, since new or freed nodes may take the waiting jobs). Both run under the
-cluster's lease; a request that finds the lease taken is left to the holder."""
+cluster's lease; a request that finds the lease taken is left to the holder. A reconcile first
+repairs lost lane messages (shared/lane_repair.py), outside the lease."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import json
 import logging
 from typing import Any
 
-from shared import dispatcher, lanes, leases, pools
+from shared import dispatcher, lane_repair, lanes, leases, pools
 from shared.composition import Services
+from shared.ports.messaging import MessagingError
 from shared.ports.state_store import Query
 from shared.ports.vm_pool import PoolError
 from shared.resources import DELETING, R
@@ -27,6 +29,11 @@ def run(svc: Services, pk: str, cluster_key: str, action: str) -> None:
     cluster = svc.store.read(R, pk, cluster_key)
     if cluster is None or _deleting(cluster):
         return
+    if action == lanes.RECONCILE and cluster.get("provisioned"):  # its lanes exist
+        try:  # outside the lease: it only adds messages, which the dispatcher checks against the store
+            lane_repair.repair(svc, cluster)
+        except MessagingError:  # the next round tries again
+            log.exception("lane repair of cluster %s failed", cluster["id"])
 
     def work(requests: set[str]) -> None:
         current = svc.store.read(R, pk, cluster_key)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from shared import autoscale, job_runs, lanes, node_package, nodes, watchdog
+from shared import autoscale, job_runs, lane_repair, lanes, node_package, nodes, watchdog
 from shared.node_boot import DEFAULT_IMAGE
 from shared.composition import Services
 from shared.nodes import stamp
@@ -72,6 +72,7 @@ def reconcile(svc: Services, cluster: dict[str, Any]) -> None:
     uid = lanes.cluster_uid(cluster)
     if not cluster.get("provisioned"):
         lanes.create_lanes(svc.messaging, uid)
+        lane_repair.repair(svc, cluster, confirm=False)  # jobs created before the lanes existed join them now
         svc.pool.create_pool(pool_spec(svc, cluster))
         cluster = mutate_doc(svc.store, cluster, lambda d: d.update(provisioned=True) or True) or cluster
     if not _sync(svc, cluster, uid):
@@ -119,10 +120,7 @@ def _resize(svc: Services, cluster: dict[str, Any], uid: str, docs: dict[str, di
     """Grow or shrink the pool towards the size it should have; returns that size."""
     scale = cluster["spec"]["scaleSettings"]
     views = [nodes.view(d) for d in docs.values()]
-    queued = queued_jobs(svc, cluster)
-    for job in queued:  # a lane message lost in a crash comes back; a repeat is dropped by its id
-        lanes.publish_job(svc.messaging, job)
-    demand = autoscale.Demand(queued=[int(j["resource"]["properties"]["nodeCount"]) for j in queued])
+    demand = autoscale.Demand(queued=[int(j["resource"]["properties"]["nodeCount"]) for j in demand_jobs(svc, cluster)])
     idle = timedelta(seconds=svc.settings.autoscale_idle_seconds)
     target = autoscale.target_size(scale, views, demand, svc.clock.now(), idle)
     live = [v for v in views if v.state not in (LEAVING, UNUSABLE)]
@@ -171,9 +169,15 @@ def _repair_claims(svc: Services, docs: list[dict[str, Any]]) -> None:
             svc.wakeups.notify(doc["id"])
 
 
-def queued_jobs(svc: Services, cluster: dict[str, Any]) -> list[dict[str, Any]]:
-    return svc.store.query(R, Query(where={"kind": "job", "cluster": cluster["id"], "state": job_runs.QUEUED}),
-                           pk=cluster["pk"])
+def demand_jobs(svc: Services, cluster: dict[str, Any]) -> list[dict[str, Any]]:
+    """The queued jobs an auto-scale cluster sizes for: no more than its maximum node count of them
+    (each needs a node at least, so more cannot raise its size); a manual cluster needs none. The
+    round's cost does not grow with the queue. (Lost lane messages: shared/lane_repair.py.)"""
+    auto = cluster["spec"]["scaleSettings"].get("autoScale")
+    if auto is None:
+        return []
+    return svc.store.query(R, Query(where=lane_repair.queued_filter(cluster), order_by=("id",),
+                                    limit=int(auto["maximumNodeCount"])), pk=cluster["pk"])
 
 
 def _update_allocation(svc: Services, cluster: dict[str, Any], uid: str, target: int) -> None:

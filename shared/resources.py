@@ -20,7 +20,10 @@ from shared import errors
 from shared.ids import KINDS, WORKSPACE, ResourceRef
 from shared.ports.state_store import ContainerSpec, NotFound, PreconditionFailed, Query, StateStore
 
-RESOURCES = ContainerSpec("resources", indexed=("kind", "parent", "workspace", "cluster", "state"))
+# Lookups: a cluster's queued jobs (counted and paged by the reconciler, shared/pools.py) and the
+# jobs with events still to send (the outbox timer, shared/events.py), cheap at any depth.
+RESOURCES = ContainerSpec("resources", indexed=("kind", "parent", "workspace", "cluster", "state"),
+                          lookups=(("kind", "cluster", "state"), ("outboxPending",)))
 # The nodes of every cluster, partitioned by cluster (see shared/nodes.py).
 NODES = ContainerSpec("nodes", indexed=("state",))
 # One lease per cluster, held by whoever changes which nodes run what (see shared/leases.py).

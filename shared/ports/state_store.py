@@ -37,10 +37,17 @@ class PreconditionFailed(StoreError):
 
 @dataclass(frozen=True)
 class ContainerSpec:
-    """A container and the field paths its queries filter or sort on (adapters may index them)."""
+    """A container and the field paths its queries filter or sort on (adapters may index them).
+
+    lookups: sets of paths that queries test for equality together, at any depth of the collection
+    (a count of one cluster's queued jobs, the jobs with an outbox to send). An adapter answers each
+    from one index, rows in id order within a partition; Cosmos DB's default policy already
+    range-indexes every path, so only SQLite makes them.
+    """
 
     name: str
     indexed: tuple[str, ...] = field(default_factory=tuple)
+    lookups: tuple[tuple[str, ...], ...] = field(default_factory=tuple)
 
 
 @dataclass(frozen=True)

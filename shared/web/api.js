@@ -65,17 +65,24 @@ export function call(method, path, { query = {}, body } = {}) {
   return send(url, method, body);
 }
 
-// Every item of a list, following nextLink (always to this page's origin, whatever host it names:
-// the token goes nowhere else).
+// Every item of a list (up to `limit`), following nextLink.
 export async function list(path, { method = "GET", query = {}, limit = 2000 } = {}) {
-  let answer = await call(method, path, { query });
+  return (await listSome(path, { method, query, limit })).items;
+}
+
+// The first `limit` items of a list and whether it goes on, following nextLink (always to this
+// page's origin, whatever host it names: the token goes nowhere else). `pageSize` asks for pages of
+// that many (maxresults), so a long list costs one small request, not every item in it.
+export async function listSome(path, { method = "GET", query = {}, limit = 2000, pageSize } = {}) {
+  const first = pageSize ? { ...query, maxresults: pageSize } : query;
+  let answer = await call(method, path, { query: first });
   const items = [...answer.value];
   while (answer.nextLink && items.length < limit) {
     const next = new URL(answer.nextLink);
     answer = await send(location.origin + next.pathname + next.search, method);
     items.push(...answer.value);
   }
-  return items;
+  return { items: items.slice(0, limit), more: Boolean(answer.nextLink) || items.length > limit };
 }
 
 // The bytes of a download URL from `offset` on (signed URLs need no token): a Range request.

@@ -3,11 +3,12 @@
 // It polls the public API every POLL_MS while the tab is visible; nothing it shows comes from
 // anywhere else.
 
-import { ApiError, call, credentials, fetchFrom, list, takeTokenFromFragment } from "./api.js";
+import { ApiError, call, credentials, fetchFrom, list, listSome, takeTokenFromFragment } from "./api.js";
 import { byId, formatBytes, formatDuration, formatTime, h, part, render, setText } from "./dom.js";
 import { refreshSweeps } from "./sweeps.js";
 
 const POLL_MS = 1500;
+const JOBS_PAGE = 100;
 const FINAL = new Set(["succeeded", "failed"]);
 const TAIL_CHARS = 64 * 1024; // what a log panel keeps of its file's end
 const MAX_SQUARES = 256;
@@ -20,6 +21,7 @@ const NODE_STATES = [
 
 const view = {
   workspace: null, experiment: null, job: null,
+  jobsShown: JOBS_PAGE,       // how many of the experiment's jobs the table shows ("Show more" adds a page)
   jobEnded: false,            // the selected job's end was seen (its files are read once more, then left)
   tails: {},                  // file name -> { offset, text, decoder }
   openFolders: new Set(),     // "<output directory id>/<path>" shown open
@@ -55,6 +57,11 @@ byId("sign-in-form").addEventListener("submit", (event) => {
   byId("token").value = "";
   showApp();
   byId("main").focus();
+});
+
+byId("more-jobs").addEventListener("click", () => {
+  view.jobsShown += JOBS_PAGE;
+  refresh();
 });
 
 byId("sign-out").addEventListener("click", () => {
@@ -247,6 +254,7 @@ async function refreshExperiments() {
 function chooseExperiment(id, now = true) {
   if (id !== view.experiment) {
     view.experiment = id;
+    view.jobsShown = JOBS_PAGE;
     chooseJob(null, false);
   }
   byId("jobs-area").hidden = !id;
@@ -255,7 +263,13 @@ function chooseExperiment(id, now = true) {
 }
 
 async function refreshJobs() {
-  const jobs = await list(`${view.experiment}/jobs`);
+  // One page of the experiment's jobs (in the API's order, by name), more on request: a refresh
+  // costs the same with 100,000 jobs as with 10.
+  const { items: jobs, more } = await listSome(`${view.experiment}/jobs`,
+                                               { limit: view.jobsShown, pageSize: Math.min(view.jobsShown, 1000) });
+  const moreButton = byId("more-jobs");
+  moreButton.hidden = !more;
+  setText(moreButton, `Show more jobs (${jobs.length} shown)`);
   jobs.sort((a, b) => (b.properties?.creationTime || "").localeCompare(a.properties?.creationTime || ""));
   if (view.job && !jobs.some((j) => j.id === view.job)) chooseJob(null, false);
   const rows = jobs.map((j) => {

@@ -27,7 +27,7 @@ from shared.ports.state_store import (
 
 ITEMS = "items"
 CONTAINERS = [
-    ContainerSpec(ITEMS, indexed=("kind", "meta.owner", "rank", "seq")),
+    ContainerSpec(ITEMS, indexed=("kind", "meta.owner", "rank", "seq"), lookups=(("kind", "meta.owner"), ("v",))),
     ContainerSpec("other"),
 ]
 # The test server does not check request signatures; the client only needs valid base64.
@@ -290,6 +290,30 @@ def test_query_compares_values_of_the_same_json_type_only(store: StateStore) -> 
     assert ids(store.query(ITEMS, Query(where={"v": 0}))) == ["zero"]
     assert ids(store.query(ITEMS, Query(where={"v": None}))) == ["null"]  # not the missing field
     assert sorted(ids(store.query(ITEMS, Query(where={"v": [True, "1"]})))) == ["bool", "str"]
+
+
+def test_a_string_filter_matches_strings_only_not_objects_or_arrays_with_that_text(store: StateStore) -> None:
+    """Equality on a looked-up path: a string never equals an object, an array or a number."""
+    for id_, v in [("obj", {"a": 1}), ("arr", [1]), ("str", '{"a":1}'), ("plain", "x"), ("num", 7)]:
+        store.create(ITEMS, doc(id_, v=v))
+    assert ids(store.query(ITEMS, Query(where={"v": '{"a":1}'}))) == ["str"]
+    assert ids(store.query(ITEMS, Query(where={"v": "[1]"}))) == []
+    assert ids(store.query(ITEMS, Query(where={"v": "7"}))) == []
+    assert ids(store.query(ITEMS, Query(where={"v": ["x", "7"]}))) == ["plain"]
+    assert store.count(ITEMS, {"v": "x"}) == 1
+
+
+def test_keyset_pages_of_a_lookup_come_in_id_order_within_a_partition(store: StateStore) -> None:
+    docs = _seed(store)
+    wanted = sorted(i for i in _expect(docs, lambda d: d["pk"] == "p0" and d["kind"] == "job"
+                                       and d["meta"]["owner"] == "bob"))
+    seen: list[str] = []
+    after: tuple[str, Any] | None = None
+    while page := store.query(ITEMS, Query(where={"kind": "job", "meta.owner": "bob"}, after=after,
+                                           order_by=["id"], limit=2), pk="p0"):
+        seen += ids(page)
+        after = ("id", page[-1]["id"])
+    assert seen == wanted
 
 
 def test_query_in_lists(store: StateStore) -> None:

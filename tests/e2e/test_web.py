@@ -240,6 +240,29 @@ def test_sign_in_form_refusal_resize_and_dead_letters(page: Any, host: LocalHost
     page.screenshot(path=tmp_path / "resized.png", full_page=True)
 
 
+def test_a_long_experiment_shows_one_page_of_jobs_and_more_on_request(page: Any, host: LocalHostProcess,
+                                                                     api: httpx.Client) -> None:
+    """A refresh reads one page of jobs (100), not the whole experiment: "Show more" adds a page."""
+    from playwright.sync_api import expect
+
+    api.put("/clusters/none", json={"properties": {
+        "vmSize": "STANDARD_D1_V2", "scaleSettings": {"manual": {"targetNodeCount": 0}},
+        "userAccountSettings": {"adminUserName": "me"}}}).raise_for_status()
+    api.put("/experiments/many").raise_for_status()
+    body = {**job_body("true"), "properties": {**job_body("true")["properties"],
+                                               "cluster": {"id": f"{WS}/clusters/none"}}}
+    for n in range(105):  # each fails at once (a cluster of 0 nodes): nothing runs
+        api.put(f"/experiments/many/jobs/j{n:03d}", json=body).raise_for_status()
+    page.goto(f"{host.endpoint}/ui#token={token(host)}")
+    page.get_by_role("button", name="Experiment many").click()
+    rows = page.locator("#jobs-body > tr")
+    expect(rows).to_have_count(100)
+    more = page.get_by_role("button", name="Show more jobs (100 shown)")
+    more.click()
+    expect(rows).to_have_count(105)
+    expect(page.locator("#more-jobs")).to_be_hidden()
+
+
 def check_accessibility(page: Any, tmp_path: Path) -> None:
     """Landmarks and headings; a label for every field; a text alternative for every picture; every
     control reached by Tab, in order, with a visible focus."""

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from shared import cluster_work, lanes, nodes
+from shared import cluster_work, lane_repair, lanes, nodes
 from shared.adapters.local.sqlite_messaging import SqliteMessaging
 from shared.adapters.local.sqlite_store import SqliteStateStore
 from shared.api import clusters, experiments, jobs, workspaces
@@ -192,7 +192,7 @@ def test_dispatch_is_idempotent_under_repeats_and_stale_messages(svc: Services) 
     assert running(svc) == {"a": ["node-0001"]}
     assert job(svc, "a")["attempt"] == 1
     lanes.publish_job(svc.messaging, {**job(svc, "a"), "attempt": 0})  # a late duplicate of its message
-    reconcile(svc)  # republishes queued jobs only: "a" runs, nothing new
+    reconcile(svc)  # the lane holds as many messages as queued jobs: nothing is published
     dispatch(svc)
     assert running(svc) == {"a": ["node-0001"]} and job(svc, "a")["attempt"] == 1
     lane = lanes.lane(uid(svc), "normal")
@@ -215,8 +215,36 @@ def test_a_queued_job_whose_lane_message_was_lost_is_published_again(svc: Servic
     monkeypatch.undo()
     dispatch(svc)
     assert state(svc, "a") == "queued" and running(svc) == {}  # no message: no dispatch can see it
-    reconcile(svc)  # publishes every queued job of the cluster (a repeat is dropped by its id), then dispatches
+    reconcile(svc)  # the lane is one message short: maybe a create in flight
+    assert running(svc) == {}
+    svc.clock.advance(lane_repair.CONFIRM_SECONDS)
+    reconcile(svc)  # still short: the missing message is published, then dispatched
     assert running(svc) == {"a": ["node-0001"]}
+
+
+def test_jobs_waiting_longer_than_the_lanes_duplicate_window_are_not_sent_again(svc: Services) -> None:
+    """The lane holds one message per queued job, however long it waits; a lost one is found among many."""
+    make_cluster(svc, {"manual": {"targetNodeCount": 1}})
+    for name in ("a", "b", "c", "d"):
+        submit(svc, name)
+    dispatch(svc)  # "a" runs on the only node; b, c, d wait
+    lane = lanes.lane(uid(svc), "normal")
+    assert svc.messaging.count(lane) == 3
+    svc.clock.advance(minutes=30)  # far past the lanes' 10-minute duplicate-detection window
+    for _ in range(3):
+        reconcile(svc)
+    assert svc.messaging.count(lane) == 3, "no repeats of messages that are still there"
+    receive = svc.messaging.receive(lane, 3)
+    lost = next(m for m in receive if json.loads(m.body)["job"] == job(svc, "c")["id"])
+    svc.messaging.complete(lane, lost)  # c's message is lost
+    for m in receive:
+        if m is not lost:
+            svc.messaging.abandon(lane, m)
+    reconcile(svc)
+    svc.clock.advance(lane_repair.CONFIRM_SECONDS)
+    reconcile(svc)
+    assert svc.messaging.count(lane) == 3
+    assert sorted(json.loads(m.body)["job"].rsplit("|", 1)[1] for m in svc.messaging.peek(lane, 10)) == ["b", "c", "d"]
 
 
 def test_a_claim_whose_job_never_started_is_repaired(svc: Services) -> None:

@@ -255,3 +255,17 @@ def test_processes_sharing_the_file_never_get_the_same_message(tmp_path: Path) -
     assert sorted(seen) == sorted(expected)
     assert bus.count("q") == 0
     bus.close()
+
+
+def test_the_duplicate_detection_table_keeps_only_ids_within_their_window(bus: SqliteMessaging,
+                                                                           clock: ManualClock) -> None:
+    """Message ids are forgotten once their window has passed, so the table holds only recent sends
+    (a deep lane whose jobs wait for hours does not keep growing it)."""
+    bus.create_queue("lane", EntityOptions(duplicate_detection_window=timedelta(minutes=10)))
+    bus.send("lane", [OutgoingMessage(b"x", message_id=f"old-{n}") for n in range(50)])
+    clock.advance(minutes=11)
+    bus.send("lane", [OutgoingMessage(b"x", message_id="new")])
+    rows = bus._conn().execute("SELECT message_id FROM dedup").fetchall()
+    assert rows == [("new",)]
+    bus.send("lane", [OutgoingMessage(b"x", message_id="new")])  # still a duplicate
+    assert bus.count("lane") == 51

@@ -65,7 +65,9 @@ from shared.ports.messaging import (
 # How soon a waiting receive sees a send from another process: it re-reads the file after 50 ms,
 # then ever less often while nothing comes (up to every 400 ms), so idle receivers cost little.
 _POLL_SECONDS, _MAX_POLL_SECONDS = 0.05, 0.4
-_DEDUP_PRUNE_EVERY_US = 60_000_000  # forget expired message ids about once a minute
+# Expired message ids are forgotten every few seconds, a bounded batch at a time, so that no send
+# waits behind one large delete and the table holds about what was sent within the windows.
+_DEDUP_PRUNE_EVERY_US, _DEDUP_PRUNE_BATCH = 5_000_000, 10_000
 _NEVER = 2**62  # "max delivery count" of a dead-letter sub-queue: never dead-lettered again
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -461,9 +463,10 @@ class SqliteMessaging(Messaging):
             self._wake.notify_all()
 
     def _prune_dedup(self, conn: sqlite3.Connection, now: int) -> None:
-        """Forget message ids whose window has passed, at most about once a minute per instance."""
+        """Forget message ids whose window has passed: up to a batch every few seconds per instance."""
         if now - self._last_prune_us >= _DEDUP_PRUNE_EVERY_US:
-            conn.execute("DELETE FROM dedup WHERE expires_at <= ?", (now,))
+            conn.execute("DELETE FROM dedup WHERE (entity, message_id) IN (SELECT entity, message_id FROM dedup "
+                         "WHERE expires_at <= ? LIMIT ?)", (now, _DEDUP_PRUNE_BATCH))
             self._last_prune_us = now
 
 
