@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from shared import events, telemetry
-from shared.ports.messaging import EntityOptions, Messaging, OutgoingMessage
+from shared.ports.messaging import EntityOptions, Messaging, OutgoingMessage, bounded_message_id
 from shared.scheduler import PRIORITIES
 
 CLUSTER_WORK_QUEUE = "cluster-work"
@@ -81,8 +81,9 @@ def publish_jobs(messaging: Messaging, jobs: list[dict[str, Any]]) -> None:
 
 
 def message_id(job: dict[str, Any]) -> str:
-    """A queued job's lane message id: the job and its attempt count."""
-    return f"{job['id']}#{job['attempt']}"
+    """A queued job's lane message id: the job and its attempt count (hashed past Service Bus's 128
+    characters, as every sent message's id is, so the lane repair compares like with like)."""
+    return bounded_message_id(f"{job['id']}#{job['attempt']}")
 
 
 def signal(messaging: Messaging, cluster_key: str, pk: str, action: str = DISPATCH) -> None:
