@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 
+from tests.spec_examples import with_real_names
+
 SPEC_DIR = Path(__file__).resolve().parents[3] / "shared/reference/batchai-2018-05-01"
 
 # In the order a user would run them on an empty service; the deletes come last.
@@ -105,7 +107,7 @@ def request_of(example: dict[str, Any], method: str, template: str, params: dict
              if p.get("in") == "query" and name in values}
     query["api-version"] = values.get("api-version", "2018-05-01")
     body = next((values[name] for name, p in params.items() if p.get("in") == "body"), None)
-    return path, query, body
+    return path, query, with_real_names(body)
 
 
 def test_examples_replay_against_an_empty_service(http: httpx.Client) -> None:

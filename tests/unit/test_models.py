@@ -48,6 +48,7 @@ from shared.models import (
     tool_type_of,
 )
 from shared.models.operation import OperationDisplay
+from tests.spec_examples import with_real_names
 
 SPEC_DIR = Path(__file__).resolve().parents[3] / "shared/reference/batchai-2018-05-01"
 SPEC = json.loads((SPEC_DIR / "BatchAI.json").read_text())
@@ -987,16 +988,6 @@ def example_operations() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
     return found
 
 
-# PutCluster's placeholders break Azure's own naming rules (no '_' in a storage account or share name),
-# which the service checks; the request bodies are read with names Azure would take in their place.
-EXAMPLE_PLACEHOLDERS = {"storage_account_name": "storageaccountname", "azure_file_share_name": "azurefilesharename"}
-
-
-def with_real_names(body: Any) -> Any:
-    text = json.dumps(body)
-    for placeholder, name in EXAMPLE_PLACEHOLDERS.items():
-        text = text.replace(placeholder, name)
-    return json.loads(text)
 
 
 def request_bodies() -> list[tuple[str, type[BaseModel], dict[str, Any]]]:
