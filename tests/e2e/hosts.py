@@ -14,9 +14,9 @@ from shared.localhost.process import LocalHostProcess, start_local_host
 
 
 @contextmanager
-def running_host(data_dir: Path, env: Mapping[str, str] | None = None, timeout: float = 30
+def running_host(data_dir: Path, env: Mapping[str, str] | None = None, timeout: float = 30, workers: int = 1
                  ) -> Iterator[LocalHostProcess]:
-    host = start_local_host(data_dir, env=env, timeout=timeout)
+    host = start_local_host(data_dir, env=env, timeout=timeout, workers=workers)
     try:
         yield host
         assert host.stop() == 0, "\n".join(host.output[-40:])
