@@ -61,6 +61,12 @@ async def setup(session: aiohttp.ClientSession) -> None:
             assert answer.status == 200, await answer.text()
 
 
+def percentiles(latencies: list[float]) -> str:
+    ordered = sorted(latencies)
+    return (f"p50 {statistics.median(ordered) * 1000:.1f} ms, "
+            f"p99 {ordered[max(0, int(len(ordered) * 0.99) - 1)] * 1000:.1f} ms")
+
+
 def make_busy_cluster(endpoint: str, headers: dict[str, str], timeout: float = 120) -> None:
     """Cluster "busy": one node, held by a job that sleeps, so every job sent to it queues."""
     with httpx.Client(base_url=endpoint, params=Q, headers=headers, timeout=30) as http:
@@ -121,12 +127,10 @@ def main() -> None:
             make_busy_cluster(host.endpoint, host.headers)
             for cluster, label in CASES.items():
                 elapsed, latencies = asyncio.run(measure(host.endpoint, host.headers, args.clients, args.jobs, cluster))
-                latencies.sort()
                 rates[cluster] = len(latencies) / elapsed
                 print(f"job creates, {label}: {len(latencies)} with {args.clients} clients, {args.workers} host "
                       f"instances, in {elapsed:.2f} s: {rates[cluster]:.0f}/s (target >= {TARGET_PER_S}), "
-                      f"p50 {statistics.median(latencies) * 1000:.1f} ms, "
-                      f"p99 {latencies[int(len(latencies) * 0.99) - 1] * 1000:.1f} ms", flush=True)
+                      f"{percentiles(latencies)}", flush=True)
         finally:
             host.stop(30)
     if args.no_slurm:

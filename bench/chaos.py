@@ -32,19 +32,12 @@ from typing import Any
 import httpx
 
 from shared.localhost.instances import instance_pids
+from shared.localhost.instances import running as alive
 from shared.localhost.process import start_local_host
 
 WS = "/subscriptions/bench/resourceGroups/bench/providers/Microsoft.BatchAI/workspaces/chaos"
 Q = {"api-version": "2018-05-01"}
 FINAL = ("succeeded", "failed")
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2] != "Z"
 
 
 class Overlaps:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
 import threading
@@ -28,7 +27,8 @@ from azure.servicebus import ServiceBusClient, ServiceBusMessage
 
 sys.path.insert(0, str(Path(__file__).parent))  # beside this file
 
-from api_throughput import CASES, WS, job_body, make_busy_cluster, slurm_submit_rate  # noqa: E402
+from api_throughput import (  # noqa: E402
+    CASES, WS, job_body, make_busy_cluster, percentiles, slurm_submit_rate)
 
 from shared.client.requests_by_message import JOB_SUBMISSIONS, REPLIES  # noqa: E402
 from shared.localhost.process import LocalHostProcess, start_local_host  # noqa: E402
@@ -104,12 +104,10 @@ def main() -> None:
             make_busy_cluster(host.endpoint, host.headers)
             for cluster, label in CASES.items():
                 elapsed, latencies = measure(host, args.jobs, args.batch, cluster)
-                latencies.sort()
                 rates[cluster] = len(latencies) / elapsed
                 print(f"jobs by message, {label}: {len(latencies)} in batches of {args.batch}, {args.workers} host "
                       f"instances, all accepted in {elapsed:.2f} s: {rates[cluster]:.0f}/s, send to reply "
-                      f"p50 {statistics.median(latencies) * 1000:.0f} ms, "
-                      f"p99 {latencies[int(len(latencies) * 0.99) - 1] * 1000:.0f} ms", flush=True)
+                      f"{percentiles(latencies)}", flush=True)
         finally:
             host.stop(30)
     if args.no_slurm:

@@ -46,6 +46,7 @@ READY_LINE = "instance {instance} ready"
 _PR_SET_PDEATHSIG = 1
 _START_SECONDS = 60.0
 _STOP_SECONDS = 10.0
+_RESTART_SECONDS = 2.0  # an instance is started again at most this often
 
 
 def claim_timer(store: StateStore, clock: Clock, name: str, schedule: str) -> bool:
@@ -138,6 +139,7 @@ class Instance:
     number: int
     process: subprocess.Popen[str]
     ready: threading.Event
+    started: float = dataclasses.field(default_factory=time.monotonic)
 
 
 class Supervisor:
@@ -208,6 +210,8 @@ class Supervisor:
             for k, instance in enumerate(self._instances):
                 code = instance.process.poll()
                 if code is not None and not self._stopping.is_set():
+                    if time.monotonic() - instance.started < _RESTART_SECONDS:
+                        continue  # one that dies at once is not started again in a tight loop
                     self.echo(f"instance {instance.number} exited with code {code}; starting it again")
                     self._instances[k] = self._start(instance.number, fd)
 
@@ -257,7 +261,7 @@ def local_down(settings: Settings, echo: Callable[[str], None], timeout: float =
     for pid in hosts:
         os.kill(pid, signal.SIGINT)
     deadline = time.monotonic() + timeout
-    while hosts and time.monotonic() < deadline and any(_running(pid) for pid in hosts):
+    while hosts and time.monotonic() < deadline and any(running(pid) for pid in hosts):
         time.sleep(0.1)
     from shared.adapters.local.local_pool import LocalVmPool
 
@@ -265,7 +269,7 @@ def local_down(settings: Settings, echo: Callable[[str], None], timeout: float =
     echo(f"Batch AI local host in {settings.data_dir} is down" + (f" ({len(hosts)} host stopped)" if hosts else ""))
 
 
-def _running(pid: int) -> bool:
+def running(pid: int) -> bool:
     """Alive and not a zombie (a host that has exited waits as one for whoever started it)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()

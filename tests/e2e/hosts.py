@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from shared.localhost.instances import running
 from shared.localhost.process import LocalHostProcess, start_local_host
 
 
@@ -43,11 +44,7 @@ def agent_pids(data_dir: Path, cluster: str = "") -> list[int]:
 
 def alive(pid: int) -> bool:
     """A process that exists and is not a zombie (a zombie only waits for its parent to reap it)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2] != "Z"
+    return running(pid)
 
 
 def kill_agents(data_dir: Path) -> None:
