@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from shared import leases, watchdog
+from shared.adapters.local.sqlite_messaging import SqliteMessaging
 from shared.auth import local_token
 from shared.composition import build_services
 from shared.localhost.data_folder import make_private
@@ -39,6 +40,7 @@ from shared.nodes import parse_time, stamp
 from shared.ports.clock import Clock
 from shared.ports.state_store import Conflict, PreconditionFailed, StateStore
 from shared.resources import LEASES
+from shared.ports.messaging import Messaging
 from shared.settings import Settings
 from shared.wakeups import Wakeups
 
@@ -83,12 +85,17 @@ def singleton_timer(function: IndexedFunction, store: StateStore, clock: Clock) 
 
 
 class PeerWakeups:
-    """Wake-ups between the instances of one data folder: a long-poll held by one instance is answered
-    at once when another assigns its node work. Each instance listens on an abstract Unix datagram
-    socket named for the folder and its pid, and sends every key it is notified of to its siblings."""
+    """Wake-ups between the processes of one data folder (its instances and their supervisor): a
+    long-poll held by one instance is answered at once when another assigns its node work, and a
+    receive waiting in one process at once when another sends to its queue (instead of at its next
+    look at the file). Each process listens on an abstract Unix datagram socket named for the folder
+    and its pid, and passes every key it is notified of on to the others."""
 
-    def __init__(self, wakeups: Wakeups, data_dir: Path) -> None:
+    _WAKEUP, _MESSAGES = "w", "m"
+
+    def __init__(self, wakeups: Wakeups, data_dir: Path, messaging: Messaging | None = None) -> None:
         self.wakeups = wakeups
+        self.messaging = messaging if isinstance(messaging, SqliteMessaging) else None
         self.data_dir = data_dir
         self._prefix = "\0batchai-" + hashlib.sha1(str(data_dir.resolve()).encode()).hexdigest()[:16] + "-"
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -100,30 +107,39 @@ class PeerWakeups:
 
     def start(self) -> PeerWakeups:
         threading.Thread(target=self._listen, name="peer-wakeups", daemon=True).start()
-        self.wakeups.forward = self._send
+        self.wakeups.forward = lambda key: self._send(self._WAKEUP + key)
+        if self.messaging is not None:
+            self.messaging.forward = lambda key: self._send(self._MESSAGES + key)
         return self
 
     def _listen(self) -> None:
         while True:
             try:
-                key = self._socket.recv(4096).decode()
+                text = self._socket.recv(4096).decode()
             except OSError:
                 return  # closed
-            self.wakeups.notify(key, forward=False)
+            kind, key = text[:1], text[1:]
+            if kind == self._WAKEUP:
+                self.wakeups.notify(key, forward=False)
+            elif kind == self._MESSAGES and self.messaging is not None:
+                self.messaging.wake(key)
 
-    def _send(self, key: str) -> None:
+    def _send(self, text: str) -> None:
         now = time.monotonic()
         if now - self._seen_at > 1.0:  # instances come and go: look again at most once a second
             self._seen_at = now
-            self._siblings = [self._prefix + str(pid) for pid in instance_pids(self.data_dir) if pid != os.getpid()]
+            self._siblings = [self._prefix + str(pid) for pid in _local_up_pids(self.data_dir, None)
+                              if pid != os.getpid()]
         for address in self._siblings:
             try:
-                self._sender.sendto(key.encode(), address)
+                self._sender.sendto(text.encode(), address)
             except OSError:
-                pass  # that instance has gone: its waiters went with it
+                pass  # that process has gone (or is not listening): a shortcut missed, nothing lost
 
     def close(self) -> None:
         self.wakeups.forward = None
+        if self.messaging is not None:
+            self.messaging.forward = None
         self._socket.shutdown(socket.SHUT_RDWR)
         self._socket.close()
         self._sender.close()
@@ -160,6 +176,7 @@ class Supervisor:
         make_private(self.settings.data_dir)
         local_token.ensure(self.settings.token_path)
         svc = build_services(self.settings)
+        peers = PeerWakeups(svc.wakeups, self.settings.data_dir, svc.messaging).start()  # the door's queues
         leases.clear_all(svc.store)  # no instance runs yet: leases of an earlier run are void
         watchdog.resume_all(svc)  # nobody could heartbeat while the deployment was down: fresh graces
         prepare(svc)
@@ -183,6 +200,7 @@ class Supervisor:
             listener.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            peers.close()
             finish(svc)
 
     def _start(self, number: int, fd: int) -> Instance:
@@ -239,7 +257,8 @@ def host_pids(data_dir: Path) -> list[int]:
     return _local_up_pids(data_dir, instances=False)
 
 
-def _local_up_pids(data_dir: Path, instances: bool) -> list[int]:
+def _local_up_pids(data_dir: Path, instances: bool | None) -> list[int]:
+    """`local up` processes of the folder: its instances (True), the hosts users started (False), or all."""
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -249,7 +268,7 @@ def _local_up_pids(data_dir: Path, instances: bool) -> list[int]:
         except OSError:
             continue
         if (b"local" in argv and b"up" in argv and str(data_dir).encode() in argv
-                and (b"--instance" in argv) == instances):
+                and (instances is None or (b"--instance" in argv) == instances)):
             pids.append(int(entry.name))
     return sorted(pids)
 

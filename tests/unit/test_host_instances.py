@@ -31,13 +31,13 @@ def test_a_notify_in_one_instance_wakes_a_waiter_in_another(tmp_path: Path, monk
     here, there = Wakeups(), Wakeups()
     sender, receiver = PeerWakeups(here, tmp_path), PeerWakeups.__new__(PeerWakeups)
     # The sibling listens as another process would: on the folder's address with another pid.
-    receiver.wakeups, receiver.data_dir, receiver._prefix = there, tmp_path, sender._prefix
+    receiver.wakeups, receiver.messaging, receiver.data_dir, receiver._prefix = there, None, tmp_path, sender._prefix
     receiver._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     receiver._socket.bind(sender._prefix + "999999")
     receiver._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     receiver.start()
     sender.start()
-    monkeypatch.setattr("shared.localhost.instances.instance_pids", lambda _: [999999])
+    monkeypatch.setattr("shared.localhost.instances._local_up_pids", lambda *_: [999999])
 
     async def wait() -> bool:
         with there.listening("node-1") as waiter:

@@ -169,6 +169,9 @@ class SqliteMessaging(Messaging):
         self._wake_lock = threading.Lock()
         self._wakes: dict[str, threading.Condition] = {}
         self._generations: dict[str, int] = {}
+        # Set when other processes share the file and can be told at once (shared/localhost/instances.py):
+        # passes each wake key on, so their receivers need not wait for their next look at the file.
+        self.forward: Callable[[str], None] | None = None
         self._last_prune_us = 0
         self._closed = False
 
@@ -484,7 +487,14 @@ class SqliteMessaging(Messaging):
     # -- helpers ----------------------------------------------------------------------------------
 
     def _signal(self, wake_key: str) -> None:
-        """Wake this process's receivers waiting on wake_key (after the commit, so they see the rows)."""
+        """Wake the receivers waiting on wake_key (after the commit, so they see the rows): this
+        process's, and through `forward` those of the processes it knows."""
+        self.wake(wake_key)
+        if self.forward is not None:
+            self.forward(wake_key)
+
+    def wake(self, wake_key: str) -> None:
+        """Wake this process's receivers waiting on wake_key."""
         wake = self._wake_of(wake_key)
         with wake:
             self._generations[wake_key] = self._generations.get(wake_key, 0) + 1
