@@ -105,6 +105,10 @@ def main() -> None:
                     if all(s in FINAL for s in states.values()):
                         break
                     time.sleep(0.5)
+                for name in (n for n, state in states.items() if state == "failed"):  # why, for the reader
+                    info = http.get(f"{WS}/experiments/e/jobs/{name}").json()["properties"].get("executionInfo") or {}
+                    codes = [e.get("code") for e in info.get("errors") or []]
+                    print(f"{name} failed: {', '.join(c for c in codes if c)}")
         finally:
             overlaps.stop.set()
             host.stop()
