@@ -1,6 +1,6 @@
 """Scheduling speed on the local host with real agents, beside Slurm on the same machine.
 
-    python bench/dispatch.py [--nodes 8] [--jobs 200] [--samples 30] [--no-slurm]
+    python bench/dispatch.py [--nodes 8] [--jobs 200] [--samples 30] [--workers N] [--no-slurm]
 
 Prints:
 - submit->start latency on an idle 1-node cluster: from just before the job's PUT to the moment its
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import os
 import statistics
 import sys
 import tempfile
@@ -126,10 +127,11 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=8, help="nodes (Slurm: slots) for the throughput run")
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--samples", type=int, default=30)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="host instances (local up --workers)")
     parser.add_argument("--no-slurm", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="batchai-dispatch-") as folder:
-        host = start_local_host(Path(folder) / "state")
+        host = start_local_host(Path(folder) / "state", workers=args.workers, timeout=60 + 30 * args.workers)
         try:
             with httpx.Client(base_url=host.endpoint, params=Q, timeout=60, headers=host.headers) as http:
                 http.put(WS, json={"location": "local"}).raise_for_status()
@@ -137,9 +139,9 @@ def main() -> None:
                 latencies = sorted(our_latencies(http, Path(folder), args.samples))
                 throughput = our_throughput(host.endpoint, http, args.nodes, args.jobs)
         finally:
-            host.stop()
+            host.stop(30)
     p50, p99 = statistics.median(latencies), latencies[max(0, int(len(latencies) * 0.99) - 1)]
-    print(f"Batch AI rebuilt, local host with {args.nodes} agent nodes:")
+    print(f"Batch AI rebuilt, local host ({args.workers} instances) with {args.nodes} agent nodes:")
     print(f"  submit->start: p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms ({len(latencies)} jobs, idle cluster; "
           f"target p50 <= {TARGET_P50_MS} ms)")
     print(f"  throughput:    {throughput:.1f} trivial jobs/s ({args.jobs} jobs, {args.nodes} nodes)")

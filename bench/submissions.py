@@ -2,7 +2,10 @@
 door with the azure-servicebus SDK. Messages are sent in batches on one connection; each asks for a
 reply, and a job counts once its "accepted" reply is back (the job is then stored and queued).
 
-    python bench/submissions.py [--jobs 1000] [--batch 50] [--no-slurm]
+    python bench/submissions.py [--jobs 1000] [--batch 50] [--workers N] [--no-slurm]
+
+Both cases of api_throughput.py: jobs on a cluster with no nodes (failed at once), and jobs that queue
+behind a busy node; the host runs `--workers` instances (default: the machine's cores).
 
 Prints accepted jobs/s, the p50/p99 time from a message's send to its reply, and — in the same run —
 Slurm's `sbatch` submit rate on this machine (one submitter; slurm_peer.py), the peer a pipeline
@@ -13,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import os
 import sys
 import tempfile
 import threading
@@ -24,7 +27,8 @@ from azure.servicebus import ServiceBusClient, ServiceBusMessage
 
 sys.path.insert(0, str(Path(__file__).parent))  # beside this file
 
-from api_throughput import WS, job_body, slurm_submit_rate  # noqa: E402
+from api_throughput import (  # noqa: E402
+    CASES, WS, job_body, make_busy_cluster, percentiles, slurm_submit_rate)
 
 from shared.client.requests_by_message import JOB_SUBMISSIONS, REPLIES  # noqa: E402
 from shared.localhost.process import LocalHostProcess, start_local_host  # noqa: E402
@@ -46,7 +50,7 @@ def prepare(host: LocalHostProcess) -> None:
             "userAccountSettings": {"adminUserName": "u", "adminUserPassword": "p"}}}).raise_for_status()
 
 
-def measure(host: LocalHostProcess, jobs: int, batch: int) -> tuple[float, list[float]]:
+def measure(host: LocalHostProcess, jobs: int, batch: int, cluster: str) -> tuple[float, list[float]]:
     connection = host.servicebus_connection_string
     assert connection, "the local host has no Service Bus door"
     token = host.headers["Authorization"]
@@ -72,8 +76,9 @@ def measure(host: LocalHostProcess, jobs: int, batch: int) -> tuple[float, list[
             for first in range(0, jobs, batch):
                 messages = []
                 for n in range(first, min(first + batch, jobs)):
-                    request = {"path": {**PATH, "jobName": f"job-{n}"}, "body": job_body(n)}
-                    messages.append(ServiceBusMessage(json.dumps(request), message_id=f"m-{n}", correlation_id=str(n),
+                    request = {"path": {**PATH, "jobName": f"{cluster}-{n}"}, "body": job_body(n, cluster)}
+                    messages.append(ServiceBusMessage(json.dumps(request), message_id=f"{cluster}-{n}",
+                                                      correlation_id=str(n),
                                                       reply_to=REPLIES, application_properties={"Authorization": token}))
                 now = time.perf_counter()
                 for message in messages:
@@ -88,28 +93,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=50)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="host instances")
     parser.add_argument("--no-slurm", action="store_true", help="skip the Slurm peer")
     args = parser.parse_args()
+    rates: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="batchai-bench-") as folder:
-        host = start_local_host(Path(folder) / "state")
+        host = start_local_host(Path(folder) / "state", workers=args.workers, timeout=60 + 30 * args.workers)
         try:
             prepare(host)
-            elapsed, latencies = measure(host, args.jobs, args.batch)
+            make_busy_cluster(host.endpoint, host.headers)
+            for cluster, label in CASES.items():
+                elapsed, latencies = measure(host, args.jobs, args.batch, cluster)
+                rates[cluster] = len(latencies) / elapsed
+                print(f"jobs by message, {label}: {len(latencies)} in batches of {args.batch}, {args.workers} host "
+                      f"instances, all accepted in {elapsed:.2f} s: {rates[cluster]:.0f}/s, send to reply "
+                      f"{percentiles(latencies)}", flush=True)
         finally:
-            host.stop()
-    latencies.sort()
-    rate = len(latencies) / elapsed
-    print(f"jobs by message: {len(latencies)} in batches of {args.batch}, all accepted in {elapsed:.2f} s")
-    print(f"throughput:      {rate:.0f} accepted jobs/s")
-    print(f"send to reply:   p50 {statistics.median(latencies) * 1000:.0f} ms, "
-          f"p99 {latencies[int(len(latencies) * 0.99) - 1] * 1000:.0f} ms")
+            host.stop(30)
     if args.no_slurm:
         return
     sbatch = slurm_submit_rate(1)
     if isinstance(sbatch, str):
         print(f"vs sbatch:       Slurm not available here ({sbatch})")
     else:
-        print(f"vs sbatch:       one sbatch submitter {sbatch:.0f} submits/s here, same run: {rate / sbatch:.2f}x")
+        print(f"vs sbatch:       one sbatch submitter {sbatch:.0f} submits/s here, same run: "
+              + ", ".join(f"{CASES[c]} {rates[c] / sbatch:.2f}x" for c in CASES))
 
 
 if __name__ == "__main__":

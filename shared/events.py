@@ -28,11 +28,12 @@ import json
 import logging
 import uuid
 from datetime import timedelta
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from shared.models.event_subscription import JobEventType
 from shared.ports.messaging import EntityOptions, OutgoingMessage
-from shared.ports.state_store import Query
+from shared.ports.state_store import NotFound, PreconditionFailed, Query
 from shared.resources import R, edit_stored
 
 if TYPE_CHECKING:
@@ -143,9 +144,28 @@ def flush(svc: Services, doc: dict[str, Any]) -> None:
         return True
 
     try:
-        edit_stored(svc.store, R, doc["pk"], doc["id"], remove)
+        if not _remove_unchanged(svc, doc, remove):
+            edit_stored(svc.store, R, doc["pk"], doc["id"], remove)
     except Exception:  # sent but not removed: the timer sends it again and the topic drops the repeat
         log.exception("could not empty the job events outbox of %s", doc["id"])
+
+
+def _remove_unchanged(svc: Services, doc: dict[str, Any], remove: Callable[[dict[str, Any]], bool]) -> bool:
+    """Empty the outbox of `doc` as it was written (no re-read), if nobody has changed it since."""
+    etag = doc.get("_etag")
+    if etag is None:
+        return False
+    current = {k: v for k, v in doc.items() if k not in ("outbox", "outboxPending")}
+    current["outbox"] = doc.get("outbox")
+    if not remove(current):
+        return True
+    try:
+        svc.store.replace(R, current, etag=etag)
+    except PreconditionFailed:
+        return False  # changed meanwhile: from a fresh read
+    except NotFound:
+        pass  # deleted: nothing left to empty
+    return True
 
 
 def message(event: dict[str, Any]) -> OutgoingMessage:

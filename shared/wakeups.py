@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import threading
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 
@@ -20,6 +20,8 @@ class Wakeups:
         self._lock = threading.Lock()
         self._waiters: dict[str, set[Waiter]] = defaultdict(set)
         self.closed = False
+        # Set by a host with sibling instances: passes each notify on to them (shared/localhost/instances.py).
+        self.forward: Callable[[str], None] | None = None
 
     def close(self) -> None:
         """The host is stopping: wake every waiter, and let nobody wait any more."""
@@ -27,10 +29,13 @@ class Wakeups:
         with self._lock:
             keys = list(self._waiters)
         for key in keys:
-            self.notify(key)
+            self.notify(key, forward=False)
 
-    def notify(self, key: str) -> None:
-        """Wake every coroutine waiting on `key`; callable from any thread."""
+    def notify(self, key: str, forward: bool = True) -> None:
+        """Wake every coroutine waiting on `key` (and, through `forward`, sibling instances' waiters);
+        callable from any thread."""
+        if forward and self.forward is not None:
+            self.forward(key)
         with self._lock:
             waiters = list(self._waiters.get(key, ()))
         for waiter in waiters:

@@ -50,7 +50,14 @@ def create(svc: Services, req: ApiRequest) -> ApiResponse:
         if submission := req.headers.get(SUBMISSION_ID_HEADER):  # made by a queue message (shared/submissions.py)
             extra["submissionId"] = submission
         resource = resources.envelope(ref, properties)
-        return resource, spec, extra | events.creation_fields(resource)
+        fields = extra | events.creation_fields(resource)
+        if too_small := cluster_too_small(cluster, params.node_count):  # failed by the same write that makes it
+            job = {"resource": resource, **fields}
+            before = {**job, "resource": {**resource, "properties": dict(properties)}}
+            job_runs.fail(job, svc.clock.now(), "ClusterTooSmall", too_small)
+            events.record_change(before, job)
+            fields = {k: v for k, v in job.items() if k != "resource"}
+        return resource, spec, fields
 
     def reconcile(doc: dict[str, Any]) -> None:
         refuse_changes(JOB, doc["spec"], spec)
@@ -68,16 +75,23 @@ def enqueue_and_announce(svc: Services, job: dict[str, Any]) -> dict[str, Any]:
     return written
 
 
+def cluster_too_small(cluster: dict[str, Any], node_count: int) -> str | None:
+    """Why the cluster can never hold a job of node_count nodes, or None when it can."""
+    limit = largest_size(cluster["spec"]["scaleSettings"])
+    if node_count > limit:
+        return f"The job needs {node_count} nodes but its cluster can have at most {limit}."
+    return None
+
+
 def enqueue(svc: Services, job: dict[str, Any]) -> dict[str, Any]:
     """A new job joins its cluster's lane, unless the cluster can never hold it."""
+    if job["state"] != job_runs.QUEUED:  # failed by its create (cluster_too_small)
+        return job
     cluster = svc.store.read(resources.R, job["clusterPk"], job["cluster"])
-    limit = largest_size(cluster["spec"]["scaleSettings"]) if cluster else 0
-    node_count = job["resource"]["properties"]["nodeCount"]
-    if node_count > limit:
-        message = (f"The job needs {node_count} nodes but its cluster can have at most {limit}"
-                   if cluster else "The job's cluster no longer exists")
-
-        return job_runs.fail_job(svc, job, "ClusterTooSmall" if cluster else "ClusterNotFound", message + ".") or job
+    if cluster is None:
+        return job_runs.fail_job(svc, job, "ClusterNotFound", "The job's cluster no longer exists.") or job
+    if too_small := cluster_too_small(cluster, job["resource"]["properties"]["nodeCount"]):
+        return job_runs.fail_job(svc, job, "ClusterTooSmall", too_small) or job
     try:
         lanes.publish_job(svc.messaging, job)
     except EntityNotFound:  # a cluster created a moment ago: its pool manager's first round makes the

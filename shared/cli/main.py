@@ -8,6 +8,7 @@ never a traceback.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -87,6 +88,12 @@ def local_up(
     data_dir: Annotated[Path, typer.Option(help="Folder that keeps the state between runs.")] = Path(".batchai"),
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 to serve the API on (0: any free port).")] = 7071,
     list_functions: Annotated[bool, typer.Option("--list-functions", help="List every function it hosts.")] = False,
+    workers: Annotated[int | None, typer.Option(
+        min=1, max=64, show_default="the machine's cores",
+        help="Host instances over the same data folder, as Functions scales out: all serve HTTP on the port, "
+             "each runs whichever queue trigger or timer it gets.")] = None,
+    instance: Annotated[int | None, typer.Option(hidden=True)] = None,  # started by the supervisor
+    listen_fd: Annotated[int | None, typer.Option(hidden=True)] = None,
 ) -> None:
     """Start the local host: the Batch AI API on 127.0.0.1 (BATCHAI_HOST_ADDRESS), state in DATA_DIR. Ctrl-C stops it."""
     from shared import logs
@@ -94,7 +101,19 @@ def local_up(
 
     settings = Settings.from_env(data_dir=data_dir)
     logs.configure(settings)
-    LocalHost(settings, host=settings.host_address, port=port, echo=functools.partial(print, flush=True), list_functions=list_functions).run()
+    count = 1 if instance is not None else workers or os.cpu_count() or 1
+    LocalHost(settings, host=settings.host_address, port=port, echo=functools.partial(print, flush=True), list_functions=list_functions,
+              workers=count, instance=instance, listen_fd=listen_fd).run()
+
+
+@local_app.command("down")
+def local_down(
+    data_dir: Annotated[Path, typer.Option(help="Folder of the local host.")] = Path(".batchai"),
+) -> None:
+    """Stop the local host of DATA_DIR and its nodes (state stays for the next start)."""
+    from shared.localhost.instances import local_down as down
+
+    down(Settings.from_env(data_dir=data_dir), functools.partial(print, flush=True))
 
 
 @app.command()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from shared.localhost.amqp.door import ServiceBusDoor
 from shared.localhost.data_folder import make_private
 from shared.localhost.functions_index import IndexedFunction, index, load_app
 from shared.localhost.http_server import FunctionsHttpApp
+from shared.localhost.instances import READY_LINE, PeerWakeups, Supervisor, singleton_timer
 from shared.localhost.queue_pump import QueuePump
 from shared.localhost.router import Router
 from shared.localhost.timers import resolve_schedule, run_timer
@@ -28,8 +31,12 @@ log = logging.getLogger(__name__)
 class LocalHost:
     def __init__(self, settings: Settings, *, host: str = "127.0.0.1", port: int = 7071,
                  app_module: str = "function_app", echo: Callable[[str], None] = print,
-                 list_functions: bool = False) -> None:
+                 list_functions: bool = False, workers: int = 1, instance: int | None = None,
+                 listen_fd: int | None = None) -> None:
         self.settings = settings
+        self.workers = workers  # > 1: a supervisor of that many instances (shared/localhost/instances.py)
+        self.instance = instance  # set: one instance of a supervisor's, serving on its socket listen_fd
+        self.listen_fd = listen_fd
         self.host = host
         self.port = port
         self.app_module = app_module
@@ -40,24 +47,29 @@ class LocalHost:
 
     def run(self) -> None:
         """Serve until interrupted; state stays in the data folder for the next start."""
+        if self.workers > 1:
+            self._supervise()
+            return
         make_private(self.settings.data_dir)  # first: everything after is born private
         telemetry.setup(self.settings, "batchai-localhost")
         local_token.ensure(self.settings.token_path)  # the owner's token, for the CLI in this folder
         svc = build_services(self.settings)
         use_services(svc)
-        leases.clear_all(svc.store)  # this host is the only one: leases of an earlier run are void
-        watchdog.resume_all(svc)  # nobody could heartbeat while it was down: fresh graces
-        for queue, options in lanes.STATIC_QUEUES.items():
-            svc.messaging.create_queue(queue, options)
-        for topic, (options, subscriptions) in lanes.STATIC_TOPICS.items():
-            svc.messaging.create_topic(topic, options)
-            for name, sub_options in subscriptions.items():
-                svc.messaging.create_subscription(topic, name, sub_options)
+        alone = self.instance is None  # the only host: the deployment's start and stop are its own
+        if alone:
+            leases.clear_all(svc.store)  # this host is the only one: leases of an earlier run are void
+            watchdog.resume_all(svc)  # nobody could heartbeat while it was down: fresh graces
+            create_static_entities(svc)
         functions = index(load_app(self.app_module))
+        peers = None
+        if not alone:  # one invocation per timer period across the instances; wake-ups reach them all
+            functions = [singleton_timer(f, svc.store, svc.clock) if f.trigger_type == "timerTrigger" else f
+                         for f in functions]
+            peers = PeerWakeups(svc.wakeups, self.settings.data_dir, svc.messaging).start()
         pump = QueuePump(svc.messaging, functions)
         pump.start()
         try:
-            self.door = self._open_door(svc)
+            self.door = self._open_door(svc) if alone else None
             asyncio.run(self._serve(svc, functions))
         except KeyboardInterrupt:
             pass  # uvicorn re-raises the Ctrl-C it handled; the shutdown was already clean
@@ -65,12 +77,38 @@ class LocalHost:
             pump.stop()
             if self.door is not None:
                 self.door.stop()  # before the queues close under it
-            stop_nodes = getattr(svc.pool, "stop_all", None)
-            if stop_nodes is not None:  # a clean stop takes the local nodes with it
-                stop_nodes()
+            if alone:
+                self._stop_deployment(svc)
+            if peers is not None:
+                peers.close()
             use_services(None)
             svc.close()
-            self._endpoint_file.unlink(missing_ok=True)
+        if alone:
+            self.echo("Batch AI local host stopped")
+
+    def _stop_deployment(self, svc: Services) -> None:
+        """A clean stop of the last host takes the local nodes with it, and its endpoint."""
+        stop_nodes = getattr(svc.pool, "stop_all", None)
+        if stop_nodes is not None:
+            stop_nodes()
+        self._endpoint_file.unlink(missing_ok=True)
+
+    def _supervise(self) -> None:
+        """`--workers N`: this process supervises N instances (shared/localhost/instances.py)."""
+        functions = index(load_app(self.app_module))
+
+        def ready(endpoint: str, svc: Services) -> None:
+            self.door = self._open_door(svc)
+            self._announce(endpoint, functions)
+
+        def finish(svc: Services) -> None:
+            if self.door is not None:
+                self.door.stop()
+            self._stop_deployment(svc)
+            svc.close()
+
+        Supervisor(self.settings, workers=self.workers, host=self.host, port=self.port, echo=self.echo,
+                   on_ready=ready).run(create_static_entities, finish)
         self.echo("Batch AI local host stopped")
 
     def _open_door(self, svc: Services) -> ServiceBusDoor | None:
@@ -92,8 +130,10 @@ class LocalHost:
         timers = [asyncio.create_task(run_timer(f, svc.clock, self.settings)) for f in functions if f.trigger_type == "timerTrigger"]
         announce = asyncio.create_task(self._announce_when_ready(server, functions))
         closing = asyncio.create_task(self._end_waits_on_exit(server, svc))
+        # An instance accepts on its supervisor's socket (the kernel spreads connections over instances).
+        sockets = None if self.listen_fd is None else [socket.socket(fileno=self.listen_fd)]
         try:
-            await server.serve()
+            await server.serve(sockets=sockets)
         finally:
             for task in (*timers, announce, closing):
                 task.cancel()
@@ -108,8 +148,14 @@ class LocalHost:
     async def _announce_when_ready(self, server: uvicorn.Server, functions: list[IndexedFunction]) -> None:
         while not server.started:
             await asyncio.sleep(0.02)
+        if self.instance is not None:  # the supervisor announces the deployment
+            self.echo(READY_LINE.format(instance=self.instance) + f" (pid {os.getpid()})")
+            return
         port = server.servers[0].sockets[0].getsockname()[1] if server.servers else self.port
-        self.endpoint = f"http://{self.host}:{port}"
+        self._announce(f"http://{self.host}:{port}", functions)
+
+    def _announce(self, endpoint: str, functions: list[IndexedFunction]) -> None:
+        self.endpoint = endpoint
         if self.list_functions:
             self.echo("Functions:")
             for f in functions:
@@ -127,6 +173,16 @@ class LocalHost:
         for line in banner(self.settings.data_dir, len([f for f in functions if f.trigger_type == "httpTrigger"]),
                            self.endpoint):
             self.echo(line)
+
+
+def create_static_entities(svc: Services) -> None:
+    """The queues and topics of the whole deployment (infra/main.bicep makes them on Azure)."""
+    for queue, options in lanes.STATIC_QUEUES.items():
+        svc.messaging.create_queue(queue, options)
+    for topic, (options, subscriptions) in lanes.STATIC_TOPICS.items():
+        svc.messaging.create_topic(topic, options)
+        for name, sub_options in subscriptions.items():
+            svc.messaging.create_subscription(topic, name, sub_options)
 
 
 def banner(data_dir: Path, routes: int, endpoint: str) -> list[str]:

@@ -62,9 +62,10 @@ class LocalHostProcess:
 
 
 def start_local_host(data_dir: Path, *, port: int = 0, env: Mapping[str, str] | None = None,
-                     timeout: float = 30) -> LocalHostProcess:
+                     timeout: float = 30, workers: int = 1) -> LocalHostProcess:
+    """One host process by default; `workers` > 1: a supervisor of that many instances."""
     command = [sys.executable, "-m", "shared.cli", "local", "up", "--data-dir", str(data_dir), "--port", str(port),
-               "--list-functions"]
+               "--list-functions", "--workers", str(workers)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, **(env or {})}, start_new_session=True)
     output: list[str] = []

@@ -10,13 +10,14 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from shared.localhost.instances import running
 from shared.localhost.process import LocalHostProcess, start_local_host
 
 
 @contextmanager
-def running_host(data_dir: Path, env: Mapping[str, str] | None = None, timeout: float = 30
+def running_host(data_dir: Path, env: Mapping[str, str] | None = None, timeout: float = 30, workers: int = 1
                  ) -> Iterator[LocalHostProcess]:
-    host = start_local_host(data_dir, env=env, timeout=timeout)
+    host = start_local_host(data_dir, env=env, timeout=timeout, workers=workers)
     try:
         yield host
         assert host.stop() == 0, "\n".join(host.output[-40:])
@@ -43,11 +44,7 @@ def agent_pids(data_dir: Path, cluster: str = "") -> list[int]:
 
 def alive(pid: int) -> bool:
     """A process that exists and is not a zombie (a zombie only waits for its parent to reap it)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2] != "Z"
+    return running(pid)
 
 
 def kill_agents(data_dir: Path) -> None:

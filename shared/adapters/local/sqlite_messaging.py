@@ -35,7 +35,9 @@ or its sub-queue is next looked at (receive, peek, count), not by a broker timer
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import re
 import sqlite3
 import threading
@@ -161,8 +163,17 @@ class SqliteMessaging(Messaging):
         self._schema_ready = False
         self._connections = ThreadConnections(Path(path), self._make_schema)
         self._write_lock = threading.Lock()
-        self._wake = threading.Condition()
+        # Writers of other processes (host instances, the door) queue on a lock file beside the database:
+        # the kernel hands it over at once, where SQLite's busy handler would sleep 1 ms and more.
+        self._lock_path = Path(str(path) + ".lock")
+        self._lock_fd: int | None = None
+        # One condition per wake key on one lock: a send wakes the receivers of its entity only.
+        self._wake_lock = threading.Lock()
+        self._wakes: dict[str, threading.Condition] = {}
         self._generations: dict[str, int] = {}
+        # Set when other processes share the file and can be told at once (shared/localhost/instances.py):
+        # passes each wake key on, so their receivers need not wait for their next look at the file.
+        self.forward: Callable[[str], None] | None = None
         self._last_prune_us = 0
         self._closed = False
 
@@ -187,14 +198,25 @@ class SqliteMessaging(Messaging):
         """A BEGIN IMMEDIATE transaction: holds the database's write lock from its first read."""
         conn = self._conn()
         with self._write_lock:
-            conn.execute("BEGIN IMMEDIATE")
+            fd = self._process_lock()
+            fcntl.flock(fd, fcntl.LOCK_EX)
             try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:  # never leave it open: the next BEGIN would fail
-                    conn.execute("ROLLBACK")
-                raise
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:  # never leave it open: the next BEGIN would fail
+                        conn.execute("ROLLBACK")
+                    raise
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _process_lock(self) -> int:
+        """The lock file's descriptor (opened on first write; called under _write_lock)."""
+        if self._lock_fd is None:
+            self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        return self._lock_fd
 
     def _now_us(self) -> int:
         return _to_us(self._clock.now())
@@ -330,10 +352,11 @@ class SqliteMessaging(Messaging):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return []
-            with self._wake:
+            wake = self._wake_of(wake_key)
+            with wake:
                 # Woken at once by a send of this process; otherwise re-read the file after a poll.
-                self._wake.wait_for(lambda: self._closed or self._generations.get(wake_key, 0) != seen,
-                                    min(remaining, poll))
+                wake.wait_for(lambda: self._closed or self._generations.get(wake_key, 0) != seen,
+                              min(remaining, poll))
             poll = min(poll * 2, _MAX_POLL_SECONDS)
             if self._closed:
                 raise MessagingError("the messaging adapter is closed")
@@ -450,17 +473,38 @@ class SqliteMessaging(Messaging):
 
     def close(self) -> None:
         self._closed = True
-        with self._wake:
-            self._wake.notify_all()
+        with self._wake_lock:
+            for wake in self._wakes.values():
+                wake.notify_all()
         self._connections.close()
+        with self._write_lock:
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
 
     # -- helpers ----------------------------------------------------------------------------------
 
     def _signal(self, wake_key: str) -> None:
-        """Wake this process's receivers waiting on wake_key (after the commit, so they see the rows)."""
-        with self._wake:
+        """Wake the receivers waiting on wake_key (after the commit, so they see the rows): this
+        process's, and through `forward` those of the processes it knows."""
+        self.wake(wake_key)
+        if self.forward is not None:
+            self.forward(wake_key)
+
+    def wake(self, wake_key: str) -> None:
+        """Wake this process's receivers waiting on wake_key."""
+        wake = self._wake_of(wake_key)
+        with wake:
             self._generations[wake_key] = self._generations.get(wake_key, 0) + 1
-            self._wake.notify_all()
+            wake.notify_all()
+
+    def _wake_of(self, wake_key: str) -> threading.Condition:
+        """The condition receivers of wake_key wait on (all share one lock, so `_generations` is guarded)."""
+        wake = self._wakes.get(wake_key)
+        if wake is None:
+            with self._wake_lock:
+                wake = self._wakes.setdefault(wake_key, threading.Condition(self._wake_lock))
+        return wake
 
     def _prune_dedup(self, conn: sqlite3.Connection, now: int) -> None:
         """Forget message ids whose window has passed: up to a batch every few seconds per instance."""
