@@ -3,6 +3,7 @@ thread: shared by the embedded store and the embedded queues."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -48,8 +49,12 @@ class ThreadConnections:
             raise RuntimeError(f"{self._path} is closed")
         self._path.parent.mkdir(parents=True, exist_ok=True)
         # Readable by the service's user only: it holds secrets (agent tokens, clusters' private keys).
-        # SQLite gives its -wal and -shm files the database file's mode.
-        os.close(os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600))
+        # SQLite gives its -wal and -shm files the database file's mode. Made with O_EXCL, never opened
+        # and closed once it exists: closing any descriptor of the file drops every POSIX lock this
+        # process's other connections hold on it, and another process may then delete the -shm file
+        # under them ("disk I/O error").
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
         os.chmod(self._path, 0o600)
         conn = sqlite3.connect(self._path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
                                check_same_thread=False)
