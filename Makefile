@@ -53,6 +53,7 @@ bench: system-deps install
 	$(PY) bench/dispatch.py
 	$(PY) bench/submissions.py
 	$(PY) bench/scale.py
+	$(PY) bench/sweep.py
 
 clean:
 	rm -rf $(VENV) $(NPM_DIR)/node_modules .pytest_cache
