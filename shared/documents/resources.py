@@ -1,0 +1,281 @@
+"""The "resources" container: one document per Batch AI resource, partitioned by subscription.
+
+    id        store key (see ResourceRef.key)       kind       workspace | cluster | job | ...
+    pk        subscription, lower-cased             parent     the parent's key (or "rg|<group>")
+    workspace key of the owning workspace           resource   the resource exactly as reads return it
+    spec      the create properties with secret values (never returned by a read)
+
+Each kind adds its internal state as named fields (a job's attempt and nodes, a cluster's uid...).
+`resource` is the wire answer, stored as it is returned; its typed parts are the ones the service
+changes (states, times, errors), the rest is kept as the create made it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field
+
+from shared.documents.base import Document, JsonObject, StoredModel, WireShaped, WireSpec
+from shared.models import ClusterBaseProperties, FileServerBaseProperties, JobBaseProperties
+from shared.models.job_event import JobEvent
+from shared.sweeps.models import SweepProperties, Trial
+
+RESOURCES = "resources"
+DELETING = "deleting"
+
+
+class ErrorEntry(WireShaped):
+    """Batch AI's error: what failed, in words a user can act on."""
+
+    code: str
+    message: str
+    details: list[NameValue] | None = None
+
+
+class NameValue(WireShaped):
+    name: str
+    value: str
+
+
+ErrorEntry.model_rebuild()
+
+
+class ResourceIdRef(WireShaped):
+    id: str
+
+
+class ProvisionedProperties(WireShaped):
+    """What every kind's properties carry about its life (service-written); the rest is kept as made."""
+
+    creation_time: str | None = None
+    provisioning_state: str | None = None
+    provisioning_state_transition_time: str | None = None
+
+
+class ArmResource(WireShaped):
+    """The ARM envelope every resource is returned in."""
+
+    id: str
+    name: str
+    type: str
+    properties: ProvisionedProperties = Field(default_factory=ProvisionedProperties)
+
+
+class ResourceDocument(Document):
+    """Any kind's document, for what all kinds share (get, list, delete a tree)."""
+
+    container: ClassVar[str] = RESOURCES
+
+    kind: str
+    parent: str
+    workspace: str | None = None
+    resource: ArmResource
+    spec: Any = None  # each kind types its own
+
+    @property
+    def deleting(self) -> bool:
+        return self.resource.properties.provisioning_state == DELETING
+
+    def wire(self) -> JsonObject:
+        """The resource as reads return it."""
+        return self.resource.model_dump(mode="json", by_alias=True)
+
+
+# --- jobs -------------------------------------------------------------------------------------------
+
+class ExecutionInfo(WireShaped):
+    start_time: str | None = None
+    end_time: str | None = None
+    exit_code: int | None = None
+    errors: list[ErrorEntry] | None = None
+
+
+class JobConstraints(WireShaped):
+    max_wall_clock_time: str | None = None
+
+
+class JobResourceProperties(ProvisionedProperties):
+    cluster: ResourceIdRef | None = None
+    node_count: int = 1
+    scheduling_priority: str | None = None
+    tool_type: str | None = None
+    job_output_directory_path_segment: str | None = None
+    execution_state: str | None = None
+    execution_state_transition_time: str | None = None
+    execution_info: ExecutionInfo | None = None
+    constraints: JobConstraints | None = None
+
+
+class JobResource(ArmResource):
+    properties: JobResourceProperties
+
+
+class AttemptEnd(StoredModel):
+    """Why an attempt ended without an outcome (its node lost, the cluster resized)."""
+
+    attempt: int
+    code: str
+    message: str
+
+
+JobState = Literal["queued", "running", "terminating", "succeeded", "failed"]
+
+
+class JobDocument(ResourceDocument):
+    """A job: its wire resource, its create properties, and its run (shared/job_runs.py)."""
+
+    kind: Literal["job"] = "job"
+    resource: JobResource
+    spec: Annotated[JobBaseProperties, WireSpec]
+    cluster: str  # the cluster's store key
+    cluster_pk: str
+    cluster_uid: str  # names its lanes and nodes' partition
+    state: JobState
+    priority: str
+    attempt: int = 0  # raised by every start (invariant 3)
+    nodes: list[str] = Field(default_factory=list)  # the attempt's nodes, first is the master
+    reports: dict[str, int] = Field(default_factory=dict)  # node -> exit code, this attempt
+    prepared: list[str] = Field(default_factory=list)  # nodes that ran the job preparation
+    stopped: list[str] = Field(default_factory=list)  # nodes that stopped a terminating attempt
+    history: list[AttemptEnd] = Field(default_factory=list)
+    retries: int = 0  # node failures spent from the retry budget
+    trace_context: dict[str, str] = Field(default_factory=dict)  # the create call's trace
+    attempt_trace_context: dict[str, str] | None = None  # the dispatch's trace, for the agents
+    submission_id: str | None = None  # the queue message that made it (shared/submissions.py)
+    event_seq: int | None = None  # how many events it has recorded (None: not even its creation)
+    outbox: list[JobEvent] = Field(default_factory=list)  # events recorded, not yet sent
+    outbox_pending: bool | None = None  # True while the outbox holds any (the outbox timer's lookup)
+    event_history: list[JobEvent] = Field(default_factory=list)  # the last events, for GET .../events
+
+    @property
+    def props(self) -> JobResourceProperties:
+        return self.resource.properties
+
+    @property
+    def node_count(self) -> int:
+        return self.spec.node_count
+
+
+# --- clusters ---------------------------------------------------------------------------------------
+
+class ClusterResourceProperties(ProvisionedProperties):
+    vm_size: str | None = None
+    allocation_state: str | None = None
+    allocation_state_transition_time: str | None = None
+    errors: list[ErrorEntry] | None = None
+
+
+class ClusterResource(ArmResource):
+    properties: ClusterResourceProperties
+
+
+class SshKeyPair(StoredModel):
+    """The key pair a cluster's nodes trust one another with (mpirun); never returned."""
+
+    private: str = ""
+    public: str = ""
+
+
+class ClusterDocument(ResourceDocument):
+    kind: Literal["cluster"] = "cluster"
+    resource: ClusterResource
+    spec: Annotated[ClusterBaseProperties, WireSpec]
+    uid: str | None = None  # names its lanes and pool; new for every cluster ever made
+    agent_token: str = ""  # lets its nodes join (never returned)
+    provisioned: bool = False  # its lanes and pool exist
+    ssh_key: SshKeyPair | None = None
+
+
+# --- the other kinds --------------------------------------------------------------------------------
+
+class FileServerResourceProperties(ProvisionedProperties):
+    mount_settings: JsonObject | None = None
+    errors: list[ErrorEntry] | None = None
+
+
+class FileServerResource(ArmResource):
+    properties: FileServerResourceProperties
+
+
+class FileServerDocument(ResourceDocument):
+    kind: Literal["fileServer"] = "fileServer"
+    resource: FileServerResource
+    spec: Annotated[FileServerBaseProperties, WireSpec]
+    uid: str | None = None
+
+
+class DeadLetterRecord(WireShaped):
+    """A delivery given up (shared/event_delivery.py), as GET .../deadLetters returns it."""
+
+    event_id: str
+    event_type: str
+    source: str
+    attempts: int
+    last_attempt_time: str
+    reason: str
+    status_code: int | None = None
+    event: JsonObject
+
+
+class SubscriptionSecret(StoredModel):
+    secret: str | None = None
+
+
+class EventSubscriptionDocument(ResourceDocument):
+    kind: Literal["eventSubscription"] = "eventSubscription"
+    spec: SubscriptionSecret | None = None
+    uid: str
+    dead_letters: list[DeadLetterRecord] = Field(default_factory=list)
+
+
+class SweepSpec(StoredModel):
+    properties: Annotated[SweepProperties, WireSpec]
+    files: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class SweepDocument(ResourceDocument):
+    kind: Literal["sweep"] = "sweep"
+    spec: SweepSpec
+    state: str
+    trials: list[Annotated[Trial, WireSpec]] = Field(default_factory=list)
+    settling: bool | None = None
+    cancel_requested: bool | None = None
+    outbox: list[JsonObject] = Field(default_factory=list)  # CloudEvents of its own (shared/sweeps/driver.py)
+    outbox_pending: bool | None = None
+
+
+class WorkspaceDocument(ResourceDocument):
+    kind: Literal["workspace"] = "workspace"
+
+
+class ExperimentDocument(ResourceDocument):
+    kind: Literal["experiment"] = "experiment"
+
+
+class RoleAssignmentDocument(ResourceDocument):
+    """A workspace's role assignment (subscription-wide ones: shared/documents/nodes.py's neighbour)."""
+
+    kind: Literal["roleAssignment"] = "roleAssignment"
+
+
+class TeardownRecord(Document):
+    """A file server whose removal is still under way (shared/file_servers.py)."""
+
+    container: ClassVar[str] = RESOURCES
+    kind: Literal["fileServerTeardown"] = "fileServerTeardown"
+    parent: str = ""
+    server_id: str
+
+
+KINDS: dict[str, type[ResourceDocument]] = {
+    "job": JobDocument, "cluster": ClusterDocument, "fileServer": FileServerDocument,
+    "eventSubscription": EventSubscriptionDocument, "sweep": SweepDocument, "workspace": WorkspaceDocument,
+    "experiment": ExperimentDocument, "roleAssignment": RoleAssignmentDocument,
+}
+
+
+def load_resource(raw: Mapping[str, Any]) -> ResourceDocument:
+    """A stored resource as the model of its kind."""
+    return KINDS.get(str(raw.get("kind")), ResourceDocument).load(raw)
