@@ -219,7 +219,7 @@ class DeadLetterRecord(WireShaped):
     event: JsonObject
 
 
-class SubscriptionSecret(StoredModel):
+class SubscriptionSecret(WireShaped):
     secret: str | None = None
 
 
