@@ -7,7 +7,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions.http_api import _register
-from shared import telemetry
+from functions import tracing
 from shared.api import sweeps
 from shared.api.catalog import Operation
 from shared.composition import services
@@ -23,6 +23,6 @@ for _id, _method, _route in sweeps.ROUTES:
 @bp.function_name("SweepRounds")
 @bp.timer_trigger(arg_name="timer", schedule=app_setting_reference("sweeps_schedule"),
                   run_on_startup=timers_run_on_startup())
-@telemetry.traced_function("SweepRounds")
+@tracing.traced_function("SweepRounds")
 def rounds(timer: func.TimerRequest) -> None:
     driver.run_round(services())
