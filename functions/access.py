@@ -9,14 +9,14 @@ from functools import partial
 import azure.functions as func
 
 from functions.http_api import guarded, to_api_request, to_http_response
-from functions import tracing
+from functions import blueprint, tracing
 from shared.api import access, role_assignments
 from shared.api.generic import delete_resource, get_resource, list_children
 from shared.api.request import ApiRequest, ApiResponse
 from shared.composition import Services, services
 from shared.ids import ROLE_ASSIGNMENT
 
-bp = func.Blueprint()
+bp = blueprint()
 
 Handler = Callable[[Services, ApiRequest], ApiResponse]
 

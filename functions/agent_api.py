@@ -6,11 +6,11 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions.http_api import guarded, guarded_async, to_api_request, to_http_response
-from functions import tracing
+from functions import blueprint, tracing
 from shared.api import agent
 from shared.composition import services
 
-bp = func.Blueprint()
+bp = blueprint()
 
 
 @bp.function_name("Agent_Register")

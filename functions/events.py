@@ -11,7 +11,7 @@ from functools import partial
 import azure.functions as func
 
 from functions.http_api import guarded, to_api_request, to_http_response
-from functions import tracing
+from functions import blueprint, tracing
 from shared import event_delivery, events
 from shared.api import access, event_subscriptions, job_events
 from shared.api.generic import delete_resource, get_resource, list_children
@@ -20,7 +20,7 @@ from shared.composition import Services, services
 from shared.ids import EVENT_SUBSCRIPTION
 from shared.settings import app_setting_reference, timers_run_on_startup
 
-bp = func.Blueprint()
+bp = blueprint()
 
 _WS = ("subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.BatchAI"
        "/workspaces/{workspaceName}")

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from functions import tracing
+from functions import blueprint, tracing
 from shared import file_servers
 from shared.composition import services
 from shared.settings import app_setting_reference, timers_run_on_startup
 
-bp = func.Blueprint()
+bp = blueprint()
 
 
 @bp.function_name("ReconcileFileServers")

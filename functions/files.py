@@ -6,11 +6,11 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions.http_api import guarded, to_api_request, to_http_response
-from functions import tracing
+from functions import blueprint, tracing
 from shared.api import files
 from shared.composition import services
 
-bp = func.Blueprint()
+bp = blueprint()
 
 
 @bp.function_name("Files_Download")

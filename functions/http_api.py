@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import azure.functions as func
 
-from functions import tracing
+from functions import blueprint, tracing
 from shared.api import access
 from shared.api.catalog import OPERATIONS, Operation
 from shared.api.jobs import SUBMISSION_ID_HEADER
@@ -18,7 +18,7 @@ from shared.composition import services
 from shared.errors import ApiError, PayloadTooLarge, cloud_error
 
 log = logging.getLogger(__name__)
-bp = func.Blueprint()
+bp = blueprint()
 
 
 def to_api_request(req: func.HttpRequest) -> ApiRequest:

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from functions import tracing
+from functions import blueprint, tracing
 from shared import lanes, submissions
 from shared.composition import services
 
-bp = func.Blueprint()
+bp = blueprint()
 
 
 def request_of(msg: func.ServiceBusMessage) -> submissions.RequestMessage:

@@ -49,7 +49,8 @@ def traced_function(name: str) -> Callable[[F], F]:
 @contextlib.contextmanager
 def _invocation(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterator[Span]:
     _start_control_plane()
-    trigger = next(iter([*args, *kwargs.values()]), None)
+    # Whichever the host passes (the worker's or the local host's request and message classes): duck-typed.
+    trigger: Any = next(iter([*args, *kwargs.values()]), None)
     attributes: dict[str, Any] = {"faas.name": name}
     carrier: Mapping[str, Any] | None = None
     kind = SpanKind.INTERNAL
@@ -65,7 +66,8 @@ def _invocation(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Ite
     else:
         attributes |= {"faas.trigger": "timer"}
     ctx = telemetry.extract(carrier) if carrier else None
-    with telemetry.tracer().start_as_current_span(name, context=ctx, kind=kind, attributes=telemetry.clean_attributes(attributes)) as current:
+    with telemetry.tracer().start_as_current_span(name, context=ctx, kind=kind,
+                                                  attributes=telemetry.clean_attributes(attributes)) as current:
         yield current
 
 

@@ -15,11 +15,11 @@ import azure.functions as func
 
 import shared
 from functions.http_api import to_http_response
-from functions import tracing
+from functions import blueprint, tracing
 from shared.api.request import ApiResponse
 from shared.errors import cloud_error
 
-bp = func.Blueprint()
+bp = blueprint()
 
 WEB_ROOT = Path(shared.__file__).parent / "web"  # resolved when a file is asked for: no I/O at import
 CONTENT_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml",

@@ -77,7 +77,7 @@ def record(svc: Services, doc: dict[str, Any], state: FileServerState, problem: 
             props["errors"] = [{"code": "FileServerOperationFailed", "message": problem[:1000]}]
         else:
             props.pop("errors", None)
-        return props != before
+        return bool(props != before)
 
     return mutate_doc(svc.store, doc, edit)
 

@@ -143,6 +143,7 @@ class JsonLinesSpanExporter:
 def span_record(span: ReadableSpan) -> dict[str, Any]:
     """A span as a plain dict: hex ids, its parent's span id (None for a root), its attributes."""
     ctx = span.get_span_context()
+    assert ctx is not None  # an SDK span always has one
     parent = span.parent
     return {
         "name": span.name, "kind": span.kind.name,

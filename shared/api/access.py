@@ -95,7 +95,7 @@ def _workspace_assignments(svc: Services, workspace: ResourceRef) -> list[dict[s
 
 
 def _holder(doc: dict[str, Any]) -> str:
-    return doc["resource"]["properties"]["principalId"]
+    return str(doc["resource"]["properties"]["principalId"])
 
 
 def _role(doc: dict[str, Any]) -> Role:

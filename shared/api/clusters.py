@@ -37,7 +37,7 @@ def create(svc: Services, req: ApiRequest) -> ApiResponse:
     check_pool_limit(svc, spec["scaleSettings"])
     check_subnet(svc, spec)
 
-    def build() -> tuple[dict[str, Any], dict[str, Any]]:
+    def build() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         now = timestamp(svc.clock.now())
         properties = public | {
             "virtualMachineConfiguration": public.get("virtualMachineConfiguration", DEFAULT_VM_CONFIGURATION),

@@ -31,7 +31,8 @@ Present = Callable[[Services, dict[str, Any]], dict[str, Any]]
 
 def stored(svc: Services, doc: dict[str, Any]) -> dict[str, Any]:
     """A resource as stored; kinds with live parts (a cluster's nodes) present more."""
-    return doc["resource"]
+    resource: dict[str, Any] = doc["resource"]
+    return resource
 
 
 def get_resource(kind: Kind, svc: Services, req: ApiRequest, present: Present = stored) -> ApiResponse:

@@ -28,7 +28,7 @@ def create(svc: Services, req: ApiRequest) -> ApiResponse:
     spec = params.to_wire(reveal_secrets=True)
     job_files.check_folder_paths(spec)
 
-    def build() -> tuple[dict[str, Any], dict[str, Any]]:
+    def build() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         cluster = cluster_of(svc, ref, spec["cluster"]["id"])
         check_worker_count(params, cluster["spec"]["vmSize"])
         now = timestamp(svc.clock.now())

@@ -10,6 +10,7 @@ import copy
 import json
 import logging
 import re
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -226,7 +227,11 @@ def delete(svc: Services, req: ApiRequest) -> ApiResponse:
         current["resource"]["properties"]["provisioningState"] = resources.DELETING
         current["resource"]["properties"]["provisioningStateTransitionTime"] = now
 
-    resources.mutate_doc(svc.store, doc, lambda current: stamp(current) is None)
+    def stamped(current: dict[str, Any]) -> bool:
+        stamp(current)
+        return True
+
+    resources.mutate_doc(svc.store, doc, stamped)
     for trial in driver.trials_of(doc):
         resources.delete_tree(svc.store, driver.job_ref(ref, trial), stamp_job(now),
                               lambda job: stop_running_parts(svc, job))
@@ -241,6 +246,7 @@ def stamp_job(now: str) -> Any:
     return stamp
 
 
-HANDLERS = {"Sweeps_Create": create, "Sweeps_Get": get, "Sweeps_Delete": delete,
-            "Sweeps_ListByExperiment": partial(list_children, SWEEP), "Sweeps_Cancel": cancel,
-            "Sweeps_ListTrials": list_trials}
+HANDLERS: dict[str, Callable[[Services, ApiRequest], ApiResponse]] = {
+    "Sweeps_Create": create, "Sweeps_Get": get, "Sweeps_Delete": delete,
+    "Sweeps_ListByExperiment": partial(list_children, SWEEP), "Sweeps_Cancel": cancel,
+    "Sweeps_ListTrials": list_trials}
