@@ -41,8 +41,10 @@ def split_batch(raw: bytes) -> list[bytes]:
         value = section.get_object()
         if not isinstance(value, Described) or value.descriptor != _DATA:
             continue
-        body = value.value  # a data section: binary
-        if not isinstance(body, bytes) or not _is_encoded_message(body):
+        if not isinstance(value.value, bytes | memoryview):  # a data section: binary (proton: a memoryview)
+            return [raw]
+        body = bytes(value.value)
+        if not _is_encoded_message(body):
             return [raw]
         inner.append(body)
     return inner or [raw]
