@@ -90,13 +90,10 @@ def local_up(
         min=1, max=64, show_default="the machine's cores",
         help="Host instances over the same data folder, as Functions scales out: all serve HTTP on the port, "
              "each runs whichever queue trigger or timer it gets.")] = None,
-    instance: Annotated[int | None, typer.Option(hidden=True)] = None,  # started by the supervisor
-    listen_fd: Annotated[int | None, typer.Option(hidden=True)] = None,
 ) -> None:
     """Start the local host: the Batch AI API on 127.0.0.1 (BATCHAI_HOST_ADDRESS), state in DATA_DIR. Ctrl-C stops it."""
     flags = ["--data-dir", str(data_dir), "--port", str(port)] + (["--list-functions"] if list_functions else [])
-    for name, value in (("--workers", workers), ("--instance", instance), ("--listen-fd", listen_fd)):
-        flags += [name, str(value)] if value is not None else []
+    flags += ["--workers", str(workers)] if workers is not None else []
     _exec_host("up", flags)
 
 
