@@ -169,7 +169,7 @@ def sender(svc: Services, door: Door, message: RequestMessage) -> Principal:
 def _apply(svc: Services, door: Door, request: ApiRequest, message: RequestMessage) -> ApiResponse:
     """The handler's answer; a job this message already made is answered, not made again."""
     if door is JOB_SUBMISSIONS:
-        made = resources.load(svc.store, ResourceRef.from_route(JOB, request.route))
+        made = resources.load_json(svc.store, ResourceRef.from_route(JOB, request.route))  # bridge
         if made is not None and made.get("submissionId") == message.message_id:
             return ok(made["resource"])
     return door.handler(svc, request)

@@ -14,6 +14,6 @@ from shared.ids import JOB
 
 def list_events(svc: Services, req: ApiRequest) -> ApiResponse:
     ref = route_ref(JOB, req)
-    doc = resources.require(svc.store, ref)
+    doc = resources.require_json(svc.store, ref)  # bridge
     max_results = int_param(req, "maxresults", 1000, 1, 1000)
     return page_of(list(doc.get(events.HISTORY) or []), req, max_results)

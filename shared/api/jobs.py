@@ -7,7 +7,7 @@ from typing import Any
 
 from shared import dispatcher, errors, events, job_files, job_runs, lanes, nodes, resources, telemetry
 from shared.api import clusters
-from shared.api.generic import put_resource, refuse_changes, route_ref, timestamp
+from shared.api.generic import put_resource_json, refuse_changes, route_ref, timestamp  # bridge
 from shared.api.request import ApiRequest, ApiResponse, int_param, page_of, parse_body
 from shared.composition import Services
 from shared.ids import CLUSTER, JOB, ResourceRef
@@ -63,7 +63,7 @@ def create(svc: Services, req: ApiRequest) -> ApiResponse:
         refuse_changes(JOB, doc["spec"], spec)
         return None
 
-    return put_resource(svc, ref, build, reconcile, created=lambda doc: enqueue_and_announce(svc, doc))
+    return put_resource_json(svc, ref, build, reconcile, created=lambda doc: enqueue_and_announce(svc, doc))  # bridge
 
 
 def enqueue_and_announce(svc: Services, job: dict[str, Any]) -> dict[str, Any]:
@@ -111,7 +111,7 @@ def cluster_of(svc: Services, job: ResourceRef, cluster_id: str) -> dict[str, An
     if cluster.workspace.key != job.workspace.key or cluster.pk != job.pk:
         raise errors.InvalidParameter(
             f"The cluster '{cluster.name}' must be in the job's workspace '{job.names[0]}'.", target=target)
-    doc = resources.load(svc.store, cluster)
+    doc = resources.load_json(svc.store, cluster)  # bridge
     if doc is None:
         raise errors.InvalidParameter(f"The cluster '{cluster.name}' was not found in workspace '{job.names[0]}'.",
                                       target=target)
@@ -152,7 +152,7 @@ def terminate(svc: Services, req: ApiRequest) -> ApiResponse:
     """Stop the job: a queued one fails at once with JobTerminated; a running one is `terminating`
     until every node has stopped its processes, then fails with JobTerminated."""
     ref = route_ref(JOB, req)
-    job_runs.terminate_job(svc, resources.require(svc.store, ref))
+    job_runs.terminate_job(svc, resources.require_json(svc.store, ref))  # bridge
     return ApiResponse(200)
 
 
@@ -165,7 +165,7 @@ def list_output_files(svc: Services, req: ApiRequest) -> ApiResponse:
                                       target="outputdirectoryid")
     minutes = int_param(req, "linkexpiryinminutes", 60, 5, 600)
     max_results = int_param(req, "maxresults", 1000, 1, 1000)
-    doc = resources.require(svc.store, ref)
+    doc = resources.require_json(svc.store, ref)  # bridge
     known = {job_files.STDOUTERR} | {d["id"] for d in doc["spec"].get("outputDirectories", [])}
     if output_id not in known:
         raise errors.InvalidParameter(
@@ -184,7 +184,7 @@ def list_output_files(svc: Services, req: ApiRequest) -> ApiResponse:
 def list_remote_login(svc: Services, req: ApiRequest) -> ApiResponse:
     """The nodes the job runs on now (none while it is queued or after it ended)."""
     ref = route_ref(JOB, req)
-    doc = resources.require(svc.store, ref)
+    doc = resources.require_json(svc.store, ref)  # bridge
     uid = doc["clusterUid"]
     running = doc.get("nodes") or [] if doc["state"] in job_runs.ACTIVE else []
     held = [svc.store.read(nodes.N, uid, nodes.node_key(uid, n)) for n in running]

@@ -190,8 +190,16 @@ class ClusterDocument(ResourceDocument):
 
 # --- the other kinds --------------------------------------------------------------------------------
 
+class FileServerMountSettings(StoredModel):
+    """Where nodes mount a ready file server (all three always written, as the port answers)."""
+
+    mount_point: str
+    file_server_public_ip: str = Field(alias="fileServerPublicIP")
+    file_server_internal_ip: str = Field(alias="fileServerInternalIP")
+
+
 class FileServerResourceProperties(ProvisionedProperties):
-    mount_settings: JsonObject | None = None
+    mount_settings: FileServerMountSettings | None = None
     errors: list[ErrorEntry] | None = None
 
 
@@ -206,8 +214,9 @@ class FileServerDocument(ResourceDocument):
     uid: str | None = None
 
 
-class DeadLetterRecord(WireShaped):
-    """A delivery given up (shared/event_delivery.py), as GET .../deadLetters returns it."""
+class DeadLetterRecord(StoredModel):
+    """A delivery given up (shared/event_delivery.py), as GET .../deadLetters returns it (every field,
+    statusCode null when no answer came)."""
 
     event_id: str
     event_type: str
@@ -216,15 +225,46 @@ class DeadLetterRecord(WireShaped):
     last_attempt_time: str
     reason: str
     status_code: int | None = None
-    event: JsonObject
+    event: JsonObject  # the CloudEvent as it was published (any JSON its data holds)
 
 
 class SubscriptionSecret(WireShaped):
+    """What signs deliveries; never returned ({} when deliveries are not signed)."""
+
     secret: str | None = None
+
+
+class WebhookDestinationPart(WireShaped):
+    endpoint_url: str
+
+
+class EventFilterPart(WireShaped):
+    """Which events pass; an absent or empty list lets every value through."""
+
+    experiments: list[str] | None = None
+    event_types: list[str] | None = None
+
+    def passes(self, event_type: str, experiment: str | None) -> bool:
+        """Whether an event of `event_type` about `experiment` (None: a cluster's) goes through."""
+        wanted = {e.lower() for e in self.experiments or []}
+        types = set(self.event_types or [])
+        return ((not wanted or (experiment is not None and experiment.lower() in wanted))
+                and (not types or event_type in types))
+
+
+class EventSubscriptionResourceProperties(ProvisionedProperties):
+    destination: WebhookDestinationPart
+    filter: EventFilterPart | None = None
+    has_secret: bool | None = None
+
+
+class EventSubscriptionResource(ArmResource):
+    properties: EventSubscriptionResourceProperties
 
 
 class EventSubscriptionDocument(ResourceDocument):
     kind: Literal["eventSubscription"] = "eventSubscription"
+    resource: EventSubscriptionResource
     spec: SubscriptionSecret | None = None
     uid: str
     dead_letters: list[DeadLetterRecord] = Field(default_factory=list)
@@ -246,8 +286,16 @@ class SweepDocument(ResourceDocument):
     outbox_pending: bool | None = None
 
 
+class WorkspaceResource(ArmResource):
+    """The only resource with a location and tags."""
+
+    location: str
+    tags: dict[str, str] | None = None
+
+
 class WorkspaceDocument(ResourceDocument):
     kind: Literal["workspace"] = "workspace"
+    resource: WorkspaceResource
 
 
 class ExperimentDocument(ResourceDocument):
