@@ -20,7 +20,8 @@ from pydantic import Field
 from shared.documents.base import Document, JsonObject, StoredModel, WireShaped, WireSpec
 from shared.models import ClusterBaseProperties, FileServerBaseProperties, JobBaseProperties
 from shared.models.job_event import JobEvent
-from shared.sweeps.models import SweepProperties, Trial
+from shared.models.role_assignment import Role
+from shared.sweeps.models import BestTrial, SweepProperties, Trial
 
 RESOURCES = "resources"
 DELETING = "deleting"
@@ -275,8 +276,22 @@ class SweepSpec(StoredModel):
     files: dict[str, list[str]] = Field(default_factory=dict)
 
 
+class SweepResourceProperties(ProvisionedProperties):
+    """How far a sweep has come (beside its body as created, kept as made)."""
+
+    execution_state: str | None = None
+    execution_state_transition_time: str | None = None
+    trial_counts: dict[str, int] | None = None
+    best_trial: Annotated[BestTrial, WireSpec] | None = None
+
+
+class SweepResource(ArmResource):
+    properties: SweepResourceProperties
+
+
 class SweepDocument(ResourceDocument):
     kind: Literal["sweep"] = "sweep"
+    resource: SweepResource
     spec: SweepSpec
     state: str
     trials: list[Annotated[Trial, WireSpec]] = Field(default_factory=list)
@@ -302,10 +317,27 @@ class ExperimentDocument(ResourceDocument):
     kind: Literal["experiment"] = "experiment"
 
 
+class RoleAssignmentResourceProperties(ProvisionedProperties):
+    principal_id: str  # who holds the role (the token's oid)
+    role: Role
+    principal_name: str | None = None
+    scope: str  # the workspace's or the subscription's id
+
+    def given(self) -> JsonObject:
+        """The properties a PUT gives (wire form), to compare with a repeated PUT's."""
+        return self.model_dump(mode="json", by_alias=True,
+                               exclude={"creation_time", "provisioning_state", "provisioning_state_transition_time"})
+
+
+class RoleAssignmentResource(ArmResource):
+    properties: RoleAssignmentResourceProperties
+
+
 class RoleAssignmentDocument(ResourceDocument):
     """A workspace's role assignment (subscription-wide ones: shared/documents/nodes.py's neighbour)."""
 
     kind: Literal["roleAssignment"] = "roleAssignment"
+    resource: RoleAssignmentResource
 
 
 class TeardownRecord(Document):
