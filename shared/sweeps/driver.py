@@ -125,7 +125,7 @@ def _step(svc: Services, ref: ResourceRef, doc: SweepDocument) -> bool:
     for index, trial in enumerate(trials):
         if TrialState(trial.state) not in ENDED:
             _follow(svc, ref, sp, trials, index, now)
-    why_over = _over(doc, props, now)
+    why_over = _over(doc.resource.properties.creation_time or "", bool(doc.cancel_requested), props, now)
     if why_over:
         for trial in trials:
             if TrialState(trial.state) not in ENDED:
@@ -143,12 +143,11 @@ def _step(svc: Services, ref: ResourceRef, doc: SweepDocument) -> bool:
     return doc.to_json() != before
 
 
-def _over(doc: SweepDocument, props: SweepProperties, now: datetime) -> str | None:
-    if doc.cancel_requested:
+def _over(created: str, cancel_requested: bool, props: SweepProperties, now: datetime) -> str | None:
+    """Why the sweep of that creationTime is over before its trials are (None: it is not)."""
+    if cancel_requested:
         return "The sweep was canceled."
     limit = props.budget.max_duration
-    created = doc.resource.properties.creation_time
-    assert created is not None
     started = datetime.fromisoformat(created.replace("Z", "+00:00"))
     if limit is not None and now - started >= limit:
         return f"The sweep reached its maxDuration ({_duration(limit)})."
@@ -279,7 +278,7 @@ def _submit(svc: Services, ref: ResourceRef, doc: SweepDocument, trial: Trial) -
     try:
         jobs.create(svc, request)
     except errors.ApiError as exc:  # e.g. its cluster was deleted since: the trial fails, saying why
-        message = f"The trial's job could not be created: {exc.body()['error']['message']}"
+        message = f"The trial's job could not be created: {exc.message}"
         fail_trial(svc, ref, trial.number, message)
 
 
