@@ -197,12 +197,14 @@ def decode_token(token: str) -> str:
     return value
 
 
-def list_page(store: StateStore, pk: str, where: dict[str, object], max_results: int, skip_token: str | None
-              ) -> tuple[list[ResourceDocument], str | None]:
-    """One page of documents ordered by key, and the token of the next page (None at the end)."""
+def list_page(store: StateStore, pk: str, where: dict[str, object], max_results: int, skip_token: str | None,
+              cls: type[ResourceDocument] | None = None) -> tuple[list[ResourceDocument], str | None]:
+    """One page of documents ordered by key, and the token of the next page (None at the end).
+    Each as `cls`, or without one as the model of its kind (`ResourceDocument` is the cheapest:
+    enough for a list that returns resources as stored)."""
     after = ("id", decode_token(skip_token)) if skip_token else None
     raws = store.query(R, Query(where=where, after=after, order_by=("id",), limit=max_results + 1), pk=pk)
-    docs = [load_resource(raw) for raw in raws[:max_results]]
+    docs = [load_resource(raw) if cls is None else cls.load(raw) for raw in raws[:max_results]]
     if len(raws) > max_results:
         return docs, encode_token(docs[-1].id)
     return docs, None

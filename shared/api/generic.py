@@ -31,6 +31,8 @@ def route_ref(kind: Kind, req: ApiRequest) -> ResourceRef:
 
 D = TypeVar("D", bound=ResourceDocument)
 # What a read returns for a document: its wire resource (JSON: the HTTP body), perhaps with live parts.
+# get_resource and list_children load each document as its kind's model, so a kind's own present
+# takes that model (Present[Any] there: the kind is known at run time only).
 Present = Callable[[Services, D], JsonObject]
 
 
@@ -41,6 +43,8 @@ def stored(svc: Services, doc: ResourceDocument) -> JsonObject:
 
 def get_resource(kind: Kind, svc: Services, req: ApiRequest, present: Present[Any] = stored) -> ApiResponse:
     ref = route_ref(kind, req)
+    if present is stored:  # the resource as stored: the generic model is enough (and cheapest)
+        return ok(stored(svc, resources.require(svc.store, ref, ResourceDocument)))
     return ok(present(svc, resources.require(svc.store, ref)))
 
 
@@ -51,7 +55,8 @@ def list_children(kind: Kind, svc: Services, req: ApiRequest, present: Present[A
     parent = ResourceRef.from_route(kind.parent, req.route)
     max_results = int_param(req, "maxresults", MAX_RESULTS_DEFAULT, 1, 1000)
     docs, token = resources.list_page(svc.store, parent.pk, {"kind": kind.name, "parent": parent.key},
-                                      max_results, req.query.get("$skiptoken"))
+                                      max_results, req.query.get("$skiptoken"),
+                                      ResourceDocument if present is stored else None)
     if not docs and token is None and not req.query.get("$skiptoken"):
         resources.require(svc.store, parent)  # an empty list of a missing parent is a 404
     return page([present(svc, d) for d in docs], req, token)

@@ -61,5 +61,5 @@ def list_all(svc: Services, req: ApiRequest) -> ApiResponse:
         where["parent"] = resource_group_key(check_resource_group(req.route["resourceGroupName"]))
     max_results = int_param(req, "maxresults", 1000, 1, 1000)
     docs, token = resources.list_page(svc.store, subscription.lower(), where, max_results,
-                                      req.query.get("$skiptoken"))
+                                      req.query.get("$skiptoken"), WorkspaceDocument)
     return page([d.wire() for d in docs], req, token)
