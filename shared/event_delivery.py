@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from pydantic import BaseModel
 
 from shared import telemetry
 from shared.documents import base as documents
@@ -44,6 +45,17 @@ CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
 DEAD_LETTERS_KEPT = 500  # per subscription, newest kept: the list lives in its document
 # A CloudEvent as the job-events topic carries it: its `data` is any JSON (message bodies are the edge).
 CloudEvent = dict[str, Any]
+
+
+class Delivery(BaseModel):
+    """The body of one delivery attempt's message on the deliveries queue: which event goes to which
+    subscription (its uid: one deleted and made again gets none), and the attempt's number."""
+
+    event: CloudEvent
+    pk: str
+    subscription: str
+    uid: str
+    attempt: int
 
 
 def fan_out(svc: Services, body: bytes) -> None:
@@ -69,20 +81,20 @@ def matches(rules: EventFilterPart | None, event: CloudEvent, experiment: str | 
 
 def _delivery(event: CloudEvent, subscription: EventSubscriptionDocument, attempt: int,
               when: datetime | None = None) -> OutgoingMessage:
-    body = {"event": event, "pk": subscription.pk, "subscription": subscription.id,
-            "uid": subscription.uid, "attempt": attempt}
-    return OutgoingMessage(json.dumps(body, separators=(",", ":")).encode(),
+    body = Delivery(event=event, pk=subscription.pk, subscription=subscription.id, uid=subscription.uid,
+                    attempt=attempt)
+    return OutgoingMessage(json.dumps(body.model_dump(), separators=(",", ":")).encode(),
                            message_id=f"{event['id']}:{subscription.uid}:{attempt}", scheduled_enqueue_time=when)
 
 
 def deliver(svc: Services, body: bytes) -> None:
     """One attempt of one delivery; on failure the next attempt is scheduled, or the delivery is
     dead-lettered. Raises only when that bookkeeping fails (the message then comes back)."""
-    request = json.loads(body)
-    subscription = documents.read(svc.store, EventSubscriptionDocument, request["pk"], request["subscription"])
-    if subscription is None or subscription.uid != request["uid"]:
+    request = Delivery.model_validate_json(body)
+    subscription = documents.read(svc.store, EventSubscriptionDocument, request.pk, request.subscription)
+    if subscription is None or subscription.uid != request.uid:
         return  # the subscription was deleted (perhaps made again): nothing to deliver to
-    event, attempt = request["event"], int(request["attempt"])
+    event, attempt = request.event, request.attempt
     try:
         status, reason = post(svc, subscription, event)
     except DestinationRefused as exc:  # not sent; a name that could not be resolved is tried again

@@ -109,7 +109,7 @@ def not_found(store: StateStore, ref: ResourceRef) -> errors.ResourceNotFound:
 def mutate(store: StateStore, ref: ResourceRef, change: Callable[[ResourceDocument], bool]) -> ResourceDocument: ...
 @overload
 def mutate(store: StateStore, ref: ResourceRef, change: Callable[[D], bool], cls: type[D]) -> D: ...
-def mutate(store: StateStore, ref: ResourceRef, change: Callable[[Any], bool],
+def mutate(store: StateStore, ref: ResourceRef, change: Callable[[Any], bool],  # typed by the overloads
            cls: type[ResourceDocument] | None = None) -> ResourceDocument:
     """Apply `change` (in place; False: leave it) to the current document under its ETag, again from
     a fresh read when another writer won (404 if it is gone). Returns it as written, or as read."""
