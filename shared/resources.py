@@ -6,6 +6,9 @@ One document per Batch AI resource in the "resources" container, partitioned by 
     pk        subscription, lower-cased             parent     the parent's key (or "rg|<group>")
     workspace key of the owning workspace           resource   the resource exactly as reads return it
     spec      the create properties with secret values (never returned by a read)
+
+Read and written as the models of shared/documents/resources.py (one per kind, `load_resource` picks
+it): `require(store, ref, JobDocument)` when the kind is known, `require(store, ref)` for any kind.
 """
 
 from __future__ import annotations

@@ -8,11 +8,11 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from shared import errors, resources
+from shared.api.request import ApiRequest, ApiResponse, check_api_version, int_param, ok, page
+from shared.composition import Services
 from shared.documents import base as documents
 from shared.documents.base import JsonObject
 from shared.documents.resources import ClusterDocument, FileServerDocument, JobDocument, ResourceDocument
-from shared.api.request import ApiRequest, ApiResponse, check_api_version, int_param, ok, page
-from shared.composition import Services
 from shared.ids import Kind, ResourceRef
 from shared.ports.state_store import Conflict as StoreConflict
 
@@ -144,7 +144,7 @@ def put_resource_json(svc: Services, ref: ResourceRef, build: Build,
                 doc = created(doc)
             return ok(present(svc, doc))
         except StoreConflict:
-            pass
+            pass  # created by a concurrent PUT a moment ago: treat ours as a repeat
     return ok(present(svc, resources.mutate_json(svc.store, ref, reconcile)))
 
 
