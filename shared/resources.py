@@ -19,12 +19,12 @@ from typing import Any, TypeVar, overload
 
 from shared import errors
 from shared.documents import base
-from shared.documents.base import JsonObject, retrying_on_etag
-from shared.documents.resources import DELETING, ResourceDocument, load_resource
+from shared.documents.base import JsonObject
+from shared.documents.base import retrying_on_etag as retrying_on_etag  # re-exported (job_runs imports it here)
+from shared.documents.resources import DELETING as DELETING  # re-exported
+from shared.documents.resources import ResourceDocument, load_resource
 from shared.ids import KINDS, WORKSPACE, ResourceRef
 from shared.ports.state_store import ContainerSpec, NotFound, Query, StateStore
-
-__all__ = ["DELETING", "retrying_on_etag"]  # re-exported: job_runs and others import them from here
 
 # Lookups: a cluster's queued jobs (counted and paged by the reconciler, shared/pools.py) and the
 # jobs with events still to send (the outbox timer, shared/events.py), cheap at any depth.
