@@ -125,7 +125,7 @@ def put_resource(svc: Services, ref: ResourceRef, cls: type[D], build: Callable[
     return ok(present(svc, resources.mutate(svc.store, ref, reconcile, cls)))
 
 
-Build = Callable[[], tuple[JsonObject, JsonObject | None] | tuple[JsonObject, JsonObject | None, JsonObject]]
+Build = Callable[[], tuple[JsonObject, JsonObject | None] | tuple[JsonObject, JsonObject | None, JsonObject]]  # bridge
 
 
 def put_resource_json(svc: Services, ref: ResourceRef, build: Build,
