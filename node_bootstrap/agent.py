@@ -21,12 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 
 from node_bootstrap.attempt import Attempt, Outcome
 from node_bootstrap.node_setup import set_up_node
 from node_bootstrap.scheduled_events import IMDS_URL, EvictionWatcher
 from node_bootstrap.storage import NodeStorage
 from shared import telemetry
+from shared.models.agent import (AgentAnswer, AllPrepared, Assignment, AssignmentAnswer, AttemptRef, HeldAttempt,
+                                 NodeSetupAnswer, Prepared, Problem, Ready, Registered, Registration, Report, Work)
 
 log = logging.getLogger("node_bootstrap")
 ASSIGNMENT_WAIT = 20.0
@@ -132,15 +135,15 @@ class Agent:
         raise NodeRemoved("stopping")
 
     def register(self) -> None:
-        body = {"clusterId": self.boot.cluster_id, "nodeId": self.boot.node_id, "address": self.boot.address,
-                "token": self.boot.token, "credential": own_credential(self.boot.node_dir)}
+        body = Registration(cluster_id=self.boot.cluster_id, node_id=self.boot.node_id, address=self.boot.address,
+                            token=self.boot.token, credential=own_credential(self.boot.node_dir))
         with telemetry.span("agent.register", attributes={"batchai.node": self.boot.node_id}):
-            answer = self.call("POST", "agent/register", json=body)
+            answer = self.call("POST", "agent/register", json=body.to_wire(reveal_secrets=True))
         if answer.status_code != 200:
             raise NodeRemoved(f"registration refused: {answer.status_code} {answer.text}")
-        data = answer.json()
-        self.node, self.credential = data["node"], data["credential"]
-        self.heartbeat_seconds = float(data.get("heartbeatSeconds", 2.0))
+        registered = Registered.read(answer.content)
+        self.node, self.credential = registered.node, registered.credential
+        self.heartbeat_seconds = registered.heartbeat_seconds
         log.info("registered as %s", self.node)
 
     def authed(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -173,18 +176,17 @@ class Agent:
         answer = self.authed("GET", "agent/setup")
         if answer.status_code != 200:
             raise NodeRemoved(f"setup refused: {answer.status_code} {answer.text[:300]}")
-        setup = answer.json()
-        self.storage = NodeStorage.from_wire(setup["storage"])
+        setup = NodeSetupAnswer.read(answer.content)
+        self.storage = NodeStorage.of(setup.storage)
         if not self.storage.local:
             EvictionWatcher(self.boot.node_id, self._evicting, self.stopping, url=self.boot.imds_url).start()
         try:
             error = set_up_node(self.boot.node_dir, self.boot.address, setup, self.storage)
         except Exception as exc:  # noqa: BLE001 - a node that cannot set up says so, it never hangs
             log.exception("node setup failed")
-            error = {"code": "NodeSetupFailed", "message": f"The node's setup failed: {type(exc).__name__}: {exc}"[:2000]}
-        body = {"error": error} if error else {}
-        self.authed("POST", "agent/ready", json=body)
-        log.info("node %s: %s", "unusable" if error else "ready", error["message"] if error else "set up")
+            error = Problem.of("NodeSetupFailed", f"The node's setup failed: {type(exc).__name__}: {exc}"[:2000])
+        self.authed("POST", "agent/ready", json=Ready(error=error).to_wire())
+        log.info("node %s: %s", "unusable" if error else "ready", error.message if error else "set up")
 
     def _evicting(self) -> None:
         """The VM is about to go: the control plane requeues the job now."""
@@ -204,83 +206,101 @@ class Agent:
         pause = self.heartbeat_seconds
         while not self.stopping.wait(pause):
             try:
-                answer = self.authed("POST", "agent/heartbeat", json=self.work())
+                answer = self.authed("POST", "agent/heartbeat", json=self.work().to_wire())
             except NodeRemoved:
                 signal.raise_signal(signal.SIGTERM)  # wakes the main loop out of its long-poll
                 return
             pause = heartbeat_pause(answer, self.heartbeat_seconds)
 
-    def work(self) -> dict[str, Any]:
+    def work(self) -> Work:
         """The heartbeat's body: the attempt the agent holds, whether it still works toward its
         report, and for how long the agent has had no live work at all (a duration: no clock skew)."""
         now = time.monotonic()
         with self.lock:
             current, switching, quiet_since = self.running, self.switching, self.quiet_since
-        running = {"job": current.job, "attempt": current.attempt, "live": current.live} if current else None
+        running = HeldAttempt(job=current.job, attempt=current.attempt, live=current.live) if current else None
         if switching or (current is not None and current.live):
-            return {"running": running, "idleSeconds": 0.0}
+            return Work(running=running, idle_seconds=0.0)
         idle_from = max(quiet_since, current.ended_at or quiet_since) if current is not None else quiet_since
-        return {"running": running, "idleSeconds": round(max(0.0, now - idle_from), 3)}
+        return Work(running=running, idle_seconds=round(max(0.0, now - idle_from), 3))
 
     def _follow_assignment(self) -> None:
         with self.lock:
             current = self.running
-        running = f"{current.job}#{current.attempt}" if current else ""
+        running = AttemptRef(job=current.job, attempt=current.attempt).running if current else ""
         answer = self.authed("GET", "agent/assignment", params={"wait": ASSIGNMENT_WAIT, "running": running})
         if answer.status_code != 200:
             log.warning("assignment: %s %s", answer.status_code, answer.text[:300])
             self.stopping.wait(RETRY_SECONDS)
             return
-        wanted = answer.json().get("assignment")
-        same = bool(current and wanted and (wanted["job"], wanted["attempt"]) == (current.job, current.attempt))
+        try:
+            told = AssignmentAnswer.read(answer.content)
+        except ValidationError as exc:
+            self._unreadable(answer.content, exc)
+            return
+        wanted = told.assignment
+        same = bool(current and wanted and (wanted.job, wanted.attempt) == (current.job, current.attempt))
         if same or not (current or wanted):
             return
         with self.lock:
             self.switching = True
         try:
-            self._switch(current, wanted, answer.json().get("state"))
+            self._switch(current, wanted, told.state)
         finally:
             with self.lock:
                 self.switching, self.quiet_since = False, time.monotonic()
 
-    def _switch(self, current: Attempt | None, wanted: dict[str, Any] | None, state: str | None) -> None:
+    def _unreadable(self, body: bytes, exc: ValidationError) -> None:
+        """An assignment this agent cannot read (from a newer control plane, say) is reported as the
+        attempt's failure when its job and attempt can be told, so that it never hangs; else logged."""
+        log.error("an assignment the agent cannot read: %s", exc)
+        try:
+            held = _Unreadable.read(body).assignment
+            ref = AttemptRef(job=held.job, attempt=held.attempt) if held is not None else None
+        except ValidationError:
+            ref = None
+        if ref is not None:
+            self._report(ref, Outcome(1, Problem.of("NodeAgentError", (
+                f"Node {self.boot.node_id}: the node's agent could not read the assignment: {exc}"))))
+        self.stopping.wait(RETRY_SECONDS)  # the control plane may hand the same assignment back
+
+    def _switch(self, current: Attempt | None, wanted: Assignment | None, state: str) -> None:
         """Stop the attempt the control plane moved on from, start the one it wants."""
         if current:
             self._stop_running()
             if state == "running" and wanted is None:  # still held: the job is terminating
-                self._report(current.assignment, Outcome(143), stopped=True)
+                self._report(current.assignment.ref, Outcome(143), stopped=True)
         if wanted:
-            with telemetry.span("agent.assignment", parent=wanted.get("traceContext"),
-                                attributes={"batchai.node": self.boot.node_id, "batchai.job": wanted["job"],
-                                            "batchai.attempt": wanted["attempt"]}):
+            with telemetry.span("agent.assignment", parent=wanted.trace_context,
+                                attributes={"batchai.node": self.boot.node_id, "batchai.job": wanted.job,
+                                            "batchai.attempt": wanted.attempt}):
                 self._start(wanted)
 
     # -- jobs -----------------------------------------------------------------------------------------
-    def _start(self, assignment: dict[str, Any]) -> None:
+    def _start(self, assignment: Assignment) -> None:
         try:
             assert self.storage is not None, "the node has no storage set up"
             attempt = Attempt(self.boot.node_dir, self.boot.node_id, self.boot.address, assignment,
-                              self.storage.for_job(), lambda outcome: self._report(assignment, outcome),
-                              PreparationBarrier(self, assignment))
+                              self.storage.for_job(), lambda outcome: self._report(assignment.ref, outcome),
+                              PreparationBarrier(self, assignment.ref))
         except Exception as exc:  # noqa: BLE001 - an attempt that cannot even be made is reported
             log.exception("cannot start an attempt")
-            self._report(assignment, Outcome(1, {"code": "NodeAgentError", "message": (
-                f"Node {self.boot.node_id}: the node's agent could not start the attempt: {type(exc).__name__}: {exc}")}))
+            self._report(assignment.ref, Outcome(1, Problem.of("NodeAgentError", (
+                f"Node {self.boot.node_id}: the node's agent could not start the attempt: "
+                f"{type(exc).__name__}: {exc}"))))
             self.stopping.wait(RETRY_SECONDS)  # the control plane may hand the same assignment back
             return
         with self.lock:
             self.running = attempt
         attempt.start()
 
-    def _report(self, assignment: dict[str, Any], outcome: Outcome, stopped: bool = False) -> None:
-        body: dict[str, Any] = {"job": assignment.get("job"), "attempt": assignment.get("attempt"),
-                                "exitCode": outcome.exit_code, "stopped": stopped}
-        if outcome.error:  # bounded as the agent API takes it
-            body["error"] = {"code": str(outcome.error.get("code"))[:100], "message": str(outcome.error.get("message"))[:4000]}
+    def _report(self, ref: AttemptRef, outcome: Outcome, stopped: bool = False) -> None:
+        body = Report(job=ref.job, attempt=ref.attempt, exit_code=outcome.exit_code, error=outcome.error,
+                      stopped=stopped)  # the error bounded as the agent API takes it (Problem.of)
         try:
-            answer = self.authed("POST", "agent/report", json=body)
+            answer = self.authed("POST", "agent/report", json=body.to_wire())
             if answer.status_code != 200:
-                log.warning("report of %s#%s refused: %s", body["job"], body["attempt"], answer.text[:300])
+                log.warning("report of %s refused: %s", ref.running, answer.text[:300])
         except NodeRemoved:
             pass
 
@@ -294,21 +314,34 @@ class Agent:
 class PreparationBarrier:
     """The job's nodes meet after their job preparation, through the control plane."""
 
-    def __init__(self, agent: Agent, assignment: dict[str, Any]) -> None:
+    def __init__(self, agent: Agent, ref: AttemptRef) -> None:
         self.agent = agent
-        self.ids = {"job": assignment["job"], "attempt": assignment["attempt"]}
+        self.ref = Prepared(job=ref.job, attempt=ref.attempt)
 
     def prepared(self) -> None:
-        self.agent.authed("POST", "agent/prepared", json=self.ids)
+        self.agent.authed("POST", "agent/prepared", json=self.ref.to_wire())
 
     def wait_all(self, stopped: threading.Event) -> bool:
         while not stopped.is_set():
-            answer = self.agent.authed("GET", "agent/prepared", params={**self.ids, "wait": ASSIGNMENT_WAIT})
+            query = {"job": self.ref.job, "attempt": self.ref.attempt, "wait": ASSIGNMENT_WAIT}
+            answer = self.agent.authed("GET", "agent/prepared", params=query)
             if answer.status_code != 200:
                 return False  # the attempt ended
-            if answer.json()["all"]:
+            if AllPrepared.read(answer.content).all_prepared:
                 return True
         return False
+
+
+class _Held(AgentAnswer):
+    job: str
+    attempt: int
+
+
+class _Unreadable(AgentAnswer):
+    """Just enough of an assignment answer to report an assignment the agent cannot read otherwise."""
+
+    assignment: _Held | None = None
+
 
 
 def heartbeat_pause(answer: httpx.Response, every: float) -> float:

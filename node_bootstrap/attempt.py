@@ -21,14 +21,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from node_bootstrap import job_container, toolkits
 from node_bootstrap.execution_log import ExecutionLog
-from node_bootstrap.launch import JobProblem, job_environment, log_names, os_error
-from shared.job_environment import JobPaths
+from node_bootstrap.launch import JobProblem, LogNames, job_environment, log_names, os_error
 from node_bootstrap.storage import JobStorage
 from shared import telemetry
+from shared.job_environment import JobPaths
+from shared.models.agent import Assignment, Problem
+from shared.models.job import JobBaseProperties
 from shared.volumes import Volume
 
 RSH_AGENT = Path(__file__).with_name("local_rsh.sh")
@@ -42,7 +44,7 @@ SYNC_SECONDS = 2.0  # how often blob-backed folders are pushed while the job run
 @dataclass(frozen=True)
 class Outcome:
     exit_code: int
-    error: dict[str, str] | None = None
+    error: Problem | None = None
 
 
 Report = Callable[[Outcome], None]
@@ -63,11 +65,11 @@ class Barrier(Protocol):
 class Attempt:
     """Runs in its own thread; `stop()` (the control plane moved on) kills whatever it started."""
 
-    def __init__(self, node_dir: Path, node_id: str, address: str, assignment: dict[str, Any],
+    def __init__(self, node_dir: Path, node_id: str, address: str, assignment: Assignment,
                  storage: JobStorage, report: Report, barrier: Barrier) -> None:
         self.node_dir, self.node_id, self.address = node_dir, node_id, address
         self.assignment = assignment
-        self.job, self.attempt = assignment["job"], assignment["attempt"]
+        self.job, self.attempt = assignment.job, assignment.attempt
         self.storage = storage
         self.report = report
         self.barrier = barrier
@@ -84,8 +86,7 @@ class Attempt:
 
     @property
     def seed(self) -> str:
-        """Unique per attempt (the segment holds a uuid per job: a job made again never reuses old ports)."""
-        return f"{self.assignment['jobOutputDirectoryPathSegment']}#{self.attempt}"
+        return self.assignment.seed
 
     def start(self) -> None:
         self.thread.start()
@@ -116,8 +117,8 @@ class Attempt:
 
     def _traced_steps(self) -> Outcome:
         ids = {"batchai.job": self.job, "batchai.attempt": self.attempt, "batchai.node": self.node_id,
-               "batchai.master": bool(self.assignment.get("master"))}
-        with telemetry.span("agent.attempt", parent=self.assignment.get("traceContext"), attributes=ids) as span:
+               "batchai.master": self.assignment.master}
+        with telemetry.span("agent.attempt", parent=self.assignment.trace_context, attributes=ids) as span:
             try:
                 outcome = self._steps()
             except JobProblem as problem:
@@ -126,30 +127,30 @@ class Attempt:
                 outcome = self._unexpected(exc)
             span.set_attribute("batchai.exit_code", outcome.exit_code)
             if outcome.error:
-                span.set_attribute("batchai.error", outcome.error["code"])
+                span.set_attribute("batchai.error", outcome.error.code)
         return outcome
 
     def _steps(self) -> Outcome:
-        props = self.assignment["properties"]
-        master = self.assignment["master"]
-        paths = self.paths = JobPaths.of(self.node_dir, self.assignment["jobOutputDirectoryPathSegment"], self.attempt)
-        wire = self.assignment.get("volumes") or []
-        with telemetry.span("agent.mounts", attributes={"batchai.volumes": len(wire)}) as span:
+        props = self.assignment.properties
+        paths = self.paths = JobPaths.of(self.node_dir, self.assignment.job_output_directory_path_segment, self.attempt)
+        given = self.assignment.volumes
+        with telemetry.span("agent.mounts", attributes={"batchai.volumes": len(given)}) as span:
             try:
-                self.volumes = [Volume.from_wire(v) for v in wire]
+                self.volumes = [v.volume() for v in given]
                 errors = self.storage.mount(self.volumes, paths.job_mount_root)
             except Exception as exc:  # noqa: BLE001 - a failure to even try is a mount failure too
                 raise JobProblem("MountFailed", f"cannot mount the job's volumes under {str(paths.job_mount_root)!r}: "
                                                 f"{exc}") from exc
             span.set_attribute("batchai.failed", bool(errors))
         env = job_environment(self.address, self.assignment, paths)
-        names = log_names(master, self.node_id)
+        names = log_names(self.assignment.master, self.node_id)
         stdouterr = Path(env["AZ_BATCHAI_STDOUTERR_DIR"])
         self.log = ExecutionLog(stdouterr / names.execution)
-        self.log.write(f"node {self.node_id} ({self.address}) starts attempt {self.attempt} of {self.assignment['jobId']}")
+        self.log.write(f"node {self.node_id} ({self.address}) starts attempt {self.attempt} of "
+                       f"{self.assignment.job_id}")
         if errors:
             self.log.write("mount failed: " + "; ".join(errors))
-            return Outcome(1, {"code": "MountFailed", "message": "; ".join(errors)})
+            return Outcome(1, Problem.of("MountFailed", "; ".join(errors)))
         try:
             return self._prepare_and_launch(props, env, stdouterr, names, self.log)
         except JobProblem:
@@ -160,19 +161,10 @@ class Attempt:
     def _failed(self, code: str, message: str) -> Outcome:
         """The node's failure with its cause, as the job's error shows it (bounded: it goes on the wire)."""
         text = f"Node {self.node_id}: {message}"
-        for secret in self._secrets():  # invariant 7: an error is shown to every reader of the job
+        for secret in self.assignment.secret_values():  # invariant 7: an error is shown to every reader of the job
             text = text.replace(secret, "***")
         self.log.write(f"{code}: {text}")
-        return Outcome(1, {"code": code, "message": text[:MESSAGE_LIMIT]})
-
-    def _secrets(self) -> list[str]:
-        """The secret values this node was given for the job: its secrets and its volumes' keys."""
-        try:
-            props = self.assignment.get("properties") or {}
-            values = [str(s.get("value")) for s in props.get("secrets") or [] if s.get("value")]
-            return values + [str(v.get("key")) for v in self.assignment.get("volumes") or [] if v.get("key")]
-        except AttributeError:  # a malformed assignment: nothing to find
-            return []
+        return Outcome(1, Problem.of(code, text[:MESSAGE_LIMIT]))
 
     def _unexpected(self, exc: Exception) -> Outcome:
         log.error("attempt %s#%d failed on the node", self.job, self.attempt, exc_info=exc)
@@ -183,20 +175,21 @@ class Attempt:
         if self.ended_at is None:
             self.ended_at = time.monotonic()
 
-    def _prepare_and_launch(self, props: dict[str, Any], env: dict[str, str], stdouterr: Path,
-                            names: Any, log: ExecutionLog) -> Outcome:
-        in_container = props.get("containerSettings") is not None
-        plan = toolkits.plan(props, self.assignment["nodes"], self.node_id, self.seed,
+    def _prepare_and_launch(self, props: JobBaseProperties, env: dict[str, str], stdouterr: Path,
+                            names: LogNames, log: ExecutionLog) -> Outcome:
+        in_container = props.container_settings is not None
+        plan = toolkits.plan(props, self.assignment.nodes, self.node_id, self.seed,
                              local=loopback_mpi(self.storage.local), rsh_agent=self._rsh_agent(in_container),
                              python=props_python(props), env_names=sorted(job_variable_names(props, env)),
                              as_root=in_container or os.geteuid() == 0, in_container=in_container)
         Path(env["AZ_BATCHAI_MPI_HOST_FILE"]).write_text(plan.hostfile)
         env.update(plan.job_env)
         # A job that cannot start here fails before anything of it runs, its preparation included.
-        problem = toolkits.container_unavailable_message(props, in_container and docker_engine_answers())
+        problem = toolkits.container_unavailable_message(props.container_settings,
+                                                         in_container and docker_engine_answers())
         if problem:
             log.write(problem)
-            return Outcome(1, {"code": "ContainerUnavailable", "message": problem})
+            return Outcome(1, Problem.of("ContainerUnavailable", problem))
         names_in = sorted(job_variable_names(props, env) | set(plan.job_env)
                           | {name for spec in plan.processes for name in spec.env})
         if in_container and (failed := self._start_container(props, env, stdouterr, names, log)):
@@ -206,7 +199,7 @@ class Attempt:
             """The spec: with containerSettings the preparation and the job run in the job's container."""
             return toolkits.container_exec_command(self.container, command, names_in) if self.container else command
 
-        prep = (props.get("jobPreparation") or {}).get("commandLine")
+        prep = props.job_preparation.command_line if props.job_preparation else None
         if prep:
             prep = in_job_container(prep)
             log.write(f"job preparation: {prep}")
@@ -218,13 +211,13 @@ class Attempt:
             if self.stopped.is_set():
                 return Outcome(code)
             if code != 0:
-                return Outcome(code, {"code": "JobPreparationFailed",
-                                      "message": f"The job preparation on node {self.node_id} exited with code {code};"
-                                                 f" see {names.prep_stderr} in the stdouterr directory."})
+                return Outcome(code, Problem.of("JobPreparationFailed",
+                                                f"The job preparation on node {self.node_id} exited with code {code};"
+                                                f" see {names.prep_stderr} in the stdouterr directory."))
         self.barrier.prepared()
         if self._launches_onto_others(props, plan):
             log.write("waiting for every node of the job to finish its job preparation")
-            with telemetry.span("agent.barrier", attributes={"batchai.nodes": len(self.assignment["nodes"])}):
+            with telemetry.span("agent.barrier", attributes={"batchai.nodes": len(self.assignment.nodes)}):
                 if not self.barrier.wait_all(self.stopped):
                     return Outcome(137)
         decisive: list[subprocess.Popen[bytes]] = []
@@ -249,13 +242,13 @@ class Attempt:
         other node's container (ssh to it on VMs)."""
         if not in_container:
             return rsh_agent(self.storage.local)
-        nodes = self.assignment["nodes"]
+        nodes = self.assignment.nodes
         if self.storage.local:
             return toolkits.container_rsh_agent(str(CONTAINER_RSH_AGENT), self.seed, nodes, local_rsh=str(RSH_AGENT))
         user, key = job_container.ssh_identity()
         return toolkits.container_rsh_agent(str(CONTAINER_RSH_AGENT), self.seed, nodes, ssh_user=user, ssh_key=key)
 
-    def _start_container(self, props: dict[str, Any], env: dict[str, str], stdouterr: Path, names: Any,
+    def _start_container(self, props: JobBaseProperties, env: dict[str, str], stdouterr: Path, names: LogNames,
                          log: ExecutionLog) -> Outcome | None:
         """Log in to the job's registry, then start the job's container (pulling its image; the output
         goes to the job preparation's logs); None once it runs, else the attempt's outcome. The login
@@ -265,38 +258,40 @@ class Attempt:
         _, ssh_key = job_container.ssh_identity()
         scripts = [str(RSH_AGENT), str(CONTAINER_RSH_AGENT)] + ([ssh_key] if ssh_key and not self.storage.local else [])
         read_write, inputs = toolkits.container_mounts(env)
-        argv = toolkits.container_start_argv(props, name, read_write, read_only=inputs + scripts,
+        settings = props.container_settings
+        assert settings is not None, "only a job with containerSettings starts a container"
+        argv = toolkits.container_start_argv(settings, name, read_write, read_only=inputs + scripts,
                                              gpus=job_container.node_has_gpus())
         with job_container.private_docker_config(self.node_dir) as config:
             docker_env = env | {"DOCKER_CONFIG": str(config)}
-            if (login := toolkits.docker_login(props)) is not None:
+            if (login := toolkits.docker_login(settings)) is not None:
                 login_argv, password = login
                 log.write("docker login " + " ".join(login_argv[2:]))
                 code = job_container.registry_login(login_argv, password, docker_env, prep_out, prep_err)
                 log.write(f"docker login exited with code {code}")
                 if code != 0:
-                    return Outcome(code, None if self.stopped.is_set() else {
-                        "code": "RegistryLoginFailed",
-                        "message": f"Node {self.node_id} could not log in to the registry of the image "
-                                   f"'{toolkits.image_of(props)}' as '{login_argv[3]}' (docker login exited with "
-                                   f"code {code}); see {names.prep_stderr} in the stdouterr directory."})
+                    return Outcome(code, None if self.stopped.is_set() else Problem.of(
+                        "RegistryLoginFailed",
+                        f"Node {self.node_id} could not log in to the registry of the image "
+                        f"'{toolkits.image_of(settings)}' as '{login_argv[3]}' (docker login exited with "
+                        f"code {code}); see {names.prep_stderr} in the stdouterr directory."))
             log.write("starting the job's container: " + " ".join(argv))
             self.container = name  # removed at the end even if the start is cut short
             code = self._run_and_wait(argv, docker_env, prep_out, prep_err, "container")
         log.write(f"docker run exited with code {code}")
         if code == 0 and not self.stopped.is_set():
             return None
-        return Outcome(code, None if self.stopped.is_set() else {
-            "code": "ContainerStartFailed",
-            "message": f"Node {self.node_id} could not start the job's container (image "
-                       f"'{toolkits.image_of(props)}'); see {names.prep_stderr} in the stdouterr directory."})
+        return Outcome(code, None if self.stopped.is_set() else Problem.of(
+            "ContainerStartFailed",
+            f"Node {self.node_id} could not start the job's container (image "
+            f"'{toolkits.image_of(settings)}'); see {names.prep_stderr} in the stdouterr directory."))
 
-    def _launches_onto_others(self, props: dict[str, Any], plan: toolkits.NodePlan) -> bool:
+    def _launches_onto_others(self, props: JobBaseProperties, plan: toolkits.NodePlan) -> bool:
         """mpirun (or a custom command, which may use the hostfile) reaches the other nodes: they
         must have run their job preparation first."""
-        if len(self.assignment["nodes"]) < 2 or not plan.processes:
+        if len(self.assignment.nodes) < 2 or not plan.processes:
             return False
-        return props.get("customToolkitSettings") is not None or any(p.role == "mpirun" for p in plan.processes)
+        return props.custom_toolkit_settings is not None or any(p.role == "mpirun" for p in plan.processes)
 
     def _wait_for(self, decisive: list[subprocess.Popen[bytes]], log: ExecutionLog) -> Outcome:
         """The first failure, or 0 when every process the job waits for has succeeded; pushes
@@ -402,7 +397,7 @@ def remove_container(name: str) -> None:
         pass
 
 
-def task_logs(names: Any, task: str | None) -> tuple[str, str]:
+def task_logs(names: LogNames, task: str | None) -> tuple[str, str]:
     """ENVIRONMENT.md "Per-task log files": a task started on its own writes stdout-<task>.txt and
     stderr-<task>.txt; anything else this node's stdout/stderr files."""
     if task is None:
@@ -410,20 +405,20 @@ def task_logs(names: Any, task: str | None) -> tuple[str, str]:
     return f"stdout-{task}.txt", f"stderr-{task}.txt"
 
 
-def props_python(props: dict[str, Any]) -> str:
-    for key in ("horovodSettings", "chainerSettings", "cntkSettings", "caffeSettings", "caffe2Settings",
-                "pyTorchSettings", "tensorFlowSettings"):
-        settings = props.get(key) or {}
-        if settings.get("pythonInterpreterPath"):
-            return str(settings["pythonInterpreterPath"])
+def props_python(props: JobBaseProperties) -> str:
+    """The job's pythonInterpreterPath, whichever toolkit gives it; else the node's python3."""
+    for settings in (props.horovod_settings, props.chainer_settings, props.cntk_settings, props.caffe_settings,
+                     props.caffe2_settings, props.py_torch_settings, props.tensor_flow_settings):
+        if settings is not None and settings.python_interpreter_path:
+            return settings.python_interpreter_path
     return "python3"
 
 
-def job_variable_names(props: dict[str, Any], env: dict[str, str]) -> set[str]:
+def job_variable_names(props: JobBaseProperties, env: dict[str, str]) -> set[str]:
     """The variables ranks on other nodes need too (mpirun -x): the contract's and the user's."""
     names = {k for k in env if k.startswith("AZ_BATCHAI_")}
-    names |= {v["name"] for v in props.get("environmentVariables") or []}
-    names |= {v["name"] for v in props.get("secrets") or []}
+    names |= {v.name for v in props.environment_variables or ()}
+    names |= {v.name for v in props.secrets or ()}
     return names
 
 

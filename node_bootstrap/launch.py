@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
 from shared.job_environment import JobPaths, job_variables, own_variables
+from shared.models.agent import Assignment
+from shared.models.cluster import SetupTask
 
 
 @dataclass(frozen=True)
@@ -42,18 +42,18 @@ class JobProblem(Exception):
         self.code, self.message = code, message
 
 
-def job_environment(address: str, assignment: dict[str, Any], paths: JobPaths) -> dict[str, str]:
+def job_environment(address: str, assignment: Assignment, paths: JobPaths) -> dict[str, str]:
     """The job's variables on this node, with its folders created; a folder the user's paths make
     impossible (below a regular file, a NUL, no permission) is a JobProblem naming the field."""
-    props = assignment["properties"]
-    env = job_variables(os.environ, address, props, assignment["jobOutputDirectoryPathSegment"], paths)
+    props = assignment.properties
+    env = job_variables(os.environ, address, props, assignment.job_output_directory_path_segment, paths)
     for path in (paths.mount_root, paths.job_mount_root, paths.temp, paths.shared_temp):
         path.mkdir(parents=True, exist_ok=True)
     make_folder(env["AZ_BATCHAI_STDOUTERR_DIR"], "InvalidStdOutErrPath",
-                f"properties.stdOutErrPathPrefix {props.get('stdOutErrPathPrefix')!r}")
-    for index, item in enumerate(props.get("outputDirectories") or []):
-        make_folder(env[f"AZ_BATCHAI_OUTPUT_{item['id']}"], "InvalidOutputDirectory",
-                    f"properties.outputDirectories[{index}] (id {item['id']!r}, pathPrefix {item.get('pathPrefix')!r})")
+                f"properties.stdOutErrPathPrefix {props.std_out_err_path_prefix!r}")
+    for index, item in enumerate(props.output_directories or ()):
+        make_folder(env[f"AZ_BATCHAI_OUTPUT_{item.id}"], "InvalidOutputDirectory",
+                    f"properties.outputDirectories[{index}] (id {item.id!r}, pathPrefix {item.path_prefix!r})")
     return env
 
 
@@ -73,7 +73,7 @@ def os_error(exc: Exception, named: str = "") -> str:
     return str(exc) or type(exc).__name__
 
 
-def setup_environment(node_dir: Path, address: str, task: dict[str, Any]) -> dict[str, str]:
+def setup_environment(node_dir: Path, address: str, task: SetupTask) -> dict[str, str]:
     """The setup task's variables: the mount root, its own variables and secrets."""
     env = base_environment()
     env.update({"AZ_BATCHAI_MOUNT_ROOT": str(node_dir / "mounts"), "AZ_BATCHAI_NODE_IP": address,

@@ -8,22 +8,34 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
-
 import httpx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 log = logging.getLogger("node_bootstrap.scheduled_events")
 IMDS_URL = "http://169.254.169.254/metadata/scheduledevents?api-version=2020-07-01"
 POLL_SECONDS = 5.0
 
 
-def preempted(document: dict[str, Any], node_id: str) -> bool:
+class ScheduledEvent(BaseModel):
+    """One event of the metadata service's document (its own names; fields not read are ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+    event_type: str | None = Field(default=None, alias="EventType")
+    resources: list[str] | None = Field(default=None, alias="Resources")
+
+
+class ScheduledEvents(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    events: list[ScheduledEvent] | None = Field(default=None, alias="Events")
+
+
+def preempted(document: ScheduledEvents, node_id: str) -> bool:
     """Pure: does a Scheduled Events document announce this VM's eviction? A scale set's instance
     is named `<scale set>_<instance id>`, and the node id is the instance id."""
-    for event in document.get("Events") or []:
-        if event.get("EventType") != "Preempt":
+    for event in document.events or ():
+        if event.event_type != "Preempt":
             continue
-        resources = event.get("Resources") or []
+        resources = event.resources or []
         if not resources or any(r == node_id or r.endswith(f"_{node_id}") for r in resources):
             return True
     return False
@@ -45,8 +57,9 @@ class EvictionWatcher:
         with httpx.Client(timeout=2.0, trust_env=False) as client:
             while not self.stopping.wait(self.every):
                 try:
-                    document = client.get(self.url, headers={"Metadata": "true"}).json()
-                except (httpx.HTTPError, ValueError):
+                    answer = client.get(self.url, headers={"Metadata": "true"})
+                    document = ScheduledEvents.model_validate_json(answer.content)
+                except (httpx.HTTPError, ValidationError):
                     continue  # the service is briefly unavailable at times: ask again next round
                 if preempted(document, self.node_id):
                     log.info("this VM is being evicted")

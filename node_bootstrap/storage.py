@@ -12,9 +12,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
 from node_bootstrap.mounts import BlobSyncer, Mounts
+from shared.models.agent import StorageInfo
 from shared.ports.blob_store import Account, BlobStore
 from shared.volumes import Volume
 
@@ -31,12 +30,11 @@ class NodeStorage:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def from_wire(cls, data: dict[str, Any], work_dir: Path | None = None) -> NodeStorage:
-        blobs = data.get("blobs") or {}
-        storage = cls(mode=data.get("mode", "vm"),
-                      storage_dir=Path(data["storageDir"]) if data.get("storageDir") else None,
-                      blob_root=Path(blobs["root"]) if blobs.get("kind") == "folder" else None,
-                      blob_endpoint=blobs.get("endpoint", "") if blobs.get("kind") == "azure" else "")
+    def of(cls, info: StorageInfo, work_dir: Path | None = None) -> NodeStorage:
+        blobs = info.blobs
+        storage = cls(mode=info.mode, storage_dir=Path(info.storage_dir) if info.storage_dir else None,
+                      blob_root=Path(blobs.root) if blobs and blobs.kind == "folder" and blobs.root else None,
+                      blob_endpoint=(blobs.endpoint or "") if blobs and blobs.kind == "azure" else "")
         if work_dir is not None:
             storage.work_dir = work_dir
         return storage

@@ -37,8 +37,15 @@ import math
 import os
 import re
 import shlex
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol, TypeVar
+
+from shared.models.agent import AssignedNode
+from shared.models.common import ContainerSettings, ImageSourceRegistry
+from shared.models.job import (TOOLKITS, Caffe2Settings, CaffeSettings, CNTKLanguage, CNTKsettings,
+                               CustomMpiSettings, CustomToolkitSettings, JobBaseProperties, PyTorchSettings,
+                               TensorFlowSettings)
 
 # Ports sit below Linux's ephemeral range (32768-60999): there an outgoing connection of any process
 # on the node may hold the port, and a rendezvous failed with EADDRINUSE now and then.
@@ -47,8 +54,6 @@ PORT_HIGH = 32767
 BASE_PORT_SPAN = 12000  # a base port is PORT_LOW .. 31999, leaving room above it for an attempt's tasks
 PORT_SPAN = PORT_HIGH + 1 - PORT_LOW
 
-TOOLKIT_KEYS = ("customToolkitSettings", "customMpiSettings", "horovodSettings", "chainerSettings", "cntkSettings",
-                "caffeSettings", "caffe2Settings", "pyTorchSettings", "tensorFlowSettings")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
@@ -72,11 +77,28 @@ class NodePlan:
     job_env: dict[str, str] = field(default_factory=dict)
 
 
+class Counted(Protocol):
+    """Toolkit settings with a processCount (which the model sets to nodeCount when not given)."""
+
+    @property
+    def process_count(self) -> int | None: ...
+
+
+class Script(Protocol):
+    """Toolkit settings that run a Python script."""
+
+    @property
+    def python_script_file_path(self) -> str | None: ...
+
+    @property
+    def python_interpreter_path(self) -> str | None: ...
+
+
 @dataclass(frozen=True)
 class _Job:
     """What every toolkit's rule needs to know about the job and this node."""
 
-    props: dict[str, Any]
+    props: JobBaseProperties
     addresses: list[str]
     index: int
     seed: str
@@ -92,17 +114,17 @@ class _Job:
     def node_count(self) -> int:
         return len(self.addresses)
 
-    def process_count(self, settings: dict[str, Any]) -> int:
+    def process_count(self, settings: Counted) -> int:
         """ENVIRONMENT.md: `processCount` defaults to `nodeCount`."""
-        return int(settings.get("processCount") or self.props.get("nodeCount") or self.node_count)
+        return int(settings.process_count or self.props.node_count or self.node_count)
 
     def hostfile(self, slots: int = 1) -> str:
         return "".join(f"{address} slots={slots}\n" for address in self.addresses)
 
-    def script(self, settings: dict[str, Any], args_key: str = "commandLineArgs") -> str:
+    def script(self, settings: Script, args: str | None) -> str:
         """`<python> <pythonScriptFilePath> <args>`; the settings' pythonInterpreterPath wins."""
-        interpreter = settings.get("pythonInterpreterPath") or self.python
-        return _join(interpreter, settings.get("pythonScriptFilePath"), settings.get(args_key))
+        interpreter = settings.python_interpreter_path or self.python
+        return _join(interpreter, settings.python_script_file_path, args)
 
 
 @dataclass(frozen=True)
@@ -144,7 +166,7 @@ class MpiLauncher:
         return " ".join(["mpirun", *self.flags(count), program])
 
 
-def plan(props: dict[str, Any], nodes: list[dict[str, str]], me: str, seed: str, *, local: bool, rsh_agent: str,
+def plan(props: JobBaseProperties, nodes: Sequence[AssignedNode], me: str, seed: str, *, local: bool, rsh_agent: str,
          python: str = "python3", env_names: list[str] | None = None, as_root: bool | None = None,
          in_container: bool = False) -> NodePlan:
     """The processes node `me` starts for the job (`nodes` in order, the first is the master).
@@ -154,32 +176,32 @@ def plan(props: dict[str, Any], nodes: list[dict[str, str]], me: str, seed: str,
     `as_root` defaults to whether this process runs as root (mpirun refuses root without a flag);
     `in_container`: the job runs in containers and `rsh_agent` is `container_rsh_agent`'s.
     """
-    index = next((i for i, node in enumerate(nodes) if node["nodeId"] == me), None)
+    index = next((i for i, node in enumerate(nodes) if node.node_id == me), None)
     if index is None:
         raise ValueError(f"node {me} is not one of the job's nodes")
-    toolkit = next((key for key in TOOLKIT_KEYS if props.get(key) is not None), None)
+    toolkit = next((name for name in TOOLKITS if getattr(props, name) is not None), None)
     if toolkit is None:
         raise ValueError("the job names no toolkit")
     root = os.geteuid() == 0 if as_root is None else as_root
-    addresses = [node["address"] for node in nodes]
+    addresses = [node.address for node in nodes]
     job_env_names = _JOB_ENV_NAMES.get(toolkit, [])
     names = tuple(dict.fromkeys(n for n in [*(env_names or ()), *job_env_names] if _NAME.match(n)))
     job = _Job(props, addresses, index, seed, local, python, MpiLauncher(local, rsh_agent, root, names, in_container))
-    return _RULES[toolkit](job, props[toolkit])
+    return _RULES[toolkit](job)
 
 
 # The variables a toolkit adds to the whole job (NodePlan.job_env), which mpirun must pass on too.
-_JOB_ENV_NAMES = {"pyTorchSettings": ["AZ_BATCHAI_PYTORCH_INIT_METHOD", "AZ_BATCHAI_PYTORCH_BACKEND"],
-                  "tensorFlowSettings": ["AZ_BATCHAI_PS_HOSTS", "AZ_BATCHAI_WORKER_HOSTS"]}
+_JOB_ENV_NAMES = {"py_torch_settings": ["AZ_BATCHAI_PYTORCH_INIT_METHOD", "AZ_BATCHAI_PYTORCH_BACKEND"],
+                  "tensor_flow_settings": ["AZ_BATCHAI_PS_HOSTS", "AZ_BATCHAI_WORKER_HOSTS"]}
 
 
 # -- the toolkits ---------------------------------------------------------------------------------
-def _custom(job: _Job, s: dict[str, Any]) -> NodePlan:
-    processes = [ProcessSpec(s.get("commandLine") or "true", role="master")] if job.master else []
+def _custom(job: _Job, s: CustomToolkitSettings) -> NodePlan:
+    processes = [ProcessSpec(s.command_line or "true", role="master")] if job.master else []
     return NodePlan(processes, job.hostfile())
 
 
-def _mpi(job: _Job, s: dict[str, Any], program: str, job_env: dict[str, str] | None = None) -> NodePlan:
+def _mpi(job: _Job, s: Counted, program: str, job_env: dict[str, str] | None = None) -> NodePlan:
     """mpirun on the master only; the hostfile gives each node ceil(processCount / nodeCount) slots."""
     count = job.process_count(s)
     slots = max(1, math.ceil(count / job.node_count))
@@ -187,53 +209,59 @@ def _mpi(job: _Job, s: dict[str, Any], program: str, job_env: dict[str, str] | N
     return NodePlan(processes, job.hostfile(slots), dict(job_env or {}))
 
 
-def _custom_mpi(job: _Job, s: dict[str, Any]) -> NodePlan:
-    return _mpi(job, s, s["commandLine"])
+def _custom_mpi(job: _Job, s: CustomMpiSettings) -> NodePlan:
+    return _mpi(job, s, s.command_line)
 
 
-def _python_mpi(job: _Job, s: dict[str, Any]) -> NodePlan:
+class _PythonMpi(Counted, Script, Protocol):
+    @property
+    def command_line_args(self) -> str | None: ...
+
+
+def _python_mpi(job: _Job, s: _PythonMpi) -> NodePlan:
     """Horovod and Chainer(MN): the script under mpirun."""
-    return _mpi(job, s, job.script(s))
+    return _mpi(job, s, job.script(s, s.command_line_args))
 
 
-def cntk_is_python(s: dict[str, Any]) -> bool:
+def cntk_is_python(s: CNTKsettings) -> bool:
     """languageType in any case; without one, a pythonScriptFilePath (and no config file) means Python."""
-    if s.get("languageType"):
-        return str(s["languageType"]).lower() == "python"
-    return bool(s.get("pythonScriptFilePath")) and not s.get("configFilePath")
+    if s.language_type:
+        return s.language_type.lower() == CNTKLanguage.PYTHON.value.lower()
+    return bool(s.python_script_file_path) and not s.config_file_path
 
 
-def _cntk(job: _Job, s: dict[str, Any]) -> NodePlan:
+def _cntk(job: _Job, s: CNTKsettings) -> NodePlan:
     if cntk_is_python(s):
-        return _mpi(job, s, job.script(s))
-    return _mpi(job, s, _join("cntk", f"configFile={s.get('configFilePath') or ''}", s.get("commandLineArgs")))
+        return _mpi(job, s, job.script(s, s.command_line_args))
+    return _mpi(job, s, _join("cntk", f"configFile={s.config_file_path or ''}", s.command_line_args))
 
 
-def _caffe(job: _Job, s: dict[str, Any]) -> NodePlan:
-    if s.get("pythonScriptFilePath"):
-        command = job.script(s)
+def _caffe(job: _Job, s: CaffeSettings) -> NodePlan:
+    if s.python_script_file_path:
+        command = job.script(s, s.command_line_args)
     else:
-        command = _join("caffe train", f"--solver={s.get('configFilePath') or ''}", s.get("commandLineArgs"))
+        command = _join("caffe train", f"--solver={s.config_file_path or ''}", s.command_line_args)
     if job.process_count(s) > 1:
         return _mpi(job, s, command)
     return NodePlan([ProcessSpec(command, role="master")] if job.master else [], job.hostfile())
 
 
-def _caffe2(job: _Job, s: dict[str, Any]) -> NodePlan:
+def _caffe2(job: _Job, s: Caffe2Settings) -> NodePlan:
     """One process per node; the nodes meet through AZ_BATCHAI_SHARED_JOB_TEMP."""
-    spec = ProcessSpec(job.script(s), {"AZ_BATCHAI_TASK_INDEX": str(job.index)}, role=f"node {job.index}",
-                       task=str(job.index))
+    spec = ProcessSpec(job.script(s, s.command_line_args), {"AZ_BATCHAI_TASK_INDEX": str(job.index)},
+                       role=f"node {job.index}", task=str(job.index))
     return NodePlan([spec], job.hostfile())
 
 
-def _pytorch(job: _Job, s: dict[str, Any]) -> NodePlan:
-    backend = (s.get("communicationBackend") or "gloo").lower()
+def _pytorch(job: _Job, s: PyTorchSettings) -> NodePlan:
+    backend = (s.communication_backend or "gloo").lower()
     job_env = {"AZ_BATCHAI_PYTORCH_INIT_METHOD": f"tcp://{job.addresses[0]}:{base_port(job.seed)}",
                "AZ_BATCHAI_PYTORCH_BACKEND": backend}
     if backend == "mpi":
-        rank_command = "export AZ_BATCHAI_TASK_INDEX=$OMPI_COMM_WORLD_RANK; exec " + job.script(s)
+        rank_command = "export AZ_BATCHAI_TASK_INDEX=$OMPI_COMM_WORLD_RANK; exec " + job.script(s, s.command_line_args)
         return _mpi(job, s, "bash -c " + shlex.quote(rank_command), job_env)
-    processes = [ProcessSpec(job.script(s), {"AZ_BATCHAI_TASK_INDEX": str(rank)}, role=f"rank {rank}", task=str(rank))
+    processes = [ProcessSpec(job.script(s, s.command_line_args), {"AZ_BATCHAI_TASK_INDEX": str(rank)},
+                             role=f"rank {rank}", task=str(rank))
                  for rank in pytorch_ranks(job.process_count(s), job.node_count, job.index)]
     return NodePlan(processes, job.hostfile(), job_env)
 
@@ -265,38 +293,57 @@ def tensorflow_tasks(workers: int, parameter_servers: int, node_count: int, seed
     return tasks
 
 
-def tensorflow_counts(s: dict[str, Any], node_count: int) -> tuple[int, int]:
+def tensorflow_counts(s: TensorFlowSettings, node_count: int) -> tuple[int, int]:
     """(workers, parameter servers): workerCount defaults to nodeCount; parameterServerCount to 1
     when the job is distributed (several workers, or a workerCount given, which the schema allows
     only for distributed training), else 0."""
-    workers = int(s.get("workerCount") or node_count)
-    if s.get("parameterServerCount") is not None:
-        return workers, int(s["parameterServerCount"])
-    distributed = workers > 1 or s.get("workerCount") is not None
+    workers = int(s.worker_count or node_count)
+    if s.parameter_server_count is not None:
+        return workers, int(s.parameter_server_count)
+    distributed = workers > 1 or s.worker_count is not None
     return workers, 1 if distributed else 0
 
 
-def _tensorflow(job: _Job, s: dict[str, Any]) -> NodePlan:
-    workers, parameter_servers = tensorflow_counts(s, int(job.props.get("nodeCount") or job.node_count))
+def _tensorflow(job: _Job, s: TensorFlowSettings) -> NodePlan:
+    workers, parameter_servers = tensorflow_counts(s, int(job.props.node_count or job.node_count))
     tasks = tensorflow_tasks(workers, parameter_servers, job.node_count, job.seed, local=job.local)
     hosts = {kind: [f"{job.addresses[t.node]}:{t.port}" for t in tasks if t.kind == kind] for kind in ("ps", "worker")}
     job_env = {"AZ_BATCHAI_PS_HOSTS": ",".join(hosts["ps"]), "AZ_BATCHAI_WORKER_HOSTS": ",".join(hosts["worker"])}
     processes = []
     for task in (t for t in tasks if t.node == job.index):
         kind = "ps" if task.kind == "ps" else "master" if task.index == 0 else "worker"
-        args_key = {"ps": "parameterServerCommandLineArgs", "master": "masterCommandLineArgs",
-                    "worker": "workerCommandLineArgs"}[kind]
+        args = {"ps": s.parameter_server_command_line_args, "master": s.master_command_line_args,
+                "worker": s.worker_command_line_args}[kind]
         config = {"cluster": {"ps": hosts["ps"], "worker": hosts["worker"]},
                   "task": {"type": kind, "index": task.index}, "environment": "cloud"}
         env = {"AZ_BATCHAI_TASK_INDEX": str(task.index), "TF_CONFIG": json.dumps(config)}
-        processes.append(ProcessSpec(job.script(s, args_key), env, decisive=kind != "ps", role=f"{kind} {task.index}",
+        processes.append(ProcessSpec(job.script(s, args), env, decisive=kind != "ps", role=f"{kind} {task.index}",
                                      task=f"{'ps' if kind == 'ps' else 'wk'}-{task.index}"))
     return NodePlan(processes, job.hostfile(), job_env)
 
 
-_RULES = {"customToolkitSettings": _custom, "customMpiSettings": _custom_mpi, "horovodSettings": _python_mpi,
-          "chainerSettings": _python_mpi, "cntkSettings": _cntk, "caffeSettings": _caffe, "caffe2Settings": _caffe2,
-          "pyTorchSettings": _pytorch, "tensorFlowSettings": _tensorflow}
+S = TypeVar("S")
+
+
+def _given(settings: S | None) -> S:
+    if settings is None:  # plan() picked the toolkit the job names
+        raise ValueError("the job names no toolkit")
+    return settings
+
+
+# Each toolkit's rule, by the JobBaseProperties attribute that holds its settings (TOOLKITS).
+_RULES: dict[str, Callable[[_Job], NodePlan]] = {
+    "custom_toolkit_settings": lambda job: _custom(job, _given(job.props.custom_toolkit_settings)),
+    "custom_mpi_settings": lambda job: _custom_mpi(job, _given(job.props.custom_mpi_settings)),
+    "horovod_settings": lambda job: _python_mpi(job, _given(job.props.horovod_settings)),
+    "chainer_settings": lambda job: _python_mpi(job, _given(job.props.chainer_settings)),
+    "cntk_settings": lambda job: _cntk(job, _given(job.props.cntk_settings)),
+    "caffe_settings": lambda job: _caffe(job, _given(job.props.caffe_settings)),
+    "caffe2_settings": lambda job: _caffe2(job, _given(job.props.caffe2_settings)),
+    "py_torch_settings": lambda job: _pytorch(job, _given(job.props.py_torch_settings)),
+    "tensor_flow_settings": lambda job: _tensorflow(job, _given(job.props.tensor_flow_settings)),
+}
+
 
 
 # -- ports ----------------------------------------------------------------------------------------
@@ -311,18 +358,17 @@ def task_port(seed: str, offset: int) -> int:
 
 
 # -- containers -----------------------------------------------------------------------------------
-def container_unavailable_message(props: dict[str, Any], docker_present: bool) -> str | None:
+def container_unavailable_message(settings: ContainerSettings | None, docker_present: bool) -> str | None:
     """Jobs with containerSettings need a Docker engine on the node; say so plainly if there is none."""
-    settings = props.get("containerSettings")
     if settings is None or docker_present:
         return None
-    return (f"The job asks for the container image '{image_of(props)}', but no Docker engine answers on this node; "
+    return (f"The job asks for the container image '{image_of(settings)}', but no Docker engine answers on this node; "
             "run it on a cluster whose nodes have Docker, or without containerSettings.")
 
 
-def image_of(props: dict[str, Any]) -> str:
+def image_of(settings: ContainerSettings | None) -> str:
     """The job's container image, for messages."""
-    return str(((props.get("containerSettings") or {}).get("imageSourceRegistry") or {}).get("image", "?"))
+    return settings.image_source_registry.image if settings is not None else "?"
 
 
 def container_name(seed: str, node_id: str) -> str:
@@ -330,7 +376,7 @@ def container_name(seed: str, node_id: str) -> str:
     return "batchai-" + hashlib.sha256(f"{seed}@{node_id}".encode()).hexdigest()[:20]
 
 
-def container_start_argv(props: dict[str, Any], name: str, mounts: list[tuple[str, str]] | list[str], *,
+def container_start_argv(settings: ContainerSettings, name: str, mounts: list[tuple[str, str]] | list[str], *,
                          read_only: list[str] | None = None, gpus: bool = False) -> list[str]:
     """`docker run` of the job's container, idle until the agent removes it: the job preparation and
     every task of the node run in it with `container_exec_command` (the spec: the preparation runs
@@ -340,9 +386,8 @@ def container_start_argv(props: dict[str, Any], name: str, mounts: list[tuple[st
     namespace (Docker's 64 MB /dev/shm starves data loaders and NCCL), every GPU of the node when it
     has some, the mounts (`(host, container)` pairs, or a path mounted at the same path) and the
     `read_only` paths (the launch's own scripts), mounted read-only at the same path."""
-    settings = props["containerSettings"]
     argv = ["docker", "run", "--detach", "--rm", "--name", name, "--network", "host"]
-    argv += ["--shm-size", settings["shmSize"]] if settings.get("shmSize") else ["--ipc", "host"]
+    argv += ["--shm-size", settings.shm_size] if settings.shm_size else ["--ipc", "host"]
     if gpus:
         argv += ["--gpus", "all"]
     for mount in mounts:
@@ -351,7 +396,7 @@ def container_start_argv(props: dict[str, Any], name: str, mounts: list[tuple[st
     for path in read_only or ():
         argv += ["-v", f"{path}:{path}:ro"]
     # Any image, whatever its entrypoint: the container only has to stay up.
-    return argv + ["--entrypoint", "tail", settings["imageSourceRegistry"]["image"], "-f", "/dev/null"]
+    return argv + ["--entrypoint", "tail", settings.image_source_registry.image, "-f", "/dev/null"]
 
 
 def container_mounts(env: dict[str, str]) -> tuple[list[str], list[str]]:
@@ -374,14 +419,14 @@ def container_mounts(env: dict[str, str]) -> tuple[list[str], list[str]]:
     return read_write, outermost(inputs, inputs | set(read_write))
 
 
-def container_rsh_agent(script: str, seed: str, nodes: list[dict[str, str]], *, local_rsh: str | None = None,
+def container_rsh_agent(script: str, seed: str, nodes: Sequence[AssignedNode], *, local_rsh: str | None = None,
                         ssh_user: str = "", ssh_key: str | None = None) -> str:
     """Open MPI's `plm_rsh_agent` for a job in containers: mpirun runs in the master's container and
     starts its daemon on node N inside N's container. `script` (node_bootstrap/container_rsh.sh,
     mounted in every container) is given each node's address and container name; it runs
     `docker exec <container>` on the node: through ssh as `ssh_user` with `ssh_key` on VMs, or in
     the local pool (every node is this machine) directly, through `local_rsh`."""
-    pairs = ",".join(f"{node['address']}={container_name(seed, node['nodeId'])}" for node in nodes)
+    pairs = ",".join(f"{node.address}={container_name(seed, node.node_id)}" for node in nodes)
     argv = [script, "--containers", pairs]
     if local_rsh is not None:
         argv += ["--local", local_rsh]
@@ -408,27 +453,29 @@ def container_remove_argv(name: str) -> list[str]:
     return ["docker", "rm", "--force", name]
 
 
-def docker_login_command(registry: dict[str, Any]) -> list[str] | None:
+def docker_login_command(registry: ImageSourceRegistry) -> list[str] | None:
     """`docker login` for an imageSourceRegistry with credentials (None without): the password goes
     to its stdin (`registry_password`), never into argv, where any user of the machine could read it."""
-    credentials = registry.get("credentials")
+    credentials = registry.credentials
     if not credentials:
         return None
-    argv = ["docker", "login", "--username", credentials["username"], "--password-stdin"]
-    if registry.get("serverUrl"):
-        argv.append(registry["serverUrl"])
+    argv = ["docker", "login", "--username", credentials.username, "--password-stdin"]
+    if registry.server_url:
+        argv.append(registry.server_url)
     return argv
 
 
-def registry_password(registry: dict[str, Any]) -> str:
+def registry_password(registry: ImageSourceRegistry) -> str:
     """The password for `docker login --password-stdin` ("" when only a Key Vault reference is given:
     resolving it is the control plane's job)."""
-    return str((registry.get("credentials") or {}).get("password") or "")
+    return (registry.credentials.password if registry.credentials else None) or ""
 
 
-def docker_login(props: dict[str, Any]) -> tuple[list[str], str] | None:
+def docker_login(settings: ContainerSettings | None) -> tuple[list[str], str] | None:
     """The job's `docker login` argv and the password to write to its stdin, or None (a public image)."""
-    registry = (props.get("containerSettings") or {}).get("imageSourceRegistry") or {}
+    if settings is None:
+        return None
+    registry = settings.image_source_registry
     argv = docker_login_command(registry)
     return None if argv is None else (argv, registry_password(registry))
 

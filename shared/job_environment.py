@@ -3,12 +3,24 @@ node agent creates the folders; the control plane computes the same paths to fin
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
+from shared.models.common import EnvironmentVariable, EnvironmentVariableWithSecretValue
+from shared.models.job import JobBaseProperties, OutputDirectory
 from shared.volumes import expand
+
+
+class Variables(Protocol):
+    """What a job's properties and a cluster's setup task share: their variables and secrets."""
+
+    @property
+    def environment_variables(self) -> Sequence[EnvironmentVariable] | None: ...
+
+    @property
+    def secrets(self) -> Sequence[EnvironmentVariableWithSecretValue] | None: ...
 
 
 @dataclass(frozen=True)
@@ -32,7 +44,7 @@ class JobPaths:
                    hostfile=attempt_dir / "hostfile")
 
 
-def job_variables(base: Mapping[str, str], address: str, props: dict[str, Any], segment: str,
+def job_variables(base: Mapping[str, str], address: str, props: JobBaseProperties, segment: str,
                   paths: JobPaths) -> dict[str, str]:
     """Every variable of ENVIRONMENT.md plus the job's own (and its secrets), over `base`."""
     env = {k: v for k, v in base.items() if not k.startswith("AZ_BATCHAI_")}
@@ -48,24 +60,25 @@ def job_variables(base: Mapping[str, str], address: str, props: dict[str, Any], 
     })
     env.update(own_variables(props))
     env["AZ_BATCHAI_STDOUTERR_DIR"] = str(stdouterr_dir(props, segment, env))
-    for item in props.get("inputDirectories") or []:
-        env[f"AZ_BATCHAI_INPUT_{item['id']}"] = expand(item["path"], env)
-    for item in props.get("outputDirectories") or []:
-        env[f"AZ_BATCHAI_OUTPUT_{item['id']}"] = str(output_dir(item, segment, env))
+    for given in props.input_directories or ():
+        env[f"AZ_BATCHAI_INPUT_{given.id}"] = expand(given.path, env)
+    for item in props.output_directories or ():
+        env[f"AZ_BATCHAI_OUTPUT_{item.id}"] = str(output_dir(item, segment, env))
     return env
 
 
-def own_variables(settings: dict[str, Any]) -> dict[str, str]:
-    """A job's or setup task's `environmentVariables` and `secrets` (values only reach the process)."""
-    variables = {item["name"]: item["value"] for item in settings.get("environmentVariables") or []}
-    variables.update({item["name"]: item["value"] for item in settings.get("secrets") or [] if "value" in item})
+def own_variables(settings: Variables) -> dict[str, str]:
+    """A job's or setup task's `environmentVariables` and `secrets` (values only reach the process;
+    a secret given as a Key Vault reference has none)."""
+    variables = {item.name: item.value for item in settings.environment_variables or ()}
+    variables.update({item.name: item.value for item in settings.secrets or () if item.value is not None})
     return variables
 
 
-def stdouterr_dir(props: dict[str, Any], segment: str, env: Mapping[str, str]) -> Path:
-    return Path(expand(props["stdOutErrPathPrefix"], env)) / segment / "stdouterr"
+def stdouterr_dir(props: JobBaseProperties, segment: str, env: Mapping[str, str]) -> Path:
+    return Path(expand(props.std_out_err_path_prefix, env)) / segment / "stdouterr"
 
 
-def output_dir(item: dict[str, Any], segment: str, env: Mapping[str, str]) -> Path:
+def output_dir(item: OutputDirectory, segment: str, env: Mapping[str, str]) -> Path:
     """`<pathPrefix>/<jobOutputDirectoryPathSegment>/<pathSuffix>`, expanded."""
-    return Path(expand(item["pathPrefix"], env)) / segment / expand(item.get("pathSuffix") or "", env)
+    return Path(expand(item.path_prefix, env)) / segment / expand(item.path_suffix or "", env)

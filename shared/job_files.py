@@ -23,7 +23,8 @@ from shared import errors, pools
 from shared.node_storage import resolved_volumes
 from shared.composition import Services
 from shared.job_environment import JobPaths, job_variables, output_dir, own_variables, stdouterr_dir
-from shared.models.common import climbs
+from shared.models.common import REDACTED, climbs
+from shared.models.job import JobBaseProperties
 from shared.ports.blob_store import Account
 from shared.ports.file_shares import ShareUnreachable
 from shared.resources import R
@@ -117,14 +118,14 @@ def _locate(svc: Services, job: dict[str, Any], output_id: str) -> tuple[Volume,
     return _master_folder(svc, job, cluster, output_id, segment)
 
 
-def check_folder_paths(spec: dict[str, Any]) -> None:
+def check_folder_paths(spec: JobBaseProperties) -> None:
     """A job's log and output folders stay below what they name also once the job's own variables
     are expanded (the model refuses a literal '..'; `$UP` with UP=".." would climb as well)."""
     env = own_variables(spec)
-    paths = [("properties.stdOutErrPathPrefix", spec["stdOutErrPathPrefix"])]
-    for index, item in enumerate(spec.get("outputDirectories") or []):
+    paths = [("properties.stdOutErrPathPrefix", spec.std_out_err_path_prefix)]
+    for index, item in enumerate(spec.output_directories or ()):
         here = f"properties.outputDirectories[{index}]"
-        paths += [(f"{here}.pathPrefix", item["pathPrefix"]), (f"{here}.pathSuffix", item.get("pathSuffix") or "")]
+        paths += [(f"{here}.pathPrefix", item.path_prefix), (f"{here}.pathSuffix", item.path_suffix or "")]
     for target, path in paths:
         if climbs(expand(path, env)):
             raise errors.InvalidParameter(f"'{target}' climbs out with '..' once the job's variables are expanded; "
@@ -224,9 +225,10 @@ def _master_folder(svc: Services, job: dict[str, Any], cluster: dict[str, Any] |
     master = job["nodes"][0]
     node_dir = svc.settings.pools_dir.resolve() / pools.pool_id(cluster) / master
     paths = JobPaths.of(node_dir, segment, job["attempt"])
-    env = job_variables({}, "", job["spec"], segment, paths)
+    spec = JobBaseProperties.model_validate(job["spec"], strict=False, context=REDACTED)  # bridge
+    env = job_variables({}, "", spec, segment, paths)
     if output_id == STDOUTERR:
-        return stdouterr_dir(job["spec"], segment, env)
-    item = next(d for d in job["spec"].get("outputDirectories") or [] if d["id"] == output_id)
+        return stdouterr_dir(spec, segment, env)
+    item = next(d for d in spec.output_directories or () if d.id == output_id)
     return output_dir(item, segment, env)
 

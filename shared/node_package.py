@@ -38,7 +38,11 @@ ROOT = Path(__file__).resolve().parents[1]
 # What node_bootstrap imports from shared (tests/unit/test_node_package.py checks the list is complete).
 SHARED_MODULES = ("__init__.py", "errors.py", "ids.py", "job_environment.py", "local_files.py", "logs.py",
                   "ports/__init__.py", "ports/blob_store.py", "settings.py", "signed_urls.py", "telemetry.py",
-                  "volumes.py")
+                  "volumes.py",
+                  # the API models: the agent API's messages (models/agent.py) and the job's settings they carry
+                  "models/__init__.py", "models/agent.py", "models/base.py", "models/cluster.py", "models/common.py",
+                  "models/experiment.py", "models/fileserver.py", "models/job.py", "models/limits.py",
+                  "models/operation.py", "models/usage.py", "models/workspace.py")
 AGENT_REQUIREMENTS = ("httpx>=0.27", "pydantic>=2.10,<3", "opentelemetry-sdk>=1.30")
 REQUIRES_PYTHON = ">=3.11"
 BUNDLE_CONTAINER = "batchai-agent"

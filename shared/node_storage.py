@@ -8,18 +8,26 @@ from typing import Any
 from shared import errors, volumes
 from shared.composition import Services
 from shared.ids import FILE_SERVER, ResourceRef
+from shared.models.agent import MountableVolume, StorageBlobs, StorageInfo
+from shared.models.common import MountVolumes
 from shared.resources import R
 
 
-def storage_info(svc: Services) -> dict[str, Any]:
+def storage_info(svc: Services) -> StorageInfo:
     """How a node reaches storage: real mounts on VMs; in the local pool, folders of the data
     folder stand for shares and file servers, and blob containers go through the blob port."""
     settings = svc.settings
     if not settings.nodes_on_this_machine:
-        return {"mode": "vm"}
-    blobs: dict[str, Any] = ({"kind": "azure", "endpoint": settings.blob_endpoint} if settings.blobs == "azure"
-                             else {"kind": "folder", "root": str(settings.blobs_dir.resolve())})
-    return {"mode": "local", "storageDir": str(settings.storage_dir), "blobs": blobs}
+        return StorageInfo(mode="vm")
+    blobs = (StorageBlobs(kind="azure", endpoint=settings.blob_endpoint) if settings.blobs == "azure"
+             else StorageBlobs(kind="folder", root=str(settings.blobs_dir.resolve())))
+    return StorageInfo(mode="local", storage_dir=str(settings.storage_dir), blobs=blobs)
+
+
+def mountable_volumes(svc: Services, mount_volumes: MountVolumes | None, target: str) -> list[MountableVolume]:
+    """A cluster's or job's volumes as its nodes mount them (with their keys: only for those nodes)."""
+    given = mount_volumes.to_wire(reveal_secrets=True) if mount_volumes is not None else None  # volumes_of reads JSON
+    return [MountableVolume.model_validate(v) for v in resolved_volumes(svc, given, target)]
 
 
 def resolved_volumes(svc: Services, mount_volumes: dict[str, Any] | None, target: str) -> list[dict[str, Any]]:

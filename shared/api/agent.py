@@ -16,12 +16,15 @@ import threading
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from shared import errors, job_runs, lanes, node_storage, nodes, pools, resources, watchdog
 from shared.api.request import ApiRequest, ApiResponse, ok, parse_body, small_int
 from shared.composition import Services
+from shared.documents import base as documents
+from shared.documents.nodes import NodeDocument
+from shared.documents.resources import ClusterDocument, JobDocument
 from shared.ids import CLUSTER, ResourceRef
+from shared.models.agent import (Accepted, AllPrepared, AssignedNode, Assignment, AssignmentAnswer, NodeSetupAnswer,
+                                 NodeStateAnswer, Prepared, Ready, Registered, Registration, Report, Work)
 from shared.ports.vm_pool import PoolNotFound, node_token
 from shared.resources import R
 from shared.scheduler import IDLE, LEAVING, PREPARING, UNUSABLE
@@ -29,42 +32,6 @@ from shared.scheduler import IDLE, LEAVING, PREPARING, UNUSABLE
 NODE_HEADER = "x-batchai-node"
 CREDENTIAL_HEADER = "x-batchai-node-credential"
 STORE_RECHECK_SECONDS = 1.0  # a waiting agent re-reads the store this often when nobody wakes it
-
-
-class AgentModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=False)
-
-
-class Registration(AgentModel):
-    cluster_id: str = Field(alias="clusterId", max_length=1000)
-    node_id: str = Field(alias="nodeId", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    address: str = Field(max_length=64)
-    token: str = Field(max_length=200, repr=False)
-    # The agent's own secret, kept on its node: the first registration of a node id binds it, and a
-    # later one (a restarted agent, a retry) is accepted only with the same (node_bootstrap/agent.py).
-    credential: str = Field(min_length=32, max_length=200, repr=False)
-
-
-class Problem(AgentModel):
-    code: str = Field(max_length=100)
-    message: str = Field(max_length=4000)
-
-
-class Report(AgentModel):
-    job: str = Field(max_length=1000)
-    attempt: int = Field(ge=1)
-    exit_code: int = Field(alias="exitCode")
-    error: Problem | None = None
-    stopped: bool = False  # the node stopped the attempt's processes on the control plane's word
-
-
-class Ready(AgentModel):
-    error: Problem | None = None
-
-
-class Prepared(AgentModel):
-    job: str = Field(max_length=1000)
-    attempt: int = Field(ge=1)
 
 
 class Unauthorized(errors.ApiError):
@@ -120,7 +87,8 @@ def register(svc: Services, req: ApiRequest) -> ApiResponse:
         job_runs.requeue_holder(svc, previous, "AgentRestarted", "The node's agent restarted during the job.",
                                 failure=True)
     lanes.signal(svc.messaging, cluster["id"], cluster["pk"])
-    return ok({"node": node["id"], "credential": reg.credential, "heartbeatSeconds": svc.settings.heartbeat_seconds})
+    answer = Registered(node=node["id"], credential=reg.credential, heartbeat_seconds=svc.settings.heartbeat_seconds)
+    return ok(answer.to_wire(reveal_secrets=True))  # the node's own credential, to the node
 
 
 def _made(svc: Services, cluster: dict[str, Any], node_id: str) -> bool:
@@ -149,16 +117,19 @@ def setup(svc: Services, req: ApiRequest) -> ApiResponse:
     """What the node does before it takes work: the cluster's volumes and setup task (with its
     secrets: only ever sent to the cluster's own nodes), and where local storage lives."""
     node = authenticate(svc, req)
-    cluster = svc.store.read(R, node["clusterPk"], node["cluster"])
+    cluster = documents.read(svc.store, ClusterDocument, node["clusterPk"], node["cluster"])
     if cluster is None:
         raise Gone("The node's cluster no longer exists.", target=NODE_HEADER)
-    node_setup = cluster["spec"].get("nodeSetup") or {}
-    task = node_setup.get("setupTask")
+    node_setup = cluster.spec.node_setup
+    task = node_setup.setup_task if node_setup else None
     if task is not None:
-        suffix = cluster["resource"]["properties"]["nodeSetup"]["setupTask"]["stdOutErrPathSuffix"]
-        task = dict(task, stdOutErrPathSuffix=suffix)
-    return ok({"nodeId": node["nodeId"], "setupTask": task, "storage": node_storage.storage_info(svc),
-               "volumes": node_storage.resolved_volumes(svc, node_setup.get("mountVolumes"), "properties.nodeSetup.mountVolumes")})
+        returned = cluster.resource.properties.model_dump(by_alias=True)["nodeSetup"]  # bridge (typed-nodes types it)
+        task = task.model_copy(update={"std_out_err_path_suffix": returned["setupTask"]["stdOutErrPathSuffix"]})
+    volumes = node_storage.mountable_volumes(svc, node_setup.mount_volumes if node_setup else None,
+                                             "properties.nodeSetup.mountVolumes")
+    answer = NodeSetupAnswer(node_id=node["nodeId"], setup_task=task, storage=node_storage.storage_info(svc),
+                             volumes=volumes)
+    return ok(answer.to_wire(reveal_secrets=True))  # its secrets and the volumes' keys: only to the cluster's nodes
 
 
 def ready(svc: Services, req: ApiRequest) -> ApiResponse:
@@ -176,7 +147,7 @@ def ready(svc: Services, req: ApiRequest) -> ApiResponse:
     written = nodes.change(svc.store, node["pk"], node["nodeId"], settle)
     if written is not None and written["state"] == IDLE:
         lanes.signal(svc.messaging, node["cluster"], node["clusterPk"])
-    return ok({"state": (written or node)["state"]})
+    return ok(NodeStateAnswer(state=(written or node)["state"]).to_wire())
 
 
 def evicting(svc: Services, req: ApiRequest) -> ApiResponse:
@@ -186,7 +157,7 @@ def evicting(svc: Services, req: ApiRequest) -> ApiResponse:
     nodes.set_state(svc.store, node["pk"], node["nodeId"], LEAVING, svc.clock.now(),
                     {"code": "NodePreempted", "message": "The VM is being evicted (low priority)."})
     job_runs.requeue_holder(svc, node, "NodePreempted", f"Node {node['nodeId']} was evicted (low priority).")
-    return ok({"state": LEAVING})
+    return ok(NodeStateAnswer(state=LEAVING).to_wire())
 
 
 # When each node's last accepted heartbeat arrived, in this process. Kept in memory so that a refused
@@ -201,15 +172,16 @@ def heartbeat(svc: Services, req: ApiRequest) -> ApiResponse:
     """The node is alive, and runs what it says (the watchdog compares that with what it holds);
     a node beating faster than heartbeat_min_interval_seconds gets 429."""
     node = authenticate(svc, req)  # first: nobody else can use up a node's allowance
-    work = parse_body(watchdog.Work, req) if req.body.strip() else watchdog.Work()
+    work = parse_body(Work, req) if req.body.strip() else Work()
     wait = beat_too_soon(node["id"], svc.clock.now(), svc.settings.heartbeat_min_interval_seconds)
     if wait > 0:
         return ApiResponse(429, errors.cloud_error(
             "TooManyRequests", f"The node heartbeats more often than every "
             f"{svc.settings.heartbeat_min_interval_seconds} s; retry after {wait:.2f} s.", target=NODE_HEADER),
             {"Retry-After": str(max(1, math.ceil(wait)))})
-    watchdog.beat(svc, node["pk"], node["nodeId"], work)
-    return ok({"state": node["state"]})
+    said = watchdog.Work.model_validate(work.model_dump(by_alias=True))  # bridge: watchdog.Work is this Work
+    watchdog.beat(svc, node["pk"], node["nodeId"], said)
+    return ok(NodeStateAnswer(state=node["state"]).to_wire())
 
 
 def beat_too_soon(node: str, now: datetime, min_interval: float) -> float:
@@ -223,26 +195,24 @@ def beat_too_soon(node: str, now: datetime, min_interval: float) -> float:
         return 0.0
 
 
-def current_assignment(svc: Services, node: dict[str, Any]) -> dict[str, Any] | None:
+def current_assignment(svc: Services, node: NodeDocument) -> Assignment | None:
     """What the node should be running now: its attempt, if the job's start was written."""
-    if node.get("job") is None:
+    if node.job is None or node.job_pk is None:
         return None
-    job = svc.store.read(R, node["jobPk"], node["job"])
-    if job is None or job["state"] != job_runs.RUNNING or job["attempt"] != node["attempt"] \
-            or node["nodeId"] not in job["nodes"]:
+    job = documents.read(svc.store, JobDocument, node.job_pk, node.job)
+    if job is None or job.state != job_runs.RUNNING or job.attempt != node.attempt or node.node_id not in job.nodes:
         return None
-    uid = node["pk"]
-    members = [svc.store.read(nodes.N, uid, nodes.node_key(uid, n)) for n in job["nodes"]]
-    return {
-        "job": job["id"], "jobId": job["resource"]["id"], "attempt": job["attempt"],
-        "master": job["nodes"][0] == node["nodeId"],
-        "nodes": [{"nodeId": m["nodeId"], "address": m["address"]} for m in members if m],
-        "properties": job["spec"],  # with secret values: only ever sent to the job's own nodes
-        "jobOutputDirectoryPathSegment": job["resource"]["properties"]["jobOutputDirectoryPathSegment"],
-        "volumes": node_storage.resolved_volumes(svc, job["spec"].get("mountVolumes"), "properties.mountVolumes"),
+    uid = node.pk
+    members = [documents.read(svc.store, NodeDocument, uid, nodes.node_key(uid, n)) for n in job.nodes]
+    return Assignment(
+        job=job.id, job_id=job.resource.id, attempt=job.attempt, master=job.nodes[0] == node.node_id,
+        nodes=[AssignedNode(node_id=m.node_id, address=m.address) for m in members if m],
+        properties=job.spec,  # with secret values: only ever sent to the job's own nodes
+        job_output_directory_path_segment=job.props.job_output_directory_path_segment or "",
+        volumes=node_storage.mountable_volumes(svc, job.spec.mount_volumes, "properties.mountVolumes"),
         # The trace the node's spans continue: the dispatch that placed this attempt (else the create call).
-        "traceContext": job.get("attemptTraceContext") or job.get("traceContext") or {},
-    }
+        trace_context=job.attempt_trace_context or job.trace_context or {},
+    )
 
 
 def _running(req: ApiRequest) -> tuple[str, int] | None:
@@ -261,13 +231,13 @@ async def assignment(svc: Services, req: ApiRequest) -> ApiResponse:
     while True:
         with svc.wakeups.listening(node["id"]) as waiter:  # before the reads: no wake-up slips between
             node = await asyncio.to_thread(authenticate, svc, req)
-            current = await asyncio.to_thread(current_assignment, svc, node)
-            held = (current["job"], current["attempt"]) if current else None
+            current = await asyncio.to_thread(current_assignment, svc, NodeDocument.load(node))  # bridge
+            held = (current.job, current.attempt) if current else None
             left = deadline - asyncio.get_running_loop().time()
             if svc.wakeups.closed:  # the host is stopping: the agent asks again after a pause
                 raise errors.ServiceUnavailable("The control plane is stopping.")
             if held != running or left <= 0:
-                return ok({"state": node["state"], "assignment": current})
+                return ok(AssignmentAnswer(state=node["state"], assignment=current).to_wire(reveal_secrets=True))
             await waiter.wait(min(left, STORE_RECHECK_SECONDS))
 
 
@@ -305,7 +275,7 @@ def prepared(svc: Services, req: ApiRequest) -> ApiResponse:
     written = resources.edit_stored(svc.store, R, node["jobPk"], body.job, mark)
     if written is not None:
         svc.wakeups.notify(nodes.node_key(node["pk"], written["nodes"][0]))
-    return ok({"accepted": True})
+    return ok(Accepted().to_wire())
 
 
 async def all_prepared(svc: Services, req: ApiRequest) -> ApiResponse:
@@ -325,7 +295,7 @@ async def all_prepared(svc: Services, req: ApiRequest) -> ApiResponse:
             done = set(job.get("prepared") or [])
             left = deadline - asyncio.get_running_loop().time()
             if done >= set(job["nodes"]) or left <= 0 or svc.wakeups.closed:
-                return ok({"prepared": sorted(done), "all": done >= set(job["nodes"])})
+                return ok(AllPrepared(prepared=sorted(done), all_prepared=done >= set(job["nodes"])).to_wire())
             await waiter.wait(min(left, STORE_RECHECK_SECONDS))
 
 
@@ -348,5 +318,5 @@ def report(svc: Services, req: ApiRequest) -> ApiResponse:
         return job_runs.record_report(job, node["nodeId"], rep.exit_code, svc.clock.now(), error)
 
     job_runs.transition(svc, node["jobPk"], rep.job, end)
-    return ok({"accepted": True})
+    return ok(Accepted().to_wire())
 

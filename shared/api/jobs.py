@@ -26,7 +26,7 @@ def create(svc: Services, req: ApiRequest) -> ApiResponse:
     params = parse_body(JobCreateParameters, req).properties
     check_registry_credentials(params)
     spec = params.to_wire(reveal_secrets=True)
-    job_files.check_folder_paths(spec)
+    job_files.check_folder_paths(params)
 
     def build() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         cluster = cluster_of(svc, ref, spec["cluster"]["id"])

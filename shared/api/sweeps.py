@@ -140,7 +140,7 @@ def check(svc: Services, ref: ResourceRef, sp: Space) -> None:
         raise validation_error(exc, TEMPLATE) from None
     wire = job.to_wire(reveal_secrets=True)
     try:
-        job_files.check_folder_paths(wire)
+        job_files.check_folder_paths(job)
         jobs.cluster_of(svc, ref.parent.child(JOB, driver.job_name(ref.name, 0)), wire["cluster"]["id"])  # type: ignore[union-attr]
     except errors.ApiError as exc:
         exc.target = (exc.target or "").replace("properties.", TEMPLATE + ".", 1)

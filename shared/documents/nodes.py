@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from shared.documents.base import Document, StoredModel
 from shared.documents.resources import RoleAssignmentResource
+from shared.models.agent import HeldAttempt as HeldAttempt  # a heartbeat's body (shared/models/agent.py),
+from shared.models.agent import Work as Work  # kept as the node sent it
 
 NODES, HEARTBEATS, LEASES, ROLE_ASSIGNMENTS = "nodes", "heartbeats", "leases", "roleAssignments"
 
@@ -43,29 +45,6 @@ class NodeDocument(Document):
     since: str | None = None  # when it entered its state
     credential: str | None = None  # SHA-256 of its agent's secret (None before it registered)
     error: NodeError | None = None
-
-
-class HeldAttempt(BaseModel):
-    """The attempt an agent holds, and whether it still works toward its report."""
-
-    model_config = ConfigDict(extra="forbid")
-    job: str = Field(max_length=1000)
-    attempt: int = Field(ge=1)
-    live: bool
-
-
-class Work(BaseModel):
-    """What a heartbeat says the agent runs. `idle_seconds` is how long it has had no live work at
-    all (a duration measured by the node: no clock skew); None from an agent that does not say."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=False)
-    running: HeldAttempt | None = None
-    idle_seconds: float | None = Field(default=None, alias="idleSeconds", ge=0, le=1e9, allow_inf_nan=False)
-
-    def lacks(self, job: str, attempt: int) -> bool:
-        """The agent has no live work for this attempt."""
-        held = self.running
-        return held is None or (held.job, held.attempt) != (job, attempt) or not held.live
 
 
 class Heartbeat(Document):

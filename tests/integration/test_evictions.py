@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from node_bootstrap.scheduled_events import EvictionWatcher, preempted
+from node_bootstrap.scheduled_events import EvictionWatcher, ScheduledEvents, preempted
 from shared import nodes, pools
 from shared.api import agent
 from shared.api.request import ApiRequest
@@ -26,10 +26,13 @@ PREEMPT = {"DocumentIncarnation": 2, "Events": [{"EventId": "e1", "EventType": "
 
 
 def test_a_preempt_event_names_this_instance_or_every_one() -> None:
-    assert preempted(PREEMPT, "7") and not preempted(PREEMPT, "17")
-    assert preempted({"Events": [{"EventType": "Preempt", "Resources": []}]}, "3")
-    assert not preempted({"Events": [{"EventType": "Reboot", "Resources": ["pool_3"]}]}, "3")
-    assert not preempted({}, "3")
+    def said(document: dict[str, object]) -> ScheduledEvents:
+        return ScheduledEvents.model_validate_json(json.dumps(document))  # as the watcher reads the service's answer
+
+    assert preempted(said(PREEMPT), "7") and not preempted(said(PREEMPT), "17")
+    assert preempted(said({"Events": [{"EventType": "Preempt", "Resources": []}]}), "3")
+    assert not preempted(said({"Events": [{"EventType": "Reboot", "Resources": ["pool_3"]}]}), "3")
+    assert not preempted(said({}), "3")
 
 
 @pytest.fixture
