@@ -17,6 +17,7 @@ from shared.adapters.local.sqlite_messaging import SqliteMessaging
 from shared.adapters.local.sqlite_store import SqliteStateStore
 from shared.api import clusters, experiments, jobs, workspaces
 from shared.api.agent import current_assignment
+from shared.documents.nodes import NodeDocument
 from shared.api.request import ApiRequest
 from shared.composition import Services
 from shared.ports.clock import ManualClock
@@ -181,7 +182,9 @@ def test_a_gang_waits_for_all_its_nodes_and_holds_the_line(svc: Services) -> Non
     finish(svc, "blocker")
     dispatch(svc)
     assert running(svc) == {"big": ["node-0001", "node-0002"]}
-    assert current_assignment(svc, nodes.list_docs(svc.store, uid(svc))[1])["master"] is False
+    second = NodeDocument.load(nodes.list_docs(svc.store, uid(svc))[1])
+    assignment = current_assignment(svc, second)
+    assert assignment is not None and assignment.master is False
 
 
 def test_dispatch_is_idempotent_under_repeats_and_stale_messages(svc: Services) -> None:

@@ -16,9 +16,12 @@ from pathlib import Path
 import pytest
 
 from node_bootstrap import toolkits
+from shared.models import JobBaseProperties
+from shared.models.agent import AssignedNode
 
 RSH_AGENT = Path(toolkits.__file__).with_name("local_rsh.sh")
-NODES = [{"nodeId": "node-a", "address": "127.0.0.2"}, {"nodeId": "node-b", "address": "127.0.0.3"}]
+NODES = [AssignedNode(node_id="node-a", address="127.0.0.2"), AssignedNode(node_id="node-b", address="127.0.0.3")]
+CLUSTER = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.BatchAI/workspaces/ws/clusters/c"
 SECRET = "not-on-any-command-line-" + "7f3a"
 MPIRUN_SECONDS = 120
 MPI4PY_WAIT_SECONDS = 600  # mpi4py may still be being installed into the venv
@@ -86,11 +89,12 @@ def test_a_planned_local_mpirun_runs_four_ranks_over_two_loopback_nodes(tmp_path
     script = tmp_path / "allreduce.py"
     script.write_text(RANK_SCRIPT)
     (tmp_path / "expected-secret").write_text(SECRET)
-    props = {"nodeCount": 2, "customMpiSettings": {
-        "commandLine": f"{sys.executable} $AZ_BATCHAI_JOB_TEMP/allreduce.py $AZ_BATCHAI_JOB_TEMP/out "
-                       "$AZ_BATCHAI_JOB_TEMP/expected-secret",
-        "processCount": 4}}
-    plans = [toolkits.plan(props, NODES, node["nodeId"], "job-mpi#1", local=True, rsh_agent=str(RSH_AGENT),
+    props = JobBaseProperties.model_validate({
+        "cluster": {"id": CLUSTER}, "stdOutErrPathPrefix": str(tmp_path), "nodeCount": 2, "customMpiSettings": {
+            "commandLine": f"{sys.executable} $AZ_BATCHAI_JOB_TEMP/allreduce.py $AZ_BATCHAI_JOB_TEMP/out "
+                           "$AZ_BATCHAI_JOB_TEMP/expected-secret",
+            "processCount": 4}}, strict=False)
+    plans = [toolkits.plan(props, NODES, node.node_id, "job-mpi#1", local=True, rsh_agent=str(RSH_AGENT),
                            env_names=["AZ_BATCHAI_JOB_TEMP", "AZ_BATCHAI_MPI_HOST_FILE", "JOB_SECRET"])
              for node in NODES]
     assert plans[1].processes == []  # mpirun on the master reaches the other node

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 from node_bootstrap.agent import Agent, Bootstrap
 from node_bootstrap.attempt import Attempt
+from shared.models.agent import Assignment
 from shared.watchdog import HeldAttempt, Work, vanished
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -75,18 +77,19 @@ def agent(tmp_path: Path) -> Agent:
 def test_the_agent_says_what_it_runs_and_since_when_it_has_been_idle(tmp_path: Path) -> None:
     node = agent(tmp_path)
     node.quiet_since = time.monotonic() - 30
-    assert node.work()["running"] is None and node.work()["idleSeconds"] >= 30
+    assert node.work().running is None and (node.work().idle_seconds or 0) >= 30
     node.running = Stub(live=True, ended_at=None)  # type: ignore[assignment]
-    assert node.work() == {"running": {"job": "job|j", "attempt": 2, "live": True}, "idleSeconds": 0.0}
+    assert node.work().to_wire() == {"running": {"job": "job|j", "attempt": 2, "live": True}, "idleSeconds": 0.0}
     node.running = Stub(live=False, ended_at=time.monotonic() - 4)  # type: ignore[assignment]
-    work = node.work()
+    work = node.work().to_wire()
     assert work["running"]["live"] is False and 4 <= work["idleSeconds"] < 10
     node.switching = True
-    assert node.work()["idleSeconds"] == 0.0
+    assert node.work().idle_seconds == 0.0
 
 
 def test_an_attempt_whose_thread_never_ran_is_not_live(tmp_path: Path) -> None:
-    wire = {"job": "job|j", "attempt": 2}
+    wire = Assignment.model_construct(job="job|j", attempt=2)  # only what the attempt reads before it runs
     attempt = Attempt(tmp_path, "n", "127.0.0.1", wire, None, lambda o: None, None)  # type: ignore[arg-type]
     assert not attempt.live
-    Work.model_validate(agent(tmp_path).work(), by_alias=True, by_name=False)  # the body parses as the API takes it
+    body = json.dumps(agent(tmp_path).work().to_wire())
+    Work.model_validate_json(body, by_alias=True, by_name=False)  # the body parses as the API takes it

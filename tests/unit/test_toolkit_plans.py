@@ -13,22 +13,42 @@ import pytest
 
 from node_bootstrap import toolkits
 from node_bootstrap.toolkits import NodePlan, ProcessSpec
+from shared.models import ContainerSettings, ImageSourceRegistry, JobBaseProperties, TensorFlowSettings
+from shared.models.agent import AssignedNode
+from shared.models.common import REDACTED
 
 SEED = "job#1"
 PORT = 24855  # toolkits.base_port(SEED): pinned, so a change of the port rule shows here
-NODES = [{"nodeId": "n0", "address": "10.0.0.4"}, {"nodeId": "n1", "address": "10.0.0.5"}]
+CLUSTER = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.BatchAI/workspaces/ws/clusters/c"
 NAMES = ["AZ_BATCHAI_JOB_TEMP", "AZ_BATCHAI_MPI_HOST_FILE", "TOKEN"]
 VM_FLAGS = "--hostfile $AZ_BATCHAI_MPI_HOST_FILE"
 
 
-def nodes(count: int) -> list[dict[str, str]]:
-    return [{"nodeId": f"n{i}", "address": f"10.0.0.{4 + i}"} for i in range(count)]
+def assigned(wire: list[dict[str, str]]) -> list[AssignedNode]:
+    return [AssignedNode.model_validate(node) for node in wire]
+
+
+def nodes(count: int) -> list[AssignedNode]:
+    return assigned([{"nodeId": f"n{i}", "address": f"10.0.0.{4 + i}"} for i in range(count)])
+
+
+NODES = nodes(2)
+
+
+def spec(wire: dict) -> JobBaseProperties:
+    """A job's properties as a node reads them from its assignment."""
+    given = {"cluster": {"id": CLUSTER}, "stdOutErrPathPrefix": "$AZ_BATCHAI_MOUNT_ROOT/logs", **wire}
+    return JobBaseProperties.model_validate_json(json.dumps(given), context=REDACTED)
+
+
+def container(wire: dict) -> ContainerSettings:
+    return ContainerSettings.model_validate_json(json.dumps(wire), context=REDACTED)
 
 
 def plan(toolkit: str, settings: dict, me: str = "n0", *, node_list: list | None = None, local: bool = False,
          env_names: list[str] | None = None, as_root: bool | None = True, **props: object) -> NodePlan:
     node_list = node_list or NODES
-    job = {"nodeCount": len(node_list), toolkit: settings, **props}
+    job = spec({"nodeCount": len(node_list), toolkit: settings, **props})
     return toolkits.plan(job, node_list, me, SEED, local=local, rsh_agent="/opt/agent.sh" if local else "",
                          env_names=NAMES if env_names is None else env_names, as_root=as_root)
 
@@ -81,7 +101,9 @@ def test_process_count_defaults_to_the_node_count(toolkit: str, settings: dict, 
 
 
 def test_process_count_falls_back_to_the_node_list_without_a_node_count() -> None:
-    job = {"customMpiSettings": {"commandLine": "x"}}
+    job = JobBaseProperties.model_construct(node_count=None, custom_mpi_settings=spec(
+        {"nodeCount": 1, "customMpiSettings": {"commandLine": "x"}}).custom_mpi_settings.model_copy(
+        update={"process_count": None}))  # neither count given: not a job the service makes, but the rule holds
     [mpirun] = toolkits.plan(job, NODES, "n0", SEED, local=False, rsh_agent="", as_root=False).processes
     assert " -np 2 " in mpirun.command
 
@@ -101,8 +123,8 @@ def test_mpirun_passes_variable_names_and_never_their_values() -> None:
 
 
 def test_mpirun_in_the_local_pool_reaches_loopback_nodes_through_the_rsh_agent_over_tcp() -> None:
-    local = [{"nodeId": "a", "address": "127.0.0.2"}, {"nodeId": "b", "address": "127.0.0.3"}]
-    result = toolkits.plan({"nodeCount": 2, "customMpiSettings": {"commandLine": "run", "processCount": 4}}, local,
+    local = assigned([{"nodeId": "a", "address": "127.0.0.2"}, {"nodeId": "b", "address": "127.0.0.3"}])
+    result = toolkits.plan(spec({"nodeCount": 2, "customMpiSettings": {"commandLine": "run", "processCount": 4}}), local,
                            "a", SEED, local=True, rsh_agent="/my dir/local_rsh.sh", env_names=["TOKEN"],
                            as_root=False)
     assert only(result).command == (
@@ -127,7 +149,7 @@ def test_vm_mpirun_has_no_local_pool_flags_and_root_flag_only_for_root(monkeypat
 def test_python_interpreter_path_overrides_the_nodes_python(toolkit: str) -> None:
     settings = {"pythonScriptFilePath": "t.py", "pythonInterpreterPath": "/opt/conda/bin/python"}
     assert only(plan(toolkit, settings)).command.endswith(" -x TOKEN /opt/conda/bin/python t.py")
-    job = {"nodeCount": 1, toolkit: {"pythonScriptFilePath": "t.py"}}
+    job = spec({"nodeCount": 1, toolkit: {"pythonScriptFilePath": "t.py"}})
     [mpirun] = toolkits.plan(job, NODES[:1], "n0", SEED, local=False, rsh_agent="a", python="/usr/bin/python3.11",
                              as_root=False).processes
     assert mpirun.command.endswith(" /usr/bin/python3.11 t.py")
@@ -215,7 +237,7 @@ def test_pytorch_spreads_ranks_in_contiguous_blocks(count: int | None, node_coun
 
 def test_pytorch_rendezvous_port_comes_from_the_seed() -> None:
     assert toolkits.base_port(SEED) == PORT
-    other = toolkits.plan({"nodeCount": 2, "pyTorchSettings": {"pythonScriptFilePath": "t.py"}}, NODES, "n1",
+    other = toolkits.plan(spec({"nodeCount": 2, "pyTorchSettings": {"pythonScriptFilePath": "t.py"}}), NODES, "n1",
                           "job#2", local=False, rsh_agent="a", as_root=False)
     assert other.job_env["AZ_BATCHAI_PYTORCH_INIT_METHOD"] == f"tcp://10.0.0.4:{toolkits.base_port('job#2')}"
     assert toolkits.base_port("job#2") != PORT
@@ -306,8 +328,8 @@ def test_tensorflow_ports_are_distinct_per_task_on_a_node_and_the_same_on_every_
 
 def test_tensorflow_ports_in_the_local_pool_are_distinct_across_the_job() -> None:
     """The local pool's nodes share one machine's ports, and TensorFlow listens on 0.0.0.0."""
-    local = [{"nodeId": f"n{i}", "address": f"127.0.0.{2 + i}"} for i in range(2)]
-    result = toolkits.plan({"nodeCount": 2, "tensorFlowSettings": {**TF, "parameterServerCount": 1}}, local, "n0",
+    local = assigned([{"nodeId": f"n{i}", "address": f"127.0.0.{2 + i}"} for i in range(2)])
+    result = toolkits.plan(spec({"nodeCount": 2, "tensorFlowSettings": {**TF, "parameterServerCount": 1}}), local, "n0",
                            SEED, local=True, rsh_agent="a", as_root=False)
     assert result.job_env == {"AZ_BATCHAI_WORKER_HOSTS": f"127.0.0.2:{PORT},127.0.0.3:{PORT + 1}",
                               "AZ_BATCHAI_PS_HOSTS": f"127.0.0.2:{PORT + 2}"}
@@ -322,6 +344,11 @@ def test_tensorflow_ports_in_the_local_pool_are_distinct_across_the_job() -> Non
     ({"workerCount": 4}, 2, 4, 1),
 ])
 def test_tensorflow_counts_and_their_defaults(settings: dict, node_count: int, workers: int, ps: int) -> None:
+    given = TensorFlowSettings.model_validate_json(json.dumps(TF)).model_copy(update={
+        "worker_count": settings.get("workerCount"), "parameter_server_count": settings.get("parameterServerCount")})
+    assert toolkits.tensorflow_counts(given, node_count) == (workers, ps)
+    if 0 in settings.values() or ps > node_count:
+        return  # a count of 0, more parameter servers than nodes: the service refuses such a job at its creation
     result = plan("tensorFlowSettings", {**TF, **settings}, node_list=nodes(node_count))
     hosts = result.job_env
     assert len([h for h in hosts["AZ_BATCHAI_WORKER_HOSTS"].split(",") if h]) == workers
@@ -365,7 +392,7 @@ def test_a_node_outside_the_job_or_a_job_without_toolkit_is_an_error() -> None:
     with pytest.raises(ValueError, match="not one of the job's nodes"):
         plan("customToolkitSettings", {"commandLine": "x"}, "n9")
     with pytest.raises(ValueError, match="no toolkit"):
-        toolkits.plan({"nodeCount": 1}, NODES, "n0", SEED, local=False, rsh_agent="a")
+        toolkits.plan(JobBaseProperties.model_construct(node_count=1), NODES, "n0", SEED, local=False, rsh_agent="a")
 
 
 # -- containers -----------------------------------------------------------------------------------
@@ -374,7 +401,7 @@ REGISTRY = {"image": "me/train:1", "serverUrl": "registry.example",
 
 
 def test_the_jobs_container_uses_the_hosts_network_the_jobs_shm_size_and_mounts_and_stays_up() -> None:
-    props = {"containerSettings": {"shmSize": "2g", "imageSourceRegistry": REGISTRY}}
+    props = container({"shmSize": "2g", "imageSourceRegistry": REGISTRY})
     argv = toolkits.container_start_argv(props, "batchai-x", [("/mnt/x", "/x"), "/jobs/j1"])
     assert argv == ["docker", "run", "--detach", "--rm", "--name", "batchai-x", "--network", "host",
                     "--shm-size", "2g", "-v", "/mnt/x:/x", "-v", "/jobs/j1:/jobs/j1",
@@ -384,7 +411,7 @@ def test_the_jobs_container_uses_the_hosts_network_the_jobs_shm_size_and_mounts_
 
 
 def test_a_gpu_nodes_container_gets_every_gpu_and_the_launch_scripts_read_only() -> None:
-    props = {"containerSettings": {"imageSourceRegistry": REGISTRY}}
+    props = container({"imageSourceRegistry": REGISTRY})
     argv = toolkits.container_start_argv(props, "c", ["/jobs/j1"], read_only=["/agent/container_rsh.sh"], gpus=True)
     assert argv[argv.index("--ipc"):argv.index("--entrypoint")] == [
         "--ipc", "host", "--gpus", "all", "-v", "/jobs/j1:/jobs/j1",
@@ -411,7 +438,7 @@ def test_the_container_mounts_every_job_folder_at_its_path_once_and_inputs_read_
 def test_mpirun_in_the_masters_container_starts_the_others_daemons_through_the_container_agent() -> None:
     agent = toolkits.container_rsh_agent("/agent/container_rsh.sh", SEED, NODES, ssh_user="batchai",
                                          ssh_key="/home/batchai/.ssh/id_ed25519")
-    job = {"nodeCount": 2, "customMpiSettings": {"commandLine": "python3 t.py", "processCount": 4}}
+    job = spec({"nodeCount": 2, "customMpiSettings": {"commandLine": "python3 t.py", "processCount": 4}})
     plans = [toolkits.plan(job, NODES, me, SEED, local=False, rsh_agent=agent, env_names=["TOKEN"], as_root=True,
                            in_container=True) for me in ("n0", "n1")]
     assert plans[1].processes == []
@@ -428,7 +455,7 @@ def test_mpirun_in_the_masters_container_starts_the_others_daemons_through_the_c
 
 
 def test_the_jobs_container_without_a_shm_size_shares_the_hosts_ipc() -> None:
-    props = {"containerSettings": {"imageSourceRegistry": {"image": "ubuntu"}}}
+    props = container({"imageSourceRegistry": {"image": "ubuntu"}})
     argv = toolkits.container_start_argv(props, "c", [])
     assert argv[argv.index("--network"):] == ["--network", "host", "--ipc", "host", "--entrypoint", "tail", "ubuntu",
                                               "-f", "/dev/null"]
@@ -449,30 +476,34 @@ def test_a_command_runs_in_the_container_as_a_bash_line_that_expands_only_the_wo
                                          "python3 'a b.py' $A"]
 
 
+def registry(wire: dict) -> ImageSourceRegistry:
+    return ImageSourceRegistry.model_validate_json(json.dumps(wire), context=REDACTED)
+
+
 def test_docker_login_keeps_the_password_off_the_command_line() -> None:
-    argv = toolkits.docker_login_command(REGISTRY)
+    argv = toolkits.docker_login_command(registry(REGISTRY))
     assert argv == ["docker", "login", "--username", "me", "--password-stdin", "registry.example"]
-    assert toolkits.registry_password(REGISTRY) == "s3cr3t-pw"
-    assert toolkits.docker_login({"containerSettings": {"imageSourceRegistry": REGISTRY}}) == (argv, "s3cr3t-pw")
-    docker_hub = {"image": "me/x", "credentials": {"username": "me", "password": "p"}}
+    assert toolkits.registry_password(registry(REGISTRY)) == "s3cr3t-pw"
+    assert toolkits.docker_login(container({"imageSourceRegistry": REGISTRY})) == (argv, "s3cr3t-pw")
+    docker_hub = registry({"image": "me/x", "credentials": {"username": "me", "password": "p"}})
     assert toolkits.docker_login_command(docker_hub) == ["docker", "login", "--username", "me", "--password-stdin"]
-    assert toolkits.docker_login_command({"image": "ubuntu"}) is None
-    assert toolkits.docker_login({"containerSettings": {"imageSourceRegistry": {"image": "ubuntu"}}}) is None
-    assert toolkits.docker_login({}) is None
+    assert toolkits.docker_login_command(registry({"image": "ubuntu"})) is None
+    assert toolkits.docker_login(container({"imageSourceRegistry": {"image": "ubuntu"}})) is None
+    assert toolkits.docker_login(None) is None
 
 
 def test_a_container_job_without_docker_gets_a_clear_message() -> None:
-    props = {"containerSettings": {"imageSourceRegistry": {"image": "me/train:1"}}}
+    props = container({"imageSourceRegistry": {"image": "me/train:1"}})
     message = toolkits.container_unavailable_message(props, docker_present=False)
     assert message is not None and "me/train:1" in message and "Docker" in message
     assert toolkits.container_unavailable_message(props, docker_present=True) is None
-    assert toolkits.container_unavailable_message({}, docker_present=False) is None
+    assert toolkits.container_unavailable_message(None, docker_present=False) is None
 
 
 def test_mpirun_on_vms_reaches_the_other_nodes_with_ssh_and_the_cluster_key() -> None:
     from shared.node_boot import MPI_RSH_AGENT
 
-    result = toolkits.plan({"nodeCount": 2, "customMpiSettings": {"commandLine": "run", "processCount": 2}}, NODES,
+    result = toolkits.plan(spec({"nodeCount": 2, "customMpiSettings": {"commandLine": "run", "processCount": 2}}), NODES,
                            "n0", SEED, local=False, rsh_agent=MPI_RSH_AGENT, env_names=[], as_root=True)
     argv = shlex.split(only(result).command)
     assert argv[argv.index("plm_rsh_agent") + 1] == MPI_RSH_AGENT
