@@ -30,9 +30,11 @@ def mountable_volumes(svc: Services, mount_volumes: MountVolumes | None, target:
     return [MountableVolume.model_validate(v) for v in resolved_volumes(svc, given, target)]
 
 
+# dict[str, Any]: a stored mountVolumes' JSON in (what shared/volumes.py's volumes_of reads), Volume.to_wire()
+# out (job_files.py reads them back); the agent API's typed form is mountable_volumes above.
 def resolved_volumes(svc: Services, mount_volumes: dict[str, Any] | None, target: str) -> list[dict[str, Any]]:
     """The volumes with what a node needs to mount them (a file server's address, keys)."""
-    def file_server(arm_id: str) -> dict[str, Any] | None:
+    def file_server(arm_id: str) -> dict[str, Any] | None:  # the file server's stored resource (JSON)
         ref = ResourceRef.parse(arm_id, FILE_SERVER)
         doc = svc.store.read(R, ref.pk, ref.key) if ref else None
         return doc["resource"] if doc else None
