@@ -16,6 +16,8 @@ import threading
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from shared import errors, job_runs, lanes, node_storage, nodes, pools, resources, watchdog
 from shared.api.request import ApiRequest, ApiResponse, ok, parse_body, small_int
 from shared.composition import Services
@@ -195,6 +197,27 @@ def beat_too_soon(node: str, now: datetime, min_interval: float) -> float:
         return 0.0
 
 
+class _AttemptView(BaseModel):
+    """What the long poll compares of a job document, read without its spec: a node that runs its
+    attempt re-reads its job every second, and only a change builds the whole assignment."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    state: str
+    attempt: int = 0
+    nodes: list[str] = Field(default_factory=list)
+
+
+def held_attempt(svc: Services, node: NodeDocument) -> tuple[str, int] | None:
+    """The (job, attempt) the node should run now, as `current_assignment` would give it."""
+    if node.job is None or node.job_pk is None:
+        return None
+    raw = svc.store.read(JobDocument.container, node.job_pk, node.job)
+    job = _AttemptView.model_validate(raw) if raw is not None else None
+    if job is None or job.state != job_runs.RUNNING or job.attempt != node.attempt or node.node_id not in job.nodes:
+        return None
+    return node.job, node.attempt
+
+
 def current_assignment(svc: Services, node: NodeDocument) -> Assignment | None:
     """What the node should be running now: its attempt, if the job's start was written."""
     if node.job is None or node.job_pk is None:
@@ -231,12 +254,13 @@ async def assignment(svc: Services, req: ApiRequest) -> ApiResponse:
     while True:
         with svc.wakeups.listening(node["id"]) as waiter:  # before the reads: no wake-up slips between
             node = await asyncio.to_thread(authenticate, svc, req)
-            current = await asyncio.to_thread(current_assignment, svc, NodeDocument.load(node))  # bridge
-            held = (current.job, current.attempt) if current else None
+            typed = NodeDocument.load(node)  # bridge
+            held = await asyncio.to_thread(held_attempt, svc, typed)
             left = deadline - asyncio.get_running_loop().time()
             if svc.wakeups.closed:  # the host is stopping: the agent asks again after a pause
                 raise errors.ServiceUnavailable("The control plane is stopping.")
             if held != running or left <= 0:
+                current = await asyncio.to_thread(current_assignment, svc, typed)
                 return ok(AssignmentAnswer(state=node["state"], assignment=current).to_wire(reveal_secrets=True))
             await waiter.wait(min(left, STORE_RECHECK_SECONDS))
 
