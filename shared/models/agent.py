@@ -13,7 +13,7 @@ runs the job or belongs to the cluster.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import ConfigDict, Field
 
@@ -237,8 +237,13 @@ class Assignment(AgentAnswer):
         return f"{self.job_output_directory_path_segment}#{self.attempt}"
 
     def secret_values(self) -> list[str]:
-        """The secret values this node was given for the job: its secrets and its volumes' keys."""
+        """The secret values this node was given for the job: its secrets, its registry password and
+        its volumes' keys (none of them may appear in an error the job shows)."""
         values = [s.value for s in self.properties.secrets or () if s.value]
+        container = self.properties.container_settings
+        credentials = container.image_source_registry.credentials if container else None
+        if credentials is not None and credentials.password:
+            values.append(credentials.password)
         return values + [v.key for v in self.volumes if v.key]
 
 
@@ -249,7 +254,7 @@ class AssignmentAnswer(AgentAnswer):
     state: str
     assignment: Assignment | None = None
 
-    def to_wire(self, *, reveal_secrets: bool = False) -> dict[str, object]:
+    def to_wire(self, *, reveal_secrets: bool = False) -> dict[str, Any]:  # the JSON body, as WireModel's
         data = super().to_wire(reveal_secrets=reveal_secrets)
         data.setdefault("assignment", None)  # "nothing" is said, not left out
         return data
