@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+
+from shared.models.cluster import ScaleSettings
 
 from shared.scheduler import IDLE, LEAVING, PREPARING, RUNNING, UNUSABLE, NodeView
 
@@ -23,18 +24,18 @@ class Demand:
     queued: Sequence[int] = ()
 
 
-def target_size(scale: dict[str, Any], nodes: Sequence[NodeView], demand: Demand, now: datetime,
+def target_size(scale: ScaleSettings, nodes: Sequence[NodeView], demand: Demand, now: datetime,
                 idle_timeout: timedelta) -> int:
     """The number of nodes the cluster should have now."""
-    manual = scale.get("manual")
-    if manual is not None:
-        return int(manual["targetNodeCount"])
-    auto = scale["autoScale"]
-    low, high = int(auto["minimumNodeCount"]), int(auto["maximumNodeCount"])
+    if scale.manual is not None:
+        return scale.manual.target_node_count
+    auto = scale.auto_scale
+    assert auto is not None  # ScaleSettings holds exactly one of the two
+    low, high = auto.minimum_node_count, auto.maximum_node_count
     live = [n for n in nodes if n.state != LEAVING]
     busy = sum(1 for n in live if n.state == RUNNING or n.job is not None)
     if not live and not demand.queued:  # a new cluster starts at its initial size
-        return max(low, min(high, int(auto.get("initialNodeCount", 0))))
+        return max(low, min(high, auto.initial_node_count))
     keep = sum(1 for n in live if n.job is None and (
         n.state == PREPARING or (n.state == IDLE and (n.since is None or now - n.since < idle_timeout))))
     wanted = max(busy + sum(demand.queued), busy + keep)

@@ -17,6 +17,8 @@ from typing import Any
 
 from shared import job_runs, lanes, nodes, telemetry
 from shared.composition import Services
+from shared.documents.nodes import NodeDocument
+from shared.documents.resources import ClusterDocument
 from shared.ports.messaging import ReceivedMessage
 from shared.resources import R
 from shared.scheduler import PRIORITIES, choose_nodes, free_nodes, largest_size
@@ -24,10 +26,10 @@ from shared.scheduler import PRIORITIES, choose_nodes, free_nodes, largest_size
 log = logging.getLogger(__name__)
 
 
-def dispatch(svc: Services, cluster: dict[str, Any]) -> None:
+def dispatch(svc: Services, cluster: ClusterDocument) -> None:
     """Start every job the cluster's idle nodes can take now, in order. Call under the lease."""
-    uid = lanes.cluster_uid(cluster)
-    docs = {d["nodeId"]: d for d in nodes.list_docs(svc.store, uid)}
+    uid = cluster.cluster_uid
+    docs = {d.node_id: d for d in nodes.list_docs(svc.store, uid)}
     free = free_nodes(nodes.view(d) for d in docs.values())
     while True:
         head = _head(svc, uid)
@@ -46,17 +48,17 @@ def dispatch(svc: Services, cluster: dict[str, Any]) -> None:
                     return
                 continue
             node_count = job["resource"]["properties"]["nodeCount"]
-            if node_count > largest_size(cluster["spec"]["scaleSettings"]):
+            if node_count > largest_size(cluster.scale):
                 decision.set_attribute("batchai.decision", "cluster-too-small")
                 job_runs.fail_job(svc, job, "ClusterTooSmall",
                                   f"The job needs {node_count} nodes; its cluster was resized and can now have at "
-                                  f"most {largest_size(cluster['spec']['scaleSettings'])}.")
+                                  f"most {largest_size(cluster.scale)}.")
                 continue  # its message is now stale and goes on the next pass
             chosen = choose_nodes(node_count, free)
             if chosen is None:
                 decision.set_attribute("batchai.decision", "wait-for-nodes")
                 if _cluster_can_grow(cluster, len(docs)):
-                    lanes.signal(svc.messaging, cluster["id"], cluster["pk"], lanes.RECONCILE)
+                    lanes.signal(svc.messaging, cluster.id, cluster.pk, lanes.RECONCILE)
                 return  # the head holds the line until nodes come
             if _place(svc, uid, job, [docs[n] for n in chosen]):
                 decision.set_attribute("batchai.decision", "placed")
@@ -66,7 +68,7 @@ def dispatch(svc: Services, cluster: dict[str, Any]) -> None:
                     return
             else:  # a node or the job changed under us: look again from the store
                 decision.set_attribute("batchai.decision", "retry")
-                docs = {d["nodeId"]: d for d in nodes.list_docs(svc.store, uid)}
+                docs = {d.node_id: d for d in nodes.list_docs(svc.store, uid)}
                 free = free_nodes(nodes.view(d) for d in docs.values())
 
 
@@ -90,18 +92,18 @@ def _remove(svc: Services, lane: str, head: ReceivedMessage) -> bool:
     return False
 
 
-def _place(svc: Services, uid: str, job: dict[str, Any], chosen: list[dict[str, Any]]) -> bool:
+def _place(svc: Services, uid: str, job: dict[str, Any], chosen: list[NodeDocument]) -> bool:
     """Claim every chosen node for the job's next attempt, then record the start: all or nothing."""
     now = svc.clock.now()
     attempt = job.get("attempt", 0) + 1
-    claimed: list[dict[str, Any]] = []
+    claimed: list[NodeDocument] = []
     for doc in chosen:
         if not nodes.claim(svc.store, doc, job["id"], job["pk"], attempt, now):
             break
         claimed.append(doc)
     started = None
     if len(claimed) == len(chosen):
-        node_ids = [d["nodeId"] for d in chosen]
+        node_ids = [d.node_id for d in chosen]
         waits: list[datetime | None] = []
 
         def begin(doc: dict[str, Any]) -> bool:
@@ -116,12 +118,12 @@ def _place(svc: Services, uid: str, job: dict[str, Any], chosen: list[dict[str, 
         started = job_runs.transition(svc, job["pk"], job["id"], begin)
     if started is None:
         for doc in claimed:
-            nodes.release(svc.store, uid, doc["nodeId"], job["id"], attempt, now)
+            nodes.release(svc.store, uid, doc.node_id, job["id"], attempt, now)
         return False
     for doc in chosen:
-        svc.wakeups.notify(doc["id"])
+        svc.wakeups.notify(doc.id)
     _record_start(job, attempt, now, waits[-1] if waits else None)
-    log.info("job %s attempt %d placed on %s", job["id"], attempt, ", ".join(d["nodeId"] for d in chosen))
+    log.info("job %s attempt %d placed on %s", job["id"], attempt, ", ".join(d.node_id for d in chosen))
     return True
 
 
@@ -133,17 +135,17 @@ def _record_start(job: dict[str, Any], attempt: int, now: datetime, queued_since
     telemetry.record_start(queued, submitted, {"priority": job.get("priority")})
 
 
-def could_act(svc: Services, cluster: dict[str, Any]) -> bool:
+def could_act(svc: Services, cluster: ClusterDocument) -> bool:
     """Whether a pass could start a job or grow the pool now: some node is free, or the cluster may grow.
 
     A job's creator calls this after publishing the job and signals a pass only when it is true.
     That loses nothing: a node freed later signals a pass of its own, and that pass sees the job.
     """
-    docs = nodes.list_docs(svc.store, lanes.cluster_uid(cluster))
+    docs = nodes.list_docs(svc.store, cluster.cluster_uid)
     return bool(free_nodes(nodes.view(d) for d in docs)) or _cluster_can_grow(cluster, len(docs))
 
 
-def _cluster_can_grow(cluster: dict[str, Any], node_count: int) -> bool:
-    auto = cluster["spec"]["scaleSettings"].get("autoScale")
-    return auto is not None and node_count < int(auto["maximumNodeCount"])
+def _cluster_can_grow(cluster: ClusterDocument, node_count: int) -> bool:
+    auto = cluster.scale.auto_scale
+    return auto is not None and node_count < auto.maximum_node_count
 

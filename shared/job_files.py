@@ -22,6 +22,7 @@ from typing import Any
 from shared import errors, pools
 from shared.node_storage import resolved_volumes
 from shared.composition import Services
+from shared.documents.resources import ClusterDocument  # bridge
 from shared.job_environment import JobPaths, job_variables, output_dir, own_variables, stdouterr_dir
 from shared.models.common import REDACTED, climbs
 from shared.models.job import JobBaseProperties
@@ -223,7 +224,7 @@ def _master_folder(svc: Services, job: dict[str, Any], cluster: dict[str, Any] |
     if not svc.settings.nodes_on_this_machine or cluster is None or not job.get("nodes") or not job.get("attempt"):
         return None
     master = job["nodes"][0]
-    node_dir = svc.settings.pools_dir.resolve() / pools.pool_id(cluster) / master
+    node_dir = svc.settings.pools_dir.resolve() / pools.pool_id(ClusterDocument.load(cluster))  # bridge / master
     paths = JobPaths.of(node_dir, segment, job["attempt"])
     spec = JobBaseProperties.model_validate(job["spec"], strict=False, context=REDACTED)  # bridge
     env = job_variables({}, "", spec, segment, paths)

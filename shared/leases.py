@@ -12,33 +12,35 @@ import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
+from shared.documents import base
+from shared.documents.nodes import ClusterLease
 from shared.nodes import parse_time, stamp
 from shared.ports.clock import Clock
 from shared.ports.state_store import Conflict, NotFound, PreconditionFailed, Query, StateStore
-from shared.resources import LEASES
 
-L = LEASES.name
 LEASE_SECONDS = 15.0
+_ID = "lease"
 
 
 def _try_take(store: StateStore, clock: Clock, uid: str, owner: str, request: str) -> bool:
     """Take the lease, or leave the request pending for its holder. True when taken."""
     while True:
-        doc = store.read(L, uid, "lease")
+        doc = base.read(store, ClusterLease, uid, _ID)
         now = clock.now()
-        taken = {"id": "lease", "pk": uid, "owner": owner, "expires": stamp(now + timedelta(seconds=LEASE_SECONDS)),
-                 "pending": []}
+        taken = ClusterLease(id=_ID, pk=uid, owner=owner, expires=stamp(now + timedelta(seconds=LEASE_SECONDS)))
         try:
             if doc is None:
-                store.create(L, taken)
+                base.create(store, taken)
                 return True
-            expires = parse_time(doc.get("expires"))
-            if doc.get("owner") is None or expires is None or expires <= now:
-                store.replace(L, taken, etag=doc["_etag"])
+            expires = parse_time(doc.expires)
+            if doc.owner is None or expires is None or expires <= now:
+                taken.etag = doc.etag
+                base.replace(store, taken)
                 return True
-            if request in doc.get("pending", []):
+            if request in doc.pending:
                 return False
-            store.replace(L, dict(doc, pending=sorted({*doc.get("pending", []), request})), etag=doc["_etag"])
+            doc.pending = sorted({*doc.pending, request})
+            base.replace(store, doc)
             return False
         except (Conflict, PreconditionFailed, NotFound):
             continue  # somebody else moved first: look again
@@ -48,15 +50,17 @@ def _let_go(store: StateStore, uid: str, owner: str, force: bool = False) -> set
     """Release the lease; or, when work was asked for meanwhile, keep it and return those requests
     (unless `force`d: then it is released all the same and the next signal or timer redoes them)."""
     while True:
-        doc = store.read(L, uid, "lease")
-        if doc is None or doc.get("owner") != owner:
+        doc = base.read(store, ClusterLease, uid, _ID)
+        if doc is None or doc.owner != owner:
             return set()  # it expired and was taken over: nothing of ours to release
         try:
-            pending = set(doc.get("pending", []))
+            pending = set(doc.pending)
+            doc.pending = []
             if pending and not force:
-                store.replace(L, dict(doc, pending=[]), etag=doc["_etag"])
+                base.replace(store, doc)
                 return pending
-            store.replace(L, dict(doc, owner=None, pending=[]), etag=doc["_etag"])
+            doc.owner = None
+            base.replace(store, doc)
             return set()
         except (PreconditionFailed, NotFound):
             continue
@@ -83,19 +87,17 @@ def run_exclusive(store: StateStore, clock: Clock, uid: str, request: str,
 
 
 def _renew(store: StateStore, clock: Clock, uid: str, owner: str) -> None:
-    doc = store.read(L, uid, "lease")
-    if doc is not None and doc.get("owner") == owner:
+    doc = base.read(store, ClusterLease, uid, _ID)
+    if doc is not None and doc.owner == owner:
+        doc.expires = stamp(clock.now() + timedelta(seconds=LEASE_SECONDS))
         try:
-            store.replace(L, dict(doc, expires=stamp(clock.now() + timedelta(seconds=LEASE_SECONDS))),
-                          etag=doc["_etag"])
+            base.replace(store, doc)
         except (PreconditionFailed, NotFound):
             pass
 
 
 def clear_all(store: StateStore) -> None:
-    """Forget every lease: for a host that knows it is the only one and has just started."""
-    for doc in store.query(L, Query()):
-        try:
-            store.delete(L, doc["pk"], doc["id"])
-        except NotFound:
-            pass
+    """Forget every lease: for a host that knows it is the only one and has just started. Cluster
+    leases and timer leases share the container; each is removed by its id and partition alone."""
+    for raw in store.query(ClusterLease.container, Query()):
+        base.delete(store, ClusterLease, raw["pk"], raw["id"])  # any lease's key: no model needed

@@ -9,13 +9,20 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Final
+
+from shared.documents.nodes import NodeState
+from shared.models.cluster import ScaleSettings
 
 PRIORITIES = ("high", "normal", "low")  # lane order: the dispatcher serves the first non-empty lane
 
 # Node states of Batch AI's API, and the one the service adds internally for nodes it is removing.
-PREPARING, IDLE, RUNNING, LEAVING, UNUSABLE = "preparing", "idle", "running", "leaving", "unusable"
-NODE_STATES = (IDLE, RUNNING, PREPARING, UNUSABLE, LEAVING)
+PREPARING: Final = "preparing"
+IDLE: Final = "idle"
+RUNNING: Final = "running"
+LEAVING: Final = "leaving"
+UNUSABLE: Final = "unusable"
+NODE_STATES: tuple[NodeState, ...] = (IDLE, RUNNING, PREPARING, UNUSABLE, LEAVING)
 
 
 @dataclass(frozen=True)
@@ -23,7 +30,7 @@ class NodeView:
     """What placement and scaling need to know of a node."""
 
     node_id: str
-    state: str
+    state: NodeState
     job: str | None = None  # key of the job whose attempt holds the node
     attempt: int = 0
     since: datetime | None = None  # when it entered its state
@@ -41,8 +48,9 @@ def choose_nodes(node_count: int, free: Sequence[NodeView]) -> list[str] | None:
     return [n.node_id for n in free[:node_count]]
 
 
-def largest_size(scale: dict[str, Any]) -> int:
+def largest_size(scale: ScaleSettings) -> int:
     """The most nodes a cluster's scale settings allow it to have: a job needing more never fits."""
-    if scale.get("autoScale") is not None:
-        return int(scale["autoScale"]["maximumNodeCount"])
-    return int(scale["manual"]["targetNodeCount"])
+    if scale.auto_scale is not None:
+        return scale.auto_scale.maximum_node_count
+    assert scale.manual is not None  # ScaleSettings holds exactly one of the two
+    return scale.manual.target_node_count

@@ -23,18 +23,25 @@ or another edit of the node's document retry.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from shared import job_runs, nodes, telemetry
 from shared.composition import Services
+from shared.documents import base
+from shared.documents.nodes import Heartbeat, HeldAttempt, NodeDocument, NodeError, Work
+from shared.documents.resources import ClusterDocument, JobDocument
 from shared.models.common import parse_duration
 from shared.nodes import parse_time, stamp
-from shared.ports.state_store import NotFound, Query
-from shared.resources import HEARTBEATS, R
+from shared.ports.state_store import Query
+from shared.resources import HEARTBEATS
 from shared.scheduler import IDLE, PREPARING, RUNNING, UNUSABLE
+
+__all__ = ["HeldAttempt", "Work", "beat", "grace", "lost_nodes", "past_wall_clock", "watch", "unheld", "vanished",
+           "resume_all"]
 
 H = HEARTBEATS.name
 WATCHED = frozenset({PREPARING, IDLE, RUNNING})
@@ -48,116 +55,111 @@ TERMINATE_TIMEOUT = timedelta(seconds=30)
 ATTEMPT_VANISHED = "AttemptVanished"
 
 
-class HeldAttempt(BaseModel):
-    """The attempt an agent holds, and whether it still works toward its report."""
-
-    model_config = ConfigDict(extra="forbid")
-    job: str = Field(max_length=1000)
-    attempt: int = Field(ge=1)
-    live: bool
-
-
-class Work(BaseModel):
-    """What a heartbeat says the agent runs. `idle_seconds` is how long it has had no live work at
-    all (a duration measured by the node: no clock skew); None from an agent that does not say."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=False)
-    running: HeldAttempt | None = None
-    idle_seconds: float | None = Field(default=None, alias="idleSeconds", ge=0, le=1e9, allow_inf_nan=False)
-
-    def lacks(self, job: str, attempt: int) -> bool:
-        """The agent has no live work for this attempt."""
-        held = self.running
-        return held is None or (held.job, held.attempt) != (job, attempt) or not held.live
-
-
 def beat(svc: Services, uid: str, node_id: str, work: Work | None = None) -> None:
     """The node is alive now (and runs what `work` says, when it says)."""
-    record: dict[str, Any] = {"id": nodes.node_key(uid, node_id), "pk": uid, "at": stamp(svc.clock.now())}
-    if work is not None:
-        record["work"] = work.model_dump(by_alias=True)
-    svc.store.upsert(H, record)
+    record = Heartbeat(id=nodes.node_key(uid, node_id), pk=uid, at=stamp(svc.clock.now()), work=work)
+    svc.store.upsert(H, record.to_json())  # not base.upsert: a beat needs no model of what was written
 
 
 def grace(svc: Services) -> timedelta:
     return timedelta(seconds=svc.settings.heartbeat_seconds * svc.settings.missed_heartbeats)
 
 
-def lost_nodes(docs: list[dict[str, Any]], beats: dict[str, datetime], now: datetime, grace: timedelta
-               ) -> list[dict[str, Any]]:
+def lost_nodes(docs: list[NodeDocument], beats: dict[str, datetime], now: datetime, grace: timedelta
+               ) -> list[NodeDocument]:
     """Registered nodes in a watched state whose last sign of life is older than the grace (pure)."""
     lost = []
     for doc in docs:
-        if doc["state"] not in WATCHED or not doc.get("credential"):
+        if doc.state not in WATCHED or not doc.credential:
             continue  # not yet registered: the pool judges a node that never starts
-        last = beats.get(doc["nodeId"]) or parse_time(doc.get("since"))
+        last = beats.get(doc.node_id) or parse_time(doc.since)
         if last is None or now - last > grace:
             lost.append(doc)
     return lost
 
 
-def past_wall_clock(job: dict[str, Any], now: datetime) -> bool:
+def _started(job: JobDocument) -> datetime | None:
+    info = job.props.execution_info
+    return parse_time(info.start_time if info else None)
+
+
+def _wall_clock_limit(job: JobDocument) -> str | None:
+    constraints = job.props.constraints
+    return constraints.max_wall_clock_time if constraints else None
+
+
+def past_wall_clock(job: JobDocument, now: datetime) -> bool:
     """Pure: has this running job used up its maxWallClockTime?"""
-    props = job["resource"]["properties"]
-    started = parse_time((props.get("executionInfo") or {}).get("startTime"))
-    limit = (props.get("constraints") or {}).get("maxWallClockTime")
+    started, limit = _started(job), _wall_clock_limit(job)
     if started is None or limit is None:
         return False
     duration = parse_duration(limit)
     return isinstance(duration, timedelta) and now - started > duration
 
 
-def watch(svc: Services, cluster: dict[str, Any], uid: str) -> list[str]:
+def watch(svc: Services, cluster: ClusterDocument, uid: str) -> list[str]:
     """One round: the lost nodes are settled (see the module's doc); returns their ids, which the
     caller removes from the pool."""
     now = svc.clock.now()
     limit = grace(svc)
     docs = nodes.list_docs(svc.store, uid)
-    records = {d["id"]: d for d in svc.store.query(H, Query(where={"pk": uid}), pk=uid)}
-    previous = parse_time((records.get(_WATCHDOG) or {}).get("at"))
-    svc.store.upsert(H, {"id": _WATCHDOG, "pk": uid, "at": stamp(now)})
+    records = {r.id: r for r in _heartbeats(svc, uid)}
+    previous = parse_time(watched.at) if (watched := records.get(_WATCHDOG)) else None
+    svc.store.upsert(H, Heartbeat(id=_WATCHDOG, pk=uid, at=stamp(now)).to_json())
     if previous is None or now - previous > max(limit, ABSENCE):
         for doc in docs:  # the control plane was away: a fresh grace for everyone
-            beat(svc, uid, doc["nodeId"])
+            beat(svc, uid, doc.node_id)
         _check_running(svc, cluster, uid, now)
         return []
-    known = {d["id"] for d in docs}
+    known = {d.id for d in docs}
     for key in set(records) - known - {_WATCHDOG}:  # nodes that left the cluster
-        _delete(svc, uid, key)
-    beats = {r["id"].partition("|")[2]: t for r in records.values() if (t := parse_time(r.get("at")))}
+        base.delete(svc.store, Heartbeat, uid, key)
+    beats = {r.id.partition("|")[2]: t for r in records.values() if (t := parse_time(r.at))}
     lost = lost_nodes(docs, beats, now, limit)
     for doc in lost:
         seconds = limit.total_seconds()
-        error = {"code": "NodeHeartbeatLost", "message": f"The node sent no heartbeat for more than {seconds:g} s."}
-        nodes.set_state(svc.store, uid, doc["nodeId"], UNUSABLE, now, error)
+        error = NodeError(code="NodeHeartbeatLost", message=f"The node sent no heartbeat for more than {seconds:g} s.")
+        nodes.set_state(svc.store, uid, doc.node_id, UNUSABLE, now, error)
         telemetry.count_failure("NodeHeartbeatLost")
-        job_runs.requeue_holder(svc, doc, "NodeHeartbeatLost", f"Node {doc['nodeId']}: {error['message']}",
-                                failure=True)
+        job_runs.requeue_holder(svc, doc.to_json(), "NodeHeartbeatLost",  # bridge
+                                f"Node {doc.node_id}: {error.message}", failure=True)
     _check_running(svc, cluster, uid, now, _work_of(records))
-    return [d["nodeId"] for d in lost]
+    return [d.node_id for d in lost]
 
 
-def unheld(job: dict[str, Any], docs: dict[str, dict[str, Any]]) -> list[str]:
+def _heartbeats(svc: Services, uid: str) -> list[Heartbeat]:
+    """The cluster's heartbeat records; one whose `work` no beat of this version wrote is kept
+    without it (no evidence either way)."""
+    out = []
+    for raw in svc.store.query(H, Query(where={"pk": uid}), pk=uid):
+        try:
+            out.append(Heartbeat.load(raw))
+        except ValidationError:
+            out.append(Heartbeat.load({**raw, "work": None}))
+    return out
+
+
+def unheld(job: JobDocument, docs: Mapping[str, NodeDocument]) -> list[str]:
     """Pure: the nodes of a running job that do not hold its attempt (gone, or holding another)."""
-    return [n for n in job.get("nodes") or []
-            if (d := docs.get(n)) is None or d.get("job") != job["id"] or d.get("attempt") != job["attempt"]]
+    return [n for n in job.nodes
+            if (d := docs.get(n)) is None or d.job != job.id or d.attempt != job.attempt]
 
 
-def vanished(job: dict[str, Any], docs: dict[str, dict[str, Any]], beats: dict[str, tuple[datetime, Work]],
+def vanished(job: JobDocument, docs: Mapping[str, NodeDocument], beats: Mapping[str, tuple[datetime, Work]],
              grace: timedelta) -> list[str]:
     """Pure: the nodes that hold this running job's attempt and have not reported it, but whose
     agent said, in its last beat, that it had had no live work for it for longer than `grace`.
     That span starts at the node's claim (its `since`) or the attempt's start, whichever is later,
     so a beat from before the agent could know of the attempt is never evidence."""
-    started = parse_time(((job.get("resource") or {}).get("properties", {}).get("executionInfo") or {}).get("startTime"))
+    started = _started(job)
     lost = []
-    for node_id in job.get("nodes") or []:
+    for node_id in job.nodes:
         doc, seen = docs.get(node_id), beats.get(node_id)
-        if node_id in (job.get("reports") or {}) or doc is None or seen is None:
+        if node_id in job.reports or doc is None or seen is None:
             continue
         at, work = seen
-        claimed = max(filter(None, (parse_time(doc.get("since")), started)), default=None)
-        if work.idle_seconds is None or claimed is None or not work.lacks(job["id"], job["attempt"]):
+        claimed = max(filter(None, (parse_time(doc.since), started)), default=None)
+        if work.idle_seconds is None or claimed is None or not work.lacks(job.id, job.attempt):
             continue
         lacking_since = max(claimed, at - timedelta(seconds=work.idle_seconds))
         if at - lacking_since > grace:
@@ -165,77 +167,67 @@ def vanished(job: dict[str, Any], docs: dict[str, dict[str, Any]], beats: dict[s
     return lost
 
 
-def _check_running(svc: Services, cluster: dict[str, Any], uid: str, now: datetime,
-                   beats: dict[str, tuple[datetime, Work]] | None = None) -> None:
+def _jobs(svc: Services, cluster: ClusterDocument, state: str) -> list[JobDocument]:
+    return base.query(svc.store, JobDocument, Query(where={"kind": "job", "cluster": cluster.id, "state": state}),
+                      pk=cluster.pk)
+
+
+def _check_running(svc: Services, cluster: ClusterDocument, uid: str, now: datetime,
+                   beats: Mapping[str, tuple[datetime, Work]] | None = None) -> None:
     """Running jobs past their wall-clock limit fail; one whose nodes no longer run it (a crash
     between two writes) queues again, spending no retry: its nodes did not fail; one whose node
     lost it (see `vanished`) fails."""
-    running = svc.store.query(R, Query(where={"kind": "job", "cluster": cluster["id"], "state": job_runs.RUNNING}),
-                              pk=cluster["pk"])
-    docs = {d["nodeId"]: d for d in nodes.list_docs(svc.store, uid)} if running else {}
+    running = _jobs(svc, cluster, job_runs.RUNNING)
+    docs = {d.node_id: d for d in nodes.list_docs(svc.store, uid)} if running else {}
     for job in running:
         missing = unheld(job, docs)
         lost = vanished(job, docs, beats or {}, grace(svc))
         if missing:
-            holder = {"job": job["id"], "jobPk": job["pk"], "attempt": job["attempt"]}
+            holder = {"job": job.id, "jobPk": job.pk, "attempt": job.attempt}  # bridge: what requeue_holder reads
             telemetry.count_failure("AttemptRepaired")
             job_runs.requeue_holder(svc, holder, "AttemptRepaired",
                                     f"Nodes {', '.join(missing)} no longer ran the attempt; it starts again.")
         elif lost:
             telemetry.count_failure(ATTEMPT_VANISHED)
             _fail_attempt(svc, job, ATTEMPT_VANISHED, (
-                f"Node {', '.join(lost)} held attempt {job['attempt']} of the job but ran nothing for it and reported"
+                f"Node {', '.join(lost)} held attempt {job.attempt} of the job but ran nothing for it and reported"
                 f" no exit code for more than {grace(svc).total_seconds():g} s; see the node's execution log."))
         elif past_wall_clock(job, now):
-            limit = job["resource"]["properties"]["constraints"]["maxWallClockTime"]
             telemetry.count_failure("MaxWallClockTimeExceeded")
-            job_runs.fail_job(svc, job, "MaxWallClockTimeExceeded",
-                              f"The job ran longer than its maxWallClockTime ({limit}).")
-    terminating = svc.store.query(R, Query(where={"kind": "job", "cluster": cluster["id"],
-                                                  "state": job_runs.TERMINATING}), pk=cluster["pk"])
-    for job in terminating:
-        since = parse_time(job["resource"]["properties"].get("executionStateTransitionTime"))
+            job_runs.fail_job(svc, job.to_json(), "MaxWallClockTimeExceeded",  # bridge
+                              f"The job ran longer than its maxWallClockTime ({_wall_clock_limit(job)}).")
+    for job in _jobs(svc, cluster, job_runs.TERMINATING):
+        since = parse_time(job.props.execution_state_transition_time)
         if since is not None and now - since > TERMINATE_TIMEOUT:  # a node that never confirmed
             telemetry.count_failure("TerminateTimedOut")
-            job_runs.fail_job(svc, job, job_runs.TERMINATED, job_runs.TERMINATED_MESSAGE)
+            job_runs.fail_job(svc, job.to_json(), job_runs.TERMINATED, job_runs.TERMINATED_MESSAGE)  # bridge
 
 
-def _fail_attempt(svc: Services, job: dict[str, Any], code: str, message: str) -> None:
+def _fail_attempt(svc: Services, job: JobDocument, code: str, message: str) -> None:
     """Fail the job if the attempt that was judged is still the running one (invariant 3)."""
-    attempt = job["attempt"]
+    attempt = job.attempt
 
-    def edit(doc: dict[str, Any]) -> bool:
+    def edit(doc: dict[str, Any]) -> bool:  # bridge: job_runs.transition still edits the stored JSON
         if doc["state"] != job_runs.RUNNING or doc["attempt"] != attempt:
             return False
         job_runs.fail(doc, svc.clock.now(), code, message)
         return True
 
-    job_runs.transition(svc, job["pk"], job["id"], edit)
+    job_runs.transition(svc, job.pk, job.id, edit)
 
 
-def _work_of(records: dict[str, dict[str, Any]]) -> dict[str, tuple[datetime, Work]]:
+def _work_of(records: Mapping[str, Heartbeat]) -> dict[str, tuple[datetime, Work]]:
     """Node id -> (when, what) of its last beat that said what it runs."""
     out = {}
     for record in records.values():
-        at, work = parse_time(record.get("at")), record.get("work")
-        if at is None or work is None:
-            continue
-        try:
-            out[record["id"].partition("|")[2]] = (at, Work.model_validate(work, by_alias=True, by_name=False))
-        except ValidationError:  # a record no beat of this version wrote: no evidence either way
-            continue
+        at, work = parse_time(record.at), record.work
+        if at is not None and work is not None:
+            out[record.id.partition("|")[2]] = (at, work)
     return out
-
-
-def _delete(svc: Services, uid: str, key: str) -> None:
-    try:
-        svc.store.delete(H, uid, key)
-    except NotFound:
-        pass
 
 
 def resume_all(svc: Services) -> None:
     """A control plane that has just started (the local host is the only one) was away for an
     unknown time: every cluster's next round gives its nodes a fresh grace."""
     for record in svc.store.query(H, Query(where={"id": _WATCHDOG})):
-        _delete(svc, record["pk"], _WATCHDOG)
+        base.delete(svc.store, Heartbeat, record["pk"], _WATCHDOG)

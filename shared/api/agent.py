@@ -22,7 +22,7 @@ from shared import errors, job_runs, lanes, node_storage, nodes, pools, resource
 from shared.api.request import ApiRequest, ApiResponse, ok, parse_body, small_int
 from shared.composition import Services
 from shared.documents import base as documents
-from shared.documents.nodes import NodeDocument
+from shared.documents.nodes import NodeDocument, NodeError
 from shared.documents.resources import ClusterDocument, JobDocument
 from shared.ids import CLUSTER, ResourceRef
 from shared.models.agent import (Accepted, AllPrepared, AssignedNode, Assignment, AssignmentAnswer, NodeSetupAnswer,
@@ -54,29 +54,28 @@ def register(svc: Services, req: ApiRequest) -> ApiResponse:
     with the credential it registered with (the agent keeps it on its node)."""
     reg = parse_body(Registration, req)
     ref = ResourceRef.parse(reg.cluster_id, CLUSTER)
-    cluster = svc.store.read(R, ref.pk, ref.key) if ref else None
-    pool_token = (cluster or {}).get("agentToken", "")
+    cluster = documents.read(svc.store, ClusterDocument, ref.pk, ref.key) if ref else None
+    pool_token = cluster.agent_token if cluster else ""
     own_token = bool(pool_token) and hmac.compare_digest(node_token(pool_token, reg.node_id), reg.token)
     the_pools = bool(pool_token) and hmac.compare_digest(pool_token, reg.token)
     if cluster is None or not (own_token or the_pools):
         raise Unauthorized("The cluster id or bootstrap token is not valid.", target="token")
-    uid = lanes.cluster_uid(cluster)
+    uid = cluster.cluster_uid
     if the_pools and svc.pool.gives_node_tokens:
         raise NotAdmitted("Each node of this cluster registers with its own bootstrap token.", target="nodeId")
-    if svc.store.read(nodes.N, uid, nodes.node_key(uid, reg.node_id)) is None and not _made(svc, cluster, reg.node_id):
+    if nodes.read(svc.store, uid, reg.node_id) is None and not _made(svc, cluster, reg.node_id):
         raise NotAdmitted(f"The node {reg.node_id} is not one that the cluster's pool made.", target="nodeId")
     now = svc.clock.now()
-    nodes.ensure(svc.store, nodes.new_doc(uid, reg.node_id, cluster["id"], cluster["pk"], reg.address, now))
-    previous: dict[str, Any] = {}
+    nodes.ensure(svc.store, nodes.new_doc(uid, reg.node_id, cluster.id, cluster.pk, reg.address, now))
+    previous: list[NodeDocument] = []  # the node as the last try found it
 
-    def join(doc: dict[str, Any]) -> bool:
-        previous.clear()
-        previous.update(doc)
-        if doc.get("credential") and not nodes.credential_matches(doc, reg.credential):
+    def join(doc: NodeDocument) -> bool:
+        previous[:] = [doc.model_copy()]  # shallow is enough: only top-level fields change below
+        if doc.credential and not nodes.credential_matches(doc, reg.credential):
             return False  # registered already, by the holder of another credential
-        doc.update(credential=nodes.hash_secret(reg.credential), address=reg.address, since=nodes.stamp(now))
-        if doc["state"] != LEAVING:  # a (re)started agent sets its node up again before it takes work
-            doc.update(state=PREPARING, error=None)
+        doc.credential, doc.address, doc.since = nodes.hash_secret(reg.credential), reg.address, nodes.stamp(now)
+        if doc.state != LEAVING:  # a (re)started agent sets its node up again before it takes work
+            doc.state, doc.error = PREPARING, None
         return True
 
     node = nodes.change(svc.store, uid, reg.node_id, join)
@@ -85,29 +84,29 @@ def register(svc: Services, req: ApiRequest) -> ApiResponse:
     if node is None:
         raise Gone(f"The node {reg.node_id} is no longer part of the cluster.", target="nodeId")
     watchdog.beat(svc, uid, reg.node_id)
-    if previous.get("job"):  # a restarted agent lost whatever it ran: that attempt starts again
-        job_runs.requeue_holder(svc, previous, "AgentRestarted", "The node's agent restarted during the job.",
-                                failure=True)
-    lanes.signal(svc.messaging, cluster["id"], cluster["pk"])
-    answer = Registered(node=node["id"], credential=reg.credential, heartbeat_seconds=svc.settings.heartbeat_seconds)
+    if previous[0].job:  # a restarted agent lost whatever it ran: that attempt starts again
+        job_runs.requeue_holder(svc, previous[0].to_json(), "AgentRestarted",  # bridge
+                                "The node's agent restarted during the job.", failure=True)
+    lanes.signal(svc.messaging, cluster.id, cluster.pk)
+    answer = Registered(node=node.id, credential=reg.credential, heartbeat_seconds=svc.settings.heartbeat_seconds)
     return ok(answer.to_wire(reveal_secrets=True))  # the node's own credential, to the node
 
 
-def _made(svc: Services, cluster: dict[str, Any], node_id: str) -> bool:
+def _made(svc: Services, cluster: ClusterDocument, node_id: str) -> bool:
     try:
         return svc.pool.made(pools.pool_id(cluster), node_id)
     except PoolNotFound:
         return False
 
 
-def authenticate(svc: Services, req: ApiRequest) -> dict[str, Any]:
+def authenticate(svc: Services, req: ApiRequest) -> NodeDocument:
     """The calling node's document; 401 without a valid credential, 410 for a removed node."""
     key = req.headers.get(NODE_HEADER, "")
     secret = req.headers.get(CREDENTIAL_HEADER, "")
     uid, _, node_id = key.partition("|")
     if not uid or not node_id or not secret:
         raise Unauthorized("The node's credential is missing.", target=NODE_HEADER)
-    doc = svc.store.read(nodes.N, uid, key)
+    doc = nodes.read(svc.store, uid, node_id)
     if doc is None:
         raise Gone("The node is no longer part of its cluster.", target=NODE_HEADER)
     if not nodes.credential_matches(doc, secret):
@@ -119,17 +118,17 @@ def setup(svc: Services, req: ApiRequest) -> ApiResponse:
     """What the node does before it takes work: the cluster's volumes and setup task (with its
     secrets: only ever sent to the cluster's own nodes), and where local storage lives."""
     node = authenticate(svc, req)
-    cluster = documents.read(svc.store, ClusterDocument, node["clusterPk"], node["cluster"])
+    cluster = documents.read(svc.store, ClusterDocument, node.cluster_pk, node.cluster)
     if cluster is None:
         raise Gone("The node's cluster no longer exists.", target=NODE_HEADER)
     node_setup = cluster.spec.node_setup
     task = node_setup.setup_task if node_setup else None
     if task is not None:
-        returned = cluster.resource.properties.model_dump(by_alias=True)["nodeSetup"]  # bridge (typed-nodes types it)
-        task = task.model_copy(update={"std_out_err_path_suffix": returned["setupTask"]["stdOutErrPathSuffix"]})
+        returned = cluster.props.node_setup.setup_task if cluster.props.node_setup else None
+        task = task.model_copy(update={"std_out_err_path_suffix": returned.std_out_err_path_suffix if returned else None})
     volumes = node_storage.mountable_volumes(svc, node_setup.mount_volumes if node_setup else None,
                                              "properties.nodeSetup.mountVolumes")
-    answer = NodeSetupAnswer(node_id=node["nodeId"], setup_task=task, storage=node_storage.storage_info(svc),
+    answer = NodeSetupAnswer(node_id=node.node_id, setup_task=task, storage=node_storage.storage_info(svc),
                              volumes=volumes)
     return ok(answer.to_wire(reveal_secrets=True))  # its secrets and the volumes' keys: only to the cluster's nodes
 
@@ -140,25 +139,26 @@ def ready(svc: Services, req: ApiRequest) -> ApiResponse:
     body = parse_body(Ready, req)
     error = body.error.model_dump() if body.error else None
 
-    def settle(doc: dict[str, Any]) -> bool:
+    def settle(doc: NodeDocument) -> bool:
         if doc["state"] != PREPARING:
             return False
         doc.update(state=UNUSABLE if error else IDLE, error=error, since=nodes.stamp(svc.clock.now()))
         return True
 
-    written = nodes.change(svc.store, node["pk"], node["nodeId"], settle)
-    if written is not None and written["state"] == IDLE:
-        lanes.signal(svc.messaging, node["cluster"], node["clusterPk"])
-    return ok(NodeStateAnswer(state=(written or node)["state"]).to_wire())
+    written = nodes.change(svc.store, node.pk, node.node_id, settle)
+    if written is not None and written.state == IDLE:
+        lanes.signal(svc.messaging, node.cluster, node.cluster_pk)
+    return ok(NodeStateAnswer(state=(written or node).state).to_wire())
 
 
 def evicting(svc: Services, req: ApiRequest) -> ApiResponse:
     """The node's VM is about to be evicted (a Spot VM's Scheduled Event): it leaves, and its job
     queues again at once without spending a retry; the pool replaces it once it is gone."""
     node = authenticate(svc, req)
-    nodes.set_state(svc.store, node["pk"], node["nodeId"], LEAVING, svc.clock.now(),
-                    {"code": "NodePreempted", "message": "The VM is being evicted (low priority)."})
-    job_runs.requeue_holder(svc, node, "NodePreempted", f"Node {node['nodeId']} was evicted (low priority).")
+    nodes.set_state(svc.store, node.pk, node.node_id, LEAVING, svc.clock.now(),
+                    NodeError(code="NodePreempted", message="The VM is being evicted (low priority)."))
+    job_runs.requeue_holder(svc, node.to_json(), "NodePreempted",  # bridge
+                            f"Node {node.node_id} was evicted (low priority).")
     return ok(NodeStateAnswer(state=LEAVING).to_wire())
 
 
@@ -175,15 +175,14 @@ def heartbeat(svc: Services, req: ApiRequest) -> ApiResponse:
     a node beating faster than heartbeat_min_interval_seconds gets 429."""
     node = authenticate(svc, req)  # first: nobody else can use up a node's allowance
     work = parse_body(Work, req) if req.body.strip() else Work()
-    wait = beat_too_soon(node["id"], svc.clock.now(), svc.settings.heartbeat_min_interval_seconds)
+    wait = beat_too_soon(node.id, svc.clock.now(), svc.settings.heartbeat_min_interval_seconds)
     if wait > 0:
         return ApiResponse(429, errors.cloud_error(
             "TooManyRequests", f"The node heartbeats more often than every "
             f"{svc.settings.heartbeat_min_interval_seconds} s; retry after {wait:.2f} s.", target=NODE_HEADER),
             {"Retry-After": str(max(1, math.ceil(wait)))})
-    said = watchdog.Work.model_validate(work.model_dump(by_alias=True))  # bridge: watchdog.Work is this Work
-    watchdog.beat(svc, node["pk"], node["nodeId"], said)
-    return ok(NodeStateAnswer(state=node["state"]).to_wire())
+    watchdog.beat(svc, node.pk, node.node_id, work)
+    return ok(NodeStateAnswer(state=node.state).to_wire())
 
 
 def beat_too_soon(node: str, now: datetime, min_interval: float) -> float:
@@ -226,7 +225,7 @@ def current_assignment(svc: Services, node: NodeDocument) -> Assignment | None:
     if job is None or job.state != job_runs.RUNNING or job.attempt != node.attempt or node.node_id not in job.nodes:
         return None
     uid = node.pk
-    members = [documents.read(svc.store, NodeDocument, uid, nodes.node_key(uid, n)) for n in job.nodes]
+    members = [nodes.read(svc.store, uid, n) for n in job.nodes]
     return Assignment(
         job=job.id, job_id=job.resource.id, attempt=job.attempt, master=job.nodes[0] == node.node_id,
         nodes=[AssignedNode(node_id=m.node_id, address=m.address) for m in members if m],
@@ -252,16 +251,15 @@ async def assignment(svc: Services, req: ApiRequest) -> ApiResponse:
     wait = _wait_seconds(svc, req)
     deadline = asyncio.get_running_loop().time() + max(wait, 0.0)
     while True:
-        with svc.wakeups.listening(node["id"]) as waiter:  # before the reads: no wake-up slips between
+        with svc.wakeups.listening(node.id) as waiter:  # before the reads: no wake-up slips between
             node = await asyncio.to_thread(authenticate, svc, req)
-            typed = NodeDocument.load(node)  # bridge
-            held = await asyncio.to_thread(held_attempt, svc, typed)
+            held = await asyncio.to_thread(held_attempt, svc, node)
             left = deadline - asyncio.get_running_loop().time()
             if svc.wakeups.closed:  # the host is stopping: the agent asks again after a pause
                 raise errors.ServiceUnavailable("The control plane is stopping.")
             if held != running or left <= 0:
-                current = await asyncio.to_thread(current_assignment, svc, typed)
-                return ok(AssignmentAnswer(state=node["state"], assignment=current).to_wire(reveal_secrets=True))
+                current = await asyncio.to_thread(current_assignment, svc, node)
+                return ok(AssignmentAnswer(state=node.state, assignment=current).to_wire(reveal_secrets=True))
             await waiter.wait(min(left, STORE_RECHECK_SECONDS))
 
 
@@ -276,8 +274,8 @@ def _wait_seconds(svc: Services, req: ApiRequest) -> float:
     return min(max(wait, 0.0), svc.settings.assignment_wait_seconds)
 
 
-def _held_attempt(node: dict[str, Any], job: str, attempt: int) -> None:
-    if node.get("job") != job or node.get("attempt") != attempt:
+def _held_attempt(node: NodeDocument, job: str, attempt: int) -> None:
+    if node.job != job or node.attempt != attempt:
         raise errors.Conflict("The node does not hold that attempt of the job (it ended or moved).",
                               target="attempt", code="StaleAttempt")
 
@@ -291,14 +289,14 @@ def prepared(svc: Services, req: ApiRequest) -> ApiResponse:
 
     def mark(job: dict[str, Any]) -> bool:
         done = job.setdefault("prepared", [])
-        if job["state"] != job_runs.RUNNING or job["attempt"] != body.attempt or node["nodeId"] in done:
+        if job["state"] != job_runs.RUNNING or job["attempt"] != body.attempt or node.node_id in done:
             return False
-        done.append(node["nodeId"])
+        done.append(node.node_id)
         return True
 
-    written = resources.edit_stored(svc.store, R, node["jobPk"], body.job, mark)
+    written = resources.edit_stored(svc.store, R, node.job_pk or "", body.job, mark)
     if written is not None:
-        svc.wakeups.notify(nodes.node_key(node["pk"], written["nodes"][0]))
+        svc.wakeups.notify(nodes.node_key(node.pk, written["nodes"][0]))
     return ok(Accepted().to_wire())
 
 
@@ -312,8 +310,8 @@ async def all_prepared(svc: Services, req: ApiRequest) -> ApiResponse:
     wait = _wait_seconds(svc, req)
     deadline = asyncio.get_running_loop().time() + max(wait, 0.0)
     while True:
-        with svc.wakeups.listening(node["id"]) as waiter:
-            job = await asyncio.to_thread(svc.store.read, R, node["jobPk"], job_key)
+        with svc.wakeups.listening(node.id) as waiter:
+            job = await asyncio.to_thread(svc.store.read, R, node.job_pk or "", job_key)
             if job is None or job["state"] != job_runs.RUNNING or job["attempt"] != attempt:
                 raise errors.Conflict("The attempt ended.", target="attempt", code="StaleAttempt")
             done = set(job.get("prepared") or [])
@@ -335,12 +333,12 @@ def report(svc: Services, req: ApiRequest) -> ApiResponse:
         if job["state"] not in job_runs.ACTIVE or job["attempt"] != rep.attempt:
             return False
         if job["state"] == job_runs.TERMINATING:
-            return job_runs.record_stopped(job, node["nodeId"], svc.clock.now())
+            return job_runs.record_stopped(job, node.node_id, svc.clock.now())
         if rep.stopped:
             return False  # stopped while running: the attempt moved on, nothing to decide
         error = rep.error.model_dump() if rep.error else None
-        return job_runs.record_report(job, node["nodeId"], rep.exit_code, svc.clock.now(), error)
+        return job_runs.record_report(job, node.node_id, rep.exit_code, svc.clock.now(), error)
 
-    job_runs.transition(svc, node["jobPk"], rep.job, end)
+    job_runs.transition(svc, node.job_pk or "", rep.job, end)
     return ok(Accepted().to_wire())
 

@@ -96,7 +96,7 @@ def stop_running_parts(svc: Services, doc: ResourceDocument) -> None:
     from shared import file_servers, job_runs, pools
 
     if isinstance(doc, ClusterDocument):
-        pools.teardown(svc, resources.as_json(doc))  # bridge
+        pools.teardown(svc, doc)
     elif isinstance(doc, FileServerDocument):
         file_servers.teardown(svc, doc)
     elif isinstance(doc, JobDocument) and doc.state in job_runs.ACTIVE:

@@ -10,9 +10,11 @@ from shared.api import clusters
 from shared.api.generic import put_resource_json, refuse_changes, route_ref, timestamp  # bridge
 from shared.api.request import ApiRequest, ApiResponse, int_param, page_of, parse_body
 from shared.composition import Services
+from shared.documents.resources import ClusterDocument
 from shared.ids import CLUSTER, JOB, ResourceRef
 from shared.models import JobBaseProperties, JobCreateParameters, tool_type_of
 from shared.ports.messaging import EntityNotFound
+from shared.models.cluster import ScaleSettings
 from shared.scheduler import largest_size
 from shared.vm_sizes import lookup
 
@@ -77,7 +79,7 @@ def enqueue_and_announce(svc: Services, job: dict[str, Any]) -> dict[str, Any]:
 
 def cluster_too_small(cluster: dict[str, Any], node_count: int) -> str | None:
     """Why the cluster can never hold a job of node_count nodes, or None when it can."""
-    limit = largest_size(cluster["spec"]["scaleSettings"])
+    limit = largest_size(ScaleSettings.model_validate(cluster["spec"]["scaleSettings"], strict=False))  # bridge
     if node_count > limit:
         return f"The job needs {node_count} nodes but its cluster can have at most {limit}."
     return None
@@ -96,7 +98,7 @@ def enqueue(svc: Services, job: dict[str, Any]) -> dict[str, Any]:
         lanes.publish_job(svc.messaging, job)
     except EntityNotFound:  # a cluster created a moment ago: its pool manager's first round makes the
         return job          # lanes and publishes every queued job (it was signalled by the cluster's create)
-    if dispatcher.could_act(svc, cluster):  # read after publishing: see could_act
+    if dispatcher.could_act(svc, ClusterDocument.load(cluster)):  # bridge; read after publishing: see could_act
         lanes.signal(svc.messaging, job["cluster"], job["clusterPk"])
     return job
 
@@ -187,5 +189,5 @@ def list_remote_login(svc: Services, req: ApiRequest) -> ApiResponse:
     doc = resources.require_json(svc.store, ref)  # bridge
     uid = doc["clusterUid"]
     running = doc.get("nodes") or [] if doc["state"] in job_runs.ACTIVE else []
-    held = [svc.store.read(nodes.N, uid, nodes.node_key(uid, n)) for n in running]
+    held = [nodes.read(svc.store, uid, n) for n in running]
     return clusters.remote_logins(req, [n for n in held if n is not None])

@@ -33,4 +33,4 @@ class WorkSignal(MessageBody):
 
     cluster: str
     pk: str
-    action: Literal["dispatch", "reconcile"]
+    action: Literal["dispatch", "reconcile"] = "dispatch"

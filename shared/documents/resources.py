@@ -12,6 +12,7 @@ changes (states, times, errors), the rest is kept as the create made it.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -19,6 +20,7 @@ from pydantic import Field
 
 from shared.documents.base import Document, JsonObject, StoredModel, WireShaped, WireSpec
 from shared.models import ClusterBaseProperties, FileServerBaseProperties, JobBaseProperties
+from shared.models.cluster import ManualScaleSettings, ScaleSettings
 from shared.models.job_event import JobEvent
 from shared.models.role_assignment import Role
 from shared.sweeps.models import BestTrial, SweepProperties, Trial
@@ -161,11 +163,23 @@ class JobDocument(ResourceDocument):
 
 # --- clusters ---------------------------------------------------------------------------------------
 
+class SetupTaskOutput(WireShaped):
+    """Where a cluster's setup task writes (the service's part of the returned setupTask)."""
+
+    std_out_err_path_suffix: str | None = None
+
+
+class ReturnedNodeSetup(WireShaped):
+    setup_task: SetupTaskOutput | None = None
+
+
 class ClusterResourceProperties(ProvisionedProperties):
     vm_size: str | None = None
     allocation_state: str | None = None
     allocation_state_transition_time: str | None = None
     errors: list[ErrorEntry] | None = None
+    node_setup: ReturnedNodeSetup | None = None
+    scale_settings: Annotated[ScaleSettings, WireSpec] | None = None
 
 
 class ClusterResource(ArmResource):
@@ -187,6 +201,21 @@ class ClusterDocument(ResourceDocument):
     agent_token: str = ""  # lets its nodes join (never returned)
     provisioned: bool = False  # its lanes and pool exist
     ssh_key: SshKeyPair | None = None
+
+    @property
+    def props(self) -> ClusterResourceProperties:
+        return self.resource.properties
+
+    @property
+    def cluster_uid(self) -> str:
+        """Its own id, new for every cluster ever made: names its lanes, pool and nodes' partition
+        (one made before uids existed: derived from its key, as shared/lanes.py does)."""
+        return self.uid or hashlib.sha1(self.id.encode()).hexdigest()[:16]
+
+    @property
+    def scale(self) -> ScaleSettings:
+        """Its scale settings (the create stores them always; none: a manual cluster of 0 nodes)."""
+        return self.spec.scale_settings or ScaleSettings(manual=ManualScaleSettings(target_node_count=0))
 
 
 # --- the other kinds --------------------------------------------------------------------------------

@@ -32,6 +32,8 @@ from typing import Any
 from shared import leases, watchdog
 from shared.adapters.local.sqlite_messaging import SqliteMessaging
 from shared.auth import local_token
+from shared.documents import base as documents
+from shared.documents.nodes import TimerLease
 from shared.composition import build_services
 from shared.localhost.data_folder import make_private
 from shared.localhost.functions_index import IndexedFunction
@@ -39,7 +41,6 @@ from shared.localhost.timers import next_fire
 from shared.nodes import parse_time, stamp
 from shared.ports.clock import Clock
 from shared.ports.state_store import Conflict, PreconditionFailed, StateStore
-from shared.resources import LEASES
 from shared.ports.messaging import Messaging
 from shared.settings import Settings
 from shared.wakeups import Wakeups
@@ -49,6 +50,7 @@ _PR_SET_PDEATHSIG = 1
 _START_SECONDS = 60.0
 _STOP_SECONDS = 10.0
 _RESTART_SECONDS = 2.0  # an instance is started again at most this often
+_TIMERS = "timers"  # the partition of the timers' leases
 
 
 def claim_timer(store: StateStore, clock: Clock, name: str, schedule: str) -> bool:
@@ -57,15 +59,16 @@ def claim_timer(store: StateStore, clock: Clock, name: str, schedule: str) -> bo
     passes to the next instance after one period)."""
     now = clock.now()
     period = max(next_fire(schedule, now) - now, timedelta(seconds=0.1))
-    doc = store.read(LEASES.name, "timers", name)
-    if doc is not None and (taken := parse_time(doc.get("until"))) is not None and taken > now:
+    doc = documents.read(store, TimerLease, _TIMERS, name)
+    if doc is not None and (taken := parse_time(doc.until)) is not None and taken > now:
         return False
-    mine = {"id": name, "pk": "timers", "until": stamp(now + period * 0.8)}
+    mine = TimerLease(id=name, pk=_TIMERS, until=stamp(now + period * 0.8))
     try:
         if doc is None:
-            store.create(LEASES.name, mine)
+            documents.create(store, mine)
         else:
-            store.replace(LEASES.name, mine, etag=doc["_etag"])
+            mine.etag = doc.etag
+            documents.replace(store, mine)
     except (Conflict, PreconditionFailed):
         return False  # another instance came first
     return True

@@ -7,20 +7,32 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from node_bootstrap.agent import Agent, Bootstrap
 from node_bootstrap.attempt import Attempt
+from shared.documents.nodes import NodeDocument
+from shared.documents.resources import ExecutionInfo, JobDocument, JobResource, JobResourceProperties
 from shared.models.agent import Assignment
 from shared.watchdog import HeldAttempt, Work, vanished
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 GRACE = timedelta(seconds=6)
-JOB = {"id": "job|j", "attempt": 2, "nodes": ["a", "b"], "reports": {}}
 
 
-def docs(claimed: datetime = T0) -> dict[str, dict[str, Any]]:
-    return {n: {"nodeId": n, "job": "job|j", "attempt": 2, "since": claimed.isoformat()} for n in ("a", "b")}
+def job(started: datetime | None = None, reports: dict[str, int] | None = None) -> JobDocument:
+    """The parts of attempt 2 of a running job on nodes a and b that `vanished` reads."""
+    info = ExecutionInfo(start_time=started.isoformat()) if started else None
+    return JobDocument.model_construct(id="job|j", pk="sub", attempt=2, nodes=["a", "b"], reports=reports or {},
+                                       resource=JobResource.model_construct(
+                                           properties=JobResourceProperties(execution_info=info)))
+
+
+JOB = job()
+
+
+def docs(claimed: datetime = T0) -> dict[str, NodeDocument]:
+    return {n: NodeDocument(id=f"u|{n}", pk="u", node_id=n, cluster="cluster|c", cluster_pk="sub", state="running",
+                            job="job|j", attempt=2, since=claimed.isoformat()) for n in ("a", "b")}
 
 
 def beat(seconds_after_claim: float, idle: float | None, running: tuple[str, int, bool] | None = None
@@ -46,7 +58,7 @@ def test_the_span_starts_at_the_claim_at_the_earliest() -> None:
 
 
 def test_the_span_starts_at_the_attempts_start_if_that_came_later() -> None:
-    started = JOB | {"resource": {"properties": {"executionInfo": {"startTime": (T0 + timedelta(seconds=60)).isoformat()}}}}
+    started = job(started=T0 + timedelta(seconds=60))
     assert vanished(started, docs(), {"a": beat(65, 3600)}, GRACE) == []
     assert vanished(started, docs(), {"a": beat(67, 3600)}, GRACE) == ["a"]
 
@@ -57,7 +69,7 @@ def test_live_work_on_another_attempt_is_a_switch_in_progress() -> None:
 
 
 def test_a_node_that_reported_or_says_nothing_is_not_judged() -> None:
-    reported = JOB | {"reports": {"a": 0}}
+    reported = job(reports={"a": 0})
     assert vanished(reported, docs(), {"a": beat(600, 600, None)}, GRACE) == []
     assert vanished(JOB, docs(), {"a": beat(600, None, None)}, GRACE) == []
     assert vanished(JOB, docs(), {}, GRACE) == []

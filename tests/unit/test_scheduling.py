@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from typing import Any
+
 from shared.autoscale import Demand, choose_removals, target_size
+from shared.models.cluster import ScaleSettings
 from shared.scheduler import IDLE, LEAVING, PREPARING, RUNNING, UNUSABLE, NodeView, choose_nodes, free_nodes
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 IDLE_TIMEOUT = timedelta(seconds=60)
-AUTO = {"autoScale": {"minimumNodeCount": 0, "maximumNodeCount": 4, "initialNodeCount": 0}}
+
+
+def scale(wire: dict[str, Any]) -> ScaleSettings:
+    """Scale settings as a cluster's create gives them (wire JSON)."""
+    return ScaleSettings.model_validate(wire, strict=False)
+
+
+AUTO = scale({"autoScale": {"minimumNodeCount": 0, "maximumNodeCount": 4, "initialNodeCount": 0}})
 
 
 def node(n: int, state: str = IDLE, job: str | None = None, idle_for: float = 0) -> NodeView:
@@ -30,12 +40,12 @@ def test_a_gang_gets_all_its_nodes_or_none() -> None:
 
 
 def test_manual_size_is_the_target() -> None:
-    manual = {"manual": {"targetNodeCount": 3, "nodeDeallocationOption": "requeue"}}
+    manual = scale({"manual": {"targetNodeCount": 3, "nodeDeallocationOption": "requeue"}})
     assert target_size(manual, [], Demand([5, 5]), NOW, IDLE_TIMEOUT) == 3
 
 
 def test_autoscale_starts_at_initial_size_and_grows_to_queued_work_up_to_max() -> None:
-    initial = {"autoScale": {"minimumNodeCount": 1, "maximumNodeCount": 4, "initialNodeCount": 2}}
+    initial = scale({"autoScale": {"minimumNodeCount": 1, "maximumNodeCount": 4, "initialNodeCount": 2}})
     assert target_size(initial, [], Demand(), NOW, IDLE_TIMEOUT) == 2
     assert target_size(AUTO, [], Demand([1]), NOW, IDLE_TIMEOUT) == 1
     assert target_size(AUTO, [node(1, RUNNING, "a")], Demand([2]), NOW, IDLE_TIMEOUT) == 3
@@ -47,7 +57,7 @@ def test_autoscale_keeps_recently_idle_nodes_and_returns_long_idle_ones_down_to_
     assert target_size(AUTO, nodes, Demand(), NOW, IDLE_TIMEOUT) == 2
     everyone_idle = [node(1, idle_for=120), node(2, idle_for=120)]
     assert target_size(AUTO, everyone_idle, Demand(), NOW, IDLE_TIMEOUT) == 0
-    at_least_one = {"autoScale": {"minimumNodeCount": 1, "maximumNodeCount": 4}}
+    at_least_one = scale({"autoScale": {"minimumNodeCount": 1, "maximumNodeCount": 4}})
     assert target_size(at_least_one, everyone_idle, Demand(), NOW, IDLE_TIMEOUT) == 1
 
 
