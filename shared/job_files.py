@@ -224,7 +224,7 @@ def _master_folder(svc: Services, job: dict[str, Any], cluster: dict[str, Any] |
     if not svc.settings.nodes_on_this_machine or cluster is None or not job.get("nodes") or not job.get("attempt"):
         return None
     master = job["nodes"][0]
-    node_dir = svc.settings.pools_dir.resolve() / pools.pool_id(ClusterDocument.load(cluster))  # bridge / master
+    node_dir = svc.settings.pools_dir.resolve() / pools.pool_id(ClusterDocument.load(cluster)) / master  # bridge
     paths = JobPaths.of(node_dir, segment, job["attempt"])
     spec = JobBaseProperties.model_validate(job["spec"], strict=False, context=REDACTED)  # bridge
     env = job_variables({}, "", spec, segment, paths)

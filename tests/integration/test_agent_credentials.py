@@ -22,7 +22,7 @@ def with_credentials(svc: Services) -> dict[str, str]:
     secrets = {}
     for node_id in registered(svc):
         nodes.change(svc.store, uid(svc), node_id,
-                     lambda d, s=node_id: d.update(credential=nodes.hash_secret(f"secret-{s}")) or True)
+                     lambda d, s=node_id: setattr(d, "credential", nodes.hash_secret(f"secret-{s}")) or True)
         secrets[node_id] = f"secret-{node_id}"
     return secrets
 

@@ -68,7 +68,7 @@ def make_cluster(svc: Services, scale: dict[str, Any], name: str = "c") -> dict[
         "userAccountSettings": {"adminUserName": "u", "adminUserPassword": "p"}}})
     reconcile(svc, name)
     for node in nodes.list_docs(svc.store, uid(svc, name)):  # every agent registers
-        nodes.set_state(svc.store, node["pk"], node["nodeId"], "idle", svc.clock.now())
+        nodes.set_state(svc.store, node.pk, node.node_id, "idle", svc.clock.now())
     return cluster_doc(svc, name)
 
 
@@ -276,7 +276,7 @@ def test_autoscale_grows_for_queued_work_and_gives_idle_nodes_back(svc: Services
     reconcile(svc)
     assert len(nodes.list_docs(svc.store, uid(svc))) == 3
     for node in nodes.list_docs(svc.store, uid(svc)):
-        nodes.set_state(svc.store, node["pk"], node["nodeId"], "idle", svc.clock.now())
+        nodes.set_state(svc.store, node.pk, node.node_id, "idle", svc.clock.now())
     dispatch(svc)
     assert len(running(svc)) == 3
     for name in list(running(svc)):
@@ -304,7 +304,7 @@ def test_shrinking_a_busy_cluster_follows_the_deallocation_option(svc: Services,
                      body=json.dumps({"properties": {"scaleSettings": {"manual": {"targetNodeCount": 1}}}}).encode())
     assert clusters.update(svc, req).status == 200
     reconcile(svc)
-    remaining = [n["nodeId"] for n in nodes.list_docs(svc.store, uid(svc))]
+    remaining = [n.node_id for n in nodes.list_docs(svc.store, uid(svc))]
     if option == "requeue":
         assert remaining == ["node-0001"] and state(svc, "b") == "queued" and job(svc, "b")["attempt"] == 1
         finish(svc, "a")
@@ -316,11 +316,11 @@ def test_shrinking_a_busy_cluster_follows_the_deallocation_option(svc: Services,
         assert errors[0]["code"] == "JobTerminatedByResize"
     else:
         leaving = nodes.list_docs(svc.store, uid(svc))[1]
-        assert remaining == ["node-0001", "node-0002"] and leaving["state"] == "leaving"
+        assert remaining == ["node-0001", "node-0002"] and leaving.state == "leaving"
         assert state(svc, "b") == "running"
         finish(svc, "b")
         reconcile(svc)
-        assert [n["nodeId"] for n in nodes.list_docs(svc.store, uid(svc))] == ["node-0001"]
+        assert [n.node_id for n in nodes.list_docs(svc.store, uid(svc))] == ["node-0001"]
         assert state(svc, "b") == "succeeded"
 
 
@@ -332,7 +332,7 @@ def test_a_failed_machine_requeues_its_job_and_is_replaced(svc: Services) -> Non
     pool.fail(f"c{uid(svc)}", "node-0002")
     reconcile(svc)
     assert state(svc, "big") == "queued"
-    assert [n["nodeId"] for n in nodes.list_docs(svc.store, uid(svc))] == ["node-0001", "node-0003"]
+    assert [n.node_id for n in nodes.list_docs(svc.store, uid(svc))] == ["node-0001", "node-0003"]
 
 
 def test_deleting_the_cluster_fails_its_jobs_and_removes_pool_and_lanes(svc: Services) -> None:
@@ -360,6 +360,6 @@ def test_a_job_created_before_its_new_cluster_has_lanes_is_queued_and_published_
     assert state(svc, "early") == "queued"
     reconcile(svc)
     for node in nodes.list_docs(svc.store, uid(svc)):
-        nodes.set_state(svc.store, node["pk"], node["nodeId"], "idle", svc.clock.now())
+        nodes.set_state(svc.store, node.pk, node.node_id, "idle", svc.clock.now())
     dispatch(svc)
     assert state(svc, "early") == "running"

@@ -16,6 +16,7 @@ from shared import nodes, pools
 from shared.api import agent
 from shared.api.request import ApiRequest
 from shared.composition import Services
+from shared.documents.resources import ClusterDocument
 from tests.integration.test_dispatch_and_scaling import cluster_doc, dispatch, job, make_cluster, reconcile, svc, uid
 from tests.integration.test_watchdog import registered, submit
 
@@ -84,7 +85,7 @@ def test_an_evicted_node_requeues_its_job_without_spending_a_retry(svc: Services
     [node_id] = job(svc, "spot")["nodes"]
     node = svc.store.read(nodes.N, uid(svc), nodes.node_key(uid(svc), node_id))
     secret = "credential"
-    nodes.change(svc.store, uid(svc), node_id, lambda d: d.update(credential=nodes.hash_secret(secret)) or True)
+    nodes.change(svc.store, uid(svc), node_id, lambda d: setattr(d, "credential", nodes.hash_secret(secret)) or True)
     answer = agent.evicting(svc, ApiRequest("POST", "http://h/agent/evicting", body=b"{}",
                                             headers={agent.NODE_HEADER: node["id"], agent.CREDENTIAL_HEADER: secret}))
     assert answer.status == 200
@@ -101,7 +102,7 @@ def test_a_lost_low_priority_node_spends_no_retry(svc: Services) -> None:
     submit(svc, "spot", 1)
     dispatch(svc)
     [node_id] = job(svc, "spot")["nodes"]
-    svc.pool.remove_nodes(pools.pool_id(cluster_doc(svc)), [node_id])  # the VM vanished
+    svc.pool.remove_nodes(pools.pool_id(ClusterDocument.load(cluster_doc(svc))), [node_id])  # the VM vanished
     reconcile(svc)
     doc = job(svc, "spot")
     assert doc.get("retries", 0) == 0 and doc["history"][-1]["code"] == "NodePreempted"

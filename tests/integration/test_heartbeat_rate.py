@@ -26,8 +26,8 @@ def beat(svc: Services, node_key: str) -> ApiResponse:
 def a_registered_node(svc: Services) -> str:
     make_cluster(svc, {"manual": {"targetNodeCount": 1}})
     [doc] = nodes.list_docs(svc.store, uid(svc))
-    nodes.change(svc.store, doc["pk"], doc["nodeId"], lambda d: d.update(credential=nodes.hash_secret(SECRET)) or True)
-    return doc["id"]
+    nodes.change(svc.store, doc.pk, doc.node_id, lambda d: setattr(d, "credential", nodes.hash_secret(SECRET)) or True)
+    return doc.id
 
 
 def last_beat(svc: Services, node_key: str) -> str | None:

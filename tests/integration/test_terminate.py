@@ -17,7 +17,7 @@ __all__ = ["svc"]
 def report_stopped(svc: Services, node_id: str, name: str) -> None:
     """The node's agent says it stopped the attempt's processes, through the agents' API."""
     key = nodes.node_key(uid(svc), node_id)
-    nodes.change(svc.store, uid(svc), node_id, lambda d: d.update(credential=nodes.hash_secret("c")) or True)
+    nodes.change(svc.store, uid(svc), node_id, lambda d: setattr(d, "credential", nodes.hash_secret("c")) or True)
     doc = job(svc, name)
     body = f'{{"job": "{doc["id"]}", "attempt": {doc["attempt"]}, "exitCode": 143, "stopped": true}}'.encode()
     answer = agent.report(svc, ApiRequest("POST", "http://h/agent/report", body=body,
@@ -41,14 +41,14 @@ def test_a_running_job_is_terminating_until_every_node_stopped_it(svc: Services)
     first, second = job(svc, "pair")["nodes"]
     job_runs.terminate_job(svc, job(svc, "pair"))
     assert job(svc, "pair")["state"] == "terminating"
-    held = {n["nodeId"]: n.get("job") for n in nodes.list_docs(svc.store, uid(svc))}
+    held = {n.node_id: n.job for n in nodes.list_docs(svc.store, uid(svc))}
     assert held[first] == held[second] == job(svc, "pair")["id"]  # the nodes stay taken meanwhile
     report_stopped(svc, first, "pair")
     assert job(svc, "pair")["state"] == "terminating"
     report_stopped(svc, second, "pair")
     props = job(svc, "pair")["resource"]["properties"]
     assert props["executionState"] == "failed" and props["executionInfo"]["errors"][0]["code"] == "JobTerminated"
-    assert all(n["state"] == "idle" and n["job"] is None for n in nodes.list_docs(svc.store, uid(svc)))
+    assert all(n.state == "idle" and n.job is None for n in nodes.list_docs(svc.store, uid(svc)))
 
 
 def test_the_watchdog_ends_a_termination_its_nodes_never_confirm(svc: Services) -> None:
@@ -62,4 +62,4 @@ def test_the_watchdog_ends_a_termination_its_nodes_never_confirm(svc: Services) 
     assert job(svc, "stuck")["state"] == "terminating"
     rounds(svc, 1, beating=beating)
     assert job(svc, "stuck")["state"] == "failed"
-    assert all(n["job"] is None for n in nodes.list_docs(svc.store, uid(svc)))
+    assert all(n.job is None for n in nodes.list_docs(svc.store, uid(svc)))

@@ -8,6 +8,7 @@ from typing import Any
 from shared import nodes, pools, watchdog
 from shared.api import jobs
 from shared.composition import Services
+from shared.documents.resources import ClusterDocument
 from shared.ports.state_store import Query
 from tests.integration.test_dispatch_and_scaling import (WS, call, cluster_doc, dispatch, job, make_cluster,
                                                          reconcile, svc, uid)
@@ -19,9 +20,9 @@ def registered(svc: Services) -> list[str]:
     """Every node's agent has registered (and so is watched) and beats now."""
     ids = []
     for doc in nodes.list_docs(svc.store, uid(svc)):
-        nodes.change(svc.store, doc["pk"], doc["nodeId"], lambda d: d.update(credential="hash") or True)
-        watchdog.beat(svc, doc["pk"], doc["nodeId"])
-        ids.append(doc["nodeId"])
+        nodes.change(svc.store, doc.pk, doc.node_id, lambda d: setattr(d, "credential", "hash") or True)
+        watchdog.beat(svc, doc.pk, doc.node_id)
+        ids.append(doc.node_id)
     return ids
 
 
@@ -53,8 +54,8 @@ def test_a_silent_node_is_lost_its_job_requeued_and_the_node_replaced(svc: Servi
     doc = job(svc, "pair")
     assert doc["state"] in ("queued", "running") and doc.get("retries") == 1
     assert doc["history"][-1]["code"] == "NodeHeartbeatLost"
-    assert second not in {n["nodeId"] for n in nodes.list_docs(svc.store, uid(svc))}  # removed from the pool
-    assert len(svc.pool.list_nodes(pools.pool_id(cluster_doc(svc)))) == 2  # and replaced
+    assert second not in {n.node_id for n in nodes.list_docs(svc.store, uid(svc))}  # removed from the pool
+    assert len(svc.pool.list_nodes(pools.pool_id(ClusterDocument.load(cluster_doc(svc))))) == 2  # and replaced
 
 
 def test_after_the_control_plane_was_away_every_node_gets_a_fresh_grace(svc: Services) -> None:
@@ -63,7 +64,7 @@ def test_after_the_control_plane_was_away_every_node_gets_a_fresh_grace(svc: Ser
     reconcile(svc)
     svc.clock.advance(120)  # nobody could heartbeat to a control plane that was down
     reconcile(svc)
-    assert all(n["state"] == "idle" for n in nodes.list_docs(svc.store, uid(svc)))
+    assert all(n.state == "idle" for n in nodes.list_docs(svc.store, uid(svc)))
     assert len(nodes.list_docs(svc.store, uid(svc))) == 2
 
 
@@ -78,7 +79,7 @@ def test_when_the_retry_budget_is_spent_the_job_fails_with_its_node_errors(svc: 
         assert job(svc, "unlucky")["attempt"] == attempt
         rounds(svc, 4, beating=[])  # its node falls silent and is replaced
         for doc in nodes.list_docs(svc.store, uid(svc)):  # the replacement registers
-            nodes.set_state(svc.store, doc["pk"], doc["nodeId"], "idle", svc.clock.now())
+            nodes.set_state(svc.store, doc.pk, doc.node_id, "idle", svc.clock.now())
         registered(svc)
     props = job(svc, "unlucky")["resource"]["properties"]
     assert props["executionState"] == "failed"
@@ -132,4 +133,4 @@ def test_a_restarted_control_plane_gives_every_node_a_fresh_grace(svc: Services)
     watchdog.resume_all(svc)  # what the local host does when it starts
     rounds(svc, 1, beating=[])  # the nodes' last beats are 7 s old, but nobody could beat meanwhile
     assert len(nodes.list_docs(svc.store, uid(svc))) == 2
-    assert all(n["state"] == "idle" for n in nodes.list_docs(svc.store, uid(svc)))
+    assert all(n.state == "idle" for n in nodes.list_docs(svc.store, uid(svc)))

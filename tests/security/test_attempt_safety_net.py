@@ -69,7 +69,7 @@ def test_a_node_whose_attempt_died_without_a_report_fails_the_job_within_seconds
     assert error["code"] == "AttemptVanished" and node.id in error["message"], error
     assert job(svc, "one").get("retries", 0) == 0  # the job's failure, not its node's
     [doc] = nodes.list_docs(svc.store, uid(svc))
-    assert doc["state"] == "idle" and doc["job"] is None  # the healthy node takes work again
+    assert doc.state == "idle" and doc.job is None  # the healthy node takes work again
 
 
 def test_a_node_that_says_it_runs_nothing_while_it_holds_the_attempt_fails_the_job(svc: Services) -> None:

@@ -701,7 +701,7 @@ def fake_node(store: SqliteStateStore) -> dict[str, str]:
     would get one by registering; which node ids may register is another suite's business.)"""
     uid, node_id, secret = "hostile-" + secrets.token_hex(4), "node-hostile", secrets.token_urlsafe(16)
     doc = nodes.new_doc(uid, node_id, "cluster|nowhere", SUB, "127.0.0.99", datetime.now(UTC), state="unusable")
-    store.create(nodes.N, {**doc, "credential": nodes.hash_secret(secret)})
+    store.create(nodes.N, {**doc.to_json(), "credential": nodes.hash_secret(secret)})
     return {"x-batchai-node": nodes.node_key(uid, node_id), "x-batchai-node-credential": secret}
 
 

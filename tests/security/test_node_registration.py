@@ -64,7 +64,7 @@ def test_a_made_up_node_id_is_refused_and_nothing_stored(svc: Services) -> None:
     for rogue in ("node-rogue", "node-9999", "0"):
         error = refused(svc, rogue)
         assert (error.status, error.code, error.target) == (403, "NodeNotAdmitted", "nodeId")
-    assert [d["nodeId"] for d in nodes.list_docs(svc.store, uid(svc))] == ["node-0001"]
+    assert [d.node_id for d in nodes.list_docs(svc.store, uid(svc))] == ["node-0001"]
 
 
 def test_a_node_registers_once_and_again_only_with_its_credential(svc: Services) -> None:
