@@ -79,7 +79,7 @@ def claim(store: StateStore, doc: NodeDocument, job_key: str, job_pk: str, attem
     taken = doc.model_copy(update={"state": RUNNING, "job": job_key, "job_pk": job_pk, "attempt": attempt,
                                    "since": stamp(now)})
     try:
-        base.replace(store, taken)
+        store.replace(N, taken.to_json(), etag=doc.etag)  # not base.replace: no model of the result is needed
         return True
     except (PreconditionFailed, NotFound):
         return False
