@@ -137,12 +137,12 @@ def ready(svc: Services, req: ApiRequest) -> ApiResponse:
     """The node's setup is done: idle, or unusable with the error the cluster then shows."""
     node = authenticate(svc, req)
     body = parse_body(Ready, req)
-    error = body.error.model_dump() if body.error else None
+    error = NodeError(code=body.error.code, message=body.error.message) if body.error else None
 
     def settle(doc: NodeDocument) -> bool:
-        if doc["state"] != PREPARING:
+        if doc.state != PREPARING:
             return False
-        doc.update(state=UNUSABLE if error else IDLE, error=error, since=nodes.stamp(svc.clock.now()))
+        doc.state, doc.error, doc.since = UNUSABLE if error else IDLE, error, nodes.stamp(svc.clock.now())
         return True
 
     written = nodes.change(svc.store, node.pk, node.node_id, settle)
