@@ -26,6 +26,8 @@ from typing import Any
 
 from shared import job_runs, lanes
 from shared.composition import Services
+from shared.documents.base import query
+from shared.documents.resources import JobDocument
 from shared.ports.state_store import Query
 from shared.resources import R
 from shared.scheduler import PRIORITIES
@@ -36,12 +38,14 @@ CONFIRM_SECONDS = 20.0  # how long the lanes must stay short before they are sea
 _short_since: dict[str, datetime] = {}  # cluster uid -> when its lanes were first seen short (this process)
 
 
+# why (dict[str, Any] below): `cluster` is a cluster document, typed by the clusters' conversion; the
+# filter is the store port's JSON query.
 def queued_filter(cluster: dict[str, Any]) -> dict[str, Any]:
     """The store filter of a cluster's queued jobs (an index lookup, see resources.RESOURCES)."""
     return {"kind": "job", "cluster": cluster["id"], "state": job_runs.QUEUED}
 
 
-def repair(svc: Services, cluster: dict[str, Any], confirm: bool = True) -> int:
+def repair(svc: Services, cluster: dict[str, Any], confirm: bool = True) -> int:  # why: see queued_filter
     """Publish again the lane messages of the cluster's queued jobs that have none; how many.
     Without `confirm`, at once (the lanes were just made: every queued job needs its message)."""
     uid = lanes.cluster_uid(cluster)
@@ -57,17 +61,17 @@ def repair(svc: Services, cluster: dict[str, Any], confirm: bool = True) -> int:
     _short_since[uid] = now  # searched now; again only if still short a while from now
     present = {m.message_id for priority, name in names.items() if held[priority]
                for m in svc.messaging.peek(name, held[priority])}
-    missing: dict[str, list[dict[str, Any]]] = {}
-    after: tuple[str, Any] | None = None
+    missing: dict[str, list[JobDocument]] = {}
+    after: tuple[str, str] | None = None
     while True:
-        page = svc.store.query(R, Query(where=queued_filter(cluster), after=after, order_by=("id",), limit=PAGE),
-                               pk=cluster["pk"])
+        page = query(svc.store, JobDocument, Query(where=queued_filter(cluster), after=after, order_by=("id",),
+                                                   limit=PAGE), pk=cluster["pk"])
         for job in page:
             if lanes.message_id(job) not in present:
-                missing.setdefault(job["priority"], []).append(job)
+                missing.setdefault(job.priority, []).append(job)
         if len(page) < PAGE:
             break
-        after = ("id", page[-1]["id"])
+        after = ("id", page[-1].id)
     for jobs in missing.values():
         lanes.publish_jobs(svc.messaging, jobs)
     repaired = sum(len(jobs) for jobs in missing.values())

@@ -22,6 +22,8 @@ from shared.ports.vm_pool import AgentBootstrap, PoolNotFound, PoolSpec
 from shared.resources import R, mutate_doc
 from shared.scheduler import LEAVING, UNUSABLE
 from shared.settings import Settings
+from shared.documents.nodes import NodeDocument
+from shared.documents.resources import JobDocument
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +105,11 @@ def _sync(svc: Services, cluster: dict[str, Any], uid: str) -> bool:
     evictable = cluster["spec"].get("vmPriority") == "lowpriority"  # a lost Spot VM was most likely evicted
     for doc in lost + [docs[n] for n in failed if n in docs]:
         if evictable and doc in lost:
-            job_runs.requeue_holder(svc, doc, "NodePreempted", f"The low-priority node {doc['nodeId']} was evicted.")
+            job_runs.requeue_holder(svc, NodeDocument.load(doc),  # bridge
+                                    "NodePreempted", f"The low-priority node {doc['nodeId']} was evicted.")
         else:
-            job_runs.requeue_holder(svc, doc, "NodeLost", f"The node {doc['nodeId']} was lost.", failure=True)
+            job_runs.requeue_holder(svc, NodeDocument.load(doc),  # bridge
+                                    "NodeLost", f"The node {doc['nodeId']} was lost.", failure=True)
         nodes.delete(svc.store, uid, doc["nodeId"])
     if failed:
         svc.pool.remove_nodes(pool_id(cluster), failed)
@@ -149,9 +153,11 @@ def _deallocate(svc: Services, doc: dict[str, Any], option: str) -> None:
     """A node that runs a job is being removed: requeue, fail, or let the job finish first."""
     nodes.set_state(svc.store, doc["pk"], doc["nodeId"], LEAVING, svc.clock.now())
     if option == "requeue":
-        job_runs.requeue_holder(svc, doc, "NodeDeallocated", "The cluster was resized; the job was requeued.")
+        job_runs.requeue_holder(svc, NodeDocument.load(doc),  # bridge
+                                "NodeDeallocated", "The cluster was resized; the job was requeued.")
     elif option == "terminate":
-        job_runs.fail_holder(svc, doc, "JobTerminatedByResize", "The cluster was resized; the job was terminated.")
+        job_runs.fail_holder(svc, NodeDocument.load(doc),  # bridge
+                             "JobTerminatedByResize", "The cluster was resized; the job was terminated.")
 
 
 def _repair_claims(svc: Services, docs: list[dict[str, Any]]) -> None:
@@ -219,7 +225,7 @@ def teardown(svc: Services, cluster: dict[str, Any]) -> None:
     uid = lanes.cluster_uid(cluster)
     for job in svc.store.query(R, Query(where={"kind": "job", "cluster": cluster["id"]}), pk=cluster["pk"]):
         if job["state"] not in job_runs.FINAL:
-            job_runs.fail_job(svc, job, "ClusterDeleted", "The job's cluster was deleted.")
+            job_runs.fail_job(svc, JobDocument.load(job), "ClusterDeleted", "The job's cluster was deleted.")  # bridge
     svc.pool.delete_pool(pool_id(cluster))
     lanes.delete_lanes(svc.messaging, uid)
     for doc in nodes.list_docs(svc.store, uid):

@@ -35,6 +35,8 @@ from shared.nodes import parse_time, stamp
 from shared.ports.state_store import NotFound, Query
 from shared.resources import HEARTBEATS, R
 from shared.scheduler import IDLE, PREPARING, RUNNING, UNUSABLE
+from shared.documents.nodes import NodeDocument
+from shared.documents.resources import JobDocument
 
 H = HEARTBEATS.name
 WATCHED = frozenset({PREPARING, IDLE, RUNNING})
@@ -131,7 +133,8 @@ def watch(svc: Services, cluster: dict[str, Any], uid: str) -> list[str]:
         error = {"code": "NodeHeartbeatLost", "message": f"The node sent no heartbeat for more than {seconds:g} s."}
         nodes.set_state(svc.store, uid, doc["nodeId"], UNUSABLE, now, error)
         telemetry.count_failure("NodeHeartbeatLost")
-        job_runs.requeue_holder(svc, doc, "NodeHeartbeatLost", f"Node {doc['nodeId']}: {error['message']}",
+        job_runs.requeue_holder(svc, NodeDocument.load(doc),  # bridge
+                                "NodeHeartbeatLost", f"Node {doc['nodeId']}: {error['message']}",
                                 failure=True)
     _check_running(svc, cluster, uid, now, _work_of(records))
     return [d["nodeId"] for d in lost]
@@ -177,9 +180,8 @@ def _check_running(svc: Services, cluster: dict[str, Any], uid: str, now: dateti
         missing = unheld(job, docs)
         lost = vanished(job, docs, beats or {}, grace(svc))
         if missing:
-            holder = {"job": job["id"], "jobPk": job["pk"], "attempt": job["attempt"]}
             telemetry.count_failure("AttemptRepaired")
-            job_runs.requeue_holder(svc, holder, "AttemptRepaired",
+            job_runs.requeue_attempt(svc, job["pk"], job["id"], job["attempt"], "AttemptRepaired",
                                     f"Nodes {', '.join(missing)} no longer ran the attempt; it starts again.")
         elif lost:
             telemetry.count_failure(ATTEMPT_VANISHED)
@@ -189,7 +191,7 @@ def _check_running(svc: Services, cluster: dict[str, Any], uid: str, now: dateti
         elif past_wall_clock(job, now):
             limit = job["resource"]["properties"]["constraints"]["maxWallClockTime"]
             telemetry.count_failure("MaxWallClockTimeExceeded")
-            job_runs.fail_job(svc, job, "MaxWallClockTimeExceeded",
+            job_runs.fail_job(svc, JobDocument.load(job), "MaxWallClockTimeExceeded",  # bridge
                               f"The job ran longer than its maxWallClockTime ({limit}).")
     terminating = svc.store.query(R, Query(where={"kind": "job", "cluster": cluster["id"],
                                                   "state": job_runs.TERMINATING}), pk=cluster["pk"])
@@ -197,15 +199,15 @@ def _check_running(svc: Services, cluster: dict[str, Any], uid: str, now: dateti
         since = parse_time(job["resource"]["properties"].get("executionStateTransitionTime"))
         if since is not None and now - since > TERMINATE_TIMEOUT:  # a node that never confirmed
             telemetry.count_failure("TerminateTimedOut")
-            job_runs.fail_job(svc, job, job_runs.TERMINATED, job_runs.TERMINATED_MESSAGE)
+            job_runs.fail_job(svc, JobDocument.load(job), job_runs.TERMINATED, job_runs.TERMINATED_MESSAGE)  # bridge
 
 
 def _fail_attempt(svc: Services, job: dict[str, Any], code: str, message: str) -> None:
     """Fail the job if the attempt that was judged is still the running one (invariant 3)."""
     attempt = job["attempt"]
 
-    def edit(doc: dict[str, Any]) -> bool:
-        if doc["state"] != job_runs.RUNNING or doc["attempt"] != attempt:
+    def edit(doc: JobDocument) -> bool:
+        if doc.state != job_runs.RUNNING or doc.attempt != attempt:
             return False
         job_runs.fail(doc, svc.clock.now(), code, message)
         return True

@@ -25,6 +25,8 @@ from shared.ids import CLUSTER, ResourceRef
 from shared.ports.vm_pool import PoolNotFound, node_token
 from shared.resources import R
 from shared.scheduler import IDLE, LEAVING, PREPARING, UNUSABLE
+from shared.documents.nodes import NodeDocument
+from shared.documents.resources import ErrorEntry, JobDocument
 
 NODE_HEADER = "x-batchai-node"
 CREDENTIAL_HEADER = "x-batchai-node-credential"
@@ -117,7 +119,8 @@ def register(svc: Services, req: ApiRequest) -> ApiResponse:
         raise Gone(f"The node {reg.node_id} is no longer part of the cluster.", target="nodeId")
     watchdog.beat(svc, uid, reg.node_id)
     if previous.get("job"):  # a restarted agent lost whatever it ran: that attempt starts again
-        job_runs.requeue_holder(svc, previous, "AgentRestarted", "The node's agent restarted during the job.",
+        job_runs.requeue_holder(svc, NodeDocument.load(previous),  # bridge
+                                "AgentRestarted", "The node's agent restarted during the job.",
                                 failure=True)
     lanes.signal(svc.messaging, cluster["id"], cluster["pk"])
     return ok({"node": node["id"], "credential": reg.credential, "heartbeatSeconds": svc.settings.heartbeat_seconds})
@@ -185,7 +188,8 @@ def evicting(svc: Services, req: ApiRequest) -> ApiResponse:
     node = authenticate(svc, req)
     nodes.set_state(svc.store, node["pk"], node["nodeId"], LEAVING, svc.clock.now(),
                     {"code": "NodePreempted", "message": "The VM is being evicted (low priority)."})
-    job_runs.requeue_holder(svc, node, "NodePreempted", f"Node {node['nodeId']} was evicted (low priority).")
+    job_runs.requeue_holder(svc, NodeDocument.load(node),  # bridge
+                            "NodePreempted", f"Node {node['nodeId']} was evicted (low priority).")
     return ok({"state": LEAVING})
 
 
@@ -337,14 +341,14 @@ def report(svc: Services, req: ApiRequest) -> ApiResponse:
     rep = parse_body(Report, req)
     _held_attempt(node, rep.job, rep.attempt)
 
-    def end(job: dict[str, Any]) -> bool:
-        if job["state"] not in job_runs.ACTIVE or job["attempt"] != rep.attempt:
+    def end(job: JobDocument) -> bool:
+        if job.state not in job_runs.ACTIVE or job.attempt != rep.attempt:
             return False
-        if job["state"] == job_runs.TERMINATING:
+        if job.state == job_runs.TERMINATING:
             return job_runs.record_stopped(job, node["nodeId"], svc.clock.now())
         if rep.stopped:
             return False  # stopped while running: the attempt moved on, nothing to decide
-        error = rep.error.model_dump() if rep.error else None
+        error = ErrorEntry(code=rep.error.code, message=rep.error.message) if rep.error else None
         return job_runs.record_report(job, node["nodeId"], rep.exit_code, svc.clock.now(), error)
 
     job_runs.transition(svc, node["jobPk"], rep.job, end)

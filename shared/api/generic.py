@@ -12,6 +12,7 @@ from shared.api.request import ApiRequest, ApiResponse, check_api_version, int_p
 from shared.composition import Services
 from shared.ids import Kind, ResourceRef
 from shared.ports.state_store import Conflict as StoreConflict
+from shared.documents.resources import JobDocument
 
 MAX_RESULTS_DEFAULT = 1000
 
@@ -80,7 +81,7 @@ def stop_running_parts(svc: Services, doc: dict[str, Any]) -> None:
     elif doc["kind"] == "fileServer":
         file_servers.teardown(svc, doc)
     elif doc["kind"] == "job" and doc.get("state") in job_runs.ACTIVE:
-        job_runs.free_attempt(svc, doc)
+        job_runs.free_attempt(svc, JobDocument.load(doc))  # bridge
 
 
 Reconcile = Callable[[dict[str, Any]], dict[str, Any] | None]

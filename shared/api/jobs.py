@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from shared import dispatcher, errors, events, job_files, job_runs, lanes, nodes, resources, telemetry
 from shared.api import clusters
 from shared.api.generic import put_resource, refuse_changes, route_ref, timestamp
 from shared.api.request import ApiRequest, ApiResponse, int_param, page_of, parse_body
 from shared.composition import Services
+from shared.documents.base import JsonObject, read
+from shared.documents.resources import JobDocument, JobResource, JobResourceProperties
 from shared.ids import CLUSTER, JOB, ResourceRef
 from shared.models import JobBaseProperties, JobCreateParameters, tool_type_of
 from shared.ports.messaging import EntityNotFound
@@ -28,45 +29,53 @@ def create(svc: Services, req: ApiRequest) -> ApiResponse:
     spec = params.to_wire(reveal_secrets=True)
     job_files.check_folder_paths(spec)
 
-    def build() -> tuple[dict[str, Any], dict[str, Any]]:
+    def build() -> tuple[JsonObject, JsonObject, JsonObject]:
         cluster = cluster_of(svc, ref, spec["cluster"]["id"])
         check_worker_count(params, cluster["spec"]["vmSize"])
-        now = timestamp(svc.clock.now())
-        public = params.to_wire()
-        public["cluster"] = {"id": cluster["resource"]["id"]}
-        properties = public | {
-            "toolType": str(tool_type_of(params)),
-            "jobOutputDirectoryPathSegment": output_segment(ref),
-            "creationTime": now,
-            "provisioningState": "succeeded",
-            "provisioningStateTransitionTime": now,
-            "executionState": "queued",
-            "executionStateTransitionTime": now,
-        }
-        extra = {"cluster": cluster["id"], "clusterPk": cluster["pk"], "clusterUid": lanes.cluster_uid(cluster),
-                 "state": job_runs.QUEUED, "attempt": 0, "nodes": [], "priority": str(params.scheduling_priority),
-                 # The create call's trace: every attempt of the job continues it (never returned).
-                 "traceContext": telemetry.inject()}
-        if submission := req.headers.get(SUBMISSION_ID_HEADER):  # made by a queue message (shared/submissions.py)
-            extra["submissionId"] = submission
-        resource = resources.envelope(ref, properties)
-        fields = extra | events.creation_fields(resource)
-        if too_small := cluster_too_small(cluster, params.node_count):  # failed by the same write that makes it
-            job = {"resource": resource, **fields}
-            before = {**job, "resource": {**resource, "properties": dict(properties)}}
-            job_runs.fail(job, svc.clock.now(), "ClusterTooSmall", too_small)
-            events.record_change(before, job)
-            fields = {k: v for k, v in job.items() if k != "resource"}
-        return resource, spec, fields
+        job = new_job(svc, ref, params, cluster, req.headers.get(SUBMISSION_ID_HEADER))
+        raw = job.to_json()  # bridge: put_resource takes the stored JSON
+        return raw.pop("resource"), raw.pop("spec"), raw  # bridge
 
-    def reconcile(doc: dict[str, Any]) -> None:
-        refuse_changes(JOB, doc["spec"], spec)
+    def reconcile(doc: JsonObject) -> None:
+        refuse_changes(JOB, doc["spec"], spec)  # bridge: put_resource hands the stored JSON
         return None
 
-    return put_resource(svc, ref, build, reconcile, created=lambda doc: enqueue_and_announce(svc, doc))
+    return put_resource(svc, ref, build, reconcile,
+                        created=lambda doc: enqueue_and_announce(svc, JobDocument.load(doc)).to_json())  # bridge
 
 
-def enqueue_and_announce(svc: Services, job: dict[str, Any]) -> dict[str, Any]:
+def new_job(svc: Services, ref: ResourceRef, params: JobBaseProperties, cluster: JsonObject,
+            submission: str | None) -> JobDocument:
+    """A new job as its create writes it: queued, with its creation event in its outbox; or failed
+    at once by the same write when its cluster can never hold it."""
+    now = timestamp(svc.clock.now())
+    public = params.to_wire()
+    public["cluster"] = {"id": cluster["resource"]["id"]}
+    properties = JobResourceProperties.model_validate(public | {
+        "toolType": str(tool_type_of(params)),
+        "jobOutputDirectoryPathSegment": output_segment(ref),
+        "creationTime": now,
+        "provisioningState": "succeeded",
+        "provisioningStateTransitionTime": now,
+        "executionState": job_runs.QUEUED,
+        "executionStateTransitionTime": now,
+    })
+    job = JobDocument(
+        id=ref.key, pk=ref.pk, parent=ref.parent_key, workspace=ref.workspace.key,
+        resource=JobResource(id=ref.arm_id, name=ref.name, type=ref.kind.arm_type, properties=properties),
+        spec=params, cluster=cluster["id"], cluster_pk=cluster["pk"], cluster_uid=lanes.cluster_uid(cluster),
+        state=job_runs.QUEUED, priority=str(params.scheduling_priority),
+        trace_context=telemetry.inject(),  # the create call's trace: every attempt continues it (never returned)
+        submission_id=submission)  # made by a queue message (shared/submissions.py)
+    events.record_creation(job)
+    if too_small := cluster_too_small(cluster, params.node_count):  # failed by the same write that makes it
+        before = job.model_copy()  # shallow: the change's events read only its state and attempt
+        job_runs.fail(job, svc.clock.now(), "ClusterTooSmall", too_small)
+        events.record_change(before, job)
+    return job
+
+
+def enqueue_and_announce(svc: Services, job: JobDocument) -> JobDocument:
     """A new job joins its lane, then its creation event goes out (unless a transition, such as
     failing a job its cluster can never hold, already sent it with its own)."""
     written = enqueue(svc, job)
@@ -75,7 +84,7 @@ def enqueue_and_announce(svc: Services, job: dict[str, Any]) -> dict[str, Any]:
     return written
 
 
-def cluster_too_small(cluster: dict[str, Any], node_count: int) -> str | None:
+def cluster_too_small(cluster: JsonObject, node_count: int) -> str | None:  # why: a cluster (its helper types it)
     """Why the cluster can never hold a job of node_count nodes, or None when it can."""
     limit = largest_size(cluster["spec"]["scaleSettings"])
     if node_count > limit:
@@ -83,25 +92,33 @@ def cluster_too_small(cluster: dict[str, Any], node_count: int) -> str | None:
     return None
 
 
-def enqueue(svc: Services, job: dict[str, Any]) -> dict[str, Any]:
+def enqueue(svc: Services, job: JobDocument) -> JobDocument:
     """A new job joins its cluster's lane, unless the cluster can never hold it."""
-    if job["state"] != job_runs.QUEUED:  # failed by its create (cluster_too_small)
+    if job.state != job_runs.QUEUED:  # failed by its create (cluster_too_small)
         return job
-    cluster = svc.store.read(resources.R, job["clusterPk"], job["cluster"])
+    cluster = svc.store.read(resources.R, job.cluster_pk, job.cluster)
     if cluster is None:
         return job_runs.fail_job(svc, job, "ClusterNotFound", "The job's cluster no longer exists.") or job
-    if too_small := cluster_too_small(cluster, job["resource"]["properties"]["nodeCount"]):
+    if too_small := cluster_too_small(cluster, job.props.node_count):
         return job_runs.fail_job(svc, job, "ClusterTooSmall", too_small) or job
     try:
         lanes.publish_job(svc.messaging, job)
     except EntityNotFound:  # a cluster created a moment ago: its pool manager's first round makes the
         return job          # lanes and publishes every queued job (it was signalled by the cluster's create)
     if dispatcher.could_act(svc, cluster):  # read after publishing: see could_act
-        lanes.signal(svc.messaging, job["cluster"], job["clusterPk"])
+        lanes.signal(svc.messaging, job.cluster, job.cluster_pk)
     return job
 
 
-def cluster_of(svc: Services, job: ResourceRef, cluster_id: str) -> dict[str, Any]:
+def require_job(svc: Services, ref: ResourceRef) -> JobDocument:
+    """The job, or a 404 that names the first missing resource on the way down."""
+    job = read(svc.store, JobDocument, ref.pk, ref.key)
+    if job is None:
+        raise resources.not_found(svc.store, ref)
+    return job
+
+
+def cluster_of(svc: Services, job: ResourceRef, cluster_id: str) -> JsonObject:  # why: a cluster (its helper types it)
     """The job's cluster: it must exist in the job's own workspace."""
     target = "properties.cluster.id"
     cluster = ResourceRef.parse(cluster_id, CLUSTER)
@@ -152,7 +169,7 @@ def terminate(svc: Services, req: ApiRequest) -> ApiResponse:
     """Stop the job: a queued one fails at once with JobTerminated; a running one is `terminating`
     until every node has stopped its processes, then fails with JobTerminated."""
     ref = route_ref(JOB, req)
-    job_runs.terminate_job(svc, resources.require(svc.store, ref))
+    job_runs.terminate_job(svc, require_job(svc, ref))
     return ApiResponse(200)
 
 
@@ -165,14 +182,14 @@ def list_output_files(svc: Services, req: ApiRequest) -> ApiResponse:
                                       target="outputdirectoryid")
     minutes = int_param(req, "linkexpiryinminutes", 60, 5, 600)
     max_results = int_param(req, "maxresults", 1000, 1, 1000)
-    doc = resources.require(svc.store, ref)
-    known = {job_files.STDOUTERR} | {d["id"] for d in doc["spec"].get("outputDirectories", [])}
+    job = require_job(svc, ref)
+    known = {job_files.STDOUTERR} | {d.id for d in job.spec.output_directories or []}
     if output_id not in known:
         raise errors.InvalidParameter(
             f"The job has no output directory '{output_id[:64]}'; it has: {', '.join(sorted(known))}.",
             target="outputdirectoryid")
     try:
-        entries = job_files.list_directory(svc, doc, output_id, req.query.get("directory", ""),
+        entries = job_files.list_directory(svc, job, output_id, req.query.get("directory", ""),
                                            job_files.expiry(svc, minutes))
     except ValueError as exc:
         raise errors.InvalidParameter(str(exc), target="directory") from None
@@ -184,8 +201,8 @@ def list_output_files(svc: Services, req: ApiRequest) -> ApiResponse:
 def list_remote_login(svc: Services, req: ApiRequest) -> ApiResponse:
     """The nodes the job runs on now (none while it is queued or after it ended)."""
     ref = route_ref(JOB, req)
-    doc = resources.require(svc.store, ref)
-    uid = doc["clusterUid"]
-    running = doc.get("nodes") or [] if doc["state"] in job_runs.ACTIVE else []
+    job = require_job(svc, ref)
+    uid = job.cluster_uid
+    running = job.nodes if job.state in job_runs.ACTIVE else []
     held = [svc.store.read(nodes.N, uid, nodes.node_key(uid, n)) for n in running]
     return clusters.remote_logins(req, [n for n in held if n is not None])

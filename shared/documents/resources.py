@@ -153,9 +153,23 @@ class JobDocument(ResourceDocument):
     def props(self) -> JobResourceProperties:
         return self.resource.properties
 
+    def to_json(self) -> JsonObject:
+        """As today's code stores a job: its internal fields left out while they are unset, and an
+        outbox that was emptied removed (the outbox timer's lookup and readers see what they did)."""
+        raw = super().to_json()
+        for name in _UNSET_WHEN_NONE:
+            if raw.get(name, 0) is None:
+                del raw[name]
+        if not raw.get("outbox", True):
+            del raw["outbox"]
+        return raw
+
     @property
     def node_count(self) -> int:
         return self.spec.node_count
+
+
+_UNSET_WHEN_NONE = ("eventSeq", "outboxPending", "attemptTraceContext", "submissionId")
 
 
 # --- clusters ---------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from shared.ports.state_store import Query
 from shared.sweeps import metrics, search
 from shared.sweeps.models import ENDED, SweepProperties, SweepState, Trial, TrialState
 from shared.sweeps.template import trial_job
+from shared.documents.resources import JobDocument, SweepDocument
 
 if TYPE_CHECKING:
     from shared.composition import Services
@@ -65,7 +66,7 @@ def run_round(svc: Services) -> None:
         except Exception:  # one broken sweep holds back no other; the next round tries again
             log.exception("sweep %s: round failed", doc["id"])
     for doc in svc.store.query(resources.R, Query(where={"kind": SWEEP.name, "outboxPending": True})):
-        events.flush(svc, doc)
+        events.flush(svc, SweepDocument.load(doc))  # bridge
     for doc in svc.store.query(resources.R, Query(where={"kind": SWEEP.name, "settling": True})):
         settle(svc, doc)
 
@@ -92,7 +93,7 @@ def advance(svc: Services, doc: dict[str, Any]) -> dict[str, Any] | None:
         return current
     _act(svc, ref, current)
     if current.get("outbox"):
-        events.flush(svc, current)
+        events.flush(svc, SweepDocument.load(current))  # bridge
     return current
 
 
@@ -245,7 +246,7 @@ def _act(svc: Services, ref: ResourceRef, doc: dict[str, Any]) -> None:
         elif state in (TrialState.STOPPED, TrialState.CANCELED):
             job = resources.load(svc.store, job_ref(ref, trial))
             if job is not None and job["state"] in (job_runs.QUEUED, job_runs.RUNNING):
-                job_runs.terminate_job(svc, job)
+                job_runs.terminate_job(svc, JobDocument.load(job))  # bridge
 
 
 def _submit(svc: Services, ref: ResourceRef, doc: dict[str, Any], trial: Trial) -> None:

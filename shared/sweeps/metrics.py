@@ -115,10 +115,12 @@ def by_step(points: list[MetricPoint]) -> dict[int, float]:
 def read(svc: Services, job: dict[str, Any], objective: Objective) -> list[MetricPoint]:
     """The metric's points so far, read from the trial's job."""
     from shared import job_files
+    from shared.documents.resources import JobDocument
 
+    typed = JobDocument.load(job)  # bridge
     if objective.source == "metricsFile":
-        data = job_files.read_file(svc, job, job_files.STDOUTERR, METRICS_FILE, MAX_READ)
+        data = job_files.read_file(svc, typed, job_files.STDOUTERR, METRICS_FILE, MAX_READ)
         return from_metrics_file(data.decode("utf-8", "replace"), objective.metric_name) if data else []
-    data = job_files.read_file(svc, job, job_files.STDOUTERR, objective.log_file, MAX_READ)
+    data = job_files.read_file(svc, typed, job_files.STDOUTERR, objective.log_file, MAX_READ)
     assert objective.regex is not None
     return from_log(data.decode("utf-8", "replace"), objective.regex) if data else []
