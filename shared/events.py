@@ -128,8 +128,9 @@ def _append(job: JobDocument, event: JobEvent) -> None:
     job.event_history = [*job.event_history, event][-HISTORY_LIMIT:]
 
 
-def flush(svc: Services, doc: Outboxed) -> None:
-    """Publish the document's outbox and empty it. Never raises: what is left is sent by `sweep`."""
+def flush(svc: Services, doc: Outboxed, stored: JsonObject | None = None) -> None:
+    """Publish the document's outbox and empty it. Never raises: what is left is sent by `sweep`.
+    `stored`: the JSON `doc` was just written as, which spares dumping it again."""
     outbox = doc.outbox
     if not outbox:
         return
@@ -145,7 +146,7 @@ def flush(svc: Services, doc: Outboxed) -> None:
         return _keep_unsent(current, sent)
 
     try:
-        if not _remove_unchanged(svc, doc, remove):
+        if not _remove_unchanged(svc, doc, remove, stored):
             edit(svc.store, type(doc), doc.pk, doc.id, remove)
     except Exception:  # sent but not removed: the timer sends it again and the topic drops the repeat
         log.exception("could not empty the job events outbox of %s", doc.id)
@@ -169,7 +170,8 @@ def _keep_unsent(current: Outboxed, sent: set[str]) -> bool:
     return True
 
 
-def _remove_unchanged(svc: Services, doc: Outboxed, remove: Callable[[Outboxed], bool]) -> bool:
+def _remove_unchanged(svc: Services, doc: Outboxed, remove: Callable[[Outboxed], bool],
+                      stored: JsonObject | None) -> bool:
     """Empty the outbox of `doc` as it was written (no re-read), if nobody has changed it since."""
     if doc.etag is None:
         return False
@@ -177,12 +179,23 @@ def _remove_unchanged(svc: Services, doc: Outboxed, remove: Callable[[Outboxed],
     if not remove(current):
         return True
     try:
-        svc.store.replace(doc.container, current.to_json(), etag=doc.etag)
+        svc.store.replace(doc.container, _without_sent(stored, current) if stored else current.to_json(),
+                          etag=doc.etag)
     except PreconditionFailed:
         return False  # changed meanwhile: from a fresh read
     except NotFound:
         pass  # deleted: nothing left to empty
     return True
+
+
+def _without_sent(stored: JsonObject, current: Outboxed) -> JsonObject:
+    """`stored` with only the outbox of `current` left in it (a shallow copy: no dump of the rest)."""
+    kept = {_event_id(e) for e in current.outbox}
+    out = {k: v for k, v in stored.items() if k not in ("outbox", "outboxPending")}
+    if kept:
+        out["outbox"] = [e for e in stored["outbox"] if e["id"] in kept]
+        out["outboxPending"] = True
+    return out
 
 
 def message(event: JobEvent | JsonObject) -> OutgoingMessage:

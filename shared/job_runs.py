@@ -21,7 +21,7 @@ from datetime import datetime
 
 from shared import events, lanes, nodes
 from shared.composition import Services
-from shared.documents.base import read, retrying_on_etag
+from shared.documents.base import JsonObject, read, retrying_on_etag
 from shared.documents.nodes import NodeDocument
 from shared.documents.resources import AttemptEnd, ErrorEntry, ExecutionInfo, JobDocument, JobState
 from shared.nodes import stamp
@@ -125,7 +125,7 @@ def transition(svc: Services, pk: str, job_key: str, edit: Edit) -> JobDocument 
     written = _write(svc, pk, job_key, edit)
     if written is None:
         return None
-    before, after = written
+    before, after, stored = written
     attempt_ended = before.state in ACTIVE and (after.state not in ACTIVE or after.attempt != before.attempt)
     if attempt_ended:
         free_attempt(svc, before)
@@ -134,7 +134,7 @@ def transition(svc: Services, pk: str, job_key: str, edit: Edit) -> JobDocument 
     if attempt_ended or after.state == QUEUED:
         lanes.signal(svc.messaging, after.cluster, after.cluster_pk)
     # Job events: publish the event(s) the write put in the job's outbox (shared/events.py).
-    events.flush(svc, after)
+    events.flush(svc, after, stored)
     return after
 
 
@@ -223,8 +223,9 @@ def free_attempt(svc: Services, job: JobDocument) -> None:
         svc.wakeups.notify(nodes.node_key(job.cluster_uid, node_id))
 
 
-def _write(svc: Services, pk: str, job_key: str, edit: Edit) -> tuple[JobDocument, JobDocument] | None:
-    """(before, after) of one ETag-guarded edit, re-read and retried when another writer won."""
+def _write(svc: Services, pk: str, job_key: str, edit: Edit) -> tuple[JobDocument, JobDocument, JsonObject] | None:
+    """(before, after, after's JSON as stored) of one ETag-guarded edit, re-read and retried when
+    another writer won."""
     for retry in retrying_on_etag():
         with retry:
             before = read(svc.store, JobDocument, pk, job_key)
@@ -236,9 +237,10 @@ def _write(svc: Services, pk: str, job_key: str, edit: Edit) -> tuple[JobDocumen
             # Job events: the change's CloudEvent joins the job's outbox in this same ETag-guarded
             # write, so it is recorded exactly when the change is (shared/events.py).
             events.record_change(before, doc)
+            stored = doc.to_json()
             try:
-                doc.etag = svc.store.replace(JobDocument.container, doc.to_json(), etag=before.etag)["_etag"]
+                doc.etag = svc.store.replace(JobDocument.container, stored, etag=before.etag)["_etag"]
             except NotFound:
                 return None
-            return before, doc  # as written: no second load of what was just dumped
+            return before, doc, stored  # as written: no second load of what was just dumped
     return None

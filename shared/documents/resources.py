@@ -13,7 +13,7 @@ changes (states, times, errors), the rest is kept as the create made it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import Field
 
@@ -152,6 +152,18 @@ class JobDocument(ResourceDocument):
     @property
     def props(self) -> JobResourceProperties:
         return self.resource.properties
+
+    def copy_for_edit(self) -> Self:
+        """A copy to change, made without the JSON round trip (ten times cheaper, on every
+        transition): the spec (never changed once created) and the recorded events and attempt ends
+        (never changed once written) are shared; the resource, and the lists and maps, are copied."""
+        return self.model_copy(update={
+            "resource": self.resource.model_copy(deep=True),
+            "nodes": list(self.nodes), "reports": dict(self.reports), "prepared": list(self.prepared),
+            "stopped": list(self.stopped), "history": list(self.history), "trace_context": dict(self.trace_context),
+            "attempt_trace_context": dict(self.attempt_trace_context) if self.attempt_trace_context is not None
+            else None,
+            "outbox": list(self.outbox), "event_history": list(self.event_history)})
 
     def to_json(self) -> JsonObject:
         """As today's code stores a job: its internal fields left out while they are unset, and an
