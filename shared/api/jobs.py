@@ -29,19 +29,26 @@ def create(svc: Services, req: ApiRequest) -> ApiResponse:
     spec = params.to_wire(reveal_secrets=True)
     job_files.check_folder_paths(spec)
 
+    made: list[JobDocument] = []
+
     def build() -> tuple[JsonObject, JsonObject, JsonObject]:
         cluster = cluster_of(svc, ref, spec["cluster"]["id"])
         check_worker_count(params, cluster["spec"]["vmSize"])
-        job = new_job(svc, ref, params, cluster, req.headers.get(SUBMISSION_ID_HEADER))
-        raw = job.to_json()  # bridge: put_resource takes the stored JSON
+        made.append(new_job(svc, ref, params, cluster, req.headers.get(SUBMISSION_ID_HEADER)))
+        raw = made[-1].to_json()  # bridge: put_resource takes the stored JSON
         return raw.pop("resource"), raw.pop("spec"), raw  # bridge
 
     def reconcile(doc: JsonObject) -> None:
         refuse_changes(JOB, doc["spec"], spec)  # bridge: put_resource hands the stored JSON
         return None
 
-    return put_resource(svc, ref, build, reconcile,
-                        created=lambda doc: enqueue_and_announce(svc, JobDocument.load(doc)).to_json())  # bridge
+    def created(doc: JsonObject) -> JsonObject:  # bridge: put_resource hands and takes the stored JSON
+        job = made[-1]  # as built: `doc` is its JSON as stored, with its ETag
+        job.etag = doc["_etag"]
+        written = enqueue_and_announce(svc, job, doc)
+        return doc if written is job else written.to_json()
+
+    return put_resource(svc, ref, build, reconcile, created=created)
 
 
 def new_job(svc: Services, ref: ResourceRef, params: JobBaseProperties, cluster: JsonObject,
@@ -75,12 +82,13 @@ def new_job(svc: Services, ref: ResourceRef, params: JobBaseProperties, cluster:
     return job
 
 
-def enqueue_and_announce(svc: Services, job: JobDocument) -> JobDocument:
+def enqueue_and_announce(svc: Services, job: JobDocument, stored: JsonObject | None = None) -> JobDocument:
     """A new job joins its lane, then its creation event goes out (unless a transition, such as
-    failing a job its cluster can never hold, already sent it with its own)."""
+    failing a job its cluster can never hold, already sent it with its own). `stored`: the job's
+    JSON as its create wrote it, if at hand."""
     written = enqueue(svc, job)
     if written is job:
-        events.flush(svc, job)
+        events.flush(svc, job, stored)
     return written
 
 
