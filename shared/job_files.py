@@ -119,7 +119,7 @@ def _locate(svc: Services, job: JobDocument, output_id: str) -> tuple[Volume, st
     return _master_folder(svc, job, cluster, output_id, segment)
 
 
-def check_folder_paths(spec: dict[str, Any]) -> None:  # why: the create's wire spec, as nodes read it
+def check_folder_paths(spec: dict[str, Any]) -> None:
     """A job's log and output folders stay below what they name also once the job's own variables
     are expanded (the model refuses a literal '..'; `$UP` with UP=".." would climb as well)."""
     env = own_variables(spec)
