@@ -9,14 +9,14 @@ from functools import partial
 import azure.functions as func
 
 from functions.http_api import guarded, to_api_request, to_http_response
-from shared import telemetry
+from functions import blueprint, tracing
 from shared.api import access, role_assignments
 from shared.api.generic import delete_resource, get_resource, list_children
 from shared.api.request import ApiRequest, ApiResponse
 from shared.composition import Services, services
 from shared.ids import ROLE_ASSIGNMENT
 
-bp = func.Blueprint()
+bp = blueprint()
 
 Handler = Callable[[Services, ApiRequest], ApiResponse]
 
@@ -31,7 +31,7 @@ def _serve(name: str, handler: Handler, req: func.HttpRequest) -> func.HttpRespo
 
 
 def _route(name: str, route: str, method: str, handler: Handler) -> None:
-    @telemetry.traced_function(name)
+    @tracing.traced_function(name)
     def trigger(req: func.HttpRequest) -> func.HttpResponse:
         return _serve(name, handler, req)
 

@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared import cluster_work, lanes, telemetry
+from functions import blueprint, tracing
+from shared import cluster_work, lanes
 from shared.composition import services
 from shared.settings import app_setting_reference, timers_run_on_startup
 
-bp = func.Blueprint()
+bp = blueprint()
 
 
 @bp.function_name("ClusterWork")
 @bp.service_bus_queue_trigger(arg_name="msg", queue_name=lanes.CLUSTER_WORK_QUEUE, connection="BATCHAI_SERVICEBUS")
-@telemetry.traced_function("ClusterWork")
+@tracing.traced_function("ClusterWork")
 def cluster_work_message(msg: func.ServiceBusMessage) -> None:
     cluster_work.handle_message(services(), msg.get_body())
 
@@ -23,6 +24,6 @@ def cluster_work_message(msg: func.ServiceBusMessage) -> None:
 @bp.function_name("ReconcileClusters")
 @bp.timer_trigger(arg_name="timer", schedule=app_setting_reference("reconcile_schedule"),
                   run_on_startup=timers_run_on_startup())
-@telemetry.traced_function("ReconcileClusters")
+@tracing.traced_function("ReconcileClusters")
 def reconcile_clusters(timer: func.TimerRequest) -> None:
     cluster_work.reconcile_all(services())

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared import file_servers, telemetry
+from functions import blueprint, tracing
+from shared import file_servers
 from shared.composition import services
 from shared.settings import app_setting_reference, timers_run_on_startup
 
-bp = func.Blueprint()
+bp = blueprint()
 
 
 @bp.function_name("ReconcileFileServers")
 @bp.timer_trigger(arg_name="timer", schedule=app_setting_reference("file_servers_schedule"),
                   run_on_startup=timers_run_on_startup())
-@telemetry.traced_function("ReconcileFileServers")
+@tracing.traced_function("ReconcileFileServers")
 def reconcile_file_servers(timer: func.TimerRequest) -> None:
     file_servers.reconcile_all(services())

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import azure.functions as func
 
-bp = func.Blueprint()
+from functions import blueprint
+
+bp = blueprint()
 
 
 @bp.function_name("Health")

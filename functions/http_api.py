@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import azure.functions as func
 
-from shared import telemetry
+from functions import blueprint, tracing
 from shared.api import access
 from shared.api.catalog import OPERATIONS, Operation
 from shared.api.jobs import SUBMISSION_ID_HEADER
@@ -18,7 +18,7 @@ from shared.composition import services
 from shared.errors import ApiError, PayloadTooLarge, cloud_error
 
 log = logging.getLogger(__name__)
-bp = func.Blueprint()
+bp = blueprint()
 
 
 def to_api_request(req: func.HttpRequest) -> ApiRequest:
@@ -80,7 +80,7 @@ async def guarded_async(name: str, run: Callable[[], Awaitable[ApiResponse]]) ->
 
 def _register(op: Operation, blueprint: func.Blueprint = bp) -> None:
     """One HTTP function for the operation (also the sweeps' beside the API: functions/sweeps.py)."""
-    @telemetry.traced_function(op.operation_id)
+    @tracing.traced_function(op.operation_id)
     def handler(req: func.HttpRequest) -> func.HttpResponse:
         return invoke(op, req)
 

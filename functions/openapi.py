@@ -6,17 +6,17 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions.http_api import guarded, to_api_request, to_http_response
-from shared import telemetry
+from functions import blueprint, tracing
 from shared.api import access, openapi
 from shared.api.request import ApiResponse, ok
 from shared.composition import services
 
-bp = func.Blueprint()
+bp = blueprint()
 
 
 @bp.function_name("OpenApi_Document")
 @bp.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-@telemetry.traced_function("OpenApi_Document")
+@tracing.traced_function("OpenApi_Document")
 def document(req: func.HttpRequest) -> func.HttpResponse:
     def run() -> ApiResponse:
         access.check(services(), to_api_request(req), "OpenApi_Document")  # any authenticated caller

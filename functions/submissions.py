@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared import lanes, submissions, telemetry
+from functions import blueprint, tracing
+from shared import lanes, submissions
 from shared.composition import services
 
-bp = func.Blueprint()
+bp = blueprint()
 
 
 def request_of(msg: func.ServiceBusMessage) -> submissions.RequestMessage:
@@ -31,13 +32,13 @@ def serve(door: submissions.Door, msg: func.ServiceBusMessage) -> None:
 
 @bp.function_name("JobSubmissions")
 @bp.service_bus_queue_trigger(arg_name="msg", queue_name=lanes.JOB_SUBMISSIONS_QUEUE, connection="BATCHAI_SERVICEBUS")
-@telemetry.traced_function("JobSubmissions")
+@tracing.traced_function("JobSubmissions")
 def job_submission(msg: func.ServiceBusMessage) -> None:
     serve(submissions.JOB_SUBMISSIONS, msg)
 
 
 @bp.function_name("ClusterResizes")
 @bp.service_bus_queue_trigger(arg_name="msg", queue_name=lanes.CLUSTER_RESIZES_QUEUE, connection="BATCHAI_SERVICEBUS")
-@telemetry.traced_function("ClusterResizes")
+@tracing.traced_function("ClusterResizes")
 def cluster_resize(msg: func.ServiceBusMessage) -> None:
     serve(submissions.CLUSTER_RESIZES, msg)

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import azure.functions as func
 
+from functions import blueprint, tracing
 from functions.http_api import _register
-from shared import telemetry
 from shared.api import sweeps
 from shared.api.catalog import Operation
 from shared.composition import services
 from shared.settings import app_setting_reference, timers_run_on_startup
 from shared.sweeps import driver
 
-bp = func.Blueprint()
+bp = blueprint()
 
 for _id, _method, _route in sweeps.ROUTES:
     _register(Operation(_id, _method, _route, sweeps.HANDLERS[_id]), bp)
@@ -23,6 +23,6 @@ for _id, _method, _route in sweeps.ROUTES:
 @bp.function_name("SweepRounds")
 @bp.timer_trigger(arg_name="timer", schedule=app_setting_reference("sweeps_schedule"),
                   run_on_startup=timers_run_on_startup())
-@telemetry.traced_function("SweepRounds")
+@tracing.traced_function("SweepRounds")
 def rounds(timer: func.TimerRequest) -> None:
     driver.run_round(services())

@@ -15,11 +15,11 @@ import azure.functions as func
 
 import shared
 from functions.http_api import to_http_response
-from shared import telemetry
+from functions import blueprint, tracing
 from shared.api.request import ApiResponse
 from shared.errors import cloud_error
 
-bp = func.Blueprint()
+bp = blueprint()
 
 WEB_ROOT = Path(shared.__file__).parent / "web"  # resolved when a file is asked for: no I/O at import
 CONTENT_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml",
@@ -36,7 +36,7 @@ HEADERS = {
 
 @bp.function_name("Web_Index")
 @bp.route(route="ui", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-@telemetry.traced_function("Web_Index")
+@tracing.traced_function("Web_Index")
 def index(req: func.HttpRequest) -> func.HttpResponse:
     if not urlsplit(req.url).path.endswith("/"):  # /ui -> /ui/, so that the page's relative URLs resolve
         return func.HttpResponse(status_code=301, headers={"Location": "ui/", "Cache-Control": "no-cache"})
@@ -45,7 +45,7 @@ def index(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.function_name("Web_File")
 @bp.route(route="ui/{*path}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-@telemetry.traced_function("Web_File")
+@tracing.traced_function("Web_File")
 def file(req: func.HttpRequest) -> func.HttpResponse:
     return serve(req, req.route_params.get("path") or "index.html")
 

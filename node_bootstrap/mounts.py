@@ -244,9 +244,11 @@ BlobLink = Callable[[str, str], Path]
 
 
 class BlobSyncer(Protocol):
-    def pull(self) -> None: ...
+    """What it returns (BlobSync: a count of files) is not used here."""
 
-    def push(self) -> None: ...
+    def pull(self) -> object: ...
+
+    def push(self) -> object: ...
 
 
 BlobSyncFactory = Callable[[Volume, Path], BlobSyncer]

@@ -81,10 +81,10 @@ class NodeStorage:
     def _blob_store(self) -> BlobStore:
         with self._lock:
             if self._blobs is None:
-                from shared.composition import build_blobs
-                from shared.settings import Settings
+                # The Blob adapter itself: the server's composition root is no part of the agent.
+                from shared.adapters.azure.azure_blobs import AzureBlobStore
 
-                self._blobs = build_blobs(Settings(blobs="azure", blob_endpoint=self.blob_endpoint))
+                self._blobs = AzureBlobStore(self.blob_endpoint)
             return self._blobs
 
 

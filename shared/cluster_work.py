@@ -65,4 +65,4 @@ def reconcile_all(svc: Services) -> None:
 
 
 def _deleting(cluster: dict[str, Any]) -> bool:
-    return cluster["resource"]["properties"].get("provisioningState") == DELETING
+    return bool(cluster["resource"]["properties"].get("provisioningState") == DELETING)

@@ -2,7 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# A CloudError body as it goes on the wire: {"error": {"code", "message", "target"?, "details"?}}.
+CloudErrorJson = dict[str, dict[str, object]]
+
+
+@dataclass(frozen=True)
+class ErrorDetail:
+    """One problem among several (a request's refused fields, each named)."""
+
+    code: str
+    message: str
+    target: str | None = None
+
+    def wire(self) -> dict[str, str]:
+        out = {"code": self.code, "message": self.message}
+        if self.target is not None:
+            out["target"] = self.target
+        return out
 
 
 class ApiError(Exception):
@@ -11,16 +30,16 @@ class ApiError(Exception):
     status = 400
     code = "BadRequest"
 
-    def __init__(self, message: str, *, target: str | None = None, details: list[dict[str, Any]] | None = None,
+    def __init__(self, message: str, *, target: str | None = None, details: Sequence[ErrorDetail] | None = None,
                  code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.target = target
-        self.details = details or []
+        self.details = list(details or [])
         if code:
             self.code = code
 
-    def body(self) -> dict[str, Any]:
+    def body(self) -> CloudErrorJson:
         return cloud_error(self.code, self.message, self.target, self.details)
 
 
@@ -49,11 +68,11 @@ class PayloadTooLarge(ApiError):
 
 
 def cloud_error(code: str, message: str, target: str | None = None,
-                details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                details: Sequence[ErrorDetail] | None = None) -> CloudErrorJson:
     """The CloudError body; `target` and `details` only when there is something to say."""
-    error: dict[str, Any] = {"code": code, "message": message}
+    error: dict[str, object] = {"code": code, "message": message}
     if target:
         error["target"] = target
     if details:
-        error["details"] = details
+        error["details"] = [d.wire() for d in details]
     return {"error": error}

@@ -18,17 +18,20 @@ import hmac
 import json
 import logging
 from datetime import timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from pydantic import BaseModel
 
 from shared import telemetry
+from shared.documents import base as documents
+from shared.documents.resources import DeadLetterRecord, EventFilterPart, EventSubscriptionDocument
 from shared.events import DELIVERIES_QUEUE
 from shared.ids import CLUSTER, EVENT_SUBSCRIPTION, JOB, SWEEP, ResourceRef
 from shared.nodes import stamp
 from shared.ports.messaging import OutgoingMessage
 from shared.ports.state_store import Query
-from shared.resources import R, edit_stored
 from shared.settings import Settings
 from shared.webhook_destinations import DestinationRefused
 
@@ -40,6 +43,19 @@ log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-BatchAI-Signature"
 CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
 DEAD_LETTERS_KEPT = 500  # per subscription, newest kept: the list lives in its document
+# A CloudEvent as the job-events topic carries it: its `data` is any JSON (message bodies are the edge).
+CloudEvent = dict[str, Any]
+
+
+class Delivery(BaseModel):
+    """The body of one delivery attempt's message on the deliveries queue: which event goes to which
+    subscription (its uid: one deleted and made again gets none), and the attempt's number."""
+
+    event: CloudEvent
+    pk: str
+    subscription: str
+    uid: str
+    attempt: int
 
 
 def fan_out(svc: Services, body: bytes) -> None:
@@ -50,39 +66,35 @@ def fan_out(svc: Services, body: bytes) -> None:
     if about is None:  # a request by message too broken to name its resource: on the topic only
         log.info("event %s of %s goes to no webhook", event.get("type"), event["source"][:200])
         return
-    subscriptions = svc.store.query(R, Query(where={"kind": EVENT_SUBSCRIPTION.name,
-                                                    "parent": about.workspace.key}), pk=about.pk)
+    subscriptions = documents.query(svc.store, EventSubscriptionDocument, Query(
+        where={"kind": EVENT_SUBSCRIPTION.name, "parent": about.workspace.key}), pk=about.pk)
     # A cluster's event passes only filters that name no experiment.
-    wanted = [s for s in subscriptions if matches(s["resource"]["properties"], event, job.names[1] if job else None)]
+    wanted = [s for s in subscriptions if matches(s.resource.properties.filter, event, job.names[1] if job else None)]
     if wanted:
         svc.messaging.send(DELIVERIES_QUEUE, [_delivery(event, s, 1) for s in wanted])
 
 
-def matches(properties: dict[str, Any], event: dict[str, Any], experiment: str | None) -> bool:
+def matches(rules: EventFilterPart | None, event: CloudEvent, experiment: str | None) -> bool:
     """Whether a subscription's filter lets the event through (absent or empty lists let all)."""
-    rules = properties.get("filter") or {}
-    experiments = {e.lower() for e in rules.get("experiments") or []}
-    types = set(rules.get("eventTypes") or [])
-    wanted_experiment = not experiments or (experiment is not None and experiment.lower() in experiments)
-    return wanted_experiment and (not types or event["type"] in types)
+    return (rules or EventFilterPart()).passes(event["type"], experiment)
 
 
-def _delivery(event: dict[str, Any], subscription: dict[str, Any], attempt: int,
-              when: Any = None) -> OutgoingMessage:
-    body = {"event": event, "pk": subscription["pk"], "subscription": subscription["id"],
-            "uid": subscription["uid"], "attempt": attempt}
-    return OutgoingMessage(json.dumps(body, separators=(",", ":")).encode(),
-                           message_id=f"{event['id']}:{subscription['uid']}:{attempt}", scheduled_enqueue_time=when)
+def _delivery(event: CloudEvent, subscription: EventSubscriptionDocument, attempt: int,
+              when: datetime | None = None) -> OutgoingMessage:
+    body = Delivery(event=event, pk=subscription.pk, subscription=subscription.id, uid=subscription.uid,
+                    attempt=attempt)
+    return OutgoingMessage(json.dumps(body.model_dump(), separators=(",", ":")).encode(),
+                           message_id=f"{event['id']}:{subscription.uid}:{attempt}", scheduled_enqueue_time=when)
 
 
 def deliver(svc: Services, body: bytes) -> None:
     """One attempt of one delivery; on failure the next attempt is scheduled, or the delivery is
     dead-lettered. Raises only when that bookkeeping fails (the message then comes back)."""
-    request = json.loads(body)
-    subscription = svc.store.read(R, request["pk"], request["subscription"])
-    if subscription is None or subscription.get("uid") != request["uid"]:
+    request = Delivery.model_validate_json(body)
+    subscription = documents.read(svc.store, EventSubscriptionDocument, request.pk, request.subscription)
+    if subscription is None or subscription.uid != request.uid:
         return  # the subscription was deleted (perhaps made again): nothing to deliver to
-    event, attempt = request["event"], int(request["attempt"])
+    event, attempt = request.event, request.attempt
     try:
         status, reason = post(svc, subscription, event)
     except DestinationRefused as exc:  # not sent; a name that could not be resolved is tried again
@@ -99,7 +111,7 @@ def deliver(svc: Services, body: bytes) -> None:
         telemetry.count_delivery("retried")
         when = svc.clock.now() + timedelta(seconds=backoff(settings, attempt))
         svc.messaging.send(DELIVERIES_QUEUE, [_delivery(event, subscription, attempt + 1, when)])
-        log.info("delivery of event %s to %s failed (%s); attempt %d at %s", event["id"], subscription["id"], reason,
+        log.info("delivery of event %s to %s failed (%s); attempt %d at %s", event["id"], subscription.id, reason,
                  attempt + 1, stamp(when))
         return
     telemetry.count_delivery("dead-lettered")
@@ -117,15 +129,15 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def post(svc: Services, subscription: dict[str, Any], event: dict[str, Any]) -> tuple[int | None, str]:
+def post(svc: Services, subscription: EventSubscriptionDocument, event: CloudEvent) -> tuple[int | None, str]:
     """POST the event to the subscription's endpoint, at the address just checked: (status code or
     None, reason if it failed). Raises DestinationRefused when the endpoint may not be sent to."""
     body = json.dumps(event, separators=(",", ":")).encode()
     headers = {"Content-Type": CONTENT_TYPE}
-    secret = (subscription.get("spec") or {}).get("secret")
+    secret = subscription.spec.secret if subscription.spec else None
     if secret:
         headers[SIGNATURE_HEADER] = sign(secret, body)
-    destination = svc.webhooks.check(subscription["resource"]["properties"]["destination"]["endpointUrl"])
+    destination = svc.webhooks.check(subscription.resource.properties.destination.endpoint_url)
     try:
         answer = svc.webhooks.send(destination, "POST", headers, body)
     except httpx.HTTPError as exc:
@@ -133,22 +145,23 @@ def post(svc: Services, subscription: dict[str, Any], event: dict[str, Any]) -> 
     return answer.status_code, f"The endpoint answered HTTP {answer.status_code}."
 
 
-def dead_letter(svc: Services, subscription: dict[str, Any], event: dict[str, Any], attempts: int, reason: str,
-                status: int | None) -> None:
+def dead_letter(svc: Services, subscription: EventSubscriptionDocument, event: CloudEvent, attempts: int,
+                reason: str, status: int | None) -> None:
     """Keep a delivery that was given up, with why, in its subscription (read with the API)."""
-    entry = {"eventId": event["id"], "eventType": event["type"], "source": event["source"], "attempts": attempts,
-             "lastAttemptTime": stamp(svc.clock.now()), "reason": reason, "statusCode": status, "event": event}
+    entry = DeadLetterRecord(event_id=event["id"], event_type=event["type"], source=event["source"],
+                             attempts=attempts, last_attempt_time=stamp(svc.clock.now()), reason=reason,
+                             status_code=status, event=event)
 
-    def add(doc: dict[str, Any]) -> bool:
-        if doc.get("uid") != subscription["uid"]:
+    def add(doc: EventSubscriptionDocument) -> bool:
+        if doc.uid != subscription.uid:
             return False
-        kept = doc.setdefault("deadLetters", [])
-        if any(d["eventId"] == event["id"] for d in kept):
+        kept = doc.dead_letters
+        if any(d.event_id == entry.event_id for d in kept):
             return False  # a repeated last attempt
         kept.append(entry)
         del kept[:-DEAD_LETTERS_KEPT]
         return True
 
-    edit_stored(svc.store, R, subscription["pk"], subscription["id"], add)
-    log.warning("delivery of event %s to %s dead-lettered after %d attempts: %s", event["id"], subscription["id"],
+    documents.edit(svc.store, EventSubscriptionDocument, subscription.pk, subscription.id, add)
+    log.warning("delivery of event %s to %s dead-lettered after %d attempts: %s", event["id"], subscription.id,
                 attempts, reason)

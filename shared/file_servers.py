@@ -13,39 +13,40 @@ container, under no parent), which later rounds carry on until the port reports 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from shared.composition import Services
+from shared.documents import base as documents
+from shared.documents.resources import ErrorEntry, FileServerDocument, FileServerMountSettings, TeardownRecord
 from shared.nodes import stamp
 from shared.ports.file_servers import FileServerError, FileServerSpec, FileServerState
-from shared.ports.state_store import Conflict, NotFound, Query
-from shared.resources import R, mutate_doc
+from shared.ports.state_store import Conflict, Query
+from shared.resources import mutate_doc
 
 log = logging.getLogger(__name__)
 TEARDOWN = "fileServerTeardown"
 CREATING, SUCCEEDED, FAILED = "creating", "succeeded", "failed"
 
 
-def server_id(doc: dict[str, Any]) -> str:
+def server_id(doc: FileServerDocument) -> str:
     """The name of the file server's Azure resources: new for every file server ever made."""
-    return f"fs{doc['uid']}"
+    return f"fs{doc.uid}"
 
 
-def spec_of(svc: Services, doc: dict[str, Any]) -> FileServerSpec:
-    spec = doc["spec"]
-    account = spec["sshConfiguration"]["userAccountSettings"]
-    disks = spec["dataDisks"]
+def spec_of(svc: Services, doc: FileServerDocument) -> FileServerSpec:
+    spec = doc.spec
+    account = spec.ssh_configuration.user_account_settings
+    disks = spec.data_disks
     return FileServerSpec(
-        server_id=server_id(doc), vm_size=spec["vmSize"], admin_user_name=account["adminUserName"],
-        admin_password=account.get("adminUserPassword"), admin_ssh_public_key=account.get("adminUserSshPublicKey"),
-        disk_count=disks["diskCount"], disk_size_gb=disks["diskSizeInGB"],
-        storage_account_type=disks["storageAccountType"], caching_type=disks.get("cachingType", "none"),
-        subnet_id=(spec.get("subnet") or {}).get("id"),
-        ssh_sources=tuple(spec["sshConfiguration"].get("publicIPsToAllow") or ()),
-        location=svc.settings.default_location, tags={"batchai-file-server": doc["resource"]["id"][-256:]})
+        server_id=server_id(doc), vm_size=spec.vm_size, admin_user_name=account.admin_user_name,
+        admin_password=account.admin_user_password, admin_ssh_public_key=account.admin_user_ssh_public_key,
+        disk_count=disks.disk_count, disk_size_gb=disks.disk_size_in_gb,
+        storage_account_type=str(disks.storage_account_type), caching_type=str(disks.caching_type),
+        subnet_id=spec.subnet.id if spec.subnet else None,
+        ssh_sources=tuple(spec.ssh_configuration.public_ips_to_allow or ()),
+        location=svc.settings.default_location, tags={"batchai-file-server": doc.resource.id[-256:]})
 
 
-def advance(svc: Services, doc: dict[str, Any]) -> dict[str, Any]:
+def advance(svc: Services, doc: FileServerDocument) -> FileServerDocument:
     """One round for a file server being made: ask the port, and write down where it stands."""
     try:
         state = svc.file_servers.provision(spec_of(svc, doc))
@@ -55,36 +56,37 @@ def advance(svc: Services, doc: dict[str, Any]) -> dict[str, Any]:
     return record(svc, doc, state, problem) or doc
 
 
-def record(svc: Services, doc: dict[str, Any], state: FileServerState, problem: str | None = None
-           ) -> dict[str, Any] | None:
+def record(svc: Services, doc: FileServerDocument, state: FileServerState, problem: str | None = None
+           ) -> FileServerDocument | None:
     """Write the port's answer into the resource (None when nothing changed or it is gone)."""
     now = stamp(svc.clock.now())
 
-    def edit(current: dict[str, Any]) -> bool:
-        props = current["resource"]["properties"]
-        if props.get("provisioningState") != CREATING:
+    def edit(current: FileServerDocument) -> bool:
+        props = current.resource.properties
+        if props.provisioning_state != CREATING:
             return False  # decided already (or being deleted): a late answer changes nothing
-        before = dict(props)
+        before = props.model_copy(deep=True)
         if state.stage != CREATING:
-            props["provisioningState"] = state.stage
-            props["provisioningStateTransitionTime"] = now
+            props.provisioning_state = state.stage
+            props.provisioning_state_transition_time = now
         if state.stage == SUCCEEDED:
-            props["mountSettings"] = {"mountPoint": state.mount_point, "fileServerPublicIP": state.public_ip,
-                                      "fileServerInternalIP": state.internal_ip}
+            props.mount_settings = FileServerMountSettings(
+                mount_point=state.mount_point, file_server_public_ip=state.public_ip,
+                file_server_internal_ip=state.internal_ip)
         if state.stage == FAILED:
-            props["errors"] = [{"code": "FileServerProvisioningFailed", "message": state.details[:1000]}]
+            props.errors = [ErrorEntry(code="FileServerProvisioningFailed", message=state.details[:1000])]
         elif problem:
-            props["errors"] = [{"code": "FileServerOperationFailed", "message": problem[:1000]}]
+            props.errors = [ErrorEntry(code="FileServerOperationFailed", message=problem[:1000])]
         else:
-            props.pop("errors", None)
+            props.errors = None
         return props != before
 
     return mutate_doc(svc.store, doc, edit)
 
 
-def teardown(svc: Services, doc: dict[str, Any]) -> None:
+def teardown(svc: Services, doc: FileServerDocument) -> None:
     """A deleted file server: start removing what was made for it; later rounds finish."""
-    if "uid" not in doc:
+    if doc.uid is None:
         return
     try:
         if svc.file_servers.delete(server_id(doc)):
@@ -92,25 +94,22 @@ def teardown(svc: Services, doc: dict[str, Any]) -> None:
     except FileServerError as exc:
         log.warning("file server %s: removing it failed for now: %s", server_id(doc), exc)
     try:
-        svc.store.create(R, {"id": f"{TEARDOWN}|{server_id(doc)}", "pk": doc["pk"], "kind": TEARDOWN,
-                             "parent": "", "serverId": server_id(doc)})
+        documents.create(svc.store, TeardownRecord(id=f"{TEARDOWN}|{server_id(doc)}", pk=doc.pk,
+                                                   server_id=server_id(doc)))
     except Conflict:
         pass  # remembered already
 
 
 def reconcile_all(svc: Services) -> None:
     """The timer's round: file servers being made move on; removals under way carry on."""
-    for doc in svc.store.query(R, Query(where={"kind": "fileServer"})):
-        if doc["resource"]["properties"].get("provisioningState") == CREATING:
+    for doc in documents.query(svc.store, FileServerDocument, Query(where={"kind": "fileServer"})):
+        if doc.resource.properties.provisioning_state == CREATING:
             advance(svc, doc)
-    for record_ in svc.store.query(R, Query(where={"kind": TEARDOWN})):
+    for record_ in documents.query(svc.store, TeardownRecord, Query(where={"kind": TEARDOWN})):
         try:
-            done = svc.file_servers.delete(record_["serverId"])
+            done = svc.file_servers.delete(record_.server_id)
         except FileServerError as exc:
-            log.warning("file server %s: removing it failed for now: %s", record_["serverId"], exc)
+            log.warning("file server %s: removing it failed for now: %s", record_.server_id, exc)
             continue
         if done:
-            try:
-                svc.store.delete(R, record_["pk"], record_["id"])
-            except NotFound:
-                pass
+            documents.delete(svc.store, TeardownRecord, record_.pk, record_.id)

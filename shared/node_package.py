@@ -46,7 +46,8 @@ BUNDLE_BLOB = "batchai-node.tar.gz"
 
 
 def version() -> str:
-    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    version: str = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    return version
 
 
 def agent_files(root: Path = ROOT) -> dict[str, Path]:
@@ -62,7 +63,7 @@ def _record_hash(data: bytes) -> str:
     return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
 
-def _write_wheel(path: Path, files: dict[str, bytes], dist_info: str, executable: set[str] = frozenset()) -> Path:
+def _write_wheel(path: Path, files: dict[str, bytes], dist_info: str, executable: frozenset[str] = frozenset()) -> Path:
     """A wheel of these files (dist-info included), with its RECORD; reproducible (fixed timestamps)."""
     rows = [(name, _record_hash(data), str(len(data))) for name, data in files.items()]
     record = io.StringIO()
@@ -87,7 +88,7 @@ def build_agent_wheel(out_dir: Path, root: Path = ROOT) -> Path:
     files[f"{dist_info}/METADATA"] = ("\n".join(meta) + "\n").encode()
     files[f"{dist_info}/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: batchai-rebuilt\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
     out_dir.mkdir(parents=True, exist_ok=True)
-    executable = {name for name, path in agent_files(root).items() if path.suffix == ".sh"}
+    executable = frozenset(name for name, path in agent_files(root).items() if path.suffix == ".sh")
     return _write_wheel(out_dir / f"batchai_node-{ver}-py3-none-any.whl", files, dist_info, executable)
 
 
@@ -119,7 +120,7 @@ def repack_installed(dist: metadata.Distribution, out_dir: Path) -> Path:
         if name.startswith("..") or "__pycache__" in name or name.endswith(("/RECORD", "/INSTALLER", "/REQUESTED",
                                                                              "/direct_url.json")):
             continue
-        files[name] = Path(dist.locate_file(entry)).read_bytes()
+        files[name] = Path(str(dist.locate_file(entry))).read_bytes()  # typeshed: a SimplePath, a real path here
         if name.split("/", 1)[0].endswith(".dist-info"):
             dist_info = name.split("/", 1)[0]
     stem = dist_info.removesuffix(".dist-info")

@@ -125,4 +125,4 @@ def hash_secret(secret: str) -> str:
 
 def credential_matches(doc: dict[str, Any], secret: str) -> bool:
     stored = doc.get("credential")
-    return bool(stored) and hmac.compare_digest(stored, hash_secret(secret))
+    return isinstance(stored, str) and bool(stored) and hmac.compare_digest(stored, hash_secret(secret))

@@ -19,7 +19,8 @@ from shared.nodes import stamp
 from shared.ports.state_store import Query
 from shared.ports.blob_store import Account
 from shared.ports.vm_pool import AgentBootstrap, PoolNotFound, PoolSpec
-from shared.resources import R, mutate_doc
+from shared.resources import R
+from shared.resources import mutate_doc_json as mutate_doc  # bridge
 from shared.scheduler import LEAVING, UNUSABLE
 from shared.settings import Settings
 from shared.documents.nodes import NodeDocument

@@ -6,19 +6,25 @@ One document per Batch AI resource in the "resources" container, partitioned by 
     pk        subscription, lower-cased             parent     the parent's key (or "rg|<group>")
     workspace key of the owning workspace           resource   the resource exactly as reads return it
     spec      the create properties with secret values (never returned by a read)
+
+Read and written as the models of shared/documents/resources.py (one per kind, `load_resource` picks
+it): `require(store, ref, JobDocument)` when the kind is known, `require(store, ref)` for any kind.
 """
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Callable
-from typing import Any
-
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random
+from typing import Any, TypeVar, overload
 
 from shared import errors
+from shared.documents import base
+from shared.documents.base import JsonObject
+from shared.documents.base import retrying_on_etag as retrying_on_etag  # re-exported (job_runs imports it here)
+from shared.documents.resources import DELETING as DELETING  # re-exported
+from shared.documents.resources import ResourceDocument, load_resource
 from shared.ids import KINDS, WORKSPACE, ResourceRef
-from shared.ports.state_store import ContainerSpec, NotFound, PreconditionFailed, Query, StateStore
+from shared.ports.state_store import ContainerSpec, NotFound, Query, StateStore
 
 # Lookups: a cluster's queued jobs (counted and paged by the reconciler, shared/pools.py) and the
 # jobs with events still to send (the outbox timer, shared/events.py), cheap at any depth.
@@ -34,45 +40,53 @@ ROLE_ASSIGNMENTS = ContainerSpec("roleAssignments")
 CONTAINERS = (RESOURCES, NODES, LEASES, HEARTBEATS, ROLE_ASSIGNMENTS)
 R = RESOURCES.name
 
-DELETING = "deleting"
+D = TypeVar("D", bound=ResourceDocument)
 
 
-def new_document(ref: ResourceRef, resource: dict[str, Any], spec: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {
-        "id": ref.key,
-        "pk": ref.pk,
-        "kind": ref.kind.name,
-        "parent": ref.parent_key,
-        "workspace": ref.workspace.key,
-        "resource": resource,
-        "spec": spec,
-    }
+def new_document(ref: ResourceRef, cls: type[D], resource: JsonObject, spec: object = None, **fields: object) -> D:
+    """A new document of `cls` for `ref`: its wire `resource` (see `envelope`), its create `spec` (the
+    request's model, or None) and the kind's own fields (by their Python or stored names)."""
+    return cls.load({"id": ref.key, "pk": ref.pk, "kind": ref.kind.name, "parent": ref.parent_key,
+                     "workspace": ref.workspace.key, "resource": resource, "spec": spec, **fields})
 
 
-def envelope(ref: ResourceRef, properties: dict[str, Any]) -> dict[str, Any]:
-    """The ARM envelope every resource is returned in."""
+def envelope(ref: ResourceRef, properties: JsonObject) -> JsonObject:
+    """The ARM envelope every resource is returned in (wire JSON: a create's properties are its
+    request model's wire form plus the service's fields; `new_document` types it)."""
     return {"id": ref.arm_id, "name": ref.name, "type": ref.kind.arm_type, "properties": properties}
 
 
-def load(store: StateStore, ref: ResourceRef) -> dict[str, Any] | None:
-    return store.read(R, ref.pk, ref.key)
+@overload
+def load(store: StateStore, ref: ResourceRef) -> ResourceDocument | None: ...
+@overload
+def load(store: StateStore, ref: ResourceRef, cls: type[D]) -> D | None: ...
+def load(store: StateStore, ref: ResourceRef, cls: type[ResourceDocument] | None = None) -> ResourceDocument | None:
+    """The document of `ref` as `cls`, or without one as the model of its stored kind."""
+    raw = store.read(R, ref.pk, ref.key)
+    if raw is None:
+        return None
+    return load_resource(raw) if cls is None else cls.load(raw)
 
 
-def require(store: StateStore, ref: ResourceRef) -> dict[str, Any]:
+@overload
+def require(store: StateStore, ref: ResourceRef) -> ResourceDocument: ...
+@overload
+def require(store: StateStore, ref: ResourceRef, cls: type[D]) -> D: ...
+def require(store: StateStore, ref: ResourceRef, cls: type[ResourceDocument] | None = None) -> ResourceDocument:
     """The document, or a 404 that names the first missing resource on the way down."""
-    doc = load(store, ref)
+    doc = load(store, ref) if cls is None else load(store, ref, cls)
     if doc is None:
         raise not_found(store, ref)
     return doc
 
 
-def require_parent(store: StateStore, ref: ResourceRef) -> dict[str, Any] | None:
+def require_parent(store: StateStore, ref: ResourceRef) -> ResourceDocument | None:
     """The parent document of `ref` (None for a workspace): it must exist and not be going away."""
     parent = ref.parent
     if parent is None:
         return None
     doc = require(store, parent)
-    if doc["resource"]["properties"].get("provisioningState") == DELETING:
+    if doc.deleting:
         raise errors.Conflict(
             f"The {parent.kind.label} '{parent.name}' is being deleted.", target=parent.kind.path_param
         )
@@ -83,7 +97,7 @@ def not_found(store: StateStore, ref: ResourceRef) -> errors.ResourceNotFound:
     missing = ref
     ancestor = ref.parent
     while ancestor is not None:  # report the highest missing ancestor, it explains the rest
-        if load(store, ancestor) is None:
+        if store.read(R, ancestor.pk, ancestor.key) is None:
             missing = ancestor
         ancestor = ancestor.parent
     where = f"workspace '{missing.names[0]}'" if missing.parent else f"resource group '{missing.resource_group}'"
@@ -94,24 +108,55 @@ def not_found(store: StateStore, ref: ResourceRef) -> errors.ResourceNotFound:
     )
 
 
-def retrying_on_etag() -> Retrying:
-    """Re-read and retry a read-modify-write that lost an ETag race (invariant 5)."""
-    return Retrying(
-        retry=retry_if_exception_type(PreconditionFailed),
-        stop=stop_after_attempt(100),
-        wait=wait_random(0, 0.01),
-        reraise=True,
-    )
-
-
-def mutate(store: StateStore, ref: ResourceRef, change: Callable[[dict[str, Any]], dict[str, Any] | None]
-           ) -> dict[str, Any]:
-    """Apply `change` to the current document under its ETag, retrying on conflicts.
-
-    `change` gets a fresh copy each try and returns the new document, or None to leave it."""
+@overload
+def mutate(store: StateStore, ref: ResourceRef, change: Callable[[ResourceDocument], bool]) -> ResourceDocument: ...
+@overload
+def mutate(store: StateStore, ref: ResourceRef, change: Callable[[D], bool], cls: type[D]) -> D: ...
+def mutate(store: StateStore, ref: ResourceRef, change: Callable[[Any], bool],  # typed by the overloads
+           cls: type[ResourceDocument] | None = None) -> ResourceDocument:
+    """Apply `change` (in place; False: leave it) to the current document under its ETag, again from
+    a fresh read when another writer won (404 if it is gone). Returns it as written, or as read."""
     for attempt in retrying_on_etag():
         with attempt:
-            doc = require(store, ref)
+            doc = require(store, ref) if cls is None else require(store, ref, cls)
+            if not change(doc):
+                return doc
+            return base.replace(store, doc)
+    raise AssertionError("unreachable")
+
+
+def mutate_doc(store: StateStore, doc: D, edit: Callable[[D], bool]) -> D | None:
+    """Apply `edit` (False: no change) to the stored `doc` under its ETag, again from a fresh read
+    when another writer won. Returns the document as written, or None if it is gone or unchanged."""
+    return base.edit(store, type(doc), doc.pk, doc.id, edit)
+
+
+# --- bridges: the dict forms, for the job and cluster code until it is converted (the lead removes them)
+
+def as_json(doc: base.Document) -> JsonObject:  # bridge
+    """A typed document as the dict code not yet converted takes (with its ETag as read)."""
+    raw = doc.to_json()
+    if doc.etag is not None:
+        raw["_etag"] = doc.etag
+    return raw
+
+
+def load_json(store: StateStore, ref: ResourceRef) -> JsonObject | None:  # bridge
+    return store.read(R, ref.pk, ref.key)
+
+
+def require_json(store: StateStore, ref: ResourceRef) -> JsonObject:  # bridge
+    doc = load_json(store, ref)
+    if doc is None:
+        raise not_found(store, ref)
+    return doc
+
+
+def mutate_json(store: StateStore, ref: ResourceRef, change: Callable[[JsonObject], JsonObject | None]
+                ) -> JsonObject:  # bridge
+    for attempt in retrying_on_etag():
+        with attempt:
+            doc = require_json(store, ref)
             new = change(doc)
             if new is None:
                 return doc
@@ -119,15 +164,13 @@ def mutate(store: StateStore, ref: ResourceRef, change: Callable[[dict[str, Any]
     raise AssertionError("unreachable")
 
 
-def mutate_doc(store: StateStore, doc: dict[str, Any], edit: Callable[[dict[str, Any]], bool]
-               ) -> dict[str, Any] | None:
-    """Apply `edit` (False: no change) to the stored resource document under its ETag, retrying
-    on conflicts. Returns the document as written, or None if it is gone or unchanged."""
+def mutate_doc_json(store: StateStore, doc: JsonObject, edit: Callable[[JsonObject], bool]
+                    ) -> JsonObject | None:  # bridge
     return edit_stored(store, R, doc["pk"], doc["id"], edit)
 
 
-def edit_stored(store: StateStore, container: str, pk: str, key: str, edit: Callable[[dict[str, Any]], bool]
-                ) -> dict[str, Any] | None:
+def edit_stored(store: StateStore, container: str, pk: str, key: str, edit: Callable[[JsonObject], bool]
+                ) -> JsonObject | None:  # bridge: typed code uses shared.documents.base.edit
     """Read, `edit` (False: leave it) and replace one document under its ETag, again from a fresh
     read when another writer won. Returns it as written, or None if it is gone or `edit` declined."""
     for attempt in retrying_on_etag():
@@ -157,36 +200,38 @@ def decode_token(token: str) -> str:
     return value
 
 
-def list_page(store: StateStore, pk: str, where: dict[str, Any], max_results: int, skip_token: str | None
-              ) -> tuple[list[dict[str, Any]], str | None]:
-    """One page of documents ordered by key, and the token of the next page (None at the end)."""
+def list_page(store: StateStore, pk: str, where: dict[str, object], max_results: int, skip_token: str | None,
+              cls: type[ResourceDocument] | None = None) -> tuple[list[ResourceDocument], str | None]:
+    """One page of documents ordered by key, and the token of the next page (None at the end).
+    Each as `cls`, or without one as the model of its kind (`ResourceDocument` is the cheapest:
+    enough for a list that returns resources as stored)."""
     after = ("id", decode_token(skip_token)) if skip_token else None
-    docs = store.query(R, Query(where=where, after=after, order_by=("id",), limit=max_results + 1), pk=pk)
-    if len(docs) > max_results:
-        docs = docs[:max_results]
-        return docs, encode_token(docs[-1]["id"])
+    raws = store.query(R, Query(where=where, after=after, order_by=("id",), limit=max_results + 1), pk=pk)
+    docs = [load_resource(raw) if cls is None else cls.load(raw) for raw in raws[:max_results]]
+    if len(raws) > max_results:
+        return docs, encode_token(docs[-1].id)
     return docs, None
 
 
-def children(store: StateStore, ref: ResourceRef) -> list[dict[str, Any]]:
-    return store.query(R, Query(where={"parent": ref.key}), pk=ref.pk)
+def children(store: StateStore, ref: ResourceRef) -> list[ResourceDocument]:
+    return [load_resource(raw) for raw in store.query(R, Query(where={"parent": ref.key}), pk=ref.pk)]
 
 
-def delete_tree(store: StateStore, ref: ResourceRef, stamp: Callable[[dict[str, Any]], None],
-                before_delete: Callable[[dict[str, Any]], None] = lambda doc: None) -> bool:
+def delete_tree(store: StateStore, ref: ResourceRef, stamp: Callable[[ResourceDocument], None],
+                before_delete: Callable[[ResourceDocument], None] = lambda doc: None) -> bool:
     """Delete a resource and everything under it. False when it did not exist.
 
     The resource is first marked `deleting` (so no child can be added and a crash leaves a visible,
     resumable state), then its children go, deepest first, then itself (after `before_delete`
     has stopped whatever runs for it)."""
 
-    def mark(doc: dict[str, Any]) -> dict[str, Any] | None:
-        if doc["resource"]["properties"].get("provisioningState") == DELETING:
-            return None
+    def mark(doc: ResourceDocument) -> bool:
+        if doc.deleting:
+            return False
         stamp(doc)
-        return doc
+        return True
 
-    if load(store, ref) is None:
+    if store.read(R, ref.pk, ref.key) is None:
         return False
     marked = mutate(store, ref, mark)
     for child in children(store, ref):
@@ -200,7 +245,7 @@ def delete_tree(store: StateStore, ref: ResourceRef, stamp: Callable[[dict[str, 
     return True
 
 
-def ref_of(doc: dict[str, Any], parent: ResourceRef) -> ResourceRef:
+def ref_of(doc: ResourceDocument, parent: ResourceRef) -> ResourceRef:
     """The ref of a child document found under `parent`."""
-    kind = next(k for k in KINDS if k.name == doc["kind"])
-    return parent.child(kind, doc["resource"]["name"])
+    kind = next(k for k in KINDS if k.name == doc.kind)
+    return parent.child(kind, doc.resource.name)

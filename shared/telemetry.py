@@ -19,27 +19,23 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import inspect
 import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
-from opentelemetry.metrics import CallbackOptions, Observation
-from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, Span, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
     from opentelemetry.sdk.trace.export import SpanExportResult
 
-    from shared.composition import Services
     from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,8 +45,6 @@ EXPORTERS = ("none", "console", "otlp", "azuremonitor", "file")
 _PROPAGATOR = TraceContextTextMapPropagator()
 _lock = threading.Lock()
 _configured: str | None = None  # the exporter this process set up, once
-_gauges_for: list[Any] = []  # the services whose gauges are registered (at most one)
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 # -- setup ----------------------------------------------------------------------------------------------
@@ -149,6 +143,7 @@ class JsonLinesSpanExporter:
 def span_record(span: ReadableSpan) -> dict[str, Any]:
     """A span as a plain dict: hex ids, its parent's span id (None for a root), its attributes."""
     ctx = span.get_span_context()
+    assert ctx is not None  # an SDK span always has one
     parent = span.parent
     return {
         "name": span.name, "kind": span.kind.name,
@@ -206,12 +201,12 @@ def span(name: str, *, parent: Mapping[str, Any] | None = None, attributes: Mapp
     if ctx is not None and link_current and current.is_valid \
             and current.trace_id != trace.get_current_span(ctx).get_span_context().trace_id:
         links.append(Link(current))
-    with tracer().start_as_current_span(name, context=ctx, kind=kind, attributes=_clean(attributes),
+    with tracer().start_as_current_span(name, context=ctx, kind=kind, attributes=clean_attributes(attributes),
                                         links=links) as current_span:
         yield current_span
 
 
-def _clean(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+def clean_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
     """Attributes OpenTelemetry accepts (None dropped, other types as text)."""
     out: dict[str, Any] = {}
     for key, value in (attributes or {}).items():
@@ -219,63 +214,6 @@ def _clean(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
             continue
         out[key] = value if isinstance(value, str | bool | int | float) else str(value)
     return out
-
-
-def traced_function(name: str) -> Callable[[F], F]:
-    """One span per invocation of a Functions trigger (HTTP, Service Bus or timer). An HTTP request's
-    `traceparent` header, or a message's `traceparent` property, is continued. The first invocation
-    in a process sets telemetry up from the services' settings (see `_start_control_plane`)."""
-
-    def wrap(function: F) -> F:
-        if inspect.iscoroutinefunction(function):
-            @functools.wraps(function)
-            async def run_async(*args: Any, **kwargs: Any) -> Any:
-                with _invocation(name, args, kwargs) as current:
-                    return _record(current, await function(*args, **kwargs))
-
-            return run_async  # type: ignore[return-value]
-
-        @functools.wraps(function)
-        def run(*args: Any, **kwargs: Any) -> Any:
-            with _invocation(name, args, kwargs) as current:
-                return _record(current, function(*args, **kwargs))
-
-        return run  # type: ignore[return-value]
-
-    return wrap
-
-
-@contextlib.contextmanager
-def _invocation(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterator[Span]:
-    _start_control_plane()
-    trigger = next(iter([*args, *kwargs.values()]), None)
-    attributes: dict[str, Any] = {"faas.name": name}
-    carrier: Mapping[str, Any] | None = None
-    kind = SpanKind.INTERNAL
-    if hasattr(trigger, "route_params") and hasattr(trigger, "method"):  # an HttpRequest
-        kind, carrier = SpanKind.SERVER, dict(trigger.headers)
-        # The path only: a query may hold a signature or a function key.
-        attributes |= {"faas.trigger": "http", "http.request.method": trigger.method,
-                       "url.path": urlsplit(trigger.url).path}
-    elif hasattr(trigger, "application_properties"):  # a ServiceBusMessage
-        kind, carrier = SpanKind.CONSUMER, dict(trigger.application_properties or {})
-        attributes |= {"faas.trigger": "pubsub", "messaging.message.id": trigger.message_id,
-                       "messaging.message.delivery_count": trigger.delivery_count}
-    else:
-        attributes |= {"faas.trigger": "timer"}
-    ctx = extract(carrier) if carrier else None
-    with tracer().start_as_current_span(name, context=ctx, kind=kind, attributes=_clean(attributes)) as current:
-        yield current
-
-
-def _record(current: Span, result: Any) -> Any:
-    """The HTTP status on the invocation's span (an error status from 500 on)."""
-    status = getattr(result, "status_code", None)
-    if isinstance(status, int):
-        current.set_attribute("http.response.status_code", status)
-        if status >= 500:
-            current.set_status(Status(StatusCode.ERROR))
-    return result
 
 
 # -- metrics ---------------------------------------------------------------------------------------------
@@ -301,9 +239,9 @@ def _instruments() -> dict[str, Any]:
 
 def record_start(queued_seconds: float, submitted_seconds: float | None, attributes: Mapping[str, Any]) -> None:
     """A job attempt started: its wait in the lane, and for a first attempt the time since its creation."""
-    _instruments()["queue_wait"].record(max(queued_seconds, 0.0), _clean(attributes))
+    _instruments()["queue_wait"].record(max(queued_seconds, 0.0), clean_attributes(attributes))
     if submitted_seconds is not None:
-        _instruments()["submit_to_start"].record(max(submitted_seconds, 0.0), _clean(attributes))
+        _instruments()["submit_to_start"].record(max(submitted_seconds, 0.0), clean_attributes(attributes))
 
 
 def count_failure(reason: str) -> None:
@@ -312,69 +250,3 @@ def count_failure(reason: str) -> None:
 
 def count_delivery(outcome: str) -> None:
     _instruments()["events"].add(1, {"outcome": outcome})
-
-
-def _start_control_plane() -> None:
-    """Telemetry of a Functions app, set up lazily on its first invocation (never at import time):
-    providers from the settings, and the gauges that read the state store and the queues."""
-    if _gauges_for:
-        return
-    from shared.composition import services
-
-    svc = services()
-    setup(svc.settings, "batchai-functions")
-    with _lock:
-        if _gauges_for:
-            return
-        _gauges_for.append(svc)
-    observe_gauges(svc)
-
-
-def observe_gauges(svc: Services) -> None:
-    """Queue depth per lane and node counts per state, read when metrics are collected."""
-    m = meter()
-    m.create_observable_gauge("batchai.queue.depth", [_guarded(_queue_depths, svc)], unit="{job}",
-                              description="Jobs waiting in each priority lane of each cluster.")
-    m.create_observable_gauge("batchai.nodes", [_guarded(_node_states, svc)], unit="{node}",
-                              description="Nodes of every cluster, by state.")
-
-
-def _guarded(read: Callable[[Services], Iterable[Observation]], svc: Services
-             ) -> Callable[[CallbackOptions], Iterable[Observation]]:
-    """A gauge callback that reports nothing rather than fail (the services may be closing)."""
-
-    def callback(options: CallbackOptions) -> Iterable[Observation]:
-        try:
-            return list(read(svc))
-        except Exception:
-            log.debug("a gauge could not be read", exc_info=True)
-            return []
-
-    return callback
-
-
-def _queue_depths(svc: Services) -> Iterator[Observation]:
-    from shared import lanes
-    from shared.ports.messaging import EntityNotFound
-    from shared.ports.state_store import Query
-    from shared.resources import R
-    from shared.scheduler import PRIORITIES
-
-    for cluster in svc.store.query(R, Query(where={"kind": "cluster"})):
-        uid = lanes.cluster_uid(cluster)
-        for priority in PRIORITIES:
-            with contextlib.suppress(EntityNotFound):
-                depth = svc.messaging.count(lanes.lane(uid, priority))
-                yield Observation(depth, {"cluster": cluster["resource"]["id"], "priority": priority})
-
-
-def _node_states(svc: Services) -> Iterator[Observation]:
-    from shared.nodes import N
-    from shared.ports.state_store import Query
-    from shared.scheduler import NODE_STATES
-
-    counts = dict.fromkeys(NODE_STATES, 0)
-    for doc in svc.store.query(N, Query()):
-        counts[doc["state"]] = counts.get(doc["state"], 0) + 1
-    for state, count in counts.items():
-        yield Observation(count, {"state": state})

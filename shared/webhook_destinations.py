@@ -163,7 +163,7 @@ def _embedded_ipv4(address: IPAddress) -> IPAddress:
 
 def system_resolver(host: str, port: int) -> list[str]:
     """Every address the host name resolves to (for TCP)."""
-    return [info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
+    return [str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
 
 
 class WebhookDestinations:

@@ -10,17 +10,19 @@ subscription. A role held on the subscription holds in each of its workspaces.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
 
 from shared import errors
 from shared.api import role_assignments
 from shared.api.request import ApiRequest, ApiResponse
 from shared.auth.principals import RANK, Principal
 from shared.composition import Services
+from shared.documents import base as documents
+from shared.documents.nodes import SubscriptionRoleAssignment
+from shared.documents.resources import RoleAssignmentDocument
 from shared.ids import ROLE_ASSIGNMENT, WORKSPACE, ResourceRef
 from shared.models.role_assignment import Role
 from shared.ports.state_store import Query
-from shared.resources import R
 
 ANYONE = frozenset({"Operations_List", "Usages_List", "OpenApi_Document", "Workspaces_List",
                     "Workspaces_ListByResourceGroup"})
@@ -53,7 +55,7 @@ def check(svc: Services, req: ApiRequest, operation_id: str) -> Principal:
     return principal
 
 
-def require_role(svc: Services, principal: Principal, route: dict[str, str] | Any, operation_id: str,
+def require_role(svc: Services, principal: Principal, route: Mapping[str, str], operation_id: str,
                  method: str) -> None:
     """403 unless the principal holds the role the operation needs where it acts."""
     needed = needed_role(operation_id, method.upper())
@@ -67,7 +69,7 @@ def require_role(svc: Services, principal: Principal, route: dict[str, str] | An
                         f"{'the ' + str(held) + ' role' if held else 'none'}.")
 
 
-def role_of(svc: Services, principal: Principal, route: dict[str, str] | Any) -> Role | None:
+def role_of(svc: Services, principal: Principal, route: Mapping[str, str]) -> Role | None:
     """The strongest role the principal holds on the route's workspace, or on its subscription."""
     subscription = route.get("subscriptionId", "")
     roles = [_role(d) for d in role_assignments.subscription_assignments(svc, subscription)
@@ -83,23 +85,24 @@ def visible_workspaces(svc: Services, principal: Principal, req: ApiRequest, ans
     if principal.superuser or answer.status != 200 or role_of(svc, principal, req.route) is not None:
         return answer
     subscription = req.route.get("subscriptionId", "").lower()
-    mine = {d["workspace"] for d in svc.store.query(R, Query(where={"kind": ROLE_ASSIGNMENT.name}), pk=subscription)
+    mine = {d.workspace for d in documents.query(svc.store, RoleAssignmentDocument,
+                                                 Query(where={"kind": ROLE_ASSIGNMENT.name}), pk=subscription)
             if _holder(d) == principal.id}
     kept = [w for w in answer.body.get("value", []) if _workspace_key(w["id"]) in mine]
     return ApiResponse(200, {**answer.body, "value": kept}, answer.headers)
 
 
-def _workspace_assignments(svc: Services, workspace: ResourceRef) -> list[dict[str, Any]]:
+def _workspace_assignments(svc: Services, workspace: ResourceRef) -> list[RoleAssignmentDocument]:
     where = {"kind": ROLE_ASSIGNMENT.name, "parent": workspace.key}
-    return svc.store.query(R, Query(where=where), pk=workspace.pk)
+    return documents.query(svc.store, RoleAssignmentDocument, Query(where=where), pk=workspace.pk)
 
 
-def _holder(doc: dict[str, Any]) -> str:
-    return doc["resource"]["properties"]["principalId"]
+def _holder(doc: RoleAssignmentDocument | SubscriptionRoleAssignment) -> str:
+    return doc.resource.properties.principal_id
 
 
-def _role(doc: dict[str, Any]) -> Role:
-    return Role(doc["resource"]["properties"]["role"])
+def _role(doc: RoleAssignmentDocument | SubscriptionRoleAssignment) -> Role:
+    return Role(doc.resource.properties.role)
 
 
 def _workspace_key(arm_id: str) -> str | None:
@@ -107,7 +110,7 @@ def _workspace_key(arm_id: str) -> str | None:
     return ref.key if ref else None
 
 
-def _scope_label(route: dict[str, str] | Any) -> str:
+def _scope_label(route: Mapping[str, str]) -> str:
     if "workspaceName" in route:
         return f"workspace '{route['workspaceName']}' of resource group '{route.get('resourceGroupName', '')}'"
     return f"subscription '{route.get('subscriptionId', '')}'"

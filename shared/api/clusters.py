@@ -9,8 +9,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from shared import errors, lanes, nodes, pools, resources
-from shared.api.generic import (get_resource, list_children, own_subnet, put_resource, refuse_changes, route_ref,
-                                timestamp)
+from shared.api.generic import (dict_present, get_resource, list_children, own_subnet, put_resource_json,  # bridge
+                                refuse_changes, route_ref, timestamp)
 from shared.api.request import ApiRequest, ApiResponse, int_param, ok, page_of, parse_body, validation_error
 from shared.composition import Services
 from shared.cluster_keys import new_cluster_key
@@ -37,7 +37,7 @@ def create(svc: Services, req: ApiRequest) -> ApiResponse:
     check_pool_limit(svc, spec["scaleSettings"])
     check_subnet(svc, spec)
 
-    def build() -> tuple[dict[str, Any], dict[str, Any]]:
+    def build() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         now = timestamp(svc.clock.now())
         properties = public | {
             "virtualMachineConfiguration": public.get("virtualMachineConfiguration", DEFAULT_VM_CONFIGURATION),
@@ -62,7 +62,7 @@ def create(svc: Services, req: ApiRequest) -> ApiResponse:
             return None
         return with_scale(doc, spec["scaleSettings"])
 
-    answer = put_resource(svc, ref, build, reconcile, present=present)
+    answer = put_resource_json(svc, ref, build, reconcile, present=present)  # bridge
     lanes.signal(svc.messaging, ref.key, ref.pk, lanes.RECONCILE)  # bring up (or resize) its nodes
     return answer
 
@@ -87,11 +87,11 @@ def node_errors(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def get(svc: Services, req: ApiRequest) -> ApiResponse:
-    return get_resource(CLUSTER, svc, req, present)
+    return get_resource(CLUSTER, svc, req, dict_present(present))  # bridge
 
 
 def list_by_workspace(svc: Services, req: ApiRequest) -> ApiResponse:
-    return list_children(CLUSTER, svc, req, present)
+    return list_children(CLUSTER, svc, req, dict_present(present))  # bridge
 
 
 def setup_task_suffix(ref: ResourceRef) -> str:
@@ -106,7 +106,7 @@ def update(svc: Services, req: ApiRequest) -> ApiResponse:
     params = parse_body(ClusterUpdateParameters, req)
     patch = params.properties.scale_settings if params.properties else None
     if patch is None:
-        return ok(present(svc, resources.require(svc.store, ref)))
+        return ok(present(svc, resources.require_json(svc.store, ref)))  # bridge
 
     def change(doc: dict[str, Any]) -> dict[str, Any] | None:
         try:
@@ -116,7 +116,7 @@ def update(svc: Services, req: ApiRequest) -> ApiResponse:
         check_pool_limit(svc, scale.to_wire())
         return with_scale(doc, scale.to_wire())
 
-    doc = resources.mutate(svc.store, ref, change)
+    doc = resources.mutate_json(svc.store, ref, change)  # bridge
     lanes.signal(svc.messaging, ref.key, ref.pk, lanes.RECONCILE)
     return ok(present(svc, doc))
 
@@ -155,7 +155,7 @@ def with_scale(doc: dict[str, Any], scale: dict[str, Any]) -> dict[str, Any] | N
 def list_remote_login(svc: Services, req: ApiRequest) -> ApiResponse:
     """Every node's address and SSH port, paged like every list."""
     ref = route_ref(CLUSTER, req)
-    doc = resources.require(svc.store, ref)
+    doc = resources.require_json(svc.store, ref)  # bridge
     return remote_logins(req, nodes.list_docs(svc.store, lanes.cluster_uid(doc)))
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -18,6 +17,8 @@ from shared import errors, resources
 from shared.api.generic import put_resource, route_ref, timestamp
 from shared.api.request import ApiRequest, ApiResponse, int_param, page_of, parse_body
 from shared.composition import Services
+from shared.documents.resources import (EventSubscriptionDocument, EventSubscriptionResourceProperties,
+                                        SubscriptionSecret)
 from shared.ids import EVENT_SUBSCRIPTION
 from shared.models.event_subscription import EventSubscriptionCreateParameters
 from shared.resources import envelope
@@ -33,33 +34,36 @@ def create(svc: Services, req: ApiRequest) -> ApiResponse:
     ref = route_ref(EVENT_SUBSCRIPTION, req)
     params = parse_body(EventSubscriptionCreateParameters, req).properties
     resources.require_parent(svc.store, ref)
-    public = params.to_wire()
+    public = params.to_wire()  # the properties as reads return them (wire JSON, compared as such)
     public["hasSecret"] = params.secret is not None
-    spec = {"secret": params.secret} if params.secret is not None else {}
-    existing = resources.load(svc.store, ref)
+    spec = SubscriptionSecret(secret=params.secret)
+    existing = resources.load(svc.store, ref, EventSubscriptionDocument)
     endpoint = params.destination.endpoint_url
-    if existing is None or existing["resource"]["properties"]["destination"]["endpointUrl"] != endpoint:
+    if existing is None or existing.resource.properties.destination.endpoint_url != endpoint:
         with svc.webhooks.handshake_slot() as slot:
             if not slot:
                 return busy(svc)
             handshake(svc, endpoint)
 
-    def build() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    def build() -> EventSubscriptionDocument:
         now = timestamp(svc.clock.now())
         properties = public | {"creationTime": now, "provisioningState": "succeeded",
                                "provisioningStateTransitionTime": now}
-        return envelope(ref, properties), spec, {"uid": uuid.uuid4().hex}
+        return resources.new_document(ref, EventSubscriptionDocument, envelope(ref, properties), spec,
+                                      uid=uuid.uuid4().hex)
 
-    def reconcile(doc: dict[str, Any]) -> dict[str, Any] | None:
-        props = doc["resource"]["properties"]
-        kept = {k: props[k] for k in ("creationTime", "provisioningState", "provisioningStateTransitionTime")}
-        if {k: v for k, v in props.items() if k not in kept} == public and (doc["spec"] or {}) == spec:
-            return None
-        doc["resource"]["properties"] = public | kept
-        doc["spec"] = spec
-        return doc
+    def reconcile(doc: EventSubscriptionDocument) -> bool:
+        props = doc.resource.properties
+        kept = {"creationTime": props.creation_time, "provisioningState": props.provisioning_state,
+                "provisioningStateTransitionTime": props.provisioning_state_transition_time}
+        given = {k: v for k, v in props.model_dump(mode="json", by_alias=True).items() if k not in kept}
+        if given == public and (doc.spec or SubscriptionSecret()) == spec:
+            return False
+        doc.resource.properties = EventSubscriptionResourceProperties.model_validate(public | kept)
+        doc.spec = spec
+        return True
 
-    return put_resource(svc, ref, build, reconcile)
+    return put_resource(svc, ref, EventSubscriptionDocument, build, reconcile)
 
 
 def handshake(svc: Services, endpoint: str) -> None:
@@ -106,7 +110,7 @@ def busy(svc: Services) -> ApiResponse:
 def list_dead_letters(svc: Services, req: ApiRequest) -> ApiResponse:
     """Deliveries given up after the last attempt, oldest first, with the reason of each."""
     ref = route_ref(EVENT_SUBSCRIPTION, req)
-    doc = resources.require(svc.store, ref)
+    doc = resources.require(svc.store, ref, EventSubscriptionDocument)
     max_results = int_param(req, "maxresults", 1000, 1, 1000)
-    return page_of(list(doc.get("deadLetters") or []), req, max_results)
+    return page_of([d.model_dump(mode="json", by_alias=True) for d in doc.dead_letters], req, max_results)
 

@@ -9,7 +9,7 @@ from shared.api import clusters
 from shared.api.generic import put_resource, refuse_changes, route_ref, timestamp
 from shared.api.request import ApiRequest, ApiResponse, int_param, page_of, parse_body
 from shared.composition import Services
-from shared.documents.base import JsonObject, read
+from shared.documents.base import JsonObject
 from shared.documents.resources import JobDocument, JobResource, JobResourceProperties
 from shared.ids import CLUSTER, JOB, ResourceRef
 from shared.models import JobBaseProperties, JobCreateParameters, tool_type_of
@@ -29,26 +29,16 @@ def create(svc: Services, req: ApiRequest) -> ApiResponse:
     spec = params.to_wire(reveal_secrets=True)
     job_files.check_folder_paths(spec)
 
-    made: list[JobDocument] = []
-
-    def build() -> tuple[JsonObject, JsonObject, JsonObject]:
+    def build() -> JobDocument:
         cluster = cluster_of(svc, ref, spec["cluster"]["id"])
         check_worker_count(params, cluster["spec"]["vmSize"])
-        made.append(new_job(svc, ref, params, cluster, req.headers.get(SUBMISSION_ID_HEADER)))
-        raw = made[-1].to_json()  # bridge: put_resource takes the stored JSON
-        return raw.pop("resource"), raw.pop("spec"), raw  # bridge
+        return new_job(svc, ref, params, cluster, req.headers.get(SUBMISSION_ID_HEADER))
 
-    def reconcile(doc: JsonObject) -> None:
-        refuse_changes(JOB, doc["spec"], spec)  # bridge: put_resource hands the stored JSON
-        return None
+    def reconcile(doc: JobDocument) -> bool:
+        refuse_changes(JOB, doc.spec.to_wire(reveal_secrets=True), spec)
+        return False
 
-    def created(doc: JsonObject) -> JsonObject:  # bridge: put_resource hands and takes the stored JSON
-        job = made[-1]  # as built: `doc` is its JSON as stored, with its ETag
-        job.etag = doc["_etag"]
-        written = enqueue_and_announce(svc, job, doc)
-        return doc if written is job else written.to_json()
-
-    return put_resource(svc, ref, build, reconcile, created=created)
+    return put_resource(svc, ref, JobDocument, build, reconcile, created=lambda job: enqueue_and_announce(svc, job))
 
 
 def new_job(svc: Services, ref: ResourceRef, params: JobBaseProperties, cluster: JsonObject,
@@ -82,13 +72,12 @@ def new_job(svc: Services, ref: ResourceRef, params: JobBaseProperties, cluster:
     return job
 
 
-def enqueue_and_announce(svc: Services, job: JobDocument, stored: JsonObject | None = None) -> JobDocument:
+def enqueue_and_announce(svc: Services, job: JobDocument) -> JobDocument:
     """A new job joins its lane, then its creation event goes out (unless a transition, such as
-    failing a job its cluster can never hold, already sent it with its own). `stored`: the job's
-    JSON as its create wrote it, if at hand."""
+    failing a job its cluster can never hold, already sent it with its own)."""
     written = enqueue(svc, job)
     if written is job:
-        events.flush(svc, job, stored)
+        events.flush(svc, job)
     return written
 
 
@@ -118,14 +107,6 @@ def enqueue(svc: Services, job: JobDocument) -> JobDocument:
     return job
 
 
-def require_job(svc: Services, ref: ResourceRef) -> JobDocument:
-    """The job, or a 404 that names the first missing resource on the way down."""
-    job = read(svc.store, JobDocument, ref.pk, ref.key)
-    if job is None:
-        raise resources.not_found(svc.store, ref)
-    return job
-
-
 def cluster_of(svc: Services, job: ResourceRef, cluster_id: str) -> JsonObject:  # why: a cluster (its helper types it)
     """The job's cluster: it must exist in the job's own workspace."""
     target = "properties.cluster.id"
@@ -136,7 +117,7 @@ def cluster_of(svc: Services, job: ResourceRef, cluster_id: str) -> JsonObject: 
     if cluster.workspace.key != job.workspace.key or cluster.pk != job.pk:
         raise errors.InvalidParameter(
             f"The cluster '{cluster.name}' must be in the job's workspace '{job.names[0]}'.", target=target)
-    doc = resources.load(svc.store, cluster)
+    doc = resources.load_json(svc.store, cluster)  # bridge
     if doc is None:
         raise errors.InvalidParameter(f"The cluster '{cluster.name}' was not found in workspace '{job.names[0]}'.",
                                       target=target)
@@ -177,7 +158,7 @@ def terminate(svc: Services, req: ApiRequest) -> ApiResponse:
     """Stop the job: a queued one fails at once with JobTerminated; a running one is `terminating`
     until every node has stopped its processes, then fails with JobTerminated."""
     ref = route_ref(JOB, req)
-    job_runs.terminate_job(svc, require_job(svc, ref))
+    job_runs.terminate_job(svc, resources.require(svc.store, ref, JobDocument))
     return ApiResponse(200)
 
 
@@ -190,7 +171,7 @@ def list_output_files(svc: Services, req: ApiRequest) -> ApiResponse:
                                       target="outputdirectoryid")
     minutes = int_param(req, "linkexpiryinminutes", 60, 5, 600)
     max_results = int_param(req, "maxresults", 1000, 1, 1000)
-    job = require_job(svc, ref)
+    job = resources.require(svc.store, ref, JobDocument)
     known = {job_files.STDOUTERR} | {d.id for d in job.spec.output_directories or []}
     if output_id not in known:
         raise errors.InvalidParameter(
@@ -209,7 +190,7 @@ def list_output_files(svc: Services, req: ApiRequest) -> ApiResponse:
 def list_remote_login(svc: Services, req: ApiRequest) -> ApiResponse:
     """The nodes the job runs on now (none while it is queued or after it ended)."""
     ref = route_ref(JOB, req)
-    job = require_job(svc, ref)
+    job = resources.require(svc.store, ref, JobDocument)
     uid = job.cluster_uid
     running = job.nodes if job.state in job_runs.ACTIVE else []
     held = [svc.store.read(nodes.N, uid, nodes.node_key(uid, n)) for n in running]

@@ -211,14 +211,16 @@ def mark_secrets(found: dict[str, Any]) -> None:
     classes = {cls.__name__: cls for cls in _subclasses(WireModel)}
     for name, schema in found.items():
         cls = classes.get(name)
-        for attribute in getattr(cls, "_secret_fields", ()) if cls else ():
+        if cls is None:
+            continue
+        for attribute in getattr(cls, "_secret_fields", ()):
             alias = cls.model_fields[attribute].alias or attribute
             if alias in schema.get("properties", {}):
                 schema["properties"][alias]["writeOnly"] = True
 
 
-def _subclasses(cls: type) -> list[type]:
-    out = []
+def _subclasses(cls: type[WireModel]) -> list[type[WireModel]]:
+    out: list[type[WireModel]] = []
     for sub in cls.__subclasses__():
         out += [sub, *_subclasses(sub)]
     return out

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from shared import errors
 
@@ -28,11 +29,11 @@ class ApiRequest:
 @dataclass
 class ApiResponse:
     status: int
-    body: Any = None
+    body: Any = None  # the JSON answer, serialised by the HTTP edge (functions/, shared/localhost/)
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def ok(body: Any) -> ApiResponse:
+def ok(body: Any) -> ApiResponse:  # body: wire JSON (see ApiResponse)
     return ApiResponse(200, body)
 
 
@@ -66,13 +67,13 @@ def validation_error(exc: ValidationError, prefix: str = "") -> errors.ApiError:
     if problems and problems[0]["type"] == "json_invalid":
         return errors.InvalidRequestContent(f"The request body is not valid JSON: {problems[0]['msg']}.",
                                             target="body")
-    details = [{"code": "InvalidParameter", "message": _describe(p), "target": _path(p["loc"])} for p in problems]
+    details = [errors.ErrorDetail("InvalidParameter", _describe(p), _path(p["loc"])) for p in problems]
     first = details[0]
-    message = first["message"] if len(details) == 1 else f"{first['message']} (and {len(details) - 1} more)"
-    return errors.InvalidRequestContent(message, target=first["target"], details=details)
+    message = first.message if len(details) == 1 else f"{first.message} (and {len(details) - 1} more)"
+    return errors.InvalidRequestContent(message, target=first.target, details=details)
 
 
-def _path(loc: tuple[Any, ...]) -> str:
+def _path(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
@@ -84,7 +85,7 @@ def _path(loc: tuple[Any, ...]) -> str:
     return out or "body"
 
 
-def _describe(problem: Mapping[str, Any]) -> str:
+def _describe(problem: ErrorDetails) -> str:
     target = _path(problem["loc"])
     msg = str(problem["msg"]).removeprefix("Value error, ")
     if problem["type"] == "missing":
@@ -118,6 +119,7 @@ def page_link(req: ApiRequest, token: str | None) -> str | None:
 
 
 def page(values: list[Any], req: ApiRequest, token: str | None) -> ApiResponse:
+    """A page of a list answer (values: wire JSON, each a resource as reads return it)."""
     body: dict[str, Any] = {"value": values}
     link = page_link(req, token)
     if link:

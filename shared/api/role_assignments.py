@@ -5,12 +5,13 @@ Only owners (of the workspace, or of the subscription) may change them; readers 
 
 from __future__ import annotations
 
-from typing import Any
-
 from shared import errors, resources
 from shared.api.generic import put_resource, route_ref, timestamp
 from shared.api.request import ApiRequest, ApiResponse, check_api_version, int_param, ok, parse_body
 from shared.composition import Services
+from shared.documents import base as documents
+from shared.documents.nodes import SubscriptionRoleAssignment
+from shared.documents.resources import RoleAssignmentDocument, RoleAssignmentResource, RoleAssignmentResourceProperties
 from shared.ids import ROLE_ASSIGNMENT, check_name, check_subscription
 from shared.models.role_assignment import RoleAssignmentCreateParameters
 from shared.ports.state_store import Query
@@ -33,17 +34,24 @@ ROUTES: tuple[tuple[str, str, str], ...] = (
     ("SubscriptionRoleAssignments_Delete", "DELETE", IN_SUBSCRIPTION + ONE),
     ("SubscriptionRoleAssignments_List", "GET", IN_SUBSCRIPTION),
 )
-KEPT = ("creationTime", "provisioningState", "provisioningStateTransitionTime")
 
 
-def _properties(req: ApiRequest, scope: str, now: str) -> dict[str, Any]:
+def _properties(req: ApiRequest, scope: str, now: str) -> RoleAssignmentResourceProperties:
     given = parse_body(RoleAssignmentCreateParameters, req).properties.to_wire()
-    return given | {"scope": scope, "creationTime": now, "provisioningState": "succeeded",
-                    "provisioningStateTransitionTime": now}
+    return RoleAssignmentResourceProperties.model_validate(given | {
+        "scope": scope, "creationTime": now, "provisioningState": "succeeded", "provisioningStateTransitionTime": now})
 
 
-def _same(stored: dict[str, Any], wanted: dict[str, Any]) -> bool:
-    return {k: v for k, v in stored.items() if k not in KEPT} == {k: v for k, v in wanted.items() if k not in KEPT}
+def _same(stored: RoleAssignmentResourceProperties, wanted: RoleAssignmentResourceProperties) -> bool:
+    return stored.given() == wanted.given()
+
+
+def _kept(stored: RoleAssignmentResourceProperties, wanted: RoleAssignmentResourceProperties
+          ) -> RoleAssignmentResourceProperties:
+    """The wanted properties with the stored ones' creation and state kept."""
+    return wanted.model_copy(update={"creation_time": stored.creation_time,
+                                     "provisioning_state": stored.provisioning_state,
+                                     "provisioning_state_transition_time": stored.provisioning_state_transition_time})
 
 
 # -- per workspace ------------------------------------------------------------------------------
@@ -52,17 +60,17 @@ def create_in_workspace(svc: Services, req: ApiRequest) -> ApiResponse:
     resources.require_parent(svc.store, ref)
     wanted = _properties(req, ref.workspace.arm_id, timestamp(svc.clock.now()))
 
-    def build() -> tuple[dict[str, Any], dict[str, Any]]:
-        return envelope(ref, wanted), {}
+    def build() -> RoleAssignmentDocument:
+        return resources.new_document(ref, RoleAssignmentDocument, envelope(ref, wanted.to_json()), {})
 
-    def reconcile(doc: dict[str, Any]) -> dict[str, Any] | None:
-        props = doc["resource"]["properties"]
+    def reconcile(doc: RoleAssignmentDocument) -> bool:
+        props = doc.resource.properties
         if _same(props, wanted):
-            return None
-        doc["resource"]["properties"] = wanted | {k: props[k] for k in KEPT}
-        return doc
+            return False
+        doc.resource.properties = _kept(props, wanted)
+        return True
 
-    return put_resource(svc, ref, build, reconcile)
+    return put_resource(svc, ref, RoleAssignmentDocument, build, reconcile)
 
 
 # -- per subscription ---------------------------------------------------------------------------
@@ -79,31 +87,31 @@ def create_in_subscription(svc: Services, req: ApiRequest) -> ApiResponse:
     pk, key, arm_id = _sub_ref(req)
     subscription = req.route["subscriptionId"]
     wanted = _properties(req, f"/subscriptions/{subscription}", timestamp(svc.clock.now()))
-    existing = svc.store.read(ROLE_ASSIGNMENTS.name, pk, key)
-    if existing is not None and _same(existing["resource"]["properties"], wanted):
-        return ok(existing["resource"])
+    existing = documents.read(svc.store, SubscriptionRoleAssignment, pk, key)
+    if existing is not None and _same(existing.resource.properties, wanted):
+        return ok(existing.resource.model_dump(mode="json", by_alias=True))
     if existing is not None:
-        wanted |= {k: existing["resource"]["properties"][k] for k in KEPT}
-    resource = {"id": arm_id, "name": req.route["roleAssignmentName"], "type": SUBSCRIPTION_TYPE,
-                "properties": wanted}
-    svc.store.upsert(ROLE_ASSIGNMENTS.name, {"id": key, "pk": pk, "resource": resource})
-    return ok(resource)
+        wanted = _kept(existing.resource.properties, wanted)
+    resource = RoleAssignmentResource(id=arm_id, name=req.route["roleAssignmentName"], type=SUBSCRIPTION_TYPE,
+                                      properties=wanted)
+    documents.upsert(svc.store, SubscriptionRoleAssignment(id=key, pk=pk, resource=resource))
+    return ok(resource.model_dump(mode="json", by_alias=True))
 
 
 def get_in_subscription(svc: Services, req: ApiRequest) -> ApiResponse:
     pk, key, arm_id = _sub_ref(req)
-    doc = svc.store.read(ROLE_ASSIGNMENTS.name, pk, key)
+    doc = documents.read(svc.store, SubscriptionRoleAssignment, pk, key)
     if doc is None:
         raise errors.ResourceNotFound(f"No role assignment '{req.route['roleAssignmentName']}' in the "
                                       "subscription.", target="roleAssignmentName")
-    return ok(doc["resource"])
+    return ok(doc.resource.model_dump(mode="json", by_alias=True))
 
 
 def list_in_subscription(svc: Services, req: ApiRequest) -> ApiResponse:
     check_api_version(req)
     int_param(req, "maxresults", 1000, 1, 1000)
     docs = subscription_assignments(svc, req.route["subscriptionId"])
-    return ok({"value": [d["resource"] for d in sorted(docs, key=lambda d: d["id"])]})
+    return ok({"value": [d.resource.model_dump(mode="json", by_alias=True) for d in sorted(docs, key=lambda d: d.id)]})
 
 
 def delete_in_subscription(svc: Services, req: ApiRequest) -> ApiResponse:
@@ -114,5 +122,5 @@ def delete_in_subscription(svc: Services, req: ApiRequest) -> ApiResponse:
     return ApiResponse(200)
 
 
-def subscription_assignments(svc: Services, subscription: str) -> list[dict[str, Any]]:
-    return svc.store.query(ROLE_ASSIGNMENTS.name, Query(), pk=subscription.lower())
+def subscription_assignments(svc: Services, subscription: str) -> list[SubscriptionRoleAssignment]:
+    return documents.query(svc.store, SubscriptionRoleAssignment, Query(), pk=subscription.lower())

@@ -10,16 +10,18 @@ import copy
 import json
 import logging
 import re
+from collections.abc import Callable
 from functools import partial
-from typing import Any
 
-from pydantic import ValidationError
+from pydantic import JsonValue, ValidationError
 
 from shared import errors, job_files, resources
 from shared.api import jobs
-from shared.api.generic import list_children, put_resource, refuse_changes, route_ref, timestamp
+from shared.api.generic import list_children, put_resource, refuse_changes, route_ref, stamp_deleting, timestamp
 from shared.api.request import ApiRequest, ApiResponse, ok, page_of, parse_body, validation_error
 from shared.composition import Services
+from shared.documents.base import JsonObject
+from shared.documents.resources import ResourceDocument, SweepDocument, SweepSpec
 from shared.ids import JOB, SWEEP, ResourceRef
 from shared.models import JobBaseProperties
 from shared.ports.blob_store import Account
@@ -57,29 +59,30 @@ def create(svc: Services, req: ApiRequest) -> ApiResponse:
     files = list_files(svc, props)
     sp = Space(props, files)
     check(svc, ref, sp)
-    spec = {"properties": props.to_wire(reveal_secrets=True), "files": files}
+    wanted = props.to_wire(reveal_secrets=True)  # the body as created, compared by a repeated PUT
 
-    def build() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    def build() -> SweepDocument:
         now = timestamp(svc.clock.now())
         properties = public(props) | {
             "plannedTrials": sp.planned(), "creationTime": now, "provisioningState": "succeeded",
             "provisioningStateTransitionTime": now, "executionState": SweepState.RUNNING.value,
             "executionStateTransitionTime": now}
-        return resources.envelope(ref, properties), spec, {"state": SweepState.RUNNING.value, "trials": []}
+        return resources.new_document(ref, SweepDocument, resources.envelope(ref, properties),
+                                      SweepSpec(properties=props, files=files), state=SweepState.RUNNING.value)
 
-    def reconcile(doc: dict[str, Any]) -> None:
-        refuse_changes(SWEEP, doc["spec"]["properties"], spec["properties"])
-        return None
+    def reconcile(doc: SweepDocument) -> bool:
+        refuse_changes(SWEEP, doc.spec.properties.to_wire(reveal_secrets=True), wanted)
+        return False
 
-    return put_resource(svc, ref, build, reconcile, created=lambda doc: first_round(svc, doc))
+    return put_resource(svc, ref, SweepDocument, build, reconcile, created=lambda doc: first_round(svc, doc))
 
 
-def first_round(svc: Services, doc: dict[str, Any]) -> dict[str, Any]:
+def first_round(svc: Services, doc: SweepDocument) -> SweepDocument:
     """The first trials start with the create; if that fails, the sweep timer's next round starts them."""
     try:
         return driver.advance(svc, doc) or doc
     except Exception:
-        log.exception("sweep %s: the first round failed; the timer tries again", doc["id"])
+        log.exception("sweep %s: the first round failed; the timer tries again", doc.id)
         return doc
 
 
@@ -87,7 +90,7 @@ def first_round(svc: Services, doc: dict[str, Any]) -> dict[str, Any]:
 SECRET_NAMES = frozenset({"accountKey", "password", "adminUserPassword", "instrumentationKey"})
 
 
-def public(props: SweepProperties) -> dict[str, Any]:
+def public(props: SweepProperties) -> JsonObject:
     """The body as reads return it: no secret values (the template's secrets, storage keys and
     passwords, a file parameter's key) — invariant 7, as for a job."""
     out = props.to_wire()
@@ -95,7 +98,7 @@ def public(props: SweepProperties) -> dict[str, Any]:
     return out
 
 
-def _without_secrets(value: Any, key: str) -> Any:
+def _without_secrets(value: JsonValue, key: str) -> JsonValue:
     if isinstance(value, dict):
         return {k: _without_secrets(v, k) for k, v in value.items()
                 if k not in SECRET_NAMES and not (key == "secrets" and k == "value")}
@@ -190,13 +193,13 @@ def _files(svc: Services, p: space.FileParameter, target: str) -> list[str]:
 
 
 def get(svc: Services, req: ApiRequest) -> ApiResponse:
-    return ok(resources.require(svc.store, route_ref(SWEEP, req))["resource"])
+    return ok(resources.require(svc.store, route_ref(SWEEP, req)).wire())
 
 
 def list_trials(svc: Services, req: ApiRequest) -> ApiResponse:
     """The sweep's trials, each with its job's id, parameters, state, reason and metrics."""
     ref = route_ref(SWEEP, req)
-    doc = resources.require(svc.store, ref)
+    doc = resources.require(svc.store, ref, SweepDocument)
     values = [t.to_wire() | {"jobId": driver.job_ref(ref, t).arm_id} for t in driver.trials_of(doc)]
     for value in values:
         value.pop("choice", None)
@@ -206,7 +209,7 @@ def list_trials(svc: Services, req: ApiRequest) -> ApiResponse:
 
 def cancel(svc: Services, req: ApiRequest) -> ApiResponse:
     ref = route_ref(SWEEP, req)
-    return ok(driver.cancel(svc, ref)["resource"])
+    return ok(driver.cancel(svc, ref).wire())
 
 
 def delete(svc: Services, req: ApiRequest) -> ApiResponse:
@@ -215,32 +218,30 @@ def delete(svc: Services, req: ApiRequest) -> ApiResponse:
     from shared.api.generic import stop_running_parts
 
     ref = route_ref(SWEEP, req)
-    doc = resources.load(svc.store, ref)
+    doc = resources.load(svc.store, ref, SweepDocument)
     if doc is None:
         resources.require(svc.store, ref.parent)  # type: ignore[arg-type]
         return ApiResponse(204)
     now = timestamp(svc.clock.now())
 
-    def stamp(current: dict[str, Any]) -> None:
-        current["state"] = "deleting"
-        current["resource"]["properties"]["provisioningState"] = resources.DELETING
-        current["resource"]["properties"]["provisioningStateTransitionTime"] = now
+    def stamp(current: ResourceDocument) -> None:
+        if isinstance(current, SweepDocument):
+            current.state = driver.DELETING
+        stamp_deleting(current, now)
 
-    resources.mutate_doc(svc.store, doc, lambda current: stamp(current) is None)
+    def mark(current: SweepDocument) -> bool:
+        stamp(current)
+        return True
+
+    resources.mutate_doc(svc.store, doc, mark)
     for trial in driver.trials_of(doc):
-        resources.delete_tree(svc.store, driver.job_ref(ref, trial), stamp_job(now),
+        resources.delete_tree(svc.store, driver.job_ref(ref, trial), lambda job: stamp_deleting(job, now),
                               lambda job: stop_running_parts(svc, job))
     resources.delete_tree(svc.store, ref, stamp)
     return ApiResponse(200)
 
 
-def stamp_job(now: str) -> Any:
-    def stamp(doc: dict[str, Any]) -> None:
-        doc["resource"]["properties"]["provisioningState"] = resources.DELETING
-        doc["resource"]["properties"]["provisioningStateTransitionTime"] = now
-    return stamp
-
-
-HANDLERS = {"Sweeps_Create": create, "Sweeps_Get": get, "Sweeps_Delete": delete,
-            "Sweeps_ListByExperiment": partial(list_children, SWEEP), "Sweeps_Cancel": cancel,
-            "Sweeps_ListTrials": list_trials}
+HANDLERS: dict[str, Callable[[Services, ApiRequest], ApiResponse]] = {
+    "Sweeps_Create": create, "Sweeps_Get": get, "Sweeps_Delete": delete,
+    "Sweeps_ListByExperiment": partial(list_children, SWEEP), "Sweeps_Cancel": cancel,
+    "Sweeps_ListTrials": list_trials}

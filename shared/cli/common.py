@@ -183,7 +183,7 @@ def show(items: WireModel | Iterable[WireModel] | None, output: Output, columns:
     """One resource or a list, as a table (the columns), JSON (the wire form) or TSV (the columns);
     with --query, what the expression picks from az's view of them (JSON, or TSV with -o tsv)."""
     single = isinstance(items, WireModel)
-    rows: list[WireModel] = [items] if single else list(items or [])  # type: ignore[list-item]
+    rows: list[WireModel] = [items] if isinstance(items, WireModel) else list(items or [])
     if Query.expression is not None:
         views = [az_view(r.to_wire()) for r in rows]
         _print_query(views[0] if single else views, output)

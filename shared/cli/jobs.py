@@ -197,9 +197,12 @@ def wait(name: NameOpt, experiment: ExperimentOpt, group: GroupOpt = None, works
         return Panel(Group(header, body), title="batchai job wait", title_align="left")
 
     with Live(view(), console=console, refresh_per_second=4, transient=True) as live:
+        def polled(job: Job) -> None:
+            latest.append(job)
+            live.update(view())
+
         for text in client.jobs.follow_file(group, workspace, experiment, name, interval=interval, timeout=timeout,
-                                            on_poll=lambda job: (latest.append(job), live.update(view())),
-                                            missing_ok=True):
+                                            on_poll=polled, missing_ok=True):
             pieces = (partial[0] + text).split("\n")
             partial[0] = pieces.pop()
             tail.extend(pieces)

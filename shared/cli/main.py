@@ -7,7 +7,6 @@ never a traceback.
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 from pathlib import Path
@@ -21,7 +20,6 @@ from shared.cli import clusters, jobs, resources, sweeps, ui
 from shared.cli.common import Query, UserError, console, errors, new_session, session
 from shared.client import ClientError
 from shared.client.config import ENVIRONMENT, config_file, resolve, write_file
-from shared.settings import Settings
 
 app = typer.Typer(help="Batch AI, rebuilt: clusters, jobs and their queues, on Azure or on this machine.",
                   no_args_is_help=True, pretty_exceptions_enable=False,
@@ -92,18 +90,11 @@ def local_up(
         min=1, max=64, show_default="the machine's cores",
         help="Host instances over the same data folder, as Functions scales out: all serve HTTP on the port, "
              "each runs whichever queue trigger or timer it gets.")] = None,
-    instance: Annotated[int | None, typer.Option(hidden=True)] = None,  # started by the supervisor
-    listen_fd: Annotated[int | None, typer.Option(hidden=True)] = None,
 ) -> None:
     """Start the local host: the Batch AI API on 127.0.0.1 (BATCHAI_HOST_ADDRESS), state in DATA_DIR. Ctrl-C stops it."""
-    from shared import logs
-    from shared.localhost.host import LocalHost
-
-    settings = Settings.from_env(data_dir=data_dir)
-    logs.configure(settings)
-    count = 1 if instance is not None else workers or os.cpu_count() or 1
-    LocalHost(settings, host=settings.host_address, port=port, echo=functools.partial(print, flush=True), list_functions=list_functions,
-              workers=count, instance=instance, listen_fd=listen_fd).run()
+    flags = ["--data-dir", str(data_dir), "--port", str(port)] + (["--list-functions"] if list_functions else [])
+    flags += ["--workers", str(workers)] if workers is not None else []
+    _exec_host("up", flags)
 
 
 @local_app.command("down")
@@ -111,9 +102,15 @@ def local_down(
     data_dir: Annotated[Path, typer.Option(help="Folder of the local host.")] = Path(".batchai"),
 ) -> None:
     """Stop the local host of DATA_DIR and its nodes (state stays for the next start)."""
-    from shared.localhost.instances import local_down as down
+    _exec_host("down", ["--data-dir", str(data_dir)])
 
-    down(Settings.from_env(data_dir=data_dir), functools.partial(print, flush=True))
+
+def _exec_host(command: str, flags: list[str]) -> None:
+    """Become the local host's own program (shared/localhost/__main__.py): same process, signals and
+    exit code, and the client imports nothing of the server."""
+    argv = [sys.executable, "-m", "shared.localhost", command, *flags]
+    sys.stdout.flush()
+    os.execv(sys.executable, argv)
 
 
 @app.command()

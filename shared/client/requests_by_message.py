@@ -81,10 +81,10 @@ class RequestQueue:
                  wait: float | None) -> str | Outcome:
         message_id = bounded_message_id(message_id or uuid.uuid4().hex)
         correlation = uuid.uuid4().hex  # this call's own: a resend's reply is told apart from ours
-        properties = {"Authorization": f"Bearer {self.token}"} if self.token else None
         message = ServiceBusMessage(json.dumps(envelope), message_id=message_id, correlation_id=correlation,
                                     reply_to=self.reply_to if wait is not None else None,
-                                    application_properties=properties, content_type="application/json")
+                                    application_properties={"Authorization": f"Bearer {self.token}"}
+                                    if self.token else None, content_type="application/json")
         with self._client() as client:
             try:
                 with client.get_queue_sender(queue) as sender:

@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.documents.base import Document, StoredModel
-from shared.documents.resources import ArmResource
+from shared.documents.resources import RoleAssignmentResource
 
 NODES, HEARTBEATS, LEASES, ROLE_ASSIGNMENTS = "nodes", "heartbeats", "leases", "roleAssignments"
 
@@ -102,4 +102,4 @@ class SubscriptionRoleAssignment(Document):
 
     container: ClassVar[str] = ROLE_ASSIGNMENTS
 
-    resource: ArmResource
+    resource: RoleAssignmentResource

@@ -20,7 +20,8 @@ from pydantic import Field
 from shared.documents.base import Document, JsonObject, StoredModel, WireShaped, WireSpec
 from shared.models import ClusterBaseProperties, FileServerBaseProperties, JobBaseProperties
 from shared.models.job_event import JobEvent
-from shared.sweeps.models import SweepProperties, Trial
+from shared.models.role_assignment import Role
+from shared.sweeps.models import BestTrial, SweepProperties, Trial
 
 RESOURCES = "resources"
 DELETING = "deleting"
@@ -216,8 +217,16 @@ class ClusterDocument(ResourceDocument):
 
 # --- the other kinds --------------------------------------------------------------------------------
 
+class FileServerMountSettings(StoredModel):
+    """Where nodes mount a ready file server (all three always written, as the port answers)."""
+
+    mount_point: str
+    file_server_public_ip: str = Field(alias="fileServerPublicIP")
+    file_server_internal_ip: str = Field(alias="fileServerInternalIP")
+
+
 class FileServerResourceProperties(ProvisionedProperties):
-    mount_settings: JsonObject | None = None
+    mount_settings: FileServerMountSettings | None = None
     errors: list[ErrorEntry] | None = None
 
 
@@ -232,8 +241,9 @@ class FileServerDocument(ResourceDocument):
     uid: str | None = None
 
 
-class DeadLetterRecord(WireShaped):
-    """A delivery given up (shared/event_delivery.py), as GET .../deadLetters returns it."""
+class DeadLetterRecord(StoredModel):
+    """A delivery given up (shared/event_delivery.py), as GET .../deadLetters returns it (every field,
+    statusCode null when no answer came)."""
 
     event_id: str
     event_type: str
@@ -242,15 +252,46 @@ class DeadLetterRecord(WireShaped):
     last_attempt_time: str
     reason: str
     status_code: int | None = None
-    event: JsonObject
+    event: JsonObject  # the CloudEvent as it was published (any JSON its data holds)
 
 
-class SubscriptionSecret(StoredModel):
+class SubscriptionSecret(WireShaped):
+    """What signs deliveries; never returned ({} when deliveries are not signed)."""
+
     secret: str | None = None
+
+
+class WebhookDestinationPart(WireShaped):
+    endpoint_url: str
+
+
+class EventFilterPart(WireShaped):
+    """Which events pass; an absent or empty list lets every value through."""
+
+    experiments: list[str] | None = None
+    event_types: list[str] | None = None
+
+    def passes(self, event_type: str, experiment: str | None) -> bool:
+        """Whether an event of `event_type` about `experiment` (None: a cluster's) goes through."""
+        wanted = {e.lower() for e in self.experiments or []}
+        types = set(self.event_types or [])
+        return ((not wanted or (experiment is not None and experiment.lower() in wanted))
+                and (not types or event_type in types))
+
+
+class EventSubscriptionResourceProperties(ProvisionedProperties):
+    destination: WebhookDestinationPart
+    filter: EventFilterPart | None = None
+    has_secret: bool | None = None
+
+
+class EventSubscriptionResource(ArmResource):
+    properties: EventSubscriptionResourceProperties
 
 
 class EventSubscriptionDocument(ResourceDocument):
     kind: Literal["eventSubscription"] = "eventSubscription"
+    resource: EventSubscriptionResource
     spec: SubscriptionSecret | None = None
     uid: str
     dead_letters: list[DeadLetterRecord] = Field(default_factory=list)
@@ -261,8 +302,22 @@ class SweepSpec(StoredModel):
     files: dict[str, list[str]] = Field(default_factory=dict)
 
 
+class SweepResourceProperties(ProvisionedProperties):
+    """How far a sweep has come (beside its body as created, kept as made)."""
+
+    execution_state: str | None = None
+    execution_state_transition_time: str | None = None
+    trial_counts: dict[str, int] | None = None
+    best_trial: Annotated[BestTrial, WireSpec] | None = None
+
+
+class SweepResource(ArmResource):
+    properties: SweepResourceProperties
+
+
 class SweepDocument(ResourceDocument):
     kind: Literal["sweep"] = "sweep"
+    resource: SweepResource
     spec: SweepSpec
     state: str
     trials: list[Annotated[Trial, WireSpec]] = Field(default_factory=list)
@@ -272,18 +327,43 @@ class SweepDocument(ResourceDocument):
     outbox_pending: bool | None = None
 
 
+class WorkspaceResource(ArmResource):
+    """The only resource with a location and tags."""
+
+    location: str
+    tags: dict[str, str] | None = None
+
+
 class WorkspaceDocument(ResourceDocument):
     kind: Literal["workspace"] = "workspace"
+    resource: WorkspaceResource
 
 
 class ExperimentDocument(ResourceDocument):
     kind: Literal["experiment"] = "experiment"
 
 
+class RoleAssignmentResourceProperties(ProvisionedProperties):
+    principal_id: str  # who holds the role (the token's oid)
+    role: Role
+    principal_name: str | None = None
+    scope: str  # the workspace's or the subscription's id
+
+    def given(self) -> JsonObject:
+        """The properties a PUT gives (wire form), to compare with a repeated PUT's."""
+        return self.model_dump(mode="json", by_alias=True,
+                               exclude={"creation_time", "provisioning_state", "provisioning_state_transition_time"})
+
+
+class RoleAssignmentResource(ArmResource):
+    properties: RoleAssignmentResourceProperties
+
+
 class RoleAssignmentDocument(ResourceDocument):
     """A workspace's role assignment (subscription-wide ones: shared/documents/nodes.py's neighbour)."""
 
     kind: Literal["roleAssignment"] = "roleAssignment"
+    resource: RoleAssignmentResource
 
 
 class TeardownRecord(Document):

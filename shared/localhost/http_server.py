@@ -44,7 +44,7 @@ class FunctionsHttpApp:
             return
         method, path = scope["method"], scope["path"]
         function, route_params = self.router.match(method, path)
-        if function is None:
+        if function is None or not isinstance(route_params, dict):
             status, code = (405, "MethodNotAllowed") if route_params else (404, "NotFound")
             message = f"No operation answers {method} {path}." if status == 404 else \
                 f"{method} is not allowed on {path}."

@@ -204,7 +204,7 @@ class Supervisor:
             finish(svc)
 
     def _start(self, number: int, fd: int) -> Instance:
-        command = [sys.executable, "-m", "shared.cli", "local", "up", "--data-dir", str(self.settings.data_dir),
+        command = [sys.executable, "-m", "shared.localhost", "up", "--data-dir", str(self.settings.data_dir),
                    "--port", str(self.port), "--instance", str(number), "--listen-fd", str(fd)]
         process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, pass_fds=(fd,),
                                    preexec_fn=_die_with_parent)
@@ -258,7 +258,8 @@ def host_pids(data_dir: Path) -> list[int]:
 
 
 def _local_up_pids(data_dir: Path, instances: bool | None) -> list[int]:
-    """`local up` processes of the folder: its instances (True), the hosts users started (False), or all."""
+    """`local up` processes of the folder (`python -m shared.localhost up`, which `batchai local up`
+    execs): its instances (True), the hosts users started (False), or all."""
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -267,7 +268,7 @@ def _local_up_pids(data_dir: Path, instances: bool | None) -> list[int]:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if (b"local" in argv and b"up" in argv and str(data_dir).encode() in argv
+        if (argv[1:4] == [b"-m", b"shared.localhost", b"up"] and str(data_dir).encode() in argv
                 and (instances is None or (b"--instance" in argv) == instances)):
             pids.append(int(entry.name))
     return sorted(pids)

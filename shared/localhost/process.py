@@ -1,5 +1,6 @@
-"""Start `batchai local up` as a child process and wait until it serves; used by the demo, the
-tests and the benchmarks, so that all of them run the real host."""
+"""Start the local host (`python -m shared.localhost up`, what `batchai local up` execs) as a child
+process and wait until it serves; used by the demo, the tests and the benchmarks, so that all of
+them run the real host."""
 
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ class LocalHostProcess:
 def start_local_host(data_dir: Path, *, port: int = 0, env: Mapping[str, str] | None = None,
                      timeout: float = 30, workers: int = 1) -> LocalHostProcess:
     """One host process by default; `workers` > 1: a supervisor of that many instances."""
-    command = [sys.executable, "-m", "shared.cli", "local", "up", "--data-dir", str(data_dir), "--port", str(port),
+    command = [sys.executable, "-m", "shared.localhost", "up", "--data-dir", str(data_dir), "--port", str(port),
                "--list-functions", "--workers", str(workers)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, **(env or {})}, start_new_session=True)

@@ -38,7 +38,8 @@ def next_fire(schedule: str, after: datetime) -> datetime:
     if ":" in text and " " not in text:  # a TimeSpan interval such as 00:00:05
         hours, minutes, seconds = (float(p) for p in text.split(":"))
         return after + timedelta(hours=hours, minutes=minutes, seconds=seconds)
-    return croniter(text, after, second_at_beginning=len(text.split()) == 6).get_next(datetime)
+    fire: datetime = croniter(text, after, second_at_beginning=len(text.split()) == 6).get_next(datetime)
+    return fire
 
 
 async def run_timer(function: IndexedFunction, clock: Clock, settings: Settings) -> None:

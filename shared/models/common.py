@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import posixpath
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, ClassVar, Self
@@ -271,7 +271,7 @@ def reading_answer(info: ValidationInfo) -> bool:
     return secrets_redacted(info)
 
 
-_AZURE_NAME_RULES = {
+_AZURE_NAME_RULES: dict[str, Callable[[str], str]] = {
     "account_name": check_account_name,
     "azure_file_url": check_file_url,
     "container_name": lambda name: check_share_or_container(name, "blob container"),

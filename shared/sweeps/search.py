@@ -8,6 +8,8 @@ parameters' values, in the utilities' order (itertools.product: first parameter 
 
 from __future__ import annotations
 
+from typing import Literal
+
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.pruners import (BasePruner, HyperbandPruner, MedianPruner, NopPruner, PercentilePruner,
@@ -95,7 +97,7 @@ def study(sp: Space, trials: list[Trial], number: int) -> optuna.Study:
     """An in-memory study holding the stored trials, in their order."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     props = sp.props
-    direction = "maximize" if props.objective.goal == Goal.MAXIMIZE else "minimize"
+    direction: Literal["maximize", "minimize"] = "maximize" if props.objective.goal == Goal.MAXIMIZE else "minimize"
     built = optuna.create_study(storage=optuna.storages.InMemoryStorage(), study_name="sweep",
                                 sampler=sampler(props, number, len(trials)), pruner=pruner(props.early_termination),
                                 direction=direction)

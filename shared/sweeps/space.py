@@ -168,7 +168,8 @@ Parameter = Annotated[NumericParameter | DiscreteParameter | DictParameter | Fil
 def choices(parameter: Parameter, files: list[str] | None = None) -> list[Scalar | dict[str, Scalar]] | None:
     """The finite values of a parameter (None: a continuous numeric range without grid values)."""
     if isinstance(parameter, NumericParameter):
-        return parameter.grid() if parameter.scale != Scale.RANDOM_UNIFORM else None
+        grid = parameter.grid() if parameter.scale != Scale.RANDOM_UNIFORM else None
+        return None if grid is None else [*grid]
     if isinstance(parameter, FileParameter):
         return list(files or [])
     return list(parameter.values)

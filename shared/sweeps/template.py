@@ -55,9 +55,11 @@ def trial_job(template: dict[str, JsonValue], values: dict[str, Scalar]) -> dict
     assert isinstance(job, dict)
     names = {ENV_PREFIX + name for name in values}
     given = job.get("environmentVariables")
-    kept = [v for v in given if not (isinstance(v, dict) and v.get("name") in names)] if isinstance(given, list) else []
+    kept: list[JsonValue] = [v for v in given if not (isinstance(v, dict) and v.get("name") in names)] \
+        if isinstance(given, list) else []
     for variable in kept:  # a variable's value is text, even when it was a whole placeholder
-        if isinstance(variable, dict) and isinstance(variable.get("value"), (int, float)):
-            variable["value"] = text(variable["value"])  # type: ignore[arg-type]
-    job["environmentVariables"] = [*kept, *({"name": ENV_PREFIX + n, "value": text(v)} for n, v in values.items())]
+        if isinstance(variable, dict) and isinstance(value := variable.get("value"), int | float):
+            variable["value"] = text(value)
+    added: list[JsonValue] = [{"name": ENV_PREFIX + n, "value": text(v)} for n, v in values.items()]
+    job["environmentVariables"] = [*kept, *added]
     return job

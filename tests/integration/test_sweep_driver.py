@@ -13,6 +13,7 @@ import pytest
 from shared import resources
 from shared.api import sweeps
 from shared.composition import Services
+from shared.documents.resources import SweepDocument
 from shared.ids import SWEEP, ResourceRef
 from shared.ports.state_store import Query
 from shared.resources import R
@@ -45,7 +46,12 @@ def ref() -> ResourceRef:
 
 
 def sweep(svc: Services) -> dict[str, Any]:
-    return resources.require(svc.store, ref())
+    """The sweep's document as stored."""
+    return resources.as_json(resources.require(svc.store, ref()))
+
+
+def sweep_doc(svc: Services) -> SweepDocument:
+    return resources.require(svc.store, ref(), SweepDocument)
 
 
 def trials(svc: Services) -> list[dict[str, Any]]:
@@ -61,7 +67,7 @@ def test_a_trial_recorded_before_its_job_gets_it_once(svc: Services) -> None:
     assert [t["state"] for t in trials(svc)] == ["queued", "queued"] and jobs(svc) == ["sw-0000", "sw-0001"]
     finish_running(svc, "sw-0000", exit_code=0)
     # The round's write, and then a crash before the job's PUT: the trial is recorded, its job is not.
-    resources.mutate_doc(svc.store, sweep(svc), lambda doc: driver._step(svc, ref(), doc))
+    resources.mutate_doc(svc.store, sweep_doc(svc), lambda doc: driver._step(svc, ref(), doc))
     assert len(trials(svc)) == 3 and jobs(svc) == ["sw-0000", "sw-0001"]
     driver.run_round(svc)
     driver.run_round(svc)
@@ -110,7 +116,7 @@ def test_an_ended_sweep_terminates_what_a_crash_left_running(svc: Services) -> N
     assert job(svc, "sw-0000")["state"] == "running"
     svc.clock.advance(60)
     # The round's write ends the sweep; a crash comes before its jobs are terminated.
-    resources.mutate_doc(svc.store, sweep(svc), lambda doc: driver._step(svc, ref(), doc))
+    resources.mutate_doc(svc.store, sweep_doc(svc), lambda doc: driver._step(svc, ref(), doc))
     assert sweep(svc)["state"] == "failed" and job(svc, "sw-0000")["state"] == "running"
     driver.run_round(svc)
     assert job(svc, "sw-0000")["state"] == "terminating"

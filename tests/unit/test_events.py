@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from shared import event_delivery, events, job_runs
-from shared.documents.resources import AttemptEnd, JobDocument
+from shared.documents.resources import AttemptEnd, EventFilterPart, JobDocument
 from shared.models.event_subscription import EventSubscriptionCreateParameters
 from shared.ports.clock import ManualClock
 from shared.settings import Settings
@@ -123,7 +123,7 @@ def test_the_signature_is_the_hmac_sha256_of_the_body() -> None:
     ({"experiments": [], "eventTypes": []}, "e", "Microsoft.BatchAI.JobQueued", True),
 ])
 def test_filters(rules: dict[str, Any], experiment: str, type_: str, wanted: bool) -> None:
-    assert event_delivery.matches({"filter": rules}, {"type": type_}, experiment) is wanted
+    assert event_delivery.matches(EventFilterPart.model_validate(rules), {"type": type_}, experiment) is wanted
 
 
 @pytest.mark.parametrize(("properties", "target"), [

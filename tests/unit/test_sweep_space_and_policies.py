@@ -205,12 +205,12 @@ def test_asha_stops_at_a_rung_and_keeps_its_marks() -> None:
 def test_max_duration_and_cancel_end_a_sweep_by_the_clock() -> None:
     clock = ManualClock()
     p = props(budget={"maxTrials": 4, "maxDuration": "PT1H"})
-    doc = {"resource": {"properties": {"creationTime": clock.now().isoformat().replace("+00:00", "Z")}}}
+    created = clock.now().isoformat().replace("+00:00", "Z")
     clock.advance(minutes=59)
-    assert driver._over(doc, p, clock.now()) is None
+    assert driver._over(created, False, p, clock.now()) is None
     clock.advance(minutes=1)
-    assert driver._over(doc, p, clock.now()) == "The sweep reached its maxDuration (3600 s)."
-    assert driver._over({**doc, "cancelRequested": True}, props(), clock.now()) == "The sweep was canceled."
+    assert driver._over(created, False, p, clock.now()) == "The sweep reached its maxDuration (3600 s)."
+    assert driver._over(created, True, props(), clock.now()) == "The sweep was canceled."
 
 
 def test_the_best_trial_follows_the_goal() -> None:

@@ -1,5 +1,5 @@
-"""Telemetry (shared/telemetry.py): the trace context through plain dicts and environments, one span
-per function invocation, and no secret in any span's attributes. Spans go to the SDK's in-memory
+"""Telemetry (shared/telemetry.py, functions/tracing.py): the trace context through plain dicts and
+environments, one span per function invocation, and no secret in any span's attributes. Spans go to the SDK's in-memory
 exporter; nothing is exported anywhere."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from functions import tracing
 from shared import telemetry
 
 SECRET = "s3cret-" + "value-that-must-not-leak"
@@ -35,7 +36,7 @@ def exporter() -> InMemorySpanExporter:
 
 @pytest.fixture
 def spans(exporter: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
-    monkeypatch.setattr(telemetry, "_start_control_plane", lambda: None)  # no services, no setup
+    monkeypatch.setattr(tracing, "_start_control_plane", lambda: None)  # no services, no setup
     exporter.clear()
     yield exporter
     exporter.clear()
@@ -78,7 +79,7 @@ def test_the_environment_carries_the_current_span_as_traceparent(spans: InMemory
 
 
 def test_a_traced_http_function_makes_one_server_span_without_secrets(spans: InMemorySpanExporter) -> None:
-    @telemetry.traced_function("Jobs_Create")
+    @tracing.traced_function("Jobs_Create")
     def create(req: func.HttpRequest) -> func.HttpResponse:
         return func.HttpResponse("{}", status_code=201)
 
@@ -102,7 +103,7 @@ def test_a_traced_http_function_makes_one_server_span_without_secrets(spans: InM
 def test_a_traced_queue_function_continues_the_message_trace(spans: InMemorySpanExporter) -> None:
     seen: list[trace.SpanContext] = []
 
-    @telemetry.traced_function("ClusterWork")
+    @tracing.traced_function("ClusterWork")
     def work(msg: ServiceBusMessage) -> None:
         seen.append(trace.get_current_span().get_span_context())
 
@@ -121,11 +122,11 @@ def test_a_traced_async_function_and_a_timer(spans: InMemorySpanExporter) -> Non
 
     from azure.functions.timer import TimerRequest
 
-    @telemetry.traced_function("Agent_Assignment")
+    @tracing.traced_function("Agent_Assignment")
     async def poll(req: func.HttpRequest) -> func.HttpResponse:
         return func.HttpResponse(status_code=503)
 
-    @telemetry.traced_function("ReconcileClusters")
+    @tracing.traced_function("ReconcileClusters")
     def tick(timer: TimerRequest) -> None:
         pass
 

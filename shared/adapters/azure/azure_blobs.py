@@ -12,6 +12,7 @@ import tempfile
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO, Any
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobClient, BlobPrefix, BlobSasPermissions, BlobServiceClient, generate_blob_sas
@@ -101,7 +102,7 @@ class AzureBlobStore(BlobStore):
         for _, client in clients.values():
             client.close()
 
-    def _put(self, account: Account, container: str, name: str, data: object) -> None:
+    def _put(self, account: Account, container: str, name: str, data: bytes | IO[bytes]) -> None:
         try:
             self._blob(account, container, name).upload_blob(data, overwrite=True)
         except ResourceNotFoundError:  # the container is missing
@@ -116,7 +117,7 @@ class AzureBlobStore(BlobStore):
             known = self._clients.get(account.name)
             if known is not None and known[0] == account.key:
                 return known[1]
-            options = {"api_version": self.api_version} if self.api_version else {}
+            options: dict[str, Any] = {"api_version": self.api_version} if self.api_version else {}
             client = BlobServiceClient(self.endpoint_template.format(account=account.name),
                                        credential={"account_name": account.name, "account_key": account.key},
                                        **options)

@@ -19,7 +19,8 @@ from shared.ports.file_shares import FileShares, ShareEntry, ShareUnreachable
 
 class AzureFileShares(FileShares):
     def list(self, account: Account, share_url: str, directory: str, expires: datetime) -> list[ShareEntry]:
-        from azure.storage.fileshare import FileSasPermissions, ShareDirectoryClient, generate_file_sas
+        from azure.storage.fileshare import (DirectoryProperties, FileSasPermissions, ShareDirectoryClient,
+                                             generate_file_sas)
 
         url = urlsplit(share_url)
         share = url.path.strip("/").split("/")[0]
@@ -38,7 +39,7 @@ class AzureFileShares(FileShares):
             raise ShareUnreachable(str(getattr(exc, "message", None) or exc).splitlines()[0][:500]) from exc
         entries = []
         for item in items:
-            if item.get("is_directory"):
+            if isinstance(item, DirectoryProperties):
                 entries.append(ShareEntry(item.name, True))
                 continue
             path = posixpath.join(directory, item.name) if directory else item.name

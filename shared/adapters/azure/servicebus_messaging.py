@@ -111,7 +111,8 @@ class _Path:
         return self.entity.lower()
 
 
-class _PlainHttpTransport(RequestsTransport):
+# azure-core exports RequestsTransport through a module __getattr__, which mypy reads as Any.
+class _PlainHttpTransport(RequestsTransport):  # type: ignore[misc]
     """The management client always builds https:// URLs; an emulator answers plain HTTP."""
 
     def send(self, request: Any, **kwargs: Any) -> Any:
@@ -246,9 +247,8 @@ class ServiceBusMessaging(Messaging):
 
     def _runtime(self, path: _Path) -> Any:
         """Runtime properties of a queue, topic or subscription (a topic reads as a queue: counts zero)."""
-        if path.subscription is not None:
-            return self._admin_call(lambda: self._admin.get_subscription_runtime_properties(
-                path.entity, path.subscription))
+        if (subscription := path.subscription) is not None:
+            return self._admin_call(lambda: self._admin.get_subscription_runtime_properties(path.entity, subscription))
         return self._admin_call(lambda: self._admin.get_queue_runtime_properties(path.entity))
 
     def _admin_call(self, call: Callable[[], T]) -> T:

@@ -40,7 +40,7 @@ def management(namespace: AmqpNamespace, path: str, request: Message) -> Message
     try:
         if operation == "com.microsoft:renew-lock":
             until = [namespace.renew(as_uuid(t)) for t in items(get(body, "lock-tokens"))]
-            return ok({symbol("expirations"): Array(UNDESCRIBED, Data.TIMESTAMP, *[ms(u) for u in until])})
+            return ok({symbol("expirations"): _array(Data.TIMESTAMP, *[ms(u) for u in until])})
         if operation == "com.microsoft:peek-message":
             start = int(get(body, "from-sequence-number") or 0)
             count = int(get(body, "message-count") or 1)
@@ -52,7 +52,7 @@ def management(namespace: AmqpNamespace, path: str, request: Message) -> Message
         if operation == "com.microsoft:schedule-message":
             batch = [envelope(bytes(get(e, "message"))) for e in items(get(body, "messages"))]
             numbers = namespace.schedule(path, batch)
-            return ok({symbol("sequence-numbers"): Array(UNDESCRIBED, Data.LONG, *numbers)})
+            return ok({symbol("sequence-numbers"): _array(Data.LONG, *numbers)})
         if operation == "com.microsoft:cancel-scheduled-message":
             namespace.cancel_scheduled(path, [int(n) for n in items(get(body, "sequence-numbers"))])
             return ok({})
@@ -92,3 +92,8 @@ def status(code: int, description: str, condition: str | None = None) -> Message
     if condition:
         properties["errorCondition"] = symbol(condition)
     return Message(properties=properties)
+
+
+def _array(kind: int, *elements: Any) -> Array:
+    """An AMQP array of plain (undescribed) values."""
+    return Array(UNDESCRIBED, kind, *elements)  # type: ignore[arg-type]  # proton: UNDESCRIBED is not in its own type

@@ -18,7 +18,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -213,8 +213,9 @@ def from_amqp(raw: bytes, annotations: dict[str, Any]) -> OutgoingMessage:
     message = Message()
     message.decode(raw)
     scheduled = annotations.get(_SCHEDULED)
-    properties = {}
-    for name, value in (message.properties or {}).items():
+    properties: dict[str, str | int | float | bool] = {}
+    received: Mapping[Any, Any] = message.properties or {}
+    for name, value in received.items():
         converted = _property(value)
         if converted is not None:
             properties[str(name)] = converted
@@ -237,12 +238,18 @@ def to_amqp(received: ReceivedMessage) -> bytes:
     message.inferred = True  # bytes go in a data section, as Service Bus clients send them
     message.id = received.message_id
     message.correlation_id = received.correlation_id
-    message.subject = received.subject
-    message.reply_to = received.reply_to
-    message.group_id = received.session_id
-    message.reply_to_group_id = received.reply_to_session_id
+    # proton's setters take text only; a new message's fields are None already.
+    if received.subject is not None:
+        message.subject = received.subject
+    if received.reply_to is not None:
+        message.reply_to = received.reply_to
+    if received.session_id is not None:
+        message.group_id = received.session_id
+    if received.reply_to_session_id is not None:
+        message.reply_to_group_id = received.reply_to_session_id
     if received.application_properties:
-        message.properties = dict(received.application_properties)
+        # proton's Message.__init__ sets properties = None unannotated: mypy infers the type None.
+        message.properties = dict(received.application_properties)  # type: ignore[assignment]
     return bytes(message.encode())
 
 

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from proton import Condition, Delivery, Endpoint, Link, Message, Transport, symbol
+from proton import Condition, Connection, Delivery, Endpoint, Link, Message, Session, Transport, symbol
 from proton._events import Event
 from proton._handler import Handler
 from proton._handlers import IOHandler
@@ -77,7 +77,7 @@ class LinkInfo:
     receive_and_delete: bool = False
 
 
-class AmqpHandler(Handler):  # type: ignore[misc]
+class AmqpHandler(Handler):
     """Reactor-thread handler for every connection."""
 
     def __init__(self, namespace: AmqpNamespace, authorize: nodes.Authorize | None = None) -> None:
@@ -115,14 +115,15 @@ class AmqpHandler(Handler):  # type: ignore[misc]
     def _adopt(self, container: Container, sock: socket.socket) -> None:
         sock.setblocking(False)
         connection = container.connection(self)
-        connection._acceptor = self  # "a socket is already assigned": proton must not dial out for it
+        # "A socket is already assigned": proton must not dial out for it (a private field, typed None).
+        connection._acceptor = self  # type: ignore[assignment]
         transport = Transport(Transport.SERVER)
         sasl = transport.sasl()
         sasl.allow_insecure_mechs = True
         sasl.allowed_mechs("ANONYMOUS PLAIN")
         transport.bind(connection)
         selectable = container.selectable(delegate=sock)
-        selectable._transport = transport
+        selectable._transport = transport  # type: ignore[attr-defined]  # proton's Acceptor sets it so too
         transport._selectable = selectable
         IOHandler.update(transport, selectable, container.now)
 
@@ -132,16 +133,16 @@ class AmqpHandler(Handler):  # type: ignore[misc]
 
     # -- endpoints -------------------------------------------------------------------------------------
     def on_connection_remote_open(self, event: Event) -> None:
-        if event.connection.state & Endpoint.LOCAL_UNINIT:
-            event.connection.grants = []  # entity paths its CBS tokens cover
-            event.connection.open()
+        if _connection(event).state & Endpoint.LOCAL_UNINIT:
+            _connection(event).grants = []  # entity paths its CBS tokens cover
+            _connection(event).open()
 
     def on_session_remote_open(self, event: Event) -> None:
-        if event.session.state & Endpoint.LOCAL_UNINIT:
-            event.session.open()
+        if _session(event).state & Endpoint.LOCAL_UNINIT:
+            _session(event).open()
 
     def on_link_remote_open(self, event: Event) -> None:
-        link: Link = event.link
+        link = _link(event)
         if not link.state & Endpoint.LOCAL_UNINIT:
             return
         address = link.remote_target.address if link.is_receiver else link.remote_source.address
@@ -203,29 +204,29 @@ class AmqpHandler(Handler):  # type: ignore[misc]
         return True
 
     def on_link_remote_close(self, event: Event) -> None:
-        self.consumers.discard(event.link)
-        if event.link.state & Endpoint.LOCAL_ACTIVE:
-            event.link.close()
+        self.consumers.discard(_link(event))
+        if _link(event).state & Endpoint.LOCAL_ACTIVE:
+            _link(event).close()
 
     def on_session_remote_close(self, event: Event) -> None:
-        if event.session.state & Endpoint.LOCAL_ACTIVE:
-            event.session.close()
+        if _session(event).state & Endpoint.LOCAL_ACTIVE:
+            _session(event).close()
 
     def on_connection_remote_close(self, event: Event) -> None:
         self._forget(event.connection)
-        if event.connection.state & Endpoint.LOCAL_ACTIVE:
-            event.connection.close()
+        if _connection(event).state & Endpoint.LOCAL_ACTIVE:
+            _connection(event).close()
 
     def on_transport_closed(self, event: Event) -> None:
         if event.connection is not None:
             self._forget(event.connection)
-            event.connection.free()
+            _connection(event).free()
 
     def _forget(self, connection: Any) -> None:
         self.consumers = {link for link in self.consumers if link.connection != connection}
 
     def on_link_flow(self, event: Event) -> None:
-        link: Link = event.link
+        link = _link(event)
         if link.is_sender and link in self.consumers:
             self.pump(link)
         if link.is_sender and link.drain_mode:
@@ -233,7 +234,7 @@ class AmqpHandler(Handler):  # type: ignore[misc]
 
     # -- deliveries ------------------------------------------------------------------------------------
     def on_delivery(self, event: Event) -> None:
-        delivery: Delivery = event.delivery
+        delivery = _delivery(event)
         link: Link = delivery.link
         info: LinkInfo | None = link.sb if "sb" in link._attrs else None
         if info is None:
@@ -349,7 +350,7 @@ class AmqpHandler(Handler):  # type: ignore[misc]
             message = self.namespace.take(info.path)
             if message is None:
                 return False
-            delivery = link.delivery(uuid.uuid4().bytes)
+            delivery = link.delivery(uuid.uuid4().bytes)  # type: ignore[arg-type]  # proton: tags typed str, sent as bytes
             link.send(encode_for_delivery(message, None))
             link.advance()
             delivery.settle()
@@ -359,7 +360,7 @@ class AmqpHandler(Handler):  # type: ignore[misc]
             return False
         assert acquired.lock_token is not None
         # Service Bus lock tokens are .NET GUIDs: the tag holds them in that (little-endian) layout.
-        delivery = link.delivery(acquired.lock_token.bytes_le)
+        delivery = link.delivery(acquired.lock_token.bytes_le)  # type: ignore[arg-type]  # as above
         delivery.lock_token = acquired.lock_token  # proton reads tags back as UTF-8 text: keep it here
         link.send(encode_for_delivery(acquired.message, acquired.locked_until))
         link.advance()
@@ -374,7 +375,8 @@ class AmqpHandler(Handler):  # type: ignore[misc]
     def _reply(self, link: Link, info: LinkInfo, request: Message, reply: Message) -> None:
         """Send the response on the client's receiver link of the same node and connection."""
         reply.correlation_id = request.id
-        reply.address = request.reply_to
+        if request.reply_to is not None:
+            reply.address = request.reply_to
         node = CBS_NODE if info.kind == "cbs" else info.path + MANAGEMENT_SUFFIX
         chosen = None
         for candidate in _links(link.connection):
@@ -389,10 +391,31 @@ class AmqpHandler(Handler):  # type: ignore[misc]
         if chosen is None:
             _LOG.warning("AMQP server: no reply link for %s on this connection", node)
             return
-        delivery = chosen.delivery(uuid.uuid4().bytes)
+        delivery = chosen.delivery(uuid.uuid4().bytes)  # type: ignore[arg-type]  # as above
         chosen.send(reply.encode())
         chosen.advance()
         delivery.settle()
+
+
+# proton types each endpoint of an event as optional; a handler only gets the events that have it.
+def _connection(event: Event) -> Connection:
+    assert event.connection is not None
+    return event.connection
+
+
+def _session(event: Event) -> Session:
+    assert event.session is not None
+    return event.session
+
+
+def _link(event: Event) -> Link:
+    assert event.link is not None
+    return event.link
+
+
+def _delivery(event: Event) -> Delivery:
+    assert event.delivery is not None
+    return event.delivery
 
 
 def _links(connection: Any) -> list[Link]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from proton import Array, Data, Message, symbol, timestamp
+from proton import Array, Data, Described, Message, symbol, timestamp
 
 from shared.localhost.amqp.namespace import Envelope, StoredMessage
 
@@ -39,8 +39,10 @@ def split_batch(raw: bytes) -> list[bytes]:
         if not section.next() or section.type() != Data.DESCRIBED:
             return [raw]
         value = section.get_object()
-        if value.descriptor != _DATA:
+        if not isinstance(value, Described) or value.descriptor != _DATA:
             continue
+        if not isinstance(value.value, bytes | memoryview):  # a data section: binary (proton: a memoryview)
+            return [raw]
         body = bytes(value.value)
         if not _is_encoded_message(body):
             return [raw]
@@ -87,7 +89,7 @@ def encode_for_delivery(stored: StoredMessage, locked_until: float | None, *, pe
         properties = dict(message.properties or {})
         properties[DEAD_LETTER_REASON] = reason
         properties[DEAD_LETTER_DESCRIPTION] = description
-        message.properties = properties
+        message.properties = properties  # type: ignore[assignment]  # proton: inferred None from __init__
     return bytes(message.encode())
 
 

@@ -1,0 +1,1 @@
+"""Adapters: the ports (shared/ports/) implemented on Azure services and on one machine."""

@@ -1,0 +1,1 @@
+"""The ports on Azure: Cosmos DB, Service Bus, Blob and Files storage, scale sets, file server VMs."""
