@@ -114,7 +114,7 @@ def _place(svc: Services, uid: str, job: JobDocument, chosen: list[dict[str, Any
             waits.append(queued_since)
             return True
 
-        started = job_runs.transition(svc, job.pk, job.id, begin)
+        started = job_runs.transition(svc, job.pk, job.id, begin, read_now=job)
     if started is None:
         for doc in claimed:
             nodes.release(svc.store, uid, doc["nodeId"], job.id, attempt, now)

@@ -118,11 +118,13 @@ def requeue(job: JobDocument, now: datetime) -> None:
 Edit = Callable[[JobDocument], bool]
 
 
-def transition(svc: Services, pk: str, job_key: str, edit: Edit) -> JobDocument | None:
+def transition(svc: Services, pk: str, job_key: str, edit: Edit, read_now: JobDocument | None = None
+               ) -> JobDocument | None:
     """Apply `edit` (False: no change) to the job under its ETag, then give back the nodes of an
     attempt that ended, publish a job that is queued again, and wake the dispatcher.
+    `read_now`: the job as the caller has just read it (spares a read; a stale one costs a retry).
     Returns the job as written, or None if it is gone or unchanged."""
-    written = _write(svc, pk, job_key, edit)
+    written = _write(svc, pk, job_key, edit, read_now)
     if written is None:
         return None
     before, after, stored = written
@@ -200,7 +202,7 @@ def terminate_job(svc: Services, job: JobDocument) -> JobDocument | None:
             return False
         return True
 
-    return transition(svc, job.pk, job.id, edit)
+    return transition(svc, job.pk, job.id, edit, read_now=job)
 
 
 def fail_job(svc: Services, job: JobDocument, code: str, message: str) -> JobDocument | None:
@@ -223,12 +225,15 @@ def free_attempt(svc: Services, job: JobDocument) -> None:
         svc.wakeups.notify(nodes.node_key(job.cluster_uid, node_id))
 
 
-def _write(svc: Services, pk: str, job_key: str, edit: Edit) -> tuple[JobDocument, JobDocument, JsonObject] | None:
+def _write(svc: Services, pk: str, job_key: str, edit: Edit, read_now: JobDocument | None
+           ) -> tuple[JobDocument, JobDocument, JsonObject] | None:
     """(before, after, after's JSON as stored) of one ETag-guarded edit, re-read and retried when
     another writer won."""
+    if read_now is not None and read_now.etag is None:
+        read_now = None  # not as stored: its write would go unguarded
     for retry in retrying_on_etag():
         with retry:
-            before = read(svc.store, JobDocument, pk, job_key)
+            before, read_now = read_now or read(svc.store, JobDocument, pk, job_key), None
             if before is None:
                 return None
             doc = before.copy_for_edit()
