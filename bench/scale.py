@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import copy
 import json
 import os
 import statistics
@@ -43,6 +42,7 @@ from shared import events, lanes
 from shared.adapters.local.sqlite_messaging import SqliteMessaging
 from shared.adapters.local.sqlite_store import SqliteStateStore
 from shared.api.jobs import output_segment
+from shared.documents.resources import JobDocument
 from shared.ids import JOB, ResourceRef
 from shared.localhost.process import LocalHostProcess, start_local_host
 from shared.ports.state_store import Query
@@ -114,13 +114,13 @@ def fill_by_ports(host: LocalHostProcess, template_name: str, names: list[str]) 
     store.open(CONTAINERS)
     messaging = SqliteMessaging(host.data_dir / "messages.sqlite3")
     try:
-        template = next(d for d in store.query(R, Query(where={"kind": "job", "resource.name": template_name})))
+        template = JobDocument.load(store.query(R, Query(where={"kind": "job", "resource.name": template_name}))[0])
         for start in range(0, len(names), 1000):
             batch = [_copy(template, name) for name in names[start:start + 1000]]
             conn = store._conn()  # one transaction per thousand: the fill is not what is measured
             conn.execute("BEGIN")
             for doc in batch:
-                store.create(R, doc)
+                store.create(R, doc.to_json())
             conn.execute("COMMIT")
             lanes.publish_jobs(messaging, batch)
     finally:
@@ -128,17 +128,17 @@ def fill_by_ports(host: LocalHostProcess, template_name: str, names: list[str]) 
         store.close()
 
 
-def _copy(template: dict[str, Any], name: str) -> dict[str, Any]:
-    resource = copy.deepcopy(template["resource"])
-    arm_id = resource["id"].rsplit("/", 1)[0] + "/" + name
+def _copy(template: JobDocument, name: str) -> JobDocument:
+    job = template.copy_for_edit()
+    arm_id = job.resource.id.rsplit("/", 1)[0] + "/" + name
     ref = ResourceRef.parse(arm_id, JOB)
     assert ref is not None
-    resource.update(id=arm_id, name=name)
-    resource["properties"]["jobOutputDirectoryPathSegment"] = output_segment(ref)
-    doc = {k: v for k, v in template.items() if k not in ("_etag", "outbox", "outboxPending")}
-    created = events.creation_fields(resource)  # its creation event, recorded as already sent
-    return doc | {"id": ref.key, "resource": resource, events.SEQ: created[events.SEQ],
-                  events.HISTORY: created[events.HISTORY]}
+    job.id, job.etag = ref.key, None
+    job.resource.id, job.resource.name = arm_id, name
+    job.props.job_output_directory_path_segment = output_segment(ref)
+    events.record_creation(job)  # its creation event, recorded as already sent
+    job.outbox, job.outbox_pending = [], None
+    return job
 
 
 def host_cpu(host: LocalHostProcess, seconds: float) -> float:

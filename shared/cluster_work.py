@@ -31,7 +31,7 @@ def run(svc: Services, pk: str, cluster_key: str, action: str) -> None:
         return
     if action == lanes.RECONCILE and cluster.provisioned:  # its lanes exist
         try:  # outside the lease: it only adds messages, which the dispatcher checks against the store
-            lane_repair.repair(svc, cluster.to_json())  # bridge
+            lane_repair.repair(svc, cluster)
         except MessagingError:  # the next round tries again
             log.exception("lane repair of cluster %s failed", cluster.id)
 

@@ -10,17 +10,16 @@ longer waiting for that attempt is just removed: redelivery and repeats change n
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime
-from typing import Any
 
 from shared import job_runs, lanes, nodes, telemetry
 from shared.composition import Services
+from shared.documents.base import read
+from shared.documents.messages import LaneEntry
 from shared.documents.nodes import NodeDocument
-from shared.documents.resources import ClusterDocument
+from shared.documents.resources import ClusterDocument, JobDocument
 from shared.ports.messaging import ReceivedMessage
-from shared.resources import R
 from shared.scheduler import PRIORITIES, choose_nodes, free_nodes, largest_size
 
 log = logging.getLogger(__name__)
@@ -36,18 +35,18 @@ def dispatch(svc: Services, cluster: ClusterDocument) -> None:
         if head is None:
             return
         lane, message = head
-        body = json.loads(message.body)
+        entry = LaneEntry.parse(message.body)
         # One span per decision, in the job's own trace (carried by its lane message).
         with telemetry.span("dispatch", parent=message.application_properties, link_current=True,
-                            attributes={"batchai.job": body["job"], "batchai.attempt": body["attempt"] + 1,
+                            attributes={"batchai.job": entry.job, "batchai.attempt": entry.attempt + 1,
                                         "batchai.lane": lane}) as decision:
-            job = svc.store.read(R, body["pk"], body["job"])
-            if job is None or job["state"] != job_runs.QUEUED or job.get("attempt", 0) != body["attempt"]:
+            job = read(svc.store, JobDocument, entry.pk, entry.job)
+            if job is None or job.state != job_runs.QUEUED or job.attempt != entry.attempt:
                 decision.set_attribute("batchai.decision", "stale")
                 if not _remove(svc, lane, message):  # stale: the job started, ended or went away
                     return
                 continue
-            node_count = job["resource"]["properties"]["nodeCount"]
+            node_count = job.props.node_count
             if node_count > largest_size(cluster.scale):
                 decision.set_attribute("batchai.decision", "cluster-too-small")
                 job_runs.fail_job(svc, job, "ClusterTooSmall",
@@ -92,13 +91,13 @@ def _remove(svc: Services, lane: str, head: ReceivedMessage) -> bool:
     return False
 
 
-def _place(svc: Services, uid: str, job: dict[str, Any], chosen: list[NodeDocument]) -> bool:
+def _place(svc: Services, uid: str, job: JobDocument, chosen: list[NodeDocument]) -> bool:
     """Claim every chosen node for the job's next attempt, then record the start: all or nothing."""
     now = svc.clock.now()
-    attempt = job.get("attempt", 0) + 1
+    attempt = job.attempt + 1
     claimed: list[NodeDocument] = []
     for doc in chosen:
-        if not nodes.claim(svc.store, doc, job["id"], job["pk"], attempt, now):
+        if not nodes.claim(svc.store, doc, job.id, job.pk, attempt, now):
             break
         claimed.append(doc)
     started = None
@@ -106,33 +105,33 @@ def _place(svc: Services, uid: str, job: dict[str, Any], chosen: list[NodeDocume
         node_ids = [d.node_id for d in chosen]
         waits: list[datetime | None] = []
 
-        def begin(doc: dict[str, Any]) -> bool:
-            if doc["state"] != job_runs.QUEUED or doc.get("attempt", 0) + 1 != attempt:
+        def begin(current: JobDocument) -> bool:
+            if current.state != job_runs.QUEUED or current.attempt + 1 != attempt:
                 return False
-            queued_since = nodes.parse_time(doc["resource"]["properties"].get("executionStateTransitionTime"))
-            job_runs.start(doc, node_ids, now)
-            doc["attemptTraceContext"] = telemetry.inject()  # the agents continue this dispatch's span
+            queued_since = nodes.parse_time(current.props.execution_state_transition_time)
+            job_runs.start(current, node_ids, now)
+            current.attempt_trace_context = telemetry.inject()  # the agents continue this dispatch's span
             waits.append(queued_since)
             return True
 
-        started = job_runs.transition(svc, job["pk"], job["id"], begin)
+        started = job_runs.transition(svc, job.pk, job.id, begin, read_now=job)
     if started is None:
         for doc in claimed:
-            nodes.release(svc.store, uid, doc.node_id, job["id"], attempt, now)
+            nodes.release(svc.store, uid, doc.node_id, job.id, attempt, now)
         return False
     for doc in chosen:
         svc.wakeups.notify(doc.id)
     _record_start(job, attempt, now, waits[-1] if waits else None)
-    log.info("job %s attempt %d placed on %s", job["id"], attempt, ", ".join(d.node_id for d in chosen))
+    log.info("job %s attempt %d placed on %s", job.id, attempt, ", ".join(d.node_id for d in chosen))
     return True
 
 
-def _record_start(job: dict[str, Any], attempt: int, now: datetime, queued_since: datetime | None) -> None:
+def _record_start(job: JobDocument, attempt: int, now: datetime, queued_since: datetime | None) -> None:
     """The start's metrics: its wait in the lane, and for a first attempt the time since the create."""
-    created = nodes.parse_time(job["resource"]["properties"].get("creationTime"))
+    created = nodes.parse_time(job.props.creation_time)
     submitted = (now - created).total_seconds() if created is not None and attempt == 1 else None
     queued = (now - queued_since).total_seconds() if queued_since is not None else 0.0
-    telemetry.record_start(queued, submitted, {"priority": job.get("priority")})
+    telemetry.record_start(queued, submitted, {"priority": job.priority})
 
 
 def could_act(svc: Services, cluster: ClusterDocument) -> bool:

@@ -2,7 +2,7 @@
 
 Exactly once, through an outbox on the job document:
 1. The ETag-guarded write that changes the state (job_runs._write) also appends the change's event,
-   with a fresh id, to doc["outbox"] (`record_change`). Either both are stored or neither.
+   with a fresh id, to the job's `outbox` (`record_change`). Either both are stored or neither.
 2. After the write, `flush` sends the outbox to the job-events topic with message_id = event id,
    then removes what it sent with another ETag edit.
 3. A crash between 1 and 2, or a failed send, leaves the events in the outbox; the outbox timer
@@ -10,10 +10,10 @@ Exactly once, through an outbox on the job document:
    the topic's duplicate detection drops it.
 
 A job's creation is its first change (nothing -> queued): the create writes the job with that
-event in its outbox (`creation_fields`) and flushes it. A job stored without one (by an older
+event in its outbox (`record_creation`) and flushes it. A job stored without one (by an older
 version) gets it from its first transition.
 
-The job document also keeps its last HISTORY_LIMIT events in doc["eventHistory"] (written by the
+The job document also keeps its last HISTORY_LIMIT events in its `event_history` (written by the
 same edits as the outbox, never emptied by a send, never part of the job's GET answer), which
 GET .../jobs/{job}/events serves (shared/api/job_events.py) for the web page's timeline.
 
@@ -29,12 +29,14 @@ import logging
 import uuid
 from datetime import timedelta
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from shared.documents.base import JsonObject, edit, query
+from shared.documents.resources import JobDocument, JobState, SweepDocument
 from shared.models.event_subscription import JobEventType
+from shared.models.job_event import JobEvent, JobEventData, JobEventError
 from shared.ports.messaging import EntityOptions, OutgoingMessage
 from shared.ports.state_store import NotFound, PreconditionFailed, Query
-from shared.resources import R, edit_stored
 
 if TYPE_CHECKING:
     from shared.composition import Services
@@ -53,114 +55,132 @@ FANOUT_OPTIONS = EntityOptions(lock_duration=timedelta(seconds=15), max_delivery
 DELIVERY_OPTIONS = EntityOptions(lock_duration=timedelta(seconds=15), max_delivery_count=10,
                                  duplicate_detection_window=timedelta(minutes=10))
 
-TYPES = {"queued": JobEventType.JOB_QUEUED.value, "running": JobEventType.JOB_RUNNING.value,
-         "terminating": JobEventType.JOB_TERMINATING.value,
-         "succeeded": JobEventType.JOB_SUCCEEDED.value, "failed": JobEventType.JOB_FAILED.value}
-SEQ = "eventSeq"  # how many events the job has recorded; absent: not even its creation yet
-HISTORY = "eventHistory"  # the job's last HISTORY_LIMIT events, oldest first
+TYPES: dict[JobState, str] = {
+    "queued": JobEventType.JOB_QUEUED.value, "running": JobEventType.JOB_RUNNING.value,
+    "terminating": JobEventType.JOB_TERMINATING.value,
+    "succeeded": JobEventType.JOB_SUCCEEDED.value, "failed": JobEventType.JOB_FAILED.value}
+SEQ = "eventSeq"  # stored name of JobDocument.event_seq: how many events the job has recorded
+HISTORY = "eventHistory"  # stored name of JobDocument.event_history: its last HISTORY_LIMIT events
 HISTORY_LIMIT = 200
 
-
-def record_change(before: dict[str, Any], doc: dict[str, Any]) -> None:
-    """Append to the outbox of `doc` (about to replace `before`) the events of what changed."""
-    if SEQ not in doc:
-        doc[SEQ] = 0
-        if before["state"] == "queued" and before.get("attempt", 0) == 0:
-            _append(doc, build(before, None, 1, time=before["resource"]["properties"].get("creationTime")))
-    if doc["state"] != before["state"]:
-        _append(doc, build(doc, before["state"], doc[SEQ] + 1, errors=_requeue_reason(before, doc)))
+# A document with an outbox of CloudEvents: a job's (JobEvent) or a sweep's (its own, as JSON).
+Outboxed = JobDocument | SweepDocument
 
 
-def creation_fields(resource: dict[str, Any]) -> dict[str, Any]:
-    """What a new job's document starts with: its creation event already in the outbox, so the
-    create itself records it (the job's creator then flushes it)."""
-    event = build({"resource": resource, "state": "queued", "attempt": 0}, None, 1,
-                  time=resource["properties"].get("creationTime"))
-    return {SEQ: 1, "outbox": [event], "outboxPending": True, HISTORY: [event]}
+def record_change(before: JobDocument, job: JobDocument) -> None:
+    """Append to the outbox of `job` (about to replace `before`) the events of what changed."""
+    if job.event_seq is None:
+        job.event_seq = 0
+        if before.state == "queued" and before.attempt == 0:
+            _append(job, build(before, None, 1, time=before.props.creation_time))
+    if job.state != before.state:
+        _append(job, build(job, before.state, job.event_seq + 1, errors=_requeue_reason(before, job)))
 
 
-def build(doc: dict[str, Any], previous: str | None, sequence: int, *, time: str | None = None,
-          errors: list[dict[str, str]] | None = None) -> dict[str, Any]:
-    """The CloudEvent of `doc` having entered its state (at `time`, else its transition time)."""
-    props = doc["resource"]["properties"]
-    info = props.get("executionInfo") or {}
-    state = doc["state"]
+def record_creation(job: JobDocument) -> None:
+    """A new job's creation event, already in its outbox, so the create itself records it (the
+    job's creator then flushes it)."""
+    job.event_seq = None
+    job.outbox, job.event_history = [], []
+    _append(job, build(job, None, 1, time=job.props.creation_time))
+
+
+def build(job: JobDocument, previous: str | None, sequence: int, *, time: str | None = None,
+          errors: list[JobEventError] | None = None) -> JobEvent:
+    """The CloudEvent of `job` having entered its state (at `time`, else its transition time)."""
+    props = job.props
+    info = props.execution_info
+    state = job.state
     ended = state in ("succeeded", "failed")
-    source = doc["resource"]["id"]
-    return {
-        "specversion": "1.0",
-        "id": uuid.uuid4().hex,
-        "source": source,
-        "type": TYPES[state],
-        "subject": source[source.index("/experiments/") + 1:],  # experiments/{e}/jobs/{j}
-        "time": time or props.get("executionStateTransitionTime"),
-        "datacontenttype": "application/json",
-        "sequence": str(sequence),  # CloudEvents' sequence extension: the job's events in order
-        "data": {"state": state, "previousState": previous, "exitCode": info.get("exitCode") if ended else None,
-                 "attempt": doc.get("attempt", 0),
-                 "errors": errors if errors is not None else list(info.get("errors") or []) if ended else []},
-    }
+    source = job.resource.id
+    if errors is None:
+        errors = [JobEventError(code=e.code, message=e.message) for e in (info.errors or [])] \
+            if ended and info is not None else []
+    return JobEvent(
+        specversion="1.0",
+        id=uuid.uuid4().hex,
+        source=source,
+        type=TYPES[state],
+        subject=source[source.index("/experiments/") + 1:],  # experiments/{e}/jobs/{j}
+        time=time or props.execution_state_transition_time,
+        datacontenttype="application/json",
+        sequence=str(sequence),  # CloudEvents' sequence extension: the job's events in order
+        data=JobEventData(state=state, previous_state=previous,
+                          exit_code=info.exit_code if ended and info is not None else None,
+                          attempt=job.attempt, errors=errors),
+    )
 
 
-def _requeue_reason(before: dict[str, Any], doc: dict[str, Any]) -> list[dict[str, str]] | None:
+def _requeue_reason(before: JobDocument, job: JobDocument) -> list[JobEventError] | None:
     """Why a running job queued again (the last entry of its history, written by the same edit)."""
-    if not (before["state"] == "running" and doc["state"] == "queued"):
+    if not (before.state == "running" and job.state == "queued") or not job.history:
         return None
-    last = (doc.get("history") or [{}])[-1]
-    if last.get("attempt") != before.get("attempt") or "code" not in last:
+    last = job.history[-1]
+    if last.attempt != before.attempt:
         return None
-    return [{"code": last["code"], "message": last["message"]}]
+    return [JobEventError(code=last.code, message=last.message)]
 
 
-def _append(doc: dict[str, Any], event: dict[str, Any]) -> None:
-    doc[SEQ] = int(event["sequence"])
-    doc.setdefault("outbox", []).append(event)
-    doc["outboxPending"] = True
-    doc[HISTORY] = [*(doc.get(HISTORY) or []), event][-HISTORY_LIMIT:]
+def _append(job: JobDocument, event: JobEvent) -> None:
+    job.event_seq = int(event.sequence)
+    job.outbox.append(event)
+    job.outbox_pending = True
+    job.event_history = [*job.event_history, event][-HISTORY_LIMIT:]
 
 
-def flush(svc: Services, doc: dict[str, Any]) -> None:
-    """Publish the job's outbox and empty it. Never raises: what is left is sent by `sweep`."""
-    outbox = doc.get("outbox") or []
+def flush(svc: Services, doc: Outboxed, stored: JsonObject | None = None) -> None:
+    """Publish the document's outbox and empty it. Never raises: what is left is sent by `sweep`.
+    `stored`: the JSON `doc` was just written as, which spares dumping it again."""
+    outbox = doc.outbox
     if not outbox:
         return
     try:
         svc.messaging.send(JOB_EVENTS_TOPIC, [message(e) for e in outbox])
     except Exception as exc:
         log.warning("job events of %s not published yet (%s: %s); the outbox timer retries",
-                    doc["id"], type(exc).__name__, exc)
+                    doc.id, type(exc).__name__, exc)
         return
-    sent = {e["id"] for e in outbox}
+    sent = {_event_id(e) for e in outbox}
 
-    def remove(current: dict[str, Any]) -> bool:
-        left = [e for e in current.get("outbox") or [] if e["id"] not in sent]
-        if len(left) == len(current.get("outbox") or []):
-            return False
-        if left:
-            current["outbox"] = left
-        else:
-            current.pop("outbox", None)
-            current.pop("outboxPending", None)
-        return True
+    def remove(current: Outboxed) -> bool:
+        return _keep_unsent(current, sent)
 
     try:
-        if not _remove_unchanged(svc, doc, remove):
-            edit_stored(svc.store, R, doc["pk"], doc["id"], remove)
+        if not _remove_unchanged(svc, doc, remove, stored):
+            edit(svc.store, type(doc), doc.pk, doc.id, remove)
     except Exception:  # sent but not removed: the timer sends it again and the topic drops the repeat
-        log.exception("could not empty the job events outbox of %s", doc["id"])
+        log.exception("could not empty the job events outbox of %s", doc.id)
 
 
-def _remove_unchanged(svc: Services, doc: dict[str, Any], remove: Callable[[dict[str, Any]], bool]) -> bool:
-    """Empty the outbox of `doc` as it was written (no re-read), if nobody has changed it since."""
-    etag = doc.get("_etag")
-    if etag is None:
+def _event_id(event: JobEvent | JsonObject) -> str:
+    return event.id if isinstance(event, JobEvent) else str(event["id"])
+
+
+def _keep_unsent(current: Outboxed, sent: set[str]) -> bool:
+    """Drop the sent events from the outbox of `current`; False when none of them is there."""
+    before = len(current.outbox)
+    if isinstance(current, JobDocument):
+        current.outbox = [e for e in current.outbox if e.id not in sent]
+    else:
+        current.outbox = [e for e in current.outbox if _event_id(e) not in sent]
+    if len(current.outbox) == before:
         return False
-    current = {k: v for k, v in doc.items() if k not in ("outbox", "outboxPending")}
-    current["outbox"] = doc.get("outbox")
+    if not current.outbox:
+        current.outbox_pending = None
+    return True
+
+
+def _remove_unchanged(svc: Services, doc: Outboxed, remove: Callable[[Outboxed], bool],
+                      stored: JsonObject | None) -> bool:
+    """Empty the outbox of `doc` as it was written (no re-read), if nobody has changed it since."""
+    if doc.etag is None:
+        return False
+    current = doc.model_copy()  # shallow: only the outbox (a new list) and its flag change
     if not remove(current):
         return True
     try:
-        svc.store.replace(R, current, etag=etag)
+        svc.store.replace(doc.container, _without_sent(stored, current) if stored else current.to_json(),
+                          etag=doc.etag)
     except PreconditionFailed:
         return False  # changed meanwhile: from a fresh read
     except NotFound:
@@ -168,12 +188,24 @@ def _remove_unchanged(svc: Services, doc: dict[str, Any], remove: Callable[[dict
     return True
 
 
-def message(event: dict[str, Any]) -> OutgoingMessage:
-    return OutgoingMessage(json.dumps(event, separators=(",", ":")).encode(), message_id=event["id"],
-                           subject=event["type"], application_properties={"source": event["source"]})
+def _without_sent(stored: JsonObject, current: Outboxed) -> JsonObject:
+    """`stored` with only the outbox of `current` left in it (a shallow copy: no dump of the rest)."""
+    kept = {_event_id(e) for e in current.outbox}
+    out = {k: v for k, v in stored.items() if k not in ("outbox", "outboxPending")}
+    if kept:
+        out["outbox"] = [e for e in stored["outbox"] if e["id"] in kept]
+        out["outboxPending"] = True
+    return out
+
+
+def message(event: JobEvent | JsonObject) -> OutgoingMessage:
+    """An event as the job-events topic carries it (a sweep's and a submission's events are JSON)."""
+    body = event.model_dump(mode="json", by_alias=True) if isinstance(event, JobEvent) else event
+    return OutgoingMessage(json.dumps(body, separators=(",", ":")).encode(), message_id=body["id"],
+                           subject=body["type"], application_properties={"source": body["source"]})
 
 
 def sweep(svc: Services) -> None:
     """The outbox timer's round: publish every outbox a crash or a failed send left behind."""
-    for job in svc.store.query(R, Query(where={"kind": "job", "outboxPending": True})):
+    for job in query(svc.store, JobDocument, Query(where={"kind": "job", "outboxPending": True})):
         flush(svc, job)

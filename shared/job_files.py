@@ -22,13 +22,13 @@ from typing import Any
 from shared import errors, pools
 from shared.node_storage import resolved_volumes
 from shared.composition import Services
-from shared.documents.resources import ClusterDocument  # bridge
+from shared.documents.base import read
+from shared.documents.resources import ClusterDocument, JobDocument
 from shared.job_environment import JobPaths, job_variables, output_dir, own_variables, stdouterr_dir
-from shared.models.common import REDACTED, climbs
+from shared.models.common import climbs
 from shared.models.job import JobBaseProperties
 from shared.ports.blob_store import Account
 from shared.ports.file_shares import ShareUnreachable
-from shared.resources import R
 from shared.volumes import Location, Volume, expand, local_folder, locate
 
 STDOUTERR = "stdouterr"
@@ -54,7 +54,7 @@ class Entry:
                 "properties": {"lastModified": modified, "contentLength": self.size}}
 
 
-def list_directory(svc: Services, job: dict[str, Any], output_id: str, directory: str, expires: datetime
+def list_directory(svc: Services, job: JobDocument, output_id: str, directory: str, expires: datetime
                    ) -> list[Entry]:
     """The entries of one job directory (and `directory` below it), files with URLs valid until
     `expires`. Nothing before the job has run anywhere, or where no storage can be reached."""
@@ -73,7 +73,7 @@ def list_directory(svc: Services, job: dict[str, Any], output_id: str, directory
     return _folder_entries(svc, where / sub, expires) if where is not None else []
 
 
-def read_file(svc: Services, job: dict[str, Any], output_id: str, name: str, max_bytes: int) -> bytes | None:
+def read_file(svc: Services, job: JobDocument, output_id: str, name: str, max_bytes: int) -> bytes | None:
     """The last `max_bytes` of one file of a job directory (a sweep reads its trials' metrics
     so); None while it does not exist. Served areas only, as for listing."""
     where = _locate(svc, job, output_id)
@@ -101,14 +101,16 @@ def read_file(svc: Services, job: dict[str, Any], output_id: str, name: str, max
         return None
 
 
-def _locate(svc: Services, job: dict[str, Any], output_id: str) -> tuple[Volume, str] | Path | None:
+def _locate(svc: Services, job: JobDocument, output_id: str) -> tuple[Volume, str] | Path | None:
     """Where a job directory is: (volume, path inside it), a folder of the master node, or None."""
-    spec = job["spec"]
-    segment = job["resource"]["properties"]["jobOutputDirectoryPathSegment"]
-    cluster = svc.store.read(R, job["clusterPk"], job["cluster"])
-    cluster_volumes = _volumes(svc, (cluster or {}).get("spec", {}).get("nodeSetup", {}).get("mountVolumes"))
-    job_volumes = _volumes(svc, spec.get("mountVolumes"))
-    user_env = {v["name"]: v["value"] for v in spec.get("environmentVariables") or []}
+    spec = job.spec
+    segment = job.props.job_output_directory_path_segment or ""
+    cluster = read(svc.store, ClusterDocument, job.cluster_pk, job.cluster)
+    setup = cluster.spec.node_setup if cluster is not None else None
+    cluster_volumes = _volumes(svc, setup.mount_volumes.to_wire(reveal_secrets=True)
+                               if setup is not None and setup.mount_volumes is not None else None)
+    job_volumes = _volumes(svc, spec.mount_volumes.to_wire(reveal_secrets=True) if spec.mount_volumes else None)
+    user_env = {v.name: v.value for v in spec.environment_variables or []}
     template = _template(spec, output_id, segment)
     try:
         where = locate(template, user_env, cluster_volumes, job_volumes)
@@ -137,12 +139,12 @@ def expiry(svc: Services, minutes: int) -> datetime:
     return svc.clock.now() + timedelta(minutes=minutes)
 
 
-def _template(spec: dict[str, Any], output_id: str, segment: str) -> str:
+def _template(spec: JobBaseProperties, output_id: str, segment: str) -> str:
     if output_id == STDOUTERR:
-        return f"{spec['stdOutErrPathPrefix']}/{segment}/{STDOUTERR}"
-    item = next(d for d in spec.get("outputDirectories") or [] if d["id"] == output_id)
-    suffix = item.get("pathSuffix") or ""
-    return f"{item['pathPrefix']}/{segment}" + (f"/{suffix}" if suffix else "")
+        return f"{spec.std_out_err_path_prefix}/{segment}/{STDOUTERR}"
+    item = next(d for d in spec.output_directories or [] if d.id == output_id)
+    suffix = item.path_suffix or ""
+    return f"{item.path_prefix}/{segment}" + (f"/{suffix}" if suffix else "")
 
 
 def _clean(directory: str) -> str:
@@ -218,15 +220,15 @@ def _folder_entries(svc: Services, folder: Path, expires: datetime) -> list[Entr
     return entries
 
 
-def _master_folder(svc: Services, job: dict[str, Any], cluster: dict[str, Any] | None, output_id: str,
+def _master_folder(svc: Services, job: JobDocument, cluster: ClusterDocument | None, output_id: str,
                    segment: str) -> Path | None:
     """In the local pool: the directory as the job's (last) master node expanded it."""
-    if not svc.settings.nodes_on_this_machine or cluster is None or not job.get("nodes") or not job.get("attempt"):
+    if not svc.settings.nodes_on_this_machine or cluster is None or not job.nodes or not job.attempt:
         return None
-    master = job["nodes"][0]
-    node_dir = svc.settings.pools_dir.resolve() / pools.pool_id(ClusterDocument.load(cluster)) / master  # bridge
-    paths = JobPaths.of(node_dir, segment, job["attempt"])
-    spec = JobBaseProperties.model_validate(job["spec"], strict=False, context=REDACTED)  # bridge
+    master = job.nodes[0]
+    node_dir = svc.settings.pools_dir.resolve() / pools.pool_id(cluster) / master
+    paths = JobPaths.of(node_dir, segment, job.attempt)
+    spec = job.spec
     env = job_variables({}, "", spec, segment, paths)
     if output_id == STDOUTERR:
         return stdouterr_dir(spec, segment, env)

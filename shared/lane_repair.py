@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any
 
 from shared import job_runs, lanes
 from shared.composition import Services
+from shared.documents.base import query
+from shared.documents.resources import ClusterDocument, JobDocument
 from shared.ports.state_store import Query
 from shared.resources import R
 from shared.scheduler import PRIORITIES
@@ -36,17 +37,17 @@ CONFIRM_SECONDS = 20.0  # how long the lanes must stay short before they are sea
 _short_since: dict[str, datetime] = {}  # cluster uid -> when its lanes were first seen short (this process)
 
 
-def queued_filter(cluster: dict[str, Any]) -> dict[str, Any]:
+def queued_filter(cluster: ClusterDocument) -> dict[str, object]:
     """The store filter of a cluster's queued jobs (an index lookup, see resources.RESOURCES)."""
-    return {"kind": "job", "cluster": cluster["id"], "state": job_runs.QUEUED}
+    return {"kind": "job", "cluster": cluster.id, "state": job_runs.QUEUED}
 
 
-def repair(svc: Services, cluster: dict[str, Any], confirm: bool = True) -> int:
+def repair(svc: Services, cluster: ClusterDocument, confirm: bool = True) -> int:
     """Publish again the lane messages of the cluster's queued jobs that have none; how many.
     Without `confirm`, at once (the lanes were just made: every queued job needs its message)."""
-    uid = lanes.cluster_uid(cluster)
+    uid = cluster.cluster_uid
     names = {priority: lanes.lane(uid, priority) for priority in PRIORITIES}
-    queued = svc.store.count(R, queued_filter(cluster), pk=cluster["pk"])
+    queued = svc.store.count(R, queued_filter(cluster), pk=cluster.pk)
     held = {priority: svc.messaging.count(name) for priority, name in names.items()}
     if sum(held.values()) >= queued:
         _short_since.pop(uid, None)
@@ -57,20 +58,20 @@ def repair(svc: Services, cluster: dict[str, Any], confirm: bool = True) -> int:
     _short_since[uid] = now  # searched now; again only if still short a while from now
     present = {m.message_id for priority, name in names.items() if held[priority]
                for m in svc.messaging.peek(name, held[priority])}
-    missing: dict[str, list[dict[str, Any]]] = {}
-    after: tuple[str, Any] | None = None
+    missing: dict[str, list[JobDocument]] = {}
+    after: tuple[str, str] | None = None
     while True:
-        page = svc.store.query(R, Query(where=queued_filter(cluster), after=after, order_by=("id",), limit=PAGE),
-                               pk=cluster["pk"])
+        page = query(svc.store, JobDocument, Query(where=queued_filter(cluster), after=after, order_by=("id",),
+                                                   limit=PAGE), pk=cluster.pk)
         for job in page:
             if lanes.message_id(job) not in present:
-                missing.setdefault(job["priority"], []).append(job)
+                missing.setdefault(job.priority, []).append(job)
         if len(page) < PAGE:
             break
-        after = ("id", page[-1]["id"])
+        after = ("id", page[-1].id)
     for jobs in missing.values():
         lanes.publish_jobs(svc.messaging, jobs)
     repaired = sum(len(jobs) for jobs in missing.values())
     if repaired:
-        log.warning("cluster %s: %d queued job(s) had no lane message; published again", cluster["id"], repaired)
+        log.warning("cluster %s: %d queued job(s) had no lane message; published again", cluster.id, repaired)
     return repaired

@@ -8,17 +8,19 @@ A job waits in its cluster's lane for its priority (high, normal, low), FIFO wit
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from shared import events, telemetry
+from shared.documents.messages import LaneEntry, WorkSignal
+from shared.documents.resources import JobDocument
 from shared.ports.messaging import EntityOptions, Messaging, OutgoingMessage, bounded_message_id
 from shared.scheduler import PRIORITIES
 
 CLUSTER_WORK_QUEUE = "cluster-work"
-DISPATCH, RECONCILE = "dispatch", "reconcile"
+DISPATCH: Literal["dispatch"] = "dispatch"
+RECONCILE: Literal["reconcile"] = "reconcile"
 # Lane messages are only read at the head; a short lock bounds the wait after a crash mid-dispatch.
 LANE_OPTIONS = EntityOptions(lock_duration=timedelta(seconds=10), max_delivery_count=10,
                              duplicate_detection_window=timedelta(minutes=10))
@@ -63,32 +65,33 @@ def delete_lanes(messaging: Messaging, uid: str) -> None:
         messaging.delete_queue(lane(uid, priority))
 
 
-def publish_job(messaging: Messaging, job: dict[str, Any]) -> None:
+def publish_job(messaging: Messaging, job: JobDocument) -> None:
     """Put a queued job at the back of its lane. The message id is the job and its attempt count,
     so publishing twice (a retry, or the lane repair) leaves one message. The message carries the
     job's trace context (its create call's), which the dispatcher continues."""
     publish_jobs(messaging, [job])
 
 
-def publish_jobs(messaging: Messaging, jobs: list[dict[str, Any]]) -> None:
+def publish_jobs(messaging: Messaging, jobs: list[JobDocument]) -> None:
     """Put queued jobs of one lane at its back, in this order, in one send."""
     if not jobs:
         return
-    messaging.send(lane(jobs[0]["clusterUid"], jobs[0]["priority"]), [
-        OutgoingMessage(json.dumps({"job": job["id"], "pk": job["pk"], "attempt": job["attempt"]}).encode(),
-                        message_id=message_id(job), application_properties=dict(job.get("traceContext") or {}))
+    messaging.send(lane(jobs[0].cluster_uid, jobs[0].priority), [
+        OutgoingMessage(LaneEntry(job=job.id, pk=job.pk, attempt=job.attempt).encode(),
+                        message_id=message_id(job), application_properties=dict(job.trace_context))
         for job in jobs])
 
 
-def message_id(job: dict[str, Any]) -> str:
+def message_id(job: JobDocument) -> str:
     """A queued job's lane message id: the job and its attempt count (hashed past Service Bus's 128
     characters, as every sent message's id is, so the lane repair compares like with like)."""
-    return bounded_message_id(f"{job['id']}#{job['attempt']}")
+    return bounded_message_id(f"{job.id}#{job.attempt}")
 
 
-def signal(messaging: Messaging, cluster_key: str, pk: str, action: str = DISPATCH) -> None:
+def signal(messaging: Messaging, cluster_key: str, pk: str, action: Literal["dispatch", "reconcile"] = DISPATCH
+           ) -> None:
     """Ask for the cluster's work to be done soon: dispatch its queue, or reconcile its pool.
     The work's invocation continues the current trace (a job's create call, say)."""
-    body = {"cluster": cluster_key, "pk": pk, "action": action}
-    messaging.send(CLUSTER_WORK_QUEUE, [OutgoingMessage(json.dumps(body).encode(), message_id=uuid.uuid4().hex,
+    body = WorkSignal(cluster=cluster_key, pk=pk, action=action)
+    messaging.send(CLUSTER_WORK_QUEUE, [OutgoingMessage(body.encode(), message_id=uuid.uuid4().hex,
                                                         subject=action, application_properties=telemetry.inject())])

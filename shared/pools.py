@@ -24,6 +24,8 @@ from shared.ports.blob_store import Account
 from shared.ports.vm_pool import AgentBootstrap, PoolNotFound, PoolSpec
 from shared.scheduler import LEAVING, UNUSABLE
 from shared.settings import Settings
+from shared.documents.nodes import NodeDocument
+from shared.documents.resources import JobDocument
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +78,7 @@ def reconcile(svc: Services, cluster: ClusterDocument) -> None:
     uid = cluster.cluster_uid
     if not cluster.provisioned:
         lanes.create_lanes(svc.messaging, uid)
-        lane_repair.repair(svc, cluster.to_json(), confirm=False)  # bridge; jobs created before the lanes existed join them now
+        lane_repair.repair(svc, cluster, confirm=False)  # jobs created before the lanes existed join them now
         svc.pool.create_pool(pool_spec(svc, cluster))
         cluster = _set_provisioned(svc, cluster, True) or cluster
     if not _sync(svc, cluster, uid):
@@ -115,11 +117,9 @@ def _sync(svc: Services, cluster: ClusterDocument, uid: str) -> bool:
     evictable = cluster.spec.vm_priority == VmPriority.LOWPRIORITY  # a lost Spot VM was most likely evicted
     for doc in lost + [docs[n] for n in failed if n in docs]:
         if evictable and doc in lost:
-            job_runs.requeue_holder(svc, doc.to_json(), "NodePreempted",  # bridge
-                                    f"The low-priority node {doc.node_id} was evicted.")
+            job_runs.requeue_holder(svc, doc, "NodePreempted", f"The low-priority node {doc.node_id} was evicted.")
         else:
-            job_runs.requeue_holder(svc, doc.to_json(), "NodeLost", f"The node {doc.node_id} was lost.",  # bridge
-                                    failure=True)
+            job_runs.requeue_holder(svc, doc, "NodeLost", f"The node {doc.node_id} was lost.", failure=True)
         nodes.delete(svc.store, uid, doc.node_id)
     if failed:
         svc.pool.remove_nodes(pool_id(cluster), failed)
@@ -163,11 +163,9 @@ def _deallocate(svc: Services, doc: NodeDocument, option: str) -> None:
     """A node that runs a job is being removed: requeue, fail, or let the job finish first."""
     nodes.set_state(svc.store, doc.pk, doc.node_id, LEAVING, svc.clock.now())
     if option == DeallocationOption.REQUEUE:
-        job_runs.requeue_holder(svc, doc.to_json(), "NodeDeallocated",  # bridge
-                                "The cluster was resized; the job was requeued.")
+        job_runs.requeue_holder(svc, doc, "NodeDeallocated", "The cluster was resized; the job was requeued.")
     elif option == DeallocationOption.TERMINATE:
-        job_runs.fail_holder(svc, doc.to_json(), "JobTerminatedByResize",  # bridge
-                             "The cluster was resized; the job was terminated.")
+        job_runs.fail_holder(svc, doc, "JobTerminatedByResize", "The cluster was resized; the job was terminated.")
 
 
 def _repair_claims(svc: Services, docs: list[NodeDocument]) -> None:
@@ -192,7 +190,7 @@ def demand_jobs(svc: Services, cluster: ClusterDocument) -> list[JobDocument]:
     auto = cluster.scale.auto_scale
     if auto is None:
         return []
-    where = lane_repair.queued_filter(cluster.to_json())  # bridge
+    where = lane_repair.queued_filter(cluster)
     return base.query(svc.store, JobDocument, Query(where=where, order_by=("id",), limit=auto.maximum_node_count),
                       pk=cluster.pk)
 
@@ -231,7 +229,7 @@ def teardown(svc: Services, cluster: ClusterDocument) -> None:
     uid = cluster.cluster_uid
     for job in base.query(svc.store, JobDocument, Query(where={"kind": "job", "cluster": cluster.id}), pk=cluster.pk):
         if job.state not in job_runs.FINAL:
-            job_runs.fail_job(svc, job.to_json(), "ClusterDeleted", "The job's cluster was deleted.")  # bridge
+            job_runs.fail_job(svc, job, "ClusterDeleted", "The job's cluster was deleted.")
     svc.pool.delete_pool(pool_id(cluster))
     lanes.delete_lanes(svc.messaging, uid)
     for doc in nodes.list_docs(svc.store, uid):

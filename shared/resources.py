@@ -131,60 +131,6 @@ def mutate_doc(store: StateStore, doc: D, edit: Callable[[D], bool]) -> D | None
     return base.edit(store, type(doc), doc.pk, doc.id, edit)
 
 
-# --- bridges: the dict forms, for the job and cluster code until it is converted (the lead removes them)
-
-def as_json(doc: base.Document) -> JsonObject:  # bridge
-    """A typed document as the dict code not yet converted takes (with its ETag as read)."""
-    raw = doc.to_json()
-    if doc.etag is not None:
-        raw["_etag"] = doc.etag
-    return raw
-
-
-def load_json(store: StateStore, ref: ResourceRef) -> JsonObject | None:  # bridge
-    return store.read(R, ref.pk, ref.key)
-
-
-def require_json(store: StateStore, ref: ResourceRef) -> JsonObject:  # bridge
-    doc = load_json(store, ref)
-    if doc is None:
-        raise not_found(store, ref)
-    return doc
-
-
-def mutate_json(store: StateStore, ref: ResourceRef, change: Callable[[JsonObject], JsonObject | None]
-                ) -> JsonObject:  # bridge
-    for attempt in retrying_on_etag():
-        with attempt:
-            doc = require_json(store, ref)
-            new = change(doc)
-            if new is None:
-                return doc
-            return store.replace(R, new, etag=doc["_etag"])
-    raise AssertionError("unreachable")
-
-
-def mutate_doc_json(store: StateStore, doc: JsonObject, edit: Callable[[JsonObject], bool]
-                    ) -> JsonObject | None:  # bridge
-    return edit_stored(store, R, doc["pk"], doc["id"], edit)
-
-
-def edit_stored(store: StateStore, container: str, pk: str, key: str, edit: Callable[[JsonObject], bool]
-                ) -> JsonObject | None:  # bridge: typed code uses shared.documents.base.edit
-    """Read, `edit` (False: leave it) and replace one document under its ETag, again from a fresh
-    read when another writer won. Returns it as written, or None if it is gone or `edit` declined."""
-    for attempt in retrying_on_etag():
-        with attempt:
-            current = store.read(container, pk, key)
-            if current is None or not edit(current):
-                return None
-            try:
-                return store.replace(container, current, etag=current["_etag"])
-            except NotFound:
-                return None
-    return None
-
-
 def encode_token(value: str) -> str:
     return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
 

@@ -32,12 +32,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError
 
-from shared import errors, events, lanes, resources
+from shared import errors, events, lanes
 from shared.api import access, clusters, jobs
 from shared.api.generic import timestamp
 from shared.api.request import API_VERSION, ApiRequest, ApiResponse, ok, validation_error
 from shared.auth.principals import Principal
 from shared.composition import Services
+from shared.documents.base import read
+from shared.documents.resources import JobDocument
 from shared.ids import CLUSTER, JOB, Kind, ResourceRef
 from shared.models.event_subscription import JobEventType
 from shared.ports.messaging import EntityNotFound, OutgoingMessage, PoisonMessage
@@ -79,13 +81,13 @@ class ClusterPath(_WorkspacePath):
 
 class JobSubmission(_Strict):
     path: JobPath
-    body: dict[str, Any]
+    body: dict[str, Any]  # why: the HTTP PUT's body, validated by the handler it is handed to
     apiVersion: StrictStr = API_VERSION
 
 
 class ClusterResize(_Strict):
     path: ClusterPath
-    body: dict[str, Any]
+    body: dict[str, Any]  # why: the HTTP PATCH's body, validated by the handler it is handed to
     apiVersion: StrictStr = API_VERSION
 
 
@@ -169,9 +171,10 @@ def sender(svc: Services, door: Door, message: RequestMessage) -> Principal:
 def _apply(svc: Services, door: Door, request: ApiRequest, message: RequestMessage) -> ApiResponse:
     """The handler's answer; a job this message already made is answered, not made again."""
     if door is JOB_SUBMISSIONS:
-        made = resources.load_json(svc.store, ResourceRef.from_route(JOB, request.route))  # bridge
-        if made is not None and made.get("submissionId") == message.message_id:
-            return ok(made["resource"])
+        ref = ResourceRef.from_route(JOB, request.route)
+        made = read(svc.store, JobDocument, ref.pk, ref.key)
+        if made is not None and made.submission_id == message.message_id:
+            return ok(made.wire())
     return door.handler(svc, request)
 
 
@@ -184,6 +187,7 @@ def announce(svc: Services, door: Door, message: RequestMessage, route: Mapping[
     event_type = (door.accepted if accepted else door.rejected).value
     stable = hashlib.sha256(f"{door.queue}\n{message.message_id}\n{event_type}".encode()).hexdigest()[:32]
     correlation = message.correlation_id or message.message_id
+    # why: a message body (the event's data and the reply), holding the answer's JSON as it is
     outcome: dict[str, Any] = {"messageId": message.message_id, "correlationId": correlation, "status": status}
     if accepted:
         outcome["id"] = resource_id

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
+
 
 from pydantic import ValidationError
 
@@ -39,6 +39,8 @@ from shared.nodes import parse_time, stamp
 from shared.ports.state_store import Query
 from shared.resources import HEARTBEATS
 from shared.scheduler import IDLE, PREPARING, RUNNING, UNUSABLE
+from shared.documents.nodes import NodeDocument
+from shared.documents.resources import JobDocument
 
 __all__ = ["HeldAttempt", "Work", "beat", "grace", "lost_nodes", "past_wall_clock", "watch", "unheld", "vanished",
            "resume_all"]
@@ -121,8 +123,7 @@ def watch(svc: Services, cluster: ClusterDocument, uid: str) -> list[str]:
         error = NodeError(code="NodeHeartbeatLost", message=f"The node sent no heartbeat for more than {seconds:g} s.")
         nodes.set_state(svc.store, uid, doc.node_id, UNUSABLE, now, error)
         telemetry.count_failure("NodeHeartbeatLost")
-        job_runs.requeue_holder(svc, doc.to_json(), "NodeHeartbeatLost",  # bridge
-                                f"Node {doc.node_id}: {error.message}", failure=True)
+        job_runs.requeue_holder(svc, doc, "NodeHeartbeatLost", f"Node {doc.node_id}: {error.message}", failure=True)
     _check_running(svc, cluster, uid, now, _work_of(records))
     return [d.node_id for d in lost]
 
@@ -183,9 +184,8 @@ def _check_running(svc: Services, cluster: ClusterDocument, uid: str, now: datet
         missing = unheld(job, docs)
         lost = vanished(job, docs, beats or {}, grace(svc))
         if missing:
-            holder = {"job": job.id, "jobPk": job.pk, "attempt": job.attempt}  # bridge: what requeue_holder reads
             telemetry.count_failure("AttemptRepaired")
-            job_runs.requeue_holder(svc, holder, "AttemptRepaired",
+            job_runs.requeue_attempt(svc, job.pk, job.id, job.attempt, "AttemptRepaired",
                                     f"Nodes {', '.join(missing)} no longer ran the attempt; it starts again.")
         elif lost:
             telemetry.count_failure(ATTEMPT_VANISHED)
@@ -194,21 +194,21 @@ def _check_running(svc: Services, cluster: ClusterDocument, uid: str, now: datet
                 f" no exit code for more than {grace(svc).total_seconds():g} s; see the node's execution log."))
         elif past_wall_clock(job, now):
             telemetry.count_failure("MaxWallClockTimeExceeded")
-            job_runs.fail_job(svc, job.to_json(), "MaxWallClockTimeExceeded",  # bridge
+            job_runs.fail_job(svc, job, "MaxWallClockTimeExceeded",
                               f"The job ran longer than its maxWallClockTime ({_wall_clock_limit(job)}).")
     for job in _jobs(svc, cluster, job_runs.TERMINATING):
         since = parse_time(job.props.execution_state_transition_time)
         if since is not None and now - since > TERMINATE_TIMEOUT:  # a node that never confirmed
             telemetry.count_failure("TerminateTimedOut")
-            job_runs.fail_job(svc, job.to_json(), job_runs.TERMINATED, job_runs.TERMINATED_MESSAGE)  # bridge
+            job_runs.fail_job(svc, job, job_runs.TERMINATED, job_runs.TERMINATED_MESSAGE)
 
 
 def _fail_attempt(svc: Services, job: JobDocument, code: str, message: str) -> None:
     """Fail the job if the attempt that was judged is still the running one (invariant 3)."""
     attempt = job.attempt
 
-    def edit(doc: dict[str, Any]) -> bool:  # bridge: job_runs.transition still edits the stored JSON
-        if doc["state"] != job_runs.RUNNING or doc["attempt"] != attempt:
+    def edit(doc: JobDocument) -> bool:
+        if doc.state != job_runs.RUNNING or doc.attempt != attempt:
             return False
         job_runs.fail(doc, svc.clock.now(), code, message)
         return True

@@ -14,21 +14,19 @@ import hmac
 import math
 import threading
 from datetime import datetime
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared import errors, job_runs, lanes, node_storage, nodes, pools, resources, watchdog
+from shared import errors, job_runs, lanes, node_storage, nodes, pools, watchdog
 from shared.api.request import ApiRequest, ApiResponse, ok, parse_body, small_int
 from shared.composition import Services
 from shared.documents import base as documents
 from shared.documents.nodes import NodeDocument, NodeError
-from shared.documents.resources import ClusterDocument, JobDocument
+from shared.documents.resources import ClusterDocument, ErrorEntry, JobDocument
 from shared.ids import CLUSTER, ResourceRef
 from shared.models.agent import (Accepted, AllPrepared, AssignedNode, Assignment, AssignmentAnswer, NodeSetupAnswer,
                                  NodeStateAnswer, Prepared, Ready, Registered, Registration, Report, Work)
 from shared.ports.vm_pool import PoolNotFound, node_token
-from shared.resources import R
 from shared.scheduler import IDLE, LEAVING, PREPARING, UNUSABLE
 
 NODE_HEADER = "x-batchai-node"
@@ -85,8 +83,8 @@ def register(svc: Services, req: ApiRequest) -> ApiResponse:
         raise Gone(f"The node {reg.node_id} is no longer part of the cluster.", target="nodeId")
     watchdog.beat(svc, uid, reg.node_id)
     if previous[0].job:  # a restarted agent lost whatever it ran: that attempt starts again
-        job_runs.requeue_holder(svc, previous[0].to_json(), "AgentRestarted",  # bridge
-                                "The node's agent restarted during the job.", failure=True)
+        job_runs.requeue_holder(svc, previous[0], "AgentRestarted", "The node's agent restarted during the job.",
+                                failure=True)
     lanes.signal(svc.messaging, cluster.id, cluster.pk)
     answer = Registered(node=node.id, credential=reg.credential, heartbeat_seconds=svc.settings.heartbeat_seconds)
     return ok(answer.to_wire(reveal_secrets=True))  # the node's own credential, to the node
@@ -157,8 +155,7 @@ def evicting(svc: Services, req: ApiRequest) -> ApiResponse:
     node = authenticate(svc, req)
     nodes.set_state(svc.store, node.pk, node.node_id, LEAVING, svc.clock.now(),
                     NodeError(code="NodePreempted", message="The VM is being evicted (low priority)."))
-    job_runs.requeue_holder(svc, node.to_json(), "NodePreempted",  # bridge
-                            f"Node {node.node_id} was evicted (low priority).")
+    job_runs.requeue_holder(svc, node, "NodePreempted", f"Node {node.node_id} was evicted (low priority).")
     return ok(NodeStateAnswer(state=LEAVING).to_wire())
 
 
@@ -204,6 +201,7 @@ class _AttemptView(BaseModel):
     state: str
     attempt: int = 0
     nodes: list[str] = Field(default_factory=list)
+    prepared: list[str] = Field(default_factory=list)
 
 
 def held_attempt(svc: Services, node: NodeDocument) -> tuple[str, int] | None:
@@ -287,16 +285,15 @@ def prepared(svc: Services, req: ApiRequest) -> ApiResponse:
     body = parse_body(Prepared, req)
     _held_attempt(node, body.job, body.attempt)
 
-    def mark(job: dict[str, Any]) -> bool:
-        done = job.setdefault("prepared", [])
-        if job["state"] != job_runs.RUNNING or job["attempt"] != body.attempt or node.node_id in done:
+    def mark(job: JobDocument) -> bool:
+        if job.state != job_runs.RUNNING or job.attempt != body.attempt or node.node_id in job.prepared:
             return False
-        done.append(node.node_id)
+        job.prepared.append(node.node_id)
         return True
 
-    written = resources.edit_stored(svc.store, R, node.job_pk or "", body.job, mark)
+    written = documents.edit(svc.store, JobDocument, node.job_pk or "", body.job, mark)
     if written is not None:
-        svc.wakeups.notify(nodes.node_key(node.pk, written["nodes"][0]))
+        svc.wakeups.notify(nodes.node_key(node.pk, written.nodes[0]))
     return ok(Accepted().to_wire())
 
 
@@ -311,13 +308,14 @@ async def all_prepared(svc: Services, req: ApiRequest) -> ApiResponse:
     deadline = asyncio.get_running_loop().time() + max(wait, 0.0)
     while True:
         with svc.wakeups.listening(node.id) as waiter:
-            job = await asyncio.to_thread(svc.store.read, R, node.job_pk or "", job_key)
-            if job is None or job["state"] != job_runs.RUNNING or job["attempt"] != attempt:
+            raw = await asyncio.to_thread(svc.store.read, JobDocument.container, node.job_pk or "", job_key)
+            job = _AttemptView.model_validate(raw) if raw is not None else None
+            if job is None or job.state != job_runs.RUNNING or job.attempt != attempt:
                 raise errors.Conflict("The attempt ended.", target="attempt", code="StaleAttempt")
-            done = set(job.get("prepared") or [])
+            done = set(job.prepared)
             left = deadline - asyncio.get_running_loop().time()
-            if done >= set(job["nodes"]) or left <= 0 or svc.wakeups.closed:
-                return ok(AllPrepared(prepared=sorted(done), all_prepared=done >= set(job["nodes"])).to_wire())
+            if done >= set(job.nodes) or left <= 0 or svc.wakeups.closed:
+                return ok(AllPrepared(prepared=sorted(done), all_prepared=done >= set(job.nodes)).to_wire())
             await waiter.wait(min(left, STORE_RECHECK_SECONDS))
 
 
@@ -329,14 +327,14 @@ def report(svc: Services, req: ApiRequest) -> ApiResponse:
     rep = parse_body(Report, req)
     _held_attempt(node, rep.job, rep.attempt)
 
-    def end(job: dict[str, Any]) -> bool:
-        if job["state"] not in job_runs.ACTIVE or job["attempt"] != rep.attempt:
+    def end(job: JobDocument) -> bool:
+        if job.state not in job_runs.ACTIVE or job.attempt != rep.attempt:
             return False
-        if job["state"] == job_runs.TERMINATING:
+        if job.state == job_runs.TERMINATING:
             return job_runs.record_stopped(job, node.node_id, svc.clock.now())
         if rep.stopped:
             return False  # stopped while running: the attempt moved on, nothing to decide
-        error = rep.error.model_dump() if rep.error else None
+        error = ErrorEntry(code=rep.error.code, message=rep.error.message) if rep.error else None
         return job_runs.record_report(job, node.node_id, rep.exit_code, svc.clock.now(), error)
 
     job_runs.transition(svc, node.job_pk or "", rep.job, end)

@@ -62,11 +62,6 @@ def list_children(kind: Kind, svc: Services, req: ApiRequest, present: Present[A
     return page([present(svc, d) for d in docs], req, token)
 
 
-def dict_present(present: Callable[[Services, JsonObject], JsonObject]) -> Present[Any]:  # bridge
-    """A present written for dict documents (the cluster's, until converted)."""
-    return lambda svc, doc: present(svc, resources.as_json(doc))
-
-
 def delete_resource(kind: Kind, svc: Services, req: ApiRequest) -> ApiResponse:
     """Delete with everything beneath; 200 when done, 204 when there was nothing (ARM's rule)."""
     ref = route_ref(kind, req)
@@ -100,7 +95,7 @@ def stop_running_parts(svc: Services, doc: ResourceDocument) -> None:
     elif isinstance(doc, FileServerDocument):
         file_servers.teardown(svc, doc)
     elif isinstance(doc, JobDocument) and doc.state in job_runs.ACTIVE:
-        job_runs.free_attempt(svc, resources.as_json(doc))  # bridge
+        job_runs.free_attempt(svc, doc)
 
 
 def put_resource(svc: Services, ref: ResourceRef, cls: type[D], build: Callable[[], D],
@@ -123,29 +118,6 @@ def put_resource(svc: Services, ref: ResourceRef, cls: type[D], build: Callable[
         except StoreConflict:
             pass  # created by a concurrent PUT a moment ago: treat ours as a repeat
     return ok(present(svc, resources.mutate(svc.store, ref, reconcile, cls)))
-
-
-Build = Callable[[], tuple[JsonObject, JsonObject | None] | tuple[JsonObject, JsonObject | None, JsonObject]]  # bridge
-
-
-def put_resource_json(svc: Services, ref: ResourceRef, build: Build,
-                      reconcile: Callable[[JsonObject], JsonObject | None],
-                      created: Callable[[JsonObject], JsonObject] | None = None,
-                      present: Callable[[Services, JsonObject], JsonObject] = lambda svc, doc: doc["resource"],
-                      ) -> ApiResponse:  # bridge: put_resource for the job and cluster creates until converted
-    resources.require_parent(svc.store, ref)
-    if resources.load_json(svc.store, ref) is None:
-        resource, spec, *more = build()
-        raw = {"id": ref.key, "pk": ref.pk, "kind": ref.kind.name, "parent": ref.parent_key,
-               "workspace": ref.workspace.key, "resource": resource, "spec": spec, **(more[0] if more else {})}
-        try:
-            doc = svc.store.create(resources.R, raw)
-            if created is not None:
-                doc = created(doc)
-            return ok(present(svc, doc))
-        except StoreConflict:
-            pass  # created by a concurrent PUT a moment ago: treat ours as a repeat
-    return ok(present(svc, resources.mutate_json(svc.store, ref, reconcile)))
 
 
 def refuse_changes(kind: Kind, old: JsonObject | None, new: JsonObject | None,

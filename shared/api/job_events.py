@@ -5,15 +5,16 @@ draws its timeline from them. They carry no job properties, so readers may see t
 
 from __future__ import annotations
 
-from shared import events, resources
+from shared import resources
 from shared.api.generic import route_ref
 from shared.api.request import ApiRequest, ApiResponse, int_param, page_of
 from shared.composition import Services
+from shared.documents.resources import JobDocument
 from shared.ids import JOB
 
 
 def list_events(svc: Services, req: ApiRequest) -> ApiResponse:
     ref = route_ref(JOB, req)
-    doc = resources.require_json(svc.store, ref)  # bridge
+    job = resources.require(svc.store, ref, JobDocument)
     max_results = int_param(req, "maxresults", 1000, 1, 1000)
-    return page_of(list(doc.get(events.HISTORY) or []), req, max_results)
+    return page_of([e.model_dump(mode="json", by_alias=True) for e in job.event_history], req, max_results)

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from shared import dispatcher, errors, events, job_files, job_runs, lanes, nodes, resources, telemetry
 from shared.api import clusters
-from shared.api.generic import put_resource_json, refuse_changes, route_ref, timestamp  # bridge
+from shared.api.generic import put_resource, refuse_changes, route_ref, timestamp
 from shared.api.request import ApiRequest, ApiResponse, int_param, page_of, parse_body
 from shared.composition import Services
-from shared.documents.resources import ClusterDocument
+from shared.documents.base import JsonObject, read
+from shared.documents.resources import ClusterDocument, JobDocument, JobResource, JobResourceProperties
 from shared.ids import CLUSTER, JOB, ResourceRef
 from shared.models import JobBaseProperties, JobCreateParameters, tool_type_of
 from shared.ports.messaging import EntityNotFound
-from shared.models.cluster import ScaleSettings
 from shared.scheduler import largest_size
 from shared.vm_sizes import lookup
 
@@ -30,45 +29,50 @@ def create(svc: Services, req: ApiRequest) -> ApiResponse:
     spec = params.to_wire(reveal_secrets=True)
     job_files.check_folder_paths(params)
 
-    def build() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-        cluster = cluster_of(svc, ref, spec["cluster"]["id"])
-        check_worker_count(params, cluster["spec"]["vmSize"])
-        now = timestamp(svc.clock.now())
-        public = params.to_wire()
-        public["cluster"] = {"id": cluster["resource"]["id"]}
-        properties = public | {
-            "toolType": str(tool_type_of(params)),
-            "jobOutputDirectoryPathSegment": output_segment(ref),
-            "creationTime": now,
-            "provisioningState": "succeeded",
-            "provisioningStateTransitionTime": now,
-            "executionState": "queued",
-            "executionStateTransitionTime": now,
-        }
-        extra = {"cluster": cluster["id"], "clusterPk": cluster["pk"], "clusterUid": lanes.cluster_uid(cluster),
-                 "state": job_runs.QUEUED, "attempt": 0, "nodes": [], "priority": str(params.scheduling_priority),
-                 # The create call's trace: every attempt of the job continues it (never returned).
-                 "traceContext": telemetry.inject()}
-        if submission := req.headers.get(SUBMISSION_ID_HEADER):  # made by a queue message (shared/submissions.py)
-            extra["submissionId"] = submission
-        resource = resources.envelope(ref, properties)
-        fields = extra | events.creation_fields(resource)
-        if too_small := cluster_too_small(cluster, params.node_count):  # failed by the same write that makes it
-            job = {"resource": resource, **fields}
-            before = {**job, "resource": {**resource, "properties": dict(properties)}}
-            job_runs.fail(job, svc.clock.now(), "ClusterTooSmall", too_small)
-            events.record_change(before, job)
-            fields = {k: v for k, v in job.items() if k != "resource"}
-        return resource, spec, fields
+    def build() -> JobDocument:
+        cluster = cluster_of(svc, ref, params.cluster.id)
+        check_worker_count(params, cluster.spec.vm_size)
+        return new_job(svc, ref, params, cluster, req.headers.get(SUBMISSION_ID_HEADER))
 
-    def reconcile(doc: dict[str, Any]) -> None:
-        refuse_changes(JOB, doc["spec"], spec)
-        return None
+    def reconcile(doc: JobDocument) -> bool:
+        refuse_changes(JOB, doc.spec.to_wire(reveal_secrets=True), spec)
+        return False
 
-    return put_resource_json(svc, ref, build, reconcile, created=lambda doc: enqueue_and_announce(svc, doc))  # bridge
+    return put_resource(svc, ref, JobDocument, build, reconcile, created=lambda job: enqueue_and_announce(svc, job))
 
 
-def enqueue_and_announce(svc: Services, job: dict[str, Any]) -> dict[str, Any]:
+def new_job(svc: Services, ref: ResourceRef, params: JobBaseProperties, cluster: ClusterDocument,
+            submission: str | None) -> JobDocument:
+    """A new job as its create writes it: queued, with its creation event in its outbox; or failed
+    at once by the same write when its cluster can never hold it."""
+    now = timestamp(svc.clock.now())
+    public = params.to_wire()
+    public["cluster"] = {"id": cluster.resource.id}
+    properties = JobResourceProperties.model_validate(public | {
+        "toolType": str(tool_type_of(params)),
+        "jobOutputDirectoryPathSegment": output_segment(ref),
+        "creationTime": now,
+        "provisioningState": "succeeded",
+        "provisioningStateTransitionTime": now,
+        "executionState": job_runs.QUEUED,
+        "executionStateTransitionTime": now,
+    })
+    job = JobDocument(
+        id=ref.key, pk=ref.pk, parent=ref.parent_key, workspace=ref.workspace.key,
+        resource=JobResource(id=ref.arm_id, name=ref.name, type=ref.kind.arm_type, properties=properties),
+        spec=params, cluster=cluster.id, cluster_pk=cluster.pk, cluster_uid=cluster.cluster_uid,
+        state=job_runs.QUEUED, priority=str(params.scheduling_priority),
+        trace_context=telemetry.inject(),  # the create call's trace: every attempt continues it (never returned)
+        submission_id=submission)  # made by a queue message (shared/submissions.py)
+    events.record_creation(job)
+    if too_small := cluster_too_small(cluster, params.node_count):  # failed by the same write that makes it
+        before = job.model_copy()  # shallow: the change's events read only its state and attempt
+        job_runs.fail(job, svc.clock.now(), "ClusterTooSmall", too_small)
+        events.record_change(before, job)
+    return job
+
+
+def enqueue_and_announce(svc: Services, job: JobDocument) -> JobDocument:
     """A new job joins its lane, then its creation event goes out (unless a transition, such as
     failing a job its cluster can never hold, already sent it with its own)."""
     written = enqueue(svc, job)
@@ -77,33 +81,33 @@ def enqueue_and_announce(svc: Services, job: dict[str, Any]) -> dict[str, Any]:
     return written
 
 
-def cluster_too_small(cluster: dict[str, Any], node_count: int) -> str | None:
+def cluster_too_small(cluster: ClusterDocument, node_count: int) -> str | None:
     """Why the cluster can never hold a job of node_count nodes, or None when it can."""
-    limit = largest_size(ScaleSettings.model_validate(cluster["spec"]["scaleSettings"], strict=False))  # bridge
+    limit = largest_size(cluster.scale)
     if node_count > limit:
         return f"The job needs {node_count} nodes but its cluster can have at most {limit}."
     return None
 
 
-def enqueue(svc: Services, job: dict[str, Any]) -> dict[str, Any]:
+def enqueue(svc: Services, job: JobDocument) -> JobDocument:
     """A new job joins its cluster's lane, unless the cluster can never hold it."""
-    if job["state"] != job_runs.QUEUED:  # failed by its create (cluster_too_small)
+    if job.state != job_runs.QUEUED:  # failed by its create (cluster_too_small)
         return job
-    cluster = svc.store.read(resources.R, job["clusterPk"], job["cluster"])
+    cluster = read(svc.store, ClusterDocument, job.cluster_pk, job.cluster)
     if cluster is None:
         return job_runs.fail_job(svc, job, "ClusterNotFound", "The job's cluster no longer exists.") or job
-    if too_small := cluster_too_small(cluster, job["resource"]["properties"]["nodeCount"]):
+    if too_small := cluster_too_small(cluster, job.props.node_count):
         return job_runs.fail_job(svc, job, "ClusterTooSmall", too_small) or job
     try:
         lanes.publish_job(svc.messaging, job)
     except EntityNotFound:  # a cluster created a moment ago: its pool manager's first round makes the
         return job          # lanes and publishes every queued job (it was signalled by the cluster's create)
-    if dispatcher.could_act(svc, ClusterDocument.load(cluster)):  # bridge; read after publishing: see could_act
-        lanes.signal(svc.messaging, job["cluster"], job["clusterPk"])
+    if dispatcher.could_act(svc, cluster):  # read after publishing: see could_act
+        lanes.signal(svc.messaging, job.cluster, job.cluster_pk)
     return job
 
 
-def cluster_of(svc: Services, job: ResourceRef, cluster_id: str) -> dict[str, Any]:
+def cluster_of(svc: Services, job: ResourceRef, cluster_id: str) -> ClusterDocument:
     """The job's cluster: it must exist in the job's own workspace."""
     target = "properties.cluster.id"
     cluster = ResourceRef.parse(cluster_id, CLUSTER)
@@ -113,7 +117,7 @@ def cluster_of(svc: Services, job: ResourceRef, cluster_id: str) -> dict[str, An
     if cluster.workspace.key != job.workspace.key or cluster.pk != job.pk:
         raise errors.InvalidParameter(
             f"The cluster '{cluster.name}' must be in the job's workspace '{job.names[0]}'.", target=target)
-    doc = resources.load_json(svc.store, cluster)  # bridge
+    doc = resources.load(svc.store, cluster, ClusterDocument)
     if doc is None:
         raise errors.InvalidParameter(f"The cluster '{cluster.name}' was not found in workspace '{job.names[0]}'.",
                                       target=target)
@@ -154,7 +158,7 @@ def terminate(svc: Services, req: ApiRequest) -> ApiResponse:
     """Stop the job: a queued one fails at once with JobTerminated; a running one is `terminating`
     until every node has stopped its processes, then fails with JobTerminated."""
     ref = route_ref(JOB, req)
-    job_runs.terminate_job(svc, resources.require_json(svc.store, ref))  # bridge
+    job_runs.terminate_job(svc, resources.require(svc.store, ref, JobDocument))
     return ApiResponse(200)
 
 
@@ -167,14 +171,14 @@ def list_output_files(svc: Services, req: ApiRequest) -> ApiResponse:
                                       target="outputdirectoryid")
     minutes = int_param(req, "linkexpiryinminutes", 60, 5, 600)
     max_results = int_param(req, "maxresults", 1000, 1, 1000)
-    doc = resources.require_json(svc.store, ref)  # bridge
-    known = {job_files.STDOUTERR} | {d["id"] for d in doc["spec"].get("outputDirectories", [])}
+    job = resources.require(svc.store, ref, JobDocument)
+    known = {job_files.STDOUTERR} | {d.id for d in job.spec.output_directories or []}
     if output_id not in known:
         raise errors.InvalidParameter(
             f"The job has no output directory '{output_id[:64]}'; it has: {', '.join(sorted(known))}.",
             target="outputdirectoryid")
     try:
-        entries = job_files.list_directory(svc, doc, output_id, req.query.get("directory", ""),
+        entries = job_files.list_directory(svc, job, output_id, req.query.get("directory", ""),
                                            job_files.expiry(svc, minutes))
     except ValueError as exc:
         raise errors.InvalidParameter(str(exc), target="directory") from None
@@ -186,8 +190,8 @@ def list_output_files(svc: Services, req: ApiRequest) -> ApiResponse:
 def list_remote_login(svc: Services, req: ApiRequest) -> ApiResponse:
     """The nodes the job runs on now (none while it is queued or after it ended)."""
     ref = route_ref(JOB, req)
-    doc = resources.require_json(svc.store, ref)  # bridge
-    uid = doc["clusterUid"]
-    running = doc.get("nodes") or [] if doc["state"] in job_runs.ACTIVE else []
+    job = resources.require(svc.store, ref, JobDocument)
+    uid = job.cluster_uid
+    running = job.nodes if job.state in job_runs.ACTIVE else []
     held = [nodes.read(svc.store, uid, n) for n in running]
     return clusters.remote_logins(req, [n for n in held if n is not None])

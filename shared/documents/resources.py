@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import Field
 
@@ -156,9 +156,35 @@ class JobDocument(ResourceDocument):
     def props(self) -> JobResourceProperties:
         return self.resource.properties
 
+    def copy_for_edit(self) -> Self:
+        """A copy to change, made without the JSON round trip (ten times cheaper, on every
+        transition): the spec (never changed once created) and the recorded events and attempt ends
+        (never changed once written) are shared; the resource, and the lists and maps, are copied."""
+        return self.model_copy(update={
+            "resource": self.resource.model_copy(deep=True),
+            "nodes": list(self.nodes), "reports": dict(self.reports), "prepared": list(self.prepared),
+            "stopped": list(self.stopped), "history": list(self.history), "trace_context": dict(self.trace_context),
+            "attempt_trace_context": dict(self.attempt_trace_context) if self.attempt_trace_context is not None
+            else None,
+            "outbox": list(self.outbox), "event_history": list(self.event_history)})
+
+    def to_json(self) -> JsonObject:
+        """As today's code stores a job: its internal fields left out while they are unset, and an
+        outbox that was emptied removed (the outbox timer's lookup and readers see what they did)."""
+        raw = super().to_json()
+        for name in _UNSET_WHEN_NONE:
+            if raw.get(name, 0) is None:
+                del raw[name]
+        if not raw.get("outbox", True):
+            del raw["outbox"]
+        return raw
+
     @property
     def node_count(self) -> int:
         return self.spec.node_count
+
+
+_UNSET_WHEN_NONE = ("eventSeq", "outboxPending", "attemptTraceContext", "submissionId")
 
 
 # --- clusters ---------------------------------------------------------------------------------------

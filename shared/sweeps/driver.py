@@ -72,7 +72,7 @@ def run_round(svc: Services) -> None:
         except Exception:  # one broken sweep holds back no other; the next round tries again
             log.exception("sweep %s: round failed", doc.id)
     for doc in _sweeps(svc, {"outboxPending": True}):
-        events.flush(svc, resources.as_json(doc))  # bridge
+        events.flush(svc, doc)
     for doc in _sweeps(svc, {"settling": True}):
         settle(svc, doc)
 
@@ -110,7 +110,7 @@ def advance(svc: Services, doc: SweepDocument) -> SweepDocument | None:
         return current
     _act(svc, ref, current)
     if current.outbox:
-        events.flush(svc, resources.as_json(current))  # bridge
+        events.flush(svc, current)
     return current
 
 
@@ -171,7 +171,7 @@ def _follow(svc: Services, ref: ResourceRef, sp: search.Space, trials: list[Tria
     if state == job_runs.QUEUED:
         return
     objective = sp.props.objective
-    points = metrics.read(svc, resources.as_json(job), objective)  # bridge
+    points = metrics.read(svc, job, objective)
     if points:
         trial.intermediate = metrics.thin(points)
         trial.best_metric = metrics.best([p.value for p in points], objective.goal)
@@ -261,7 +261,7 @@ def _act(svc: Services, ref: ResourceRef, doc: SweepDocument) -> None:
         elif state in (TrialState.STOPPED, TrialState.CANCELED):
             job = resources.load(svc.store, job_ref(ref, trial), JobDocument)
             if job is not None and job.state in (job_runs.QUEUED, job_runs.RUNNING):
-                job_runs.terminate_job(svc, resources.as_json(job))  # bridge
+                job_runs.terminate_job(svc, job)
 
 
 def _submit(svc: Services, ref: ResourceRef, doc: SweepDocument, trial: Trial) -> None:

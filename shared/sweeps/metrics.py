@@ -15,6 +15,7 @@ from shared.sweeps.models import METRICS_FILE, Calculation, Goal, MetricPoint, O
 
 if TYPE_CHECKING:
     from shared.composition import Services
+    from shared.documents.resources import JobDocument
 
 MAX_READ = 4 * 1024 * 1024  # the tail of a log a round reads: bounded, however much a job prints
 MAX_POINTS = 10_000
@@ -112,7 +113,7 @@ def by_step(points: list[MetricPoint]) -> dict[int, float]:
     return {p.step: p.value for p in points}
 
 
-def read(svc: Services, job: dict[str, Any], objective: Objective) -> list[MetricPoint]:
+def read(svc: Services, job: JobDocument, objective: Objective) -> list[MetricPoint]:
     """The metric's points so far, read from the trial's job."""
     from shared import job_files
 

@@ -20,6 +20,7 @@ from shared.api.agent import current_assignment
 from shared.documents.nodes import NodeDocument
 from shared.api.request import ApiRequest
 from shared.composition import Services
+from shared.documents.resources import JobDocument
 from shared.ports.clock import ManualClock
 from shared.resources import CONTAINERS, R
 from shared.settings import Settings
@@ -113,7 +114,7 @@ def finish(svc: Services, name: str, exit_code: int = 0) -> None:
 
     doc = job(svc, name)
 
-    def end(d: dict[str, Any]) -> bool:
+    def end(d: JobDocument) -> bool:
         job_runs.finish(d, exit_code, svc.clock.now())
         return True
 
@@ -194,7 +195,8 @@ def test_dispatch_is_idempotent_under_repeats_and_stale_messages(svc: Services) 
         dispatch(svc)
     assert running(svc) == {"a": ["node-0001"]}
     assert job(svc, "a")["attempt"] == 1
-    lanes.publish_job(svc.messaging, {**job(svc, "a"), "attempt": 0})  # a late duplicate of its message
+    late = JobDocument.load({**job(svc, "a"), "attempt": 0})
+    lanes.publish_job(svc.messaging, late)  # a late duplicate of its message
     reconcile(svc)  # the lane holds as many messages as queued jobs: nothing is published
     dispatch(svc)
     assert running(svc) == {"a": ["node-0001"]} and job(svc, "a")["attempt"] == 1

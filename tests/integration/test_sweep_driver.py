@@ -47,7 +47,7 @@ def ref() -> ResourceRef:
 
 def sweep(svc: Services) -> dict[str, Any]:
     """The sweep's document as stored."""
-    return resources.as_json(resources.require(svc.store, ref()))
+    return resources.require(svc.store, ref()).to_json()
 
 
 def sweep_doc(svc: Services) -> SweepDocument:

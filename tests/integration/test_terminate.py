@@ -8,6 +8,7 @@ from shared import job_runs, nodes
 from shared.api import agent
 from shared.api.request import ApiRequest
 from shared.composition import Services
+from shared.documents.resources import JobDocument
 from tests.integration.test_dispatch_and_scaling import dispatch, job, make_cluster, reconcile, svc, uid
 from tests.integration.test_watchdog import registered, rounds, submit
 
@@ -28,7 +29,7 @@ def report_stopped(svc: Services, node_id: str, name: str) -> None:
 def test_a_queued_job_fails_at_once(svc: Services) -> None:
     make_cluster(svc, {"manual": {"targetNodeCount": 1}})
     submit(svc, "queued", 1)
-    job_runs.terminate_job(svc, job(svc, "queued"))
+    job_runs.terminate_job(svc, JobDocument.load(job(svc, "queued")))
     props = job(svc, "queued")["resource"]["properties"]
     assert props["executionState"] == "failed" and props["executionInfo"]["errors"][0]["code"] == "JobTerminated"
 
@@ -39,7 +40,7 @@ def test_a_running_job_is_terminating_until_every_node_stopped_it(svc: Services)
     submit(svc, "pair", 2)
     dispatch(svc)
     first, second = job(svc, "pair")["nodes"]
-    job_runs.terminate_job(svc, job(svc, "pair"))
+    job_runs.terminate_job(svc, JobDocument.load(job(svc, "pair")))
     assert job(svc, "pair")["state"] == "terminating"
     held = {n.node_id: n.job for n in nodes.list_docs(svc.store, uid(svc))}
     assert held[first] == held[second] == job(svc, "pair")["id"]  # the nodes stay taken meanwhile
@@ -57,7 +58,7 @@ def test_the_watchdog_ends_a_termination_its_nodes_never_confirm(svc: Services) 
     reconcile(svc)
     submit(svc, "stuck", 1)
     dispatch(svc)
-    job_runs.terminate_job(svc, job(svc, "stuck"))
+    job_runs.terminate_job(svc, JobDocument.load(job(svc, "stuck")))
     rounds(svc, 15, beating=beating)  # 30 s
     assert job(svc, "stuck")["state"] == "terminating"
     rounds(svc, 1, beating=beating)

@@ -3,39 +3,39 @@ HISTORY_LIMIT of them, kept when the outbox is emptied."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from shared import events, job_runs
 from shared.api import access
+from shared.documents.resources import JobDocument
 from shared.models.role_assignment import Role
 from shared.ports.clock import ManualClock
-from tests.unit.test_events import change, new_job
+from tests.unit.test_events import change, new_job, wire
 
 
 def test_the_history_holds_every_event_in_order_and_outlives_the_outbox() -> None:
     clock = ManualClock()
-    created = new_job() | events.creation_fields(new_job()["resource"])
+    created = new_job()
+    events.record_creation(created)
     doc = change(created, lambda d: job_runs.start(d, ["n1"], clock.advance(1)))
     doc = change(doc, lambda d: job_runs.finish(d, 0, clock.advance(1)))
-    assert [e["data"]["state"] for e in doc[events.HISTORY]] == ["queued", "running", "succeeded"]
-    assert doc[events.HISTORY] == doc["outbox"]
-    doc.pop("outbox")  # what flush does once the events are sent
-    doc = change(doc, lambda d: d.update(nodes=[]))  # no state change: nothing new
-    assert [e["sequence"] for e in doc[events.HISTORY]] == ["1", "2", "3"]
+    assert [e["data"]["state"] for e in wire(doc.event_history)] == ["queued", "running", "succeeded"]
+    assert doc.event_history == doc.outbox
+    doc.outbox = []  # what flush does once the events are sent
+    doc = change(doc, lambda d: setattr(d, "nodes", []))  # no state change: nothing new
+    assert [e["sequence"] for e in wire(doc.event_history)] == ["1", "2", "3"]
 
 
 def test_the_history_keeps_only_the_last_events() -> None:
     clock = ManualClock()
     doc = new_job()
 
-    def requeue(d: dict[str, Any]) -> None:
+    def requeue(d: JobDocument) -> None:
         job_runs.requeue(d, clock.advance(1))
 
     for _ in range(120):  # 1 + 240 events: created, then running and queued again, 120 times
         doc = change(doc, lambda d: job_runs.start(d, ["n1"], clock.advance(1)))
         doc = change(doc, requeue)
-        doc.pop("outbox")
-    history = doc[events.HISTORY]
+        doc.outbox = []
+    history = wire(doc.event_history)
     assert len(history) == events.HISTORY_LIMIT == 200
     assert [int(e["sequence"]) for e in history] == list(range(42, 242))
     assert history[-1]["data"] | {"errors": []} == {"state": "queued", "previousState": "running", "exitCode": None,
