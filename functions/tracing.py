@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
 
 from shared import gauges, telemetry
 from shared.composition import Services, services
@@ -47,11 +48,11 @@ def traced_function(name: str) -> Callable[[F], F]:
 
 
 @contextlib.contextmanager
-def _invocation(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterator[Span]:
+def _invocation(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterator[Span]:  # why: a trigger's own arguments, passed through
     _start_control_plane()
     # Whichever the host passes (the worker's or the local host's request and message classes): duck-typed.
     trigger: Any = next(iter([*args, *kwargs.values()]), None)
-    attributes: dict[str, Any] = {"faas.name": name}
+    attributes: dict[str, AttributeValue] = {"faas.name": name}
     carrier: Mapping[str, Any] | None = None
     kind = SpanKind.INTERNAL
     if hasattr(trigger, "route_params") and hasattr(trigger, "method"):  # an HttpRequest

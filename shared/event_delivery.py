@@ -26,6 +26,7 @@ from pydantic import BaseModel
 
 from shared import telemetry
 from shared.documents import base as documents
+from shared.documents.base import JsonObject
 from shared.documents.resources import DeadLetterRecord, EventFilterPart, EventSubscriptionDocument
 from shared.events import DELIVERIES_QUEUE
 from shared.ids import CLUSTER, EVENT_SUBSCRIPTION, JOB, SWEEP, ResourceRef
@@ -44,7 +45,7 @@ SIGNATURE_HEADER = "X-BatchAI-Signature"
 CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
 DEAD_LETTERS_KEPT = 500  # per subscription, newest kept: the list lives in its document
 # A CloudEvent as the job-events topic carries it: its `data` is any JSON (message bodies are the edge).
-CloudEvent = dict[str, Any]
+CloudEvent = JsonObject  # as published: any JSON its data holds
 
 
 class Delivery(BaseModel):

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from shared import lanes, telemetry
-from shared.nodes import N
+from shared.documents import base as documents
+from shared.documents.nodes import NodeDocument
+from shared.documents.resources import ClusterDocument
 from shared.ports.messaging import EntityNotFound
 from shared.ports.state_store import Query
-from shared.resources import R
 from shared.scheduler import NODE_STATES, PRIORITIES
 
 if TYPE_CHECKING:
@@ -48,17 +49,16 @@ def _guarded(read: Callable[[Services], Iterable[Observation]], svc: Services
 
 
 def _queue_depths(svc: Services) -> Iterator[Observation]:
-    for cluster in svc.store.query(R, Query(where={"kind": "cluster"})):
-        uid = lanes.cluster_uid(cluster)
+    for cluster in documents.query(svc.store, ClusterDocument, Query(where={"kind": "cluster"})):
         for priority in PRIORITIES:
             with contextlib.suppress(EntityNotFound):
-                depth = svc.messaging.count(lanes.lane(uid, priority))
-                yield Observation(depth, {"cluster": cluster["resource"]["id"], "priority": priority})
+                depth = svc.messaging.count(lanes.lane(cluster.cluster_uid, priority))
+                yield Observation(depth, {"cluster": cluster.resource.id, "priority": priority})
 
 
 def _node_states(svc: Services) -> Iterator[Observation]:
     counts = dict.fromkeys(NODE_STATES, 0)
-    for doc in svc.store.query(N, Query()):
-        counts[doc["state"]] = counts.get(doc["state"], 0) + 1
+    for node in documents.query(svc.store, NodeDocument, Query()):
+        counts[node.state] += 1
     for state, count in counts.items():
         yield Observation(count, {"state": state})

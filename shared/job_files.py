@@ -22,7 +22,7 @@ from typing import Any
 from shared import errors, pools
 from shared.node_storage import resolved_volumes
 from shared.composition import Services
-from shared.documents.base import read
+from shared.documents.base import JsonObject, read
 from shared.documents.resources import ClusterDocument, JobDocument
 from shared.job_environment import JobPaths, job_variables, output_dir, own_variables, stdouterr_dir
 from shared.models.common import climbs
@@ -46,7 +46,7 @@ class Entry:
     modified: datetime | None = None
     url: str | None = None
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> JsonObject:
         if self.is_directory:
             return {"name": self.name, "fileType": "directory"}
         modified = self.modified.isoformat(timespec="milliseconds").replace("+00:00", "Z") if self.modified else None
@@ -155,7 +155,7 @@ def _clean(directory: str) -> str:
     return "/".join(parts)
 
 
-def _volumes(svc: Services, mount_volumes: dict[str, Any] | None) -> list[Volume]:
+def _volumes(svc: Services, mount_volumes: JsonObject | None) -> list[Volume]:
     try:
         return [Volume.from_wire(v) for v in resolved_volumes(svc, mount_volumes, "mountVolumes")]
     except errors.ApiError:  # a file server deleted since: its files cannot be found any more

@@ -7,7 +7,7 @@ A job waits in its cluster's lane for its priority (high, normal, low), FIFO wit
 
 from __future__ import annotations
 
-import hashlib
+
 import uuid
 from datetime import timedelta
 from typing import Any, Literal
@@ -44,11 +44,6 @@ STATIC_QUEUES = {CLUSTER_WORK_QUEUE: WORK_OPTIONS, events.DELIVERIES_QUEUE: even
                  SUBMISSION_REPLIES_QUEUE: REPLY_OPTIONS}
 # Topics that exist for the whole deployment, each with its subscriptions and their settings.
 STATIC_TOPICS = {events.JOB_EVENTS_TOPIC: (events.TOPIC_OPTIONS, {events.WEBHOOKS_SUBSCRIPTION: events.FANOUT_OPTIONS})}
-
-
-def cluster_uid(doc: dict[str, Any]) -> str:
-    """A cluster's own id, new for every cluster ever made: names of its lanes and its pool."""
-    return doc.get("uid") or hashlib.sha1(doc["id"].encode()).hexdigest()[:16]
 
 
 def lane(uid: str, priority: str) -> str:

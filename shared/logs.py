@@ -91,7 +91,7 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, the record's extra fields, exception."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
+        entry: dict[str, Any] = {  # why: one JSON log line
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace(
                 "+00:00", "Z"),
             "level": record.levelname,

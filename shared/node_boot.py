@@ -75,7 +75,7 @@ class NodeBoot(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    bootstrap: dict[str, Any]  # bootstrap.json (node_id and address null: filled in from IMDS)
+    bootstrap: dict[str, Any]  # why: bootstrap.json as the node reads it (node_id, address null: from IMDS)
     agent_url: str = Field(repr=False)  # signed URL of the agent bundle (shared/node_package.py)
     cluster_private_key: str = Field(repr=False)  # OpenSSH private key of the cluster (shared/cluster_keys.py)
     cluster_public_key: str
@@ -108,7 +108,7 @@ def node_boot_of(spec: PoolSpec, agent_url: str = "") -> NodeBoot:
 
 def user_data(boot: NodeBoot) -> str:
     """The ``#cloud-config`` document for every VM of the pool."""
-    config: dict[str, Any] = {
+    config: dict[str, Any] = {  # why: the cloud-config document, dumped as YAML
         # Packages are installed by install-node-packages.sh, only where missing.
         "package_update": False,
         "disable_root": False,  # the cluster's key lets mpirun in as root (the job user)

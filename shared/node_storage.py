@@ -3,10 +3,9 @@ cluster or job resolved against the store, and how storage is reached in this de
 
 from __future__ import annotations
 
-from typing import Any
-
 from shared import errors, volumes
 from shared.composition import Services
+from shared.documents.base import JsonObject
 from shared.ids import FILE_SERVER, ResourceRef
 from shared.models.agent import MountableVolume, StorageBlobs, StorageInfo
 from shared.models.common import MountVolumes
@@ -30,11 +29,11 @@ def mountable_volumes(svc: Services, mount_volumes: MountVolumes | None, target:
     return [MountableVolume.model_validate(v) for v in resolved_volumes(svc, given, target)]
 
 
-# dict[str, Any]: a stored mountVolumes' JSON in (what shared/volumes.py's volumes_of reads), Volume.to_wire()
+# JSON: a stored mountVolumes' JSON in (what shared/volumes.py's volumes_of reads), Volume.to_wire()
 # out (job_files.py reads them back); the agent API's typed form is mountable_volumes above.
-def resolved_volumes(svc: Services, mount_volumes: dict[str, Any] | None, target: str) -> list[dict[str, Any]]:
+def resolved_volumes(svc: Services, mount_volumes: JsonObject | None, target: str) -> list[JsonObject]:
     """The volumes with what a node needs to mount them (a file server's address, keys)."""
-    def file_server(arm_id: str) -> dict[str, Any] | None:  # the file server's stored resource (JSON)
+    def file_server(arm_id: str) -> JsonObject | None:  # the file server's stored resource (JSON)
         ref = ResourceRef.parse(arm_id, FILE_SERVER)
         doc = svc.store.read(R, ref.pk, ref.key) if ref else None
         return doc["resource"] if doc else None

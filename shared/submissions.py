@@ -38,7 +38,7 @@ from shared.api.generic import timestamp
 from shared.api.request import API_VERSION, ApiRequest, ApiResponse, ok, validation_error
 from shared.auth.principals import Principal
 from shared.composition import Services
-from shared.documents.base import read
+from shared.documents.base import JsonObject, read
 from shared.documents.resources import JobDocument
 from shared.ids import CLUSTER, JOB, Kind, ResourceRef
 from shared.models.event_subscription import JobEventType
@@ -81,13 +81,13 @@ class ClusterPath(_WorkspacePath):
 
 class JobSubmission(_Strict):
     path: JobPath
-    body: dict[str, Any]  # why: the HTTP PUT's body, validated by the handler it is handed to
+    body: JsonObject  # the HTTP PUT's body, validated by the handler it is handed to
     apiVersion: StrictStr = API_VERSION
 
 
 class ClusterResize(_Strict):
     path: ClusterPath
-    body: dict[str, Any]  # why: the HTTP PATCH's body, validated by the handler it is handed to
+    body: JsonObject  # the HTTP PATCH's body, validated by the handler it is handed to
     apiVersion: StrictStr = API_VERSION
 
 
@@ -188,7 +188,7 @@ def announce(svc: Services, door: Door, message: RequestMessage, route: Mapping[
     stable = hashlib.sha256(f"{door.queue}\n{message.message_id}\n{event_type}".encode()).hexdigest()[:32]
     correlation = message.correlation_id or message.message_id
     # why: a message body (the event's data and the reply), holding the answer's JSON as it is
-    outcome: dict[str, Any] = {"messageId": message.message_id, "correlationId": correlation, "status": status}
+    outcome: JsonObject = {"messageId": message.message_id, "correlationId": correlation, "status": status}
     if accepted:
         outcome["id"] = resource_id
     else:

@@ -18,6 +18,7 @@ an environment or a credential.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.trace import Link, Span, SpanKind
+from opentelemetry.util.types import AttributeValue
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 if TYPE_CHECKING:
@@ -140,7 +142,7 @@ class JsonLinesSpanExporter:
         return True
 
 
-def span_record(span: ReadableSpan) -> dict[str, Any]:
+def span_record(span: ReadableSpan) -> dict[str, Any]:  # why: one JSON line of the file exporter
     """A span as a plain dict: hex ids, its parent's span id (None for a root), its attributes."""
     ctx = span.get_span_context()
     assert ctx is not None  # an SDK span always has one
@@ -158,12 +160,10 @@ def span_record(span: ReadableSpan) -> dict[str, Any]:
 
 
 # -- trace context in plain dicts ------------------------------------------------------------------------
-def inject(carrier: dict[str, Any] | None = None) -> dict[str, str]:
+def inject() -> dict[str, str]:
     """The current trace context as W3C fields (`traceparent`, maybe `tracestate`); empty without one."""
     out: dict[str, str] = {}
     _PROPAGATOR.inject(out)
-    if carrier is not None:
-        carrier.update(out)
     return out
 
 
@@ -206,9 +206,9 @@ def span(name: str, *, parent: Mapping[str, Any] | None = None, attributes: Mapp
         yield current_span
 
 
-def clean_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+def clean_attributes(attributes: Mapping[str, object] | None) -> dict[str, AttributeValue]:
     """Attributes OpenTelemetry accepts (None dropped, other types as text)."""
-    out: dict[str, Any] = {}
+    out: dict[str, AttributeValue] = {}
     for key, value in (attributes or {}).items():
         if value is None:
             continue
@@ -221,32 +221,40 @@ def meter() -> metrics.Meter:
     return metrics.get_meter(NAME)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Instruments:
+    queue_wait: metrics.Histogram
+    submit_to_start: metrics.Histogram
+    failures: metrics.Counter
+    events: metrics.Counter
+
+
 @functools.cache
-def _instruments() -> dict[str, Any]:
+def _instruments() -> _Instruments:
     """Made on first use; before `configure` they are the API's proxies, which follow the provider."""
     m = meter()
-    return {
-        "queue_wait": m.create_histogram("batchai.job.queue_wait", unit="s",
-                                         description="How long a job attempt waited in its lane (queued to running)."),
-        "submit_to_start": m.create_histogram("batchai.job.submit_to_start", unit="s",
-                                              description="From a job's creation to its first start."),
-        "failures": m.create_counter("batchai.failures.detected", unit="{failure}",
-                                     description="Failures the watchdog detected, by reason."),
-        "events": m.create_counter("batchai.events.delivered", unit="{event}",
-                                   description="Webhook deliveries of job events, by outcome."),
-    }
+    return _Instruments(
+        queue_wait=m.create_histogram("batchai.job.queue_wait", unit="s",
+                                      description="How long a job attempt waited in its lane (queued to running)."),
+        submit_to_start=m.create_histogram("batchai.job.submit_to_start", unit="s",
+                                           description="From a job's creation to its first start."),
+        failures=m.create_counter("batchai.failures.detected", unit="{failure}",
+                                  description="Failures the watchdog detected, by reason."),
+        events=m.create_counter("batchai.events.delivered", unit="{event}",
+                                description="Webhook deliveries of job events, by outcome."),
+    )
 
 
-def record_start(queued_seconds: float, submitted_seconds: float | None, attributes: Mapping[str, Any]) -> None:
+def record_start(queued_seconds: float, submitted_seconds: float | None, attributes: Mapping[str, object]) -> None:
     """A job attempt started: its wait in the lane, and for a first attempt the time since its creation."""
-    _instruments()["queue_wait"].record(max(queued_seconds, 0.0), clean_attributes(attributes))
+    _instruments().queue_wait.record(max(queued_seconds, 0.0), clean_attributes(attributes))
     if submitted_seconds is not None:
-        _instruments()["submit_to_start"].record(max(submitted_seconds, 0.0), clean_attributes(attributes))
+        _instruments().submit_to_start.record(max(submitted_seconds, 0.0), clean_attributes(attributes))
 
 
 def count_failure(reason: str) -> None:
-    _instruments()["failures"].add(1, {"reason": reason})
+    _instruments().failures.add(1, {"reason": reason})
 
 
 def count_delivery(outcome: str) -> None:
-    _instruments()["events"].add(1, {"outcome": outcome})
+    _instruments().events.add(1, {"outcome": outcome})

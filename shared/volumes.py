@@ -99,7 +99,7 @@ def _camel(name: str) -> str:
 # Wire JSON -> volumes
 # --------------------------------------------------------------------------------------------------
 
-FileServerLookup = Callable[[str], dict[str, Any] | None]
+FileServerLookup = Callable[[str], dict[str, Any] | None]  # why: the file server as stored (JSON); the node imports no documents
 
 
 def volumes_of(mount_volumes: Mapping[str, Any] | None, file_server: FileServerLookup, *,

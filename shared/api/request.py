@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from shared import errors
+from shared.documents.base import JsonObject
 
 API_VERSION = "2018-05-01"
 M = TypeVar("M", bound=BaseModel)
@@ -120,7 +121,7 @@ def page_link(req: ApiRequest, token: str | None) -> str | None:
 
 def page(values: list[Any], req: ApiRequest, token: str | None) -> ApiResponse:
     """A page of a list answer (values: wire JSON, each a resource as reads return it)."""
-    body: dict[str, Any] = {"value": values}
+    body: JsonObject = {"value": values}
     link = page_link(req, token)
     if link:
         body["nextLink"] = link

@@ -18,6 +18,7 @@ from shared.adapters.local.sqlite_store import SqliteStateStore
 from shared.api import clusters, workspaces
 from shared.api.request import ApiRequest
 from shared.composition import Services
+from shared.documents.resources import ClusterDocument
 from shared.ports.clock import ManualClock
 from shared.resources import CONTAINERS, R
 from shared.settings import Settings
@@ -78,7 +79,8 @@ def get_cluster(svc: Services, name: str) -> dict[str, Any]:
 
 def scale_set_capacity(fake: FakeArmCompute, svc: Services, name: str) -> int | None:
     doc = svc.store.read(R, SUB, f"cluster|{RG}|ws|{name}")
-    scale_set = fake.scale_set(RESOURCE_GROUP, f"c{lanes.cluster_uid(doc)}")
+    assert doc is not None
+    scale_set = fake.scale_set(RESOURCE_GROUP, f"c{ClusterDocument.load(doc).cluster_uid}")
     return None if scale_set is None else sum(1 for i in scale_set.instances.values() if i.state != "Deleting")
 
 

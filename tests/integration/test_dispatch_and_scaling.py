@@ -20,6 +20,7 @@ from shared.api.agent import current_assignment
 from shared.documents.nodes import NodeDocument
 from shared.api.request import ApiRequest
 from shared.composition import Services
+from shared.documents.resources import ClusterDocument
 from shared.documents.resources import JobDocument
 from shared.ports.clock import ManualClock
 from shared.resources import CONTAINERS, R
@@ -80,7 +81,7 @@ def cluster_doc(svc: Services, name: str = "c") -> dict[str, Any]:
 
 
 def uid(svc: Services, name: str = "c") -> str:
-    return lanes.cluster_uid(cluster_doc(svc, name))
+    return ClusterDocument.load(cluster_doc(svc, name)).cluster_uid
 
 
 def reconcile(svc: Services, name: str = "c") -> None:
