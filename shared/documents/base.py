@@ -88,17 +88,22 @@ def query(store: StateStore, cls: type[D], q: Query, pk: str | None = None) -> l
 
 
 def create(store: StateStore, doc: D) -> D:
-    """Insert; Conflict if it exists. Returns it as stored, with its ETag."""
-    return type(doc).load(store.create(doc.container, doc.to_json()))
+    """Insert; Conflict if it exists. Returns `doc`, now with its ETag (not read back: it is what was stored)."""
+    return _stored(doc, store.create(doc.container, doc.to_json()))
 
 
 def replace(store: StateStore, doc: D, *, guarded: bool = True) -> D:
-    """Overwrite under the ETag `doc` was read with (unless not `guarded`). Returns it as stored."""
-    return type(doc).load(store.replace(doc.container, doc.to_json(), etag=doc.etag if guarded else None))
+    """Overwrite under the ETag `doc` was read with (unless not `guarded`). Returns `doc` with its new ETag."""
+    return _stored(doc, store.replace(doc.container, doc.to_json(), etag=doc.etag if guarded else None))
 
 
 def upsert(store: StateStore, doc: D) -> D:
-    return type(doc).load(store.upsert(doc.container, doc.to_json()))
+    return _stored(doc, store.upsert(doc.container, doc.to_json()))
+
+
+def _stored(doc: D, raw: Mapping[str, Any]) -> D:
+    doc.etag = raw.get("_etag")
+    return doc
 
 
 def delete(store: StateStore, cls: type[Document], pk: str, key: str, etag: str | None = None) -> bool:

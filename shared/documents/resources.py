@@ -16,9 +16,10 @@ import hashlib
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr, field_serializer, model_validator
 
 from shared.documents.base import Document, JsonObject, StoredModel, WireShaped, WireSpec
+from shared.models.base import WireModel
 from shared.models import ClusterBaseProperties, FileServerBaseProperties, JobBaseProperties
 from shared.models.cluster import ManualScaleSettings, ScaleSettings
 from shared.models.job_event import JobEvent
@@ -74,8 +75,7 @@ class ResourceDocument(Document):
     kind: str
     parent: str
     workspace: str | None = None
-    resource: ArmResource
-    spec: Any = None  # each kind types its own
+    resource: ArmResource  # its `spec` (create properties) each kind types as its own
 
     @property
     def deleting(self) -> bool:
@@ -84,6 +84,35 @@ class ResourceDocument(Document):
     def wire(self) -> JsonObject:
         """The resource as reads return it."""
         return self.resource.model_dump(mode="json", by_alias=True)
+
+
+class LazySpec(ResourceDocument):
+    """A kind whose create properties (`spec`) are an API model, validated when first read: most
+    writes of a job or cluster (every state change) never look at them, and validating and dumping
+    them was most of the cost of a document. Written back as read unless the model was read (it may
+    have been changed, as a cluster's PATCH changes its scale settings)."""
+
+    spec_model: ClassVar[type[WireModel]]
+    spec_changes: ClassVar[bool] = True  # False: never changed once created (written back as read)
+
+    stored_spec: JsonObject = Field(alias="spec")  # the create properties as stored, secrets included
+    _spec: WireModel | None = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _spec_as_json(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("spec"), WireModel):
+            return {**data, "spec": data["spec"].to_wire(reveal_secrets=True)}
+        return data
+
+    def typed_spec(self) -> WireModel:
+        if self._spec is None:
+            self._spec = self.spec_model.model_validate(self.stored_spec, strict=False)
+        return self._spec
+
+    @field_serializer("stored_spec")
+    def _spec_out(self, stored: JsonObject) -> JsonObject:
+        return stored if self._spec is None or not self.spec_changes else self._spec.to_wire(reveal_secrets=True)
 
 
 # --- jobs -------------------------------------------------------------------------------------------
@@ -126,12 +155,14 @@ class AttemptEnd(StoredModel):
 JobState = Literal["queued", "running", "terminating", "succeeded", "failed"]
 
 
-class JobDocument(ResourceDocument):
+class JobDocument(LazySpec):
     """A job: its wire resource, its create properties, and its run (shared/job_runs.py)."""
+
+    spec_model: ClassVar[type[WireModel]] = JobBaseProperties
+    spec_changes: ClassVar[bool] = False
 
     kind: Literal["job"] = "job"
     resource: JobResource
-    spec: Annotated[JobBaseProperties, WireSpec]
     cluster: str  # the cluster's store key
     cluster_pk: str
     cluster_uid: str  # names its lanes and nodes' partition
@@ -156,12 +187,24 @@ class JobDocument(ResourceDocument):
     def props(self) -> JobResourceProperties:
         return self.resource.properties
 
+    @property
+    def spec(self) -> JobBaseProperties:
+        spec = self.typed_spec()
+        assert isinstance(spec, JobBaseProperties)
+        return spec
+
     def copy_for_edit(self) -> Self:
         """A copy to change, made without the JSON round trip (ten times cheaper, on every
         transition): the spec (never changed once created) and the recorded events and attempt ends
-        (never changed once written) are shared; the resource, and the lists and maps, are copied."""
+        (never changed once written) are shared; the lists and maps are copied, and of the resource
+        what a transition sets (its properties' fields and the execution info's: set, never changed
+        in place) is copied one level deep."""
+        props = self.resource.properties
+        info = props.execution_info
+        resource = self.resource.model_copy(update={"properties": props.model_copy(update={
+            "execution_info": info.model_copy() if info is not None else None})})
         return self.model_copy(update={
-            "resource": self.resource.model_copy(deep=True),
+            "resource": resource,
             "nodes": list(self.nodes), "reports": dict(self.reports), "prepared": list(self.prepared),
             "stopped": list(self.stopped), "history": list(self.history), "trace_context": dict(self.trace_context),
             "attempt_trace_context": dict(self.attempt_trace_context) if self.attempt_trace_context is not None
@@ -219,10 +262,11 @@ class SshKeyPair(StoredModel):
     public: str = ""
 
 
-class ClusterDocument(ResourceDocument):
+class ClusterDocument(LazySpec):
+    spec_model: ClassVar[type[WireModel]] = ClusterBaseProperties
+
     kind: Literal["cluster"] = "cluster"
     resource: ClusterResource
-    spec: Annotated[ClusterBaseProperties, WireSpec]
     uid: str | None = None  # names its lanes and pool; new for every cluster ever made
     agent_token: str = ""  # lets its nodes join (never returned)
     provisioned: bool = False  # its lanes and pool exist
@@ -233,6 +277,12 @@ class ClusterDocument(ResourceDocument):
         return self.resource.properties
 
     @property
+    def spec(self) -> ClusterBaseProperties:
+        spec = self.typed_spec()
+        assert isinstance(spec, ClusterBaseProperties)
+        return spec
+
+    @property
     def cluster_uid(self) -> str:
         """Its own id, new for every cluster ever made: names its lanes, pool and nodes' partition
         (one made before uids existed: derived from its key, as shared/lanes.py does)."""
@@ -241,7 +291,7 @@ class ClusterDocument(ResourceDocument):
     @property
     def scale(self) -> ScaleSettings:
         """Its scale settings (the create stores them always; none: a manual cluster of 0 nodes)."""
-        return self.spec.scale_settings or ScaleSettings(manual=ManualScaleSettings(target_node_count=0))
+        return self.props.scale_settings or ScaleSettings(manual=ManualScaleSettings(target_node_count=0))
 
 
 # --- the other kinds --------------------------------------------------------------------------------
@@ -366,10 +416,12 @@ class WorkspaceResource(ArmResource):
 class WorkspaceDocument(ResourceDocument):
     kind: Literal["workspace"] = "workspace"
     resource: WorkspaceResource
+    spec: None = None  # a workspace keeps no create properties beyond its resource
 
 
 class ExperimentDocument(ResourceDocument):
     kind: Literal["experiment"] = "experiment"
+    spec: None = None  # an experiment keeps no create properties beyond its resource
 
 
 class RoleAssignmentResourceProperties(ProvisionedProperties):
@@ -393,6 +445,7 @@ class RoleAssignmentDocument(ResourceDocument):
 
     kind: Literal["roleAssignment"] = "roleAssignment"
     resource: RoleAssignmentResource
+    spec: JsonObject = Field(default_factory=dict)  # none kept: the resource says it all
 
 
 class TeardownRecord(Document):

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Literal, Self
 
 from pydantic import ConfigDict, Field
 
-from shared.models.base import WireModel
+from shared.models.base import SecretWireModel, WireModel
 from shared.models.cluster import SetupTask
 from shared.models.common import REDACTED
 from shared.models.job import JobBaseProperties
@@ -40,7 +40,7 @@ class AgentAnswer(WireModel):
 
 # -- what a node says ----------------------------------------------------------------------------------
 
-class Registration(WireModel):
+class Registration(SecretWireModel):
     """POST agent/register: a node trades the pool's bootstrap token for its own credential."""
 
     _secret_fields: ClassVar[tuple[str, ...]] = ("token", "credential")
@@ -120,7 +120,7 @@ class Work(WireModel):
 
 # -- what the control plane answers ------------------------------------------------------------------
 
-class Registered(AgentAnswer):
+class Registered(SecretWireModel, AgentAnswer):
     """agent/register's answer: the node's key and credential, and how often it beats."""
 
     _secret_fields: ClassVar[tuple[str, ...]] = ("credential",)
@@ -165,7 +165,7 @@ class StorageInfo(AgentAnswer):
     blobs: StorageBlobs | None = None
 
 
-class MountableVolume(AgentAnswer):
+class MountableVolume(SecretWireModel, AgentAnswer):
     """A volume resolved for mounting (shared/volumes.py's `Volume`, key included). The kind is not
     judged here: a volume the node cannot mount is that volume's mount failure, not an unreadable answer."""
 

@@ -38,14 +38,11 @@ class WireModel(BaseModel):
 
     _secret_fields: ClassVar[tuple[str, ...]] = ()
 
-    @model_serializer(mode="wrap")
-    def _drop_secrets(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
-        data = handler(self)
-        if self._secret_fields and not (info.context or {}).get("reveal_secrets"):
-            for name in self._secret_fields:
-                field = type(self).model_fields[name]
-                data.pop(field.alias if info.by_alias and field.alias else name, None)
-        return data
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if cls._secret_fields and not issubclass(cls, SecretWireModel):  # invariant 7: a secret is never dumped
+            raise TypeError(f"{cls.__name__} has secret fields: it must derive from SecretWireModel")
 
     def __repr_args__(self) -> Any:
         # Never show a secret in a repr: reprs end up in logs and tracebacks (invariant 7).
@@ -57,3 +54,18 @@ class WireModel(BaseModel):
         return self.model_dump(
             mode="json", by_alias=True, exclude_none=True, context=REVEAL if reveal_secrets else None
         )
+
+
+class SecretWireModel(WireModel):
+    """An API model with secret fields (`_secret_fields`): they are dropped from every dump unless
+    revealed. Only these models pay for the check (a Python call per dump): the others, most of
+    what the service writes, dump in pydantic's own code."""
+
+    @model_serializer(mode="wrap")
+    def _drop_secrets(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
+        data = handler(self)
+        if not (info.context or {}).get("reveal_secrets"):
+            for name in self._secret_fields:
+                field = type(self).model_fields[name]
+                data.pop(field.alias if info.by_alias and field.alias else name, None)
+        return data

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Self
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from shared.models.base import WireModel
+from shared.models.base import SecretWireModel, WireModel
 from shared.models.common import (
     BatchAIError,
     CommandLine,
@@ -143,7 +143,7 @@ class VirtualMachineConfiguration(WireModel):
     image_reference: ImageReference | None = None
 
 
-class AppInsightsReference(WireModel):
+class AppInsightsReference(SecretWireModel):
     """Where node performance counters go; the instrumentation key is treated as a secret."""
 
     _secret_fields: ClassVar[tuple[str, ...]] = ("instrumentation_key",)

@@ -26,7 +26,7 @@ from pydantic import (AfterValidator, BeforeValidator, ConfigDict, Field, PlainS
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from shared.ids import FILE_SERVER, ResourceRef
-from shared.models.base import WireModel
+from shared.models.base import SecretWireModel, WireModel
 from shared.models.limits import (MAX_COMMAND_LINE_LENGTH, MAX_DATA_DISKS, MAX_DISK_SIZE_GB, MAX_ENV_NAME_LENGTH,
                                   MAX_ENV_VALUE_LENGTH, MAX_MOUNT_VOLUMES, MAX_RELATIVE_MOUNT_PATH_LENGTH,
                                   MAX_NODE_COUNT, MAX_SECRET_LENGTH, MAX_TAG_NAME_LENGTH, MAX_TAG_VALUE_LENGTH, MAX_TAGS,
@@ -405,7 +405,7 @@ class EnvironmentVariable(WireModel):
     value: EnvironmentValue
 
 
-class EnvironmentVariableWithSecretValue(WireModel):
+class EnvironmentVariableWithSecretValue(SecretWireModel):
     """A variable whose value the service uses but never reports back."""
 
     _secret_fields: ClassVar[tuple[str, ...]] = ("value",)
@@ -425,7 +425,7 @@ class EnvironmentVariableWithSecretValue(WireModel):
 # --------------------------------------------------------------------------------------------------
 
 
-class AzureStorageCredentialsInfo(WireModel):
+class AzureStorageCredentialsInfo(SecretWireModel):
     """How nodes authenticate to a storage account; the key itself is never reported back."""
 
     _secret_fields: ClassVar[tuple[str, ...]] = ("account_key",)
@@ -527,7 +527,7 @@ class MountVolumes(WireModel):
 # --------------------------------------------------------------------------------------------------
 
 
-class PrivateRegistryCredentials(WireModel):
+class PrivateRegistryCredentials(SecretWireModel):
     """Login to a private Docker registry; the password is never reported back."""
 
     _secret_fields: ClassVar[tuple[str, ...]] = ("password",)
@@ -566,7 +566,7 @@ class ContainerSettings(WireModel):
 # --------------------------------------------------------------------------------------------------
 
 
-class UserAccountSettings(WireModel):
+class UserAccountSettings(SecretWireModel):
     """The admin account created on every node, for SSH; the password is never reported back."""
 
     _secret_fields: ClassVar[tuple[str, ...]] = ("admin_user_password",)

@@ -14,7 +14,7 @@ from typing import Annotated, ClassVar
 from pydantic import AfterValidator, ConfigDict, Field
 
 from shared.ids import NAME_PATTERN
-from shared.models.base import WireModel
+from shared.models.base import SecretWireModel, WireModel
 from shared.models.common import ProvisioningState, ProxyResource
 from shared.webhook_destinations import url_problem
 
@@ -63,7 +63,7 @@ class EventSubscriptionFilter(WireModel):
     event_types: list[JobEventType] | None = Field(default=None, max_length=100)
 
 
-class EventSubscriptionCreateProperties(WireModel):
+class EventSubscriptionCreateProperties(SecretWireModel):
     _secret_fields: ClassVar[tuple[str, ...]] = ("secret",)
 
     destination: WebHookDestination

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from shared.models.base import WireModel
+from shared.models.base import SecretWireModel, WireModel
 from shared.models.common import quoted
 
 if TYPE_CHECKING:  # Optuna is imported where the search runs, not by every reader of the models (the CLI)
@@ -126,7 +126,7 @@ class StorageType(str, enum.Enum):
     BLOB = "BLOB"
 
 
-class FileParameter(WireModel):
+class FileParameter(SecretWireModel):
     """One value per file of a mounted share or container whose path (below `directory`) matches
     `filterStr` (re.match, as the utilities did); the value is the file's path on the node:
     $AZ_BATCHAI_{JOB_,}MOUNT_ROOT/<mountPath>/<path>. The files are listed when the sweep is created."""
