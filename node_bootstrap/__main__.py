@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 from node_bootstrap.agent import Agent, Bootstrap
-from shared import logs
+from shared import gc_tuning, logs
 from shared.settings import Settings
 
 
@@ -18,7 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logs.configure(Settings.from_env(), level=logging.INFO)  # BATCHAI_LOG_FORMAT, where the VM sets it
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request would fill the node's log
-    Agent(Bootstrap.load(args.node_dir.resolve())).run()
+    agent = Agent(Bootstrap.load(args.node_dir.resolve()))
+    gc_tuning.settle_after_start()
+    agent.run()
     return 0
 
 

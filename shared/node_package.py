@@ -36,7 +36,7 @@ from shared.ports.blob_store import Account, BlobStore
 
 ROOT = Path(__file__).resolve().parents[1]
 # What node_bootstrap imports from shared (tests/unit/test_node_package.py checks the list is complete).
-SHARED_MODULES = ("__init__.py", "errors.py", "ids.py", "job_environment.py", "local_files.py", "logs.py",
+SHARED_MODULES = ("__init__.py", "errors.py", "gc_tuning.py", "ids.py", "job_environment.py", "local_files.py", "logs.py",
                   "ports/__init__.py", "ports/blob_store.py", "settings.py", "signed_urls.py", "telemetry.py",
                   "volumes.py",
                   # the API models: the agent API's messages (models/agent.py) and the job's settings they carry

@@ -79,7 +79,7 @@ def present(svc: Services, cluster: ClusterDocument) -> JsonObject:
     properties.update(currentNodeCount=len(docs), nodeStateCounts=nodes.state_counts(docs))
     failed = node_errors(docs)
     if failed:
-        properties["errors"] = properties.get("errors", []) + [e.model_dump(mode="json", by_alias=True)
+        properties["errors"] = properties.get("errors", []) + [e.wire_json()
                                                                for e in failed]
     return resource
 

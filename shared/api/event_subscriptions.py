@@ -56,7 +56,7 @@ def create(svc: Services, req: ApiRequest) -> ApiResponse:
         props = doc.resource.properties
         kept = {"creationTime": props.creation_time, "provisioningState": props.provisioning_state,
                 "provisioningStateTransitionTime": props.provisioning_state_transition_time}
-        given = {k: v for k, v in props.model_dump(mode="json", by_alias=True).items() if k not in kept}
+        given = {k: v for k, v in props.wire_json().items() if k not in kept}
         if given == public and (doc.spec or SubscriptionSecret()) == spec:
             return False
         doc.resource.properties = EventSubscriptionResourceProperties.model_validate(public | kept)

@@ -89,13 +89,13 @@ def create_in_subscription(svc: Services, req: ApiRequest) -> ApiResponse:
     wanted = _properties(req, f"/subscriptions/{subscription}", timestamp(svc.clock.now()))
     existing = documents.read(svc.store, SubscriptionRoleAssignment, pk, key)
     if existing is not None and _same(existing.resource.properties, wanted):
-        return ok(existing.resource.model_dump(mode="json", by_alias=True))
+        return ok(existing.resource.wire_json())
     if existing is not None:
         wanted = _kept(existing.resource.properties, wanted)
     resource = RoleAssignmentResource(id=arm_id, name=req.route["roleAssignmentName"], type=SUBSCRIPTION_TYPE,
                                       properties=wanted)
     documents.upsert(svc.store, SubscriptionRoleAssignment(id=key, pk=pk, resource=resource))
-    return ok(resource.model_dump(mode="json", by_alias=True))
+    return ok(resource.wire_json())
 
 
 def get_in_subscription(svc: Services, req: ApiRequest) -> ApiResponse:
@@ -104,14 +104,14 @@ def get_in_subscription(svc: Services, req: ApiRequest) -> ApiResponse:
     if doc is None:
         raise errors.ResourceNotFound(f"No role assignment '{req.route['roleAssignmentName']}' in the "
                                       "subscription.", target="roleAssignmentName")
-    return ok(doc.resource.model_dump(mode="json", by_alias=True))
+    return ok(doc.resource.wire_json())
 
 
 def list_in_subscription(svc: Services, req: ApiRequest) -> ApiResponse:
     check_api_version(req)
     int_param(req, "maxresults", 1000, 1, 1000)
     docs = subscription_assignments(svc, req.route["subscriptionId"])
-    return ok({"value": [d.resource.model_dump(mode="json", by_alias=True) for d in sorted(docs, key=lambda d: d.id)]})
+    return ok({"value": [d.resource.wire_json() for d in sorted(docs, key=lambda d: d.id)]})
 
 
 def delete_in_subscription(svc: Services, req: ApiRequest) -> ApiResponse:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_serializer
 
-from shared.documents.base import Document, StoredModel
+from shared.documents.base import Document, JsonObject, StoredModel
 from shared.documents.resources import RoleAssignmentResource
 from shared.models.agent import HeldAttempt as HeldAttempt  # a heartbeat's body (shared/models/agent.py),
 from shared.models.agent import Work as Work  # kept as the node sent it
@@ -82,3 +82,7 @@ class SubscriptionRoleAssignment(Document):
     container: ClassVar[str] = ROLE_ASSIGNMENTS
 
     resource: RoleAssignmentResource
+
+    @field_serializer("resource")
+    def _resource_out(self, resource: RoleAssignmentResource) -> JsonObject:
+        return resource.wire_json()  # stored as returned (None left out), as a ResourceDocument's

@@ -83,7 +83,11 @@ class ResourceDocument(Document):
 
     def wire(self) -> JsonObject:
         """The resource as reads return it."""
-        return self.resource.model_dump(mode="json", by_alias=True)
+        return self.resource.wire_json()
+
+    @field_serializer("resource")
+    def _resource_out(self, resource: ArmResource) -> JsonObject:
+        return resource.wire_json()
 
 
 class LazySpec(ResourceDocument):
@@ -375,6 +379,10 @@ class EventSubscriptionDocument(ResourceDocument):
     uid: str
     dead_letters: list[DeadLetterRecord] = Field(default_factory=list)
 
+    @field_serializer("spec")
+    def _spec_out(self, spec: SubscriptionSecret | None) -> JsonObject | None:
+        return None if spec is None else spec.wire_json()
+
 
 class SweepSpec(StoredModel):
     properties: Annotated[SweepProperties, WireSpec]
@@ -432,7 +440,7 @@ class RoleAssignmentResourceProperties(ProvisionedProperties):
 
     def given(self) -> JsonObject:
         """The properties a PUT gives (wire form), to compare with a repeated PUT's."""
-        return self.model_dump(mode="json", by_alias=True,
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True,
                                exclude={"creation_time", "provisioning_state", "provisioning_state_transition_time"})
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import uvicorn
 
-from shared import lanes, leases, telemetry, watchdog
+from shared import gc_tuning, lanes, leases, telemetry, watchdog
 from shared.adapters.local.sqlite_messaging import SqliteMessaging
 from shared.auth import local_token
 from shared.composition import Services, build_services, use_services
@@ -68,6 +68,7 @@ class LocalHost:
             peers = PeerWakeups(svc.wakeups, self.settings.data_dir, svc.messaging).start()
         pump = QueuePump(svc.messaging, functions)
         pump.start()
+        gc_tuning.settle_after_start()
         try:
             self.door = self._open_door(svc) if alone else None
             asyncio.run(self._serve(svc, functions))
