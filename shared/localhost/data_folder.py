@@ -8,6 +8,7 @@ anything, so every file and folder it (and every node agent and job it starts) m
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import stat
@@ -45,3 +46,31 @@ def _tighten(folder: Path) -> None:
                     os.chmod(path, stat.S_IMODE(info.st_mode) & ~PRIVATE_UMASK)
             except FileNotFoundError:
                 continue  # removed meanwhile
+
+
+HOST_LOCK = "host.lock"
+
+
+class FolderInUse(Exception):
+    """Another host (or supervisor) already serves this data folder."""
+
+
+def claim_for_host(data_dir: Path) -> int:
+    """Make this process the one host of `data_dir` for as long as it lives, or raise FolderInUse.
+
+    A host started beside another on the same folder would take the deployment's start and stop for
+    its own: clear the other's leases and node graces on start, stop every node and remove the endpoint
+    file on exit. So the host (or the supervisor of `--workers` instances, which alone does those) holds
+    an exclusive flock on DATA_DIR/host.lock; the kernel drops it when the process ends, however it ends.
+    Returns the lock's descriptor (kept open, not inherited by children)."""
+    fd = os.open(data_dir / HOST_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner = os.pread(fd, 16, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise FolderInUse(f"Another Batch AI local host (pid {owner}) serves {data_dir}: use it, or stop it first "
+                          f"(`batchai local down --data-dir {data_dir}`).") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd

@@ -16,7 +16,7 @@ from shared.adapters.local.sqlite_messaging import SqliteMessaging
 from shared.auth import local_token
 from shared.composition import Services, build_services, use_services
 from shared.localhost.amqp.door import ServiceBusDoor
-from shared.localhost.data_folder import make_private
+from shared.localhost.data_folder import FolderInUse, claim_for_host, make_private
 from shared.localhost.functions_index import IndexedFunction, index, load_app
 from shared.localhost.http_server import FunctionsHttpApp
 from shared.localhost.instances import READY_LINE, PeerWakeups, Supervisor, singleton_timer
@@ -47,10 +47,16 @@ class LocalHost:
 
     def run(self) -> None:
         """Serve until interrupted; state stays in the data folder for the next start."""
+        make_private(self.settings.data_dir)  # first: everything after is born private
+        if self.instance is None:  # the deployment's own start and stop: one host per folder
+            try:
+                claim_for_host(self.settings.data_dir)
+            except FolderInUse as refused:
+                self.echo(str(refused))
+                raise SystemExit(1) from None
         if self.workers > 1:
             self._supervise()
             return
-        make_private(self.settings.data_dir)  # first: everything after is born private
         telemetry.setup(self.settings, "batchai-localhost")
         local_token.ensure(self.settings.token_path)  # the owner's token, for the CLI in this folder
         svc = build_services(self.settings)

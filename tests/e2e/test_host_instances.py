@@ -80,3 +80,29 @@ def test_local_down_stops_the_supervisor_its_instances_and_nodes(tmp_path: Path)
         assert host.process.wait(30) == 0
         assert instance_pids(data_dir) == []
         wait_until("the node to stop", lambda: not alive(agent), timeout=30)
+
+
+def test_a_second_host_on_the_same_folder_is_refused_and_harms_nothing(tmp_path: Path) -> None:
+    """Started beside a running host (alone or supervised), another host on the same folder would take
+    the deployment's start and stop for its own; it is refused, and the first host's node, endpoint
+    file and leases are untouched."""
+    data_dir = tmp_path / "state"
+    with running_host(data_dir, timeout=60) as host:
+        with httpx.Client(base_url=host.endpoint, params=Q, timeout=30, headers=host.headers) as http:
+            http.put(WS, json={"location": "local"}).raise_for_status()
+            http.put(CLUSTER, json={"properties": {
+                "vmSize": "STANDARD_D1_V2", "scaleSettings": {"manual": {"targetNodeCount": 1}},
+                "userAccountSettings": {"adminUserName": "u", "adminUserPassword": "p"}}}).raise_for_status()
+            wait_until("the node's agent", lambda: len(agent_pids(data_dir)) == 1, timeout=90)
+            [agent] = agent_pids(data_dir)
+            for workers in ("1", "2"):
+                second = subprocess.run([sys.executable, "-m", "shared.localhost", "up", "--data-dir", str(data_dir),
+                                         "--port", "0", "--workers", workers],
+                                        capture_output=True, text=True, timeout=60)
+                assert second.returncode == 1, second.stdout + second.stderr
+                assert f"Another Batch AI local host (pid {host.pid}) serves" in second.stdout
+            assert alive(agent), "a refused host must not stop the running host's nodes"
+            assert (data_dir / "endpoint").read_text().strip() == host.endpoint
+            assert http.get(CLUSTER).json()["properties"]["nodeStateCounts"]["idleNodeCount"] == 1
+    with running_host(data_dir, timeout=60):  # once the first is gone, the folder is free again
+        pass
