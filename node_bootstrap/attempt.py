@@ -214,7 +214,8 @@ class Attempt:
                 return Outcome(code, Problem.of("JobPreparationFailed",
                                                 f"The job preparation on node {self.node_id} exited with code {code};"
                                                 f" see {names.prep_stderr} in the stdouterr directory."))
-        self.barrier.prepared()
+        if len(self.assignment.nodes) > 1:  # someone may wait for it (a lone node waits for nobody:
+            self.barrier.prepared()         # telling would cost a job write before its process starts)
         if self._launches_onto_others(props, plan):
             log.write("waiting for every node of the job to finish its job preparation")
             with telemetry.span("agent.barrier", attributes={"batchai.nodes": len(self.assignment.nodes)}):

@@ -114,13 +114,15 @@ def _place(svc: Services, uid: str, job: JobDocument, chosen: list[NodeDocument]
             waits.append(queued_since)
             return True
 
-        started = job_runs.transition(svc, job.pk, job.id, begin, read_now=job)
+        def wake(_: JobDocument) -> None:  # the agents' long polls answer from the written start
+            for doc in chosen:
+                svc.wakeups.notify(doc.id)
+
+        started = job_runs.transition(svc, job.pk, job.id, begin, read_now=job, written_first=wake)
     if started is None:
         for doc in claimed:
             nodes.release(svc.store, uid, doc.node_id, job.id, attempt, now)
         return False
-    for doc in chosen:
-        svc.wakeups.notify(doc.id)
     _record_start(job, attempt, now, waits[-1] if waits else None)
     log.info("job %s attempt %d placed on %s", job.id, attempt, ", ".join(d.node_id for d in chosen))
     return True

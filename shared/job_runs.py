@@ -118,16 +118,20 @@ def requeue(job: JobDocument, now: datetime) -> None:
 Edit = Callable[[JobDocument], bool]
 
 
-def transition(svc: Services, pk: str, job_key: str, edit: Edit, read_now: JobDocument | None = None
-               ) -> JobDocument | None:
+def transition(svc: Services, pk: str, job_key: str, edit: Edit, read_now: JobDocument | None = None,
+               written_first: Callable[[JobDocument], None] | None = None) -> JobDocument | None:
     """Apply `edit` (False: no change) to the job under its ETag, then give back the nodes of an
     attempt that ended, publish a job that is queued again, and wake the dispatcher.
     `read_now`: the job as the caller has just read it (spares a read; a stale one costs a retry).
+    `written_first`: called as soon as the write has landed, before those follow-ups and the events'
+    sending (the dispatcher wakes the job's nodes there: they need only the write).
     Returns the job as written, or None if it is gone or unchanged."""
     written = _write(svc, pk, job_key, edit, read_now)
     if written is None:
         return None
     before, after, stored = written
+    if written_first is not None:
+        written_first(after)
     attempt_ended = before.state in ACTIVE and (after.state not in ACTIVE or after.attempt != before.attempt)
     if attempt_ended:
         free_attempt(svc, before)
