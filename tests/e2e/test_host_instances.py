@@ -23,6 +23,12 @@ CLUSTER = f"{WS}/clusters/one"
 Q = {"api-version": "2018-05-01"}
 
 
+def one_node_cluster(http: httpx.Client) -> None:
+    http.put(CLUSTER, json={"properties": {
+        "vmSize": "STANDARD_D1_V2", "scaleSettings": {"manual": {"targetNodeCount": 1}},
+        "userAccountSettings": {"adminUserName": "u", "adminUserPassword": "p"}}}).raise_for_status()
+
+
 def test_two_instances_one_killed_mid_job_the_job_succeeds_exactly_once(tmp_path: Path) -> None:
     data_dir, runs, gate = tmp_path / "state", tmp_path / "runs", tmp_path / "gate"
     with running_host(data_dir, workers=2, timeout=120) as host:
@@ -32,9 +38,7 @@ def test_two_instances_one_killed_mid_job_the_job_succeeds_exactly_once(tmp_path
         with httpx.Client(base_url=host.endpoint, params=Q, timeout=30, headers=host.headers) as http:
             http.put(WS, json={"location": "local"}).raise_for_status()
             http.put(f"{WS}/experiments/e", json={}).raise_for_status()
-            http.put(CLUSTER, json={"properties": {
-                "vmSize": "STANDARD_D1_V2", "scaleSettings": {"manual": {"targetNodeCount": 1}},
-                "userAccountSettings": {"adminUserName": "u", "adminUserPassword": "p"}}}).raise_for_status()
+            one_node_cluster(http)
             command = f"echo $$ >> {runs}; for i in $(seq 1200); do [ -e {gate} ] && exit 0; sleep 0.05; done; exit 9"
             job = f"{WS}/experiments/e/jobs/once"
             http.put(job, json={"properties": {
@@ -68,9 +72,7 @@ def test_local_down_stops_the_supervisor_its_instances_and_nodes(tmp_path: Path)
     with running_host(data_dir, workers=2, timeout=120) as host:
         with httpx.Client(base_url=host.endpoint, params=Q, timeout=30, headers=host.headers) as http:
             http.put(WS, json={"location": "local"}).raise_for_status()
-            http.put(CLUSTER, json={"properties": {
-                "vmSize": "STANDARD_D1_V2", "scaleSettings": {"manual": {"targetNodeCount": 1}},
-                "userAccountSettings": {"adminUserName": "u", "adminUserPassword": "p"}}}).raise_for_status()
+            one_node_cluster(http)
             wait_until("the node's agent", lambda: len(agent_pids(data_dir)) == 1, timeout=90)
         [agent] = agent_pids(data_dir)
         down = subprocess.run([sys.executable, "-m", "shared.cli", "local", "down", "--data-dir", str(data_dir)],
@@ -90,9 +92,7 @@ def test_a_second_host_on_the_same_folder_is_refused_and_harms_nothing(tmp_path:
     with running_host(data_dir, timeout=60) as host:
         with httpx.Client(base_url=host.endpoint, params=Q, timeout=30, headers=host.headers) as http:
             http.put(WS, json={"location": "local"}).raise_for_status()
-            http.put(CLUSTER, json={"properties": {
-                "vmSize": "STANDARD_D1_V2", "scaleSettings": {"manual": {"targetNodeCount": 1}},
-                "userAccountSettings": {"adminUserName": "u", "adminUserPassword": "p"}}}).raise_for_status()
+            one_node_cluster(http)
             wait_until("the node's agent", lambda: len(agent_pids(data_dir)) == 1, timeout=90)
             [agent] = agent_pids(data_dir)
             for workers in ("1", "2"):
