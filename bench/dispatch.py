@@ -28,6 +28,7 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -101,13 +102,30 @@ def our_throughput(endpoint: str, http: httpx.Client, nodes: int, jobs: int, sub
     pending, last_end = set(names), started
     while pending:  # poll gently: the figure comes from the jobs' endTime, not from when we looked
         time.sleep(0.25)
-        page = http.get(f"{WS}/experiments/e/jobs", params={"maxresults": 1000}).json()["value"]
-        for job in page:
+        for job in all_jobs(http):
             props = job["properties"]
             if job["name"] in pending and props["executionState"] in FINAL:
                 pending.discard(job["name"])
                 last_end = max(last_end, datetime.fromisoformat(props["executionInfo"]["endTime"]).timestamp())
     return jobs / (last_end - started)
+
+
+def all_jobs(http: httpx.Client) -> list[dict[str, Any]]:
+    """Every job of experiment "e", page after page (a page holds at most 1,000)."""
+    answer = http.get(f"{WS}/experiments/e/jobs", params={"maxresults": 1000}).json()
+    jobs: list[dict[str, Any]] = answer["value"]
+    while answer.get("nextLink"):
+        url, params = link_request(answer["nextLink"])
+        answer = http.get(url, params=params).json()
+        jobs += answer["value"]
+    return jobs
+
+
+def link_request(link: str, **params: Any) -> tuple[httpx.URL, dict[str, Any]]:
+    """A nextLink as (URL, params) for a client that has params of its own: httpx replaces a URL's
+    query with the client's params, and the link's $skiptoken would be lost (page one again)."""
+    url = httpx.URL(link)
+    return url.copy_with(query=None), {**dict(url.params), **params}
 
 
 def slurm_figures(nodes: int, jobs: int, samples: int) -> tuple[list[float], float] | str:

@@ -48,6 +48,9 @@ from shared.localhost.process import LocalHostProcess, start_local_host
 from shared.ports.state_store import Query
 from shared.resources import CONTAINERS, R
 
+sys.path.insert(0, str(Path(__file__).parent))  # dispatch.py beside this file
+from dispatch import link_request  # noqa: E402
+
 WS = "/subscriptions/bench/resourceGroups/bench/providers/Microsoft.BatchAI/workspaces/ws"
 Q = {"api-version": "2018-05-01"}
 HTTP_FILL_MAX = 1000  # deeper queues are written through the ports (see the docstring)
@@ -165,7 +168,7 @@ def store_mb(folder: Path) -> float:
 
 def deep_page_ms(http: httpx.Client, depth: int) -> tuple[float, float]:
     """(first page, a page half-way through) of 100 jobs, ms, median of 5 each."""
-    def timed(url: str, params: dict[str, Any]) -> float:
+    def timed(url: str | httpx.URL, params: dict[str, Any]) -> float:
         times = []
         for _ in range(5):
             t0 = time.perf_counter()
@@ -176,17 +179,17 @@ def deep_page_ms(http: httpx.Client, depth: int) -> tuple[float, float]:
     first = timed(f"{WS}/experiments/e/jobs", {"maxresults": 100})
     link, seen = None, 0
     params: dict[str, Any] = {"maxresults": 1000}
-    url = f"{WS}/experiments/e/jobs"
+    url: str | httpx.URL = f"{WS}/experiments/e/jobs"
     while seen < depth // 2:
         answer = http.get(url, params=params).json()
         seen += len(answer["value"])
         link = answer.get("nextLink")
         if not link:
             break
-        url, params = link, {"maxresults": 100} if seen >= depth // 2 else {"maxresults": 1000}
+        url, params = link_request(link, maxresults=100 if seen >= depth // 2 else 1000)
     if not link:
         return first, first
-    return first, timed(link, {"maxresults": 100})
+    return first, timed(*link_request(link, maxresults=100))
 
 
 def measure_depth(folder: Path, depth: int, settle: float, timeout: float) -> dict[str, Any]:
