@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import gc
 
-# Young collections every 20,000 net allocations (not 700); older generations as often as before
-# relative to those, so a full collection stays rare.
+# Young collections every 20,000 net allocations (not 700); the older generations after 20 of the
+# one below (not 10), so a full collection stays rare.
 THRESHOLDS = (20_000, 20, 20)
 
 
