@@ -35,7 +35,6 @@ from shared.auth import local_token
 from shared.documents import base as documents
 from shared.documents.nodes import TimerLease
 from shared.composition import build_services
-from shared.localhost.data_folder import make_private
 from shared.localhost.functions_index import IndexedFunction
 from shared.localhost.timers import next_fire
 from shared.nodes import parse_time, stamp
@@ -176,7 +175,7 @@ class Supervisor:
         self._instances: list[Instance] = []
 
     def run(self, prepare: Callable[[Any], None], finish: Callable[[Any], None]) -> None:
-        make_private(self.settings.data_dir)
+        """Called by LocalHost.run, which has made the data folder private and holds it."""
         local_token.ensure(self.settings.token_path)
         svc = build_services(self.settings)
         peers = PeerWakeups(svc.wakeups, self.settings.data_dir, svc.messaging).start()  # the door's queues
