@@ -352,6 +352,39 @@ def test_invalid_pool_ids_are_refused(pool: VmPool, bad: str) -> None:
         pool.list_nodes(bad)
 
 
+def test_no_node_starts_once_stop_all_has_begun(pool: VmPool) -> None:
+    """The local host's stop (the pools on this machine): a resize still running in another thread
+    when stop_all begins (a timer's reconcile round, say), or one that comes after it, leaves no
+    node process running."""
+    stop_all = getattr(pool, "stop_all", None)
+    if stop_all is None:
+        pytest.skip("a scale set's VMs outlive the control plane: there is no stop_all")
+    root: Path = pool._root  # type: ignore[attr-defined]
+    pool_ids = [f"pool-{i}" for i in range(4)]
+    for pool_id in pool_ids:
+        pool.create_pool(make_spec(pool_id))
+    errors: list[BaseException] = []
+
+    def grow() -> None:  # the pools in the opposite order to stop_all's: it passes some before they grow
+        for pool_id in reversed(pool_ids):
+            try:
+                pool.resize(pool_id, 2)
+            except PoolNotFound:  # stopped and forgotten already (the netns pool keeps pools in memory)
+                pass
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+    thread = threading.Thread(target=grow)
+    thread.start()
+    wait_for(lambda: pool.list_nodes(pool_ids[-1]), "the resize to start a node")
+    stop_all()
+    thread.join(timeout=WAIT)
+    pool.create_pool(make_spec(pool_ids[0]))  # after stop_all, as a reconcile still running would
+    pool.resize(pool_ids[0], 3)
+    assert not errors and not thread.is_alive()
+    assert not _processes_under(root), "a node outlived stop_all"
+
+
 # ================================================================== scale sets only
 
 def _put_body(fake: FakeArmCompute, name: str) -> dict[str, Any]:

@@ -191,6 +191,9 @@ class LocalVmPool(VmPool):
         # Agents this object started: Popen lets us reap them (a zombie would look alive to kill(0)).
         self._children: dict[Path, subprocess.Popen[bytes]] = {}
         self._children_lock = threading.Lock()
+        # Set by stop_all: from then on this object starts no agent (a resize still running in another
+        # thread, a timer's say, would otherwise start agents that outlive the host that stopped).
+        self._stopping = threading.Event()
 
     # ---------------------------------------------------------------- the port
 
@@ -230,6 +233,8 @@ class LocalVmPool(VmPool):
             if len(nodes) > capacity:
                 self._remove(nodes[capacity:])  # the newest ones
             for _ in range(capacity - len(nodes)):
+                if self._stopping.is_set():  # checked under the pool lock, which stop_all takes after setting it
+                    return
                 self._start_node(pool_id, spec)
 
     def remove_nodes(self, pool_id: str, node_ids: Sequence[str]) -> None:
@@ -260,8 +265,11 @@ class LocalVmPool(VmPool):
     def stop_all(self) -> None:
         """Stop every agent under root (the local host's clean shutdown); folders stay.
 
-        Stopped nodes then list as "failed" (still counted by resize) until they are removed.
+        Stopped nodes then list as "failed" (still counted by resize) until they are removed. This
+        object starts no node afterwards: a resize that holds a pool's lock now finishes before that
+        pool's agents are stopped, and one that comes later starts nothing.
         """
+        self._stopping.set()
         if not self._root.is_dir():
             return
         for pool_dir in sorted(p for p in self._root.iterdir() if (p / "pool.json").exists()):

@@ -55,6 +55,7 @@ class NetnsVmPool(VmPool):
         self._next_index = 0
         self._lock = threading.RLock()
         self._made: list[Path] = []  # mount points this pool made on this machine (removed when empty)
+        self._stopping = False  # set by stop_all (under the lock): no node starts afterwards
 
     # ---------------------------------------------------------------- the port
 
@@ -74,7 +75,7 @@ class NetnsVmPool(VmPool):
             raise ValueError(f"capacity must be >= 0, not {capacity}")
         with self._lock:
             spec, nodes = self._pool(pool_id)
-            while len(nodes) < capacity:
+            while len(nodes) < capacity and not self._stopping:
                 node = self._new_node(spec)
                 nodes[node.node_id] = node
             extra = sorted(nodes.values(), key=lambda n: -n.index)[:max(0, len(nodes) - capacity)]
@@ -100,8 +101,12 @@ class NetnsVmPool(VmPool):
                     for n in sorted(nodes.values(), key=lambda n: n.index)]
 
     def stop_all(self) -> None:
-        """End every node (the local host's clean stop); their folders (boot logs) stay."""
-        for pool_id in list(self._pools):
+        """End every node (the local host's clean stop); their folders (boot logs) stay. No node
+        starts afterwards, whoever still calls resize (a timer's invocation still running, say)."""
+        with self._lock:
+            self._stopping = True
+            pool_ids = list(self._pools)
+        for pool_id in pool_ids:
             self._end_pool(pool_id)
         while self._made:
             try:
