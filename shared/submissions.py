@@ -196,16 +196,20 @@ def announce(svc: Services, door: Door, message: RequestMessage, route: Mapping[
     event = {"specversion": "1.0", "id": stable, "source": resource_id, "type": event_type,
              "subject": _subject(resource_id), "time": timestamp(svc.clock.now()),
              "datacontenttype": "application/json", "data": outcome}
-    svc.messaging.send(events.JOB_EVENTS_TOPIC, [events.message(event)])
+    sends = [(events.JOB_EVENTS_TOPIC, [events.message(event)])]
     if message.reply_to:
         reply = {**outcome, "resource": body} if accepted else outcome
-        try:
-            svc.messaging.send(message.reply_to, [OutgoingMessage(
-                json.dumps(reply, separators=(",", ":")).encode(), message_id=f"reply-{stable}",
-                correlation_id=correlation, subject=event_type, session_id=message.reply_to_session_id)])
-        except EntityNotFound:
-            log.warning("the reply to %s of message %s has no queue %r", door.queue, message.message_id,
-                        message.reply_to[:100])
+        sends.append((message.reply_to, [OutgoingMessage(
+            json.dumps(reply, separators=(",", ":")).encode(), message_id=f"reply-{stable}",
+            correlation_id=correlation, subject=event_type, session_id=message.reply_to_session_id)]))
+    try:
+        svc.messaging.send_each(sends)  # the event and the reply: one write on the embedded queues
+    except EntityNotFound:
+        if len(sends) == 1:
+            raise
+        log.warning("the reply to %s of message %s has no queue %r", door.queue, message.message_id,
+                    str(message.reply_to)[:100])
+        svc.messaging.send(*sends[0])
 
 
 def _claimed_route(message: RequestMessage) -> dict[str, str]:

@@ -72,7 +72,7 @@ class LocalHost:
             functions = [singleton_timer(f, svc.store, svc.clock) if f.trigger_type == "timerTrigger" else f
                          for f in functions]
             peers = PeerWakeups(svc.wakeups, self.settings.data_dir, svc.messaging).start()
-        pump = QueuePump(svc.messaging, functions)
+        pump = QueuePump(svc.messaging, functions, clock=svc.clock)
         pump.start()
         gc_tuning.settle_after_start()
         try:

@@ -2,22 +2,33 @@
 messaging adapter with the Functions host's semantics — peek-lock, several messages at once,
 complete on success, abandon on failure (so the delivery count rises and the queue's max delivery
 count dead-letters a message that keeps failing), dead-letter at once when the function says the
-message can never succeed (PoisonMessage)."""
+message can never succeed (PoisonMessage).
+
+Like the Functions host's prefetch and auto-complete, a pump thread locks up to PREFETCH messages
+in one receive, runs the function on each in turn and completes the ones that succeeded together:
+two queue writes for a batch instead of two per message. Once half a lock has passed, what succeeded
+is completed and the messages still waiting have their locks renewed."""
 
 from __future__ import annotations
 
 import inspect
 import logging
 import threading
+from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from azure.functions.servicebus import ServiceBusMessage
 
 from shared.localhost.functions_index import IndexedFunction
+from shared.ports.clock import Clock, SystemClock
 from shared.ports.messaging import Messaging, PoisonMessage, ReceivedMessage, subscription_path
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.5  # how long one receive waits; bounds how fast the pump notices a stop
+PREFETCH = 16  # messages one receive may lock for one pump thread
+# Functions that wait on the network take one message at a time, so one slow endpoint holds back no other.
+ONE_AT_A_TIME = frozenset({"WebHookDelivery"})
 
 
 def trigger_message(message: ReceivedMessage) -> ServiceBusMessage:
@@ -44,8 +55,10 @@ def entity_of(function: IndexedFunction) -> str | None:
 class QueuePump:
     """`concurrency` threads per queue-triggered function, until `stop()`."""
 
-    def __init__(self, messaging: Messaging, functions: list[IndexedFunction], concurrency: int = 4) -> None:
+    def __init__(self, messaging: Messaging, functions: list[IndexedFunction], concurrency: int = 4,
+                 clock: Clock | None = None) -> None:
         self.messaging = messaging
+        self.clock = clock or SystemClock()  # the messaging's clock: locks are in its time
         self.functions = [f for f in functions if f.trigger_type == "serviceBusTrigger" and entity_of(f)]
         self.concurrency = concurrency
         self._stop = threading.Event()
@@ -67,17 +80,34 @@ class QueuePump:
     def _pump(self, function: IndexedFunction) -> None:
         queue = entity_of(function)
         assert queue is not None
+        prefetch = 1 if function.name in ONE_AT_A_TIME else PREFETCH
         while not self._stop.is_set():
             try:
-                received = self.messaging.receive(queue, 1, max_wait=POLL_SECONDS)
+                received = self.messaging.receive(queue, prefetch, max_wait=POLL_SECONDS)
             except Exception:
                 log.exception("receiving from %s failed", queue)
                 self._stop.wait(POLL_SECONDS)
                 continue
-            for message in received:
-                self._deliver(function, queue, message)
+            self._run_batch(function, queue, received)
 
-    def _deliver(self, function: IndexedFunction, queue: str, message: ReceivedMessage) -> None:
+    def _run_batch(self, function: IndexedFunction, queue: str, received: list[ReceivedMessage]) -> None:
+        waiting = list(received)
+        succeeded: list[ReceivedMessage] = []
+        renew_at = _half_way(waiting, self.clock.now())
+        while waiting:
+            if renew_at is not None and self.clock.now() >= renew_at:
+                # Half a lock has passed: what succeeded goes now, and the rest keep their locks.
+                self._complete(queue, succeeded)
+                waiting = self._renewed(queue, waiting)
+                renew_at = _half_way(waiting, self.clock.now())
+                continue
+            message = waiting.pop(0)
+            if self._deliver(function, queue, message):
+                succeeded.append(message)
+        self._complete(queue, succeeded)
+
+    def _deliver(self, function: IndexedFunction, queue: str, message: ReceivedMessage) -> bool:
+        """Run the function on the message: True when it is to be completed (a failure is settled here)."""
         try:
             result: Any = function.func(trigger_message(message))
             if inspect.iscoroutine(result):
@@ -86,13 +116,37 @@ class QueuePump:
             log.warning("function %s dead-lettered message %s: %s", function.name, message.message_id, poison.reason)
             reason, description = poison.reason, poison.description
             self._settle(lambda q, m: self.messaging.dead_letter(q, m, reason, description), queue, message)
-            return
+            return False
         except Exception:
             log.exception("function %s failed on message %s (delivery %d)", function.name, message.message_id,
                           message.delivery_count)
             self._settle(self.messaging.abandon, queue, message)
+            return False
+        return True
+
+    def _complete(self, queue: str, messages: list[ReceivedMessage]) -> None:
+        """Complete what succeeded so far in one write, and forget it; a message whose lock was lost
+        comes back and its (idempotent) function runs again."""
+        if not messages:
             return
-        self._settle(self.messaging.complete, queue, message)
+        try:
+            lost = self.messaging.complete_all(queue, messages)
+        except Exception:
+            log.warning("could not complete %d messages on %s", len(messages), queue)
+            lost = []
+        for message in lost:
+            log.warning("could not settle message %s on %s", message.message_id, queue)
+        messages.clear()
+
+    def _renewed(self, queue: str, messages: list[ReceivedMessage]) -> list[ReceivedMessage]:
+        """The messages with fresh locks; one whose lock is lost already is not ours to run: it comes back."""
+        kept = []
+        for message in messages:
+            try:
+                kept.append(replace(message, locked_until=self.messaging.renew_lock(queue, message)))
+            except Exception:
+                log.warning("could not renew the lock of message %s on %s", message.message_id, queue)
+        return kept
 
     @staticmethod
     def _settle(settle: Any, queue: str, message: ReceivedMessage) -> None:
@@ -100,3 +154,9 @@ class QueuePump:
             settle(queue, message)
         except Exception:  # lock lost: the message comes back and the (idempotent) function runs again
             log.warning("could not settle message %s on %s", message.message_id, queue)
+
+
+def _half_way(messages: list[ReceivedMessage], now: datetime) -> datetime | None:
+    """When the earliest of these locks is half spent (locks taken together run out together)."""
+    ends = [m.locked_until for m in messages if m.locked_until is not None]
+    return now + (min(ends) - now) / 2 if ends else None

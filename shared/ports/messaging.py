@@ -169,6 +169,13 @@ class Messaging(ABC):
     def send(self, entity: str, messages: Sequence[OutgoingMessage]) -> None:
         """Send to a queue or topic, all or nothing."""
 
+    def send_each(self, batches: Sequence[tuple[str, Sequence[OutgoingMessage]]]) -> None:
+        """Several sends, each to its own entity, as one write where the adapter can (the embedded
+        queues: one transaction). Service Bus has no such call for this SDK: they are sent in turn,
+        so a failure may leave the earlier ones sent (send ids that make a retry harmless)."""
+        for entity, messages in batches:
+            self.send(entity, messages)
+
     @abstractmethod
     def receive(self, entity: str, max_messages: int = 1, max_wait: float = 0.0) -> list[ReceivedMessage]:
         """Peek-lock up to max_messages available messages in order; waits up to max_wait seconds
@@ -185,6 +192,17 @@ class Messaging(ABC):
     def complete(self, entity: str, message: ReceivedMessage) -> None:
         """Remove a locked message. LockLost if its lock is no longer held."""
 
+    def complete_all(self, entity: str, messages: Sequence[ReceivedMessage]) -> list[ReceivedMessage]:
+        """Complete several locked messages of one entity, as one write where the adapter can;
+        returns those whose lock was no longer held (the others are gone)."""
+        lost = []
+        for message in messages:
+            try:
+                self.complete(entity, message)
+            except LockLost:
+                lost.append(message)
+        return lost
+
     @abstractmethod
     def abandon(self, entity: str, message: ReceivedMessage) -> None:
         """Unlock a locked message now (dead-lettered if its delivery count is spent)."""
@@ -192,7 +210,6 @@ class Messaging(ABC):
     @abstractmethod
     def dead_letter(self, entity: str, message: ReceivedMessage, reason: str, description: str = "") -> None:
         """Move a locked message to the dead-letter sub-queue with a reason."""
-
 
     @abstractmethod
     def renew_lock(self, entity: str, message: ReceivedMessage) -> datetime:

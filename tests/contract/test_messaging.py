@@ -316,6 +316,28 @@ def test_complete_removes_the_message(messaging: Messaging, entities: Entities) 
     assert nothing_available(messaging, q)
 
 
+def test_complete_all_removes_them_and_names_those_whose_lock_was_lost(messaging: Messaging,
+                                                                        entities: Entities) -> None:
+    q = entities.queue()
+    messaging.send(q, [msg(str(n), message_id=f"m{n}") for n in range(3)])
+    first, second, third = receive_n(messaging, q, 3)
+    messaging.complete(q, second)  # settled already: its lock is gone
+    lost = messaging.complete_all(q, [first, second, third])
+    assert [m.message_id for m in lost] == ["m1"]
+    eventually(lambda: messaging.count(q) == 0)
+    assert messaging.complete_all(q, []) == []
+
+
+def test_send_each_sends_every_batch_to_its_own_entity(messaging: Messaging, entities: Entities) -> None:
+    q, topic = entities.queue(), entities.topic()
+    sub = entities.subscription(topic)
+    messaging.send_each([(topic, [msg("event", message_id="ev-1")]), (q, [msg("a"), msg("b")])])
+    assert [m.body for m in receive_n(messaging, q, 2)] == [b"a", b"b"]
+    assert receive_one(messaging, sub).message_id == "ev-1"
+    with pytest.raises(EntityNotFound):
+        messaging.send_each([(unique("missing"), [msg("x")])])
+
+
 def test_abandon_redelivers_with_a_higher_delivery_count(messaging: Messaging, entities: Entities) -> None:
     q = entities.queue()
     messaging.send(q, [msg("a", message_id="a")])

@@ -52,3 +52,28 @@ def test_success_completes_failure_retries_then_dead_letters(tmp_path: Path) -> 
     finally:
         pump.stop()
         messaging.close()
+
+
+def test_a_batch_is_completed_together_and_a_half_spent_lock_is_renewed_first(tmp_path: Path) -> None:
+    """Prefetched messages wait their turn: the one whose lock is half spent by then is renewed, and
+    every message is handled once, with none redelivered for a lock that ran out while it waited."""
+    messaging = SqliteMessaging(tmp_path / "m.db")
+    messaging.create_queue("slow", EntityOptions(lock_duration=timedelta(seconds=1), max_delivery_count=5))
+    seen: list[tuple[bytes, int]] = []
+
+    def handler(msg: func.ServiceBusMessage) -> None:
+        seen.append((msg.get_body(), msg.delivery_count))
+        time.sleep(0.3)  # four of them outlast one lock
+
+    function = IndexedFunction(name="Slow", trigger_type="serviceBusTrigger", func=handler, queue_name="slow")
+    messaging.send("slow", [OutgoingMessage(str(n).encode()) for n in range(5)])
+    pump = QueuePump(messaging, [function], concurrency=1)
+    pump.start()
+    try:
+        wait_until(lambda: messaging.count("slow") == 0)
+        time.sleep(1.2)  # a message whose lock had expired would be received again by now
+        assert seen == [(str(n).encode(), 1) for n in range(5)]
+        assert messaging.receive(dead_letter_path("slow"), 5) == []
+    finally:
+        pump.stop()
+        messaging.close()

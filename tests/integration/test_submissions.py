@@ -49,7 +49,7 @@ def svc(tmp_path: Path) -> Iterator[Services]:
     services.messaging.create_subscription(events.JOB_EVENTS_TOPIC, WATCH)
     make_cluster(services, {"manual": {"targetNodeCount": 1}})
     use_services(services)  # what the functions' services() answers
-    pump = QueuePump(services.messaging, door_functions(), concurrency=1)
+    pump = QueuePump(services.messaging, door_functions(), concurrency=1, clock=services.clock)
     pump.start()
     yield services
     pump.stop()

@@ -136,6 +136,16 @@ def test_a_send_is_all_or_nothing(bus: SqliteMessaging) -> None:
     assert bus.count("q") == 0
 
 
+def test_send_each_is_one_transaction(bus: SqliteMessaging) -> None:
+    """The job's event and its reply go together or not at all (one write on the embedded queues)."""
+    bus.create_queue("replies")
+    with pytest.raises(EntityNotFound):
+        bus.send_each([("replies", [OutgoingMessage(b"reply")]), ("missing", [OutgoingMessage(b"x")])])
+    assert bus.count("replies") == 0
+    bus.send_each([("replies", [OutgoingMessage(b"one")]), ("replies", [OutgoingMessage(b"two")])])
+    assert [m.body for m in bus.receive("replies", 5)] == [b"one", b"two"]
+
+
 def test_scheduled_times_must_be_timezone_aware(bus: SqliteMessaging, clock: ManualClock) -> None:
     with pytest.raises(ValueError):
         send(bus, "q", "a", scheduled_enqueue_time=clock.now().replace(tzinfo=None))

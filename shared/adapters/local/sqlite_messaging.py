@@ -309,34 +309,46 @@ class SqliteMessaging(Messaging):
     # -- messages ---------------------------------------------------------------------------------
 
     def send(self, entity: str, messages: Sequence[OutgoingMessage]) -> None:
-        rows = [_outgoing_row(m) for m in messages]  # validate before touching the database
+        self.send_each([(entity, messages)])
+
+    def send_each(self, batches: Sequence[tuple[str, Sequence[OutgoingMessage]]]) -> None:
+        """Every batch in one transaction: all are sent or none."""
+        prepared = [(entity, [_outgoing_row(m) for m in messages]) for entity, messages in batches]  # validate first
+        woken: list[str] = []
         with self._write() as conn:
-            target = self._entity(conn, entity)
-            if target.kind == "subscription" or target.dead_letter:
-                raise EntityNotFound(f"{entity!r} cannot be sent to: send to a queue or topic")
             now = self._now_us()
             self._prune_dedup(conn, now)
-            values: list[tuple[Any, ...]] = []
-            for *fields, scheduled in rows:
-                visible = now if scheduled is None else max(now, scheduled)
-                if target.dedup_us is not None and not _first_sighting(conn, target.path, fields[0],
-                                                                       now + target.dedup_us, now):
-                    continue  # a duplicate within the window: accepted and dropped
-                values.append((*fields, visible, visible))
-            if target.kind == "queue":
-                conn.executemany(
-                    "INSERT INTO messages (entity, message_id, body, props, correlation_id, subject, reply_to, session_id, "
-                    "reply_to_session_id, enqueued_at, visible_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(target.path, *v) for v in values])
-            else:
-                conn.executemany(
-                    "INSERT INTO messages (entity, message_id, body, props, correlation_id, subject, reply_to, session_id, "
-                    "reply_to_session_id, enqueued_at, visible_at) SELECT path, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
-                    "FROM entities "
-                    "WHERE topic = ? ORDER BY path",
-                    [(*v, target.path) for v in values])
-        if values:
-            self._signal(target.path)
+            for entity, rows in prepared:
+                if self._insert(conn, entity, rows, now):
+                    woken.append(_norm(entity))
+        for wake_key in dict.fromkeys(woken):
+            self._signal(wake_key)
+
+    def _insert(self, conn: sqlite3.Connection, entity: str, rows: list[tuple[Any, ...]], now: int) -> bool:
+        """One send's rows (duplicates within the window dropped); whether any was stored."""
+        target = self._entity(conn, entity)
+        if target.kind == "subscription" or target.dead_letter:
+            raise EntityNotFound(f"{entity!r} cannot be sent to: send to a queue or topic")
+        values: list[tuple[Any, ...]] = []
+        for *fields, scheduled in rows:
+            visible = now if scheduled is None else max(now, scheduled)
+            if target.dedup_us is not None and not _first_sighting(conn, target.path, fields[0],
+                                                                   now + target.dedup_us, now):
+                continue  # a duplicate within the window: accepted and dropped
+            values.append((*fields, visible, visible))
+        if target.kind == "queue":
+            conn.executemany(
+                "INSERT INTO messages (entity, message_id, body, props, correlation_id, subject, reply_to, session_id, "
+                "reply_to_session_id, enqueued_at, visible_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(target.path, *v) for v in values])
+        else:
+            conn.executemany(
+                "INSERT INTO messages (entity, message_id, body, props, correlation_id, subject, reply_to, session_id, "
+                "reply_to_session_id, enqueued_at, visible_at) SELECT path, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
+                "FROM entities "
+                "WHERE topic = ? ORDER BY path",
+                [(*v, target.path) for v in values])
+        return bool(values)
 
     def receive(self, entity: str, max_messages: int = 1, max_wait: float = 0.0) -> list[ReceivedMessage]:
         if max_messages < 1:
@@ -400,13 +412,20 @@ class SqliteMessaging(Messaging):
         return [_received(r, locked=False) for r in rows]
 
     def complete(self, entity: str, message: ReceivedMessage) -> None:
+        if self.complete_all(entity, [message]):
+            raise _lock_lost(message)
+
+    def complete_all(self, entity: str, messages: Sequence[ReceivedMessage]) -> list[ReceivedMessage]:
+        lost = []
         with self._write() as conn:
             target = self._receivable(conn, entity)
-            deleted = conn.execute("DELETE FROM messages WHERE id = ? AND entity = ? AND lock_token = ? "
-                                   "AND visible_at > ?",
-                                   (message.sequence_number, target.key, message.lock_token, self._now_us()))
-            if deleted.rowcount == 0:
-                raise _lock_lost(message)
+            now = self._now_us()
+            for message in messages:
+                deleted = conn.execute("DELETE FROM messages WHERE id = ? AND entity = ? AND lock_token = ? "
+                                       "AND visible_at > ?", (message.sequence_number, target.key, message.lock_token, now))
+                if deleted.rowcount == 0:
+                    lost.append(message)
+        return lost
 
     def abandon(self, entity: str, message: ReceivedMessage) -> None:
         with self._write() as conn:
