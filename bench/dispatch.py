@@ -43,6 +43,7 @@ Q = {"api-version": "2018-05-01"}
 TARGET_P50_MS = 100
 TARGET_RATIO = 2.0
 FINAL = ("succeeded", "failed")
+POLL_SECONDS = 1.0
 
 
 def make_cluster(http: httpx.Client, name: str, nodes: int, timeout: float = 120) -> None:
@@ -100,8 +101,8 @@ def our_throughput(endpoint: str, http: httpx.Client, nodes: int, jobs: int, sub
     with concurrent.futures.ThreadPoolExecutor(submitters) as pool:
         list(pool.map(submit, [names[i::submitters] for i in range(submitters)]))
     pending, last_end = set(names), started
-    while pending:  # poll gently: the figure comes from the jobs' endTime, not from when we looked
-        time.sleep(0.25)
+    while pending:  # poll gently: the figure comes from the jobs' endTime, not from when we looked,
+        time.sleep(POLL_SECONDS)  # and each look lists every job: CPU the host would spend on them
         for job in all_jobs(http):
             props = job["properties"]
             if job["name"] in pending and props["executionState"] in FINAL:
