@@ -7,18 +7,15 @@ Servers are started as direct child processes and stopped by PID: killing a wrap
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
-import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-_PR_SET_PDEATHSIG = 1  # prctl(2)
+from shared.localhost.instances import die_with_parent
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -55,13 +52,6 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
         proc.wait(timeout=timeout)
 
 
-def _ends_with_the_test_run() -> None:
-    """In the server's process before exec: the kernel sends it SIGTERM when the test run dies, for
-    a run that crashes (a segfault) never reaches the `finally` that stops it."""
-    if sys.platform == "linux":
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 @contextlib.contextmanager
 def running_server(argv: Sequence[str], host: str, port: int, *, cwd: str | Path | None = None,
                    env: dict[str, str] | None = None, start_timeout: float = 30.0
@@ -74,7 +64,7 @@ def running_server(argv: Sequence[str], host: str, port: int, *, cwd: str | Path
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(list(argv), cwd=cwd, env={**os.environ, **(env or {})},
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                preexec_fn=_ends_with_the_test_run)
+                                preexec_fn=die_with_parent)  # a run that crashes never reaches `finally`
         try:
             try:
                 wait_for_port(host, port, start_timeout, proc)

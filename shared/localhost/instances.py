@@ -147,8 +147,8 @@ class PeerWakeups:
         self._sender.close()
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: killed when the supervisor dies, however it dies."""
+def die_with_parent() -> None:
+    """In a child before exec (preexec_fn): killed when its parent dies, however it dies."""
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
@@ -209,7 +209,7 @@ class Supervisor:
         command = [sys.executable, "-m", "shared.localhost", "up", "--data-dir", str(self.settings.data_dir),
                    "--port", str(self.port), "--instance", str(number), "--listen-fd", str(fd)]
         process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, pass_fds=(fd,),
-                                   preexec_fn=_die_with_parent)
+                                   preexec_fn=die_with_parent)
         instance = Instance(number, process, threading.Event())
         threading.Thread(target=self._relay, args=(instance,), daemon=True).start()
         return instance
