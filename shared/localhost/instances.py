@@ -111,7 +111,7 @@ class PeerWakeups:
         threading.Thread(target=self._listen, name="peer-wakeups", daemon=True).start()
         self.wakeups.forward = lambda key: self._send(self._WAKEUP + key)
         if self.messaging is not None:
-            self.messaging.forward = lambda key: self._send(self._MESSAGES + key)
+            self.messaging.forward = lambda key, count: self._send(f"{self._MESSAGES}{count or 0} {key}")
         return self
 
     def _listen(self) -> None:
@@ -124,7 +124,8 @@ class PeerWakeups:
             if kind == self._WAKEUP:
                 self.wakeups.notify(key, forward=False)
             elif kind == self._MESSAGES and self.messaging is not None:
-                self.messaging.wake(key)
+                count, _, entity = key.partition(" ")  # a count of 0: every receiver
+                self.messaging.wake(entity, int(count) or None)
 
     def _send(self, text: str) -> None:
         now = time.monotonic()

@@ -191,18 +191,23 @@ def test_close_ends_a_waiting_receive(bus: SqliteMessaging) -> None:
 # -- waking and sharing ------------------------------------------------------------------------------
 
 
-def test_a_send_in_this_process_wakes_a_waiting_receive_at_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("to, source", [("q", "q"), ("t", subscription_path("t", "s"))], ids=["queue", "topic"])
+def test_a_send_in_this_process_wakes_a_waiting_receive_at_once(tmp_path: Path, to: str, source: str) -> None:
+    """A send wakes one waiting receiver per message (each subscription's, for a topic), at once."""
     bus = SqliteMessaging(tmp_path / "bus.db")
     bus.create_queue("q")
+    bus.create_topic("t")
+    bus.create_subscription("t", "s")
+    bus.create_subscription("t", "other")  # its own receivers are not the ones woken for "s"
     latencies: list[float] = []
     try:
         for _ in range(15):
             got: list[float] = []
-            waiter = threading.Thread(target=lambda: bus.receive("q", max_wait=3) and got.append(time.perf_counter()))
+            waiter = threading.Thread(target=lambda: bus.receive(source, max_wait=3) and got.append(time.perf_counter()))
             waiter.start()
             time.sleep(0.02)  # let it start waiting
             sent = time.perf_counter()
-            send(bus, "q", "x")
+            send(bus, to, "x")
             waiter.join(timeout=5)
             latencies.append(got[0] - sent)
     finally:

@@ -148,10 +148,8 @@ class _Entity:
 
     @property
     def wake_key(self) -> str:
-        """What a send signals to wake receivers of this entity (topic sends signal the topic)."""
-        if self.dead_letter:
-            return self.key
-        return self.topic if self.kind == "subscription" and self.topic else self.path
+        """What a send signals to wake receivers of this entity (a topic's send: each subscription's)."""
+        return self.key
 
 
 class SqliteMessaging(Messaging):
@@ -173,7 +171,7 @@ class SqliteMessaging(Messaging):
         self._generations: dict[str, int] = {}
         # Set when other processes share the file and can be told at once (shared/localhost/instances.py):
         # passes each wake key on, so their receivers need not wait for their next look at the file.
-        self.forward: Callable[[str], None] | None = None
+        self.forward: Callable[[str, int | None], None] | None = None
         self._last_prune_us = 0
         self._closed = False
 
@@ -314,18 +312,19 @@ class SqliteMessaging(Messaging):
     def send_each(self, batches: Sequence[tuple[str, Sequence[OutgoingMessage]]]) -> None:
         """Every batch in one transaction: all are sent or none."""
         prepared = [(entity, [_outgoing_row(m) for m in messages]) for entity, messages in batches]  # validate first
-        woken: list[str] = []
+        woken: dict[str, int] = {}
         with self._write() as conn:
             now = self._now_us()
             self._prune_dedup(conn, now)
             for entity, rows in prepared:
-                if self._insert(conn, entity, rows, now):
-                    woken.append(_norm(entity))
-        for wake_key in dict.fromkeys(woken):
-            self._signal(wake_key)
+                for wake_key, count in self._insert(conn, entity, rows, now):
+                    woken[wake_key] = woken.get(wake_key, 0) + count
+        for wake_key, count in woken.items():
+            self._signal(wake_key, count)
 
-    def _insert(self, conn: sqlite3.Connection, entity: str, rows: list[tuple[Any, ...]], now: int) -> bool:
-        """One send's rows (duplicates within the window dropped); whether any was stored."""
+    def _insert(self, conn: sqlite3.Connection, entity: str, rows: list[tuple[Any, ...]], now: int
+                ) -> list[tuple[str, int]]:
+        """One send's rows (duplicates within the window dropped); how many each receivable entity got."""
         target = self._entity(conn, entity)
         if target.kind == "subscription" or target.dead_letter:
             raise EntityNotFound(f"{entity!r} cannot be sent to: send to a queue or topic")
@@ -336,19 +335,22 @@ class SqliteMessaging(Messaging):
                                                                    now + target.dedup_us, now):
                 continue  # a duplicate within the window: accepted and dropped
             values.append((*fields, visible, visible))
+        if not values:
+            return []
         if target.kind == "queue":
             conn.executemany(
                 "INSERT INTO messages (entity, message_id, body, props, correlation_id, subject, reply_to, session_id, "
                 "reply_to_session_id, enqueued_at, visible_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(target.path, *v) for v in values])
-        else:
-            conn.executemany(
-                "INSERT INTO messages (entity, message_id, body, props, correlation_id, subject, reply_to, session_id, "
-                "reply_to_session_id, enqueued_at, visible_at) SELECT path, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
-                "FROM entities "
-                "WHERE topic = ? ORDER BY path",
-                [(*v, target.path) for v in values])
-        return bool(values)
+            return [(target.path, len(values))]
+        conn.executemany(
+            "INSERT INTO messages (entity, message_id, body, props, correlation_id, subject, reply_to, session_id, "
+            "reply_to_session_id, enqueued_at, visible_at) SELECT path, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
+            "FROM entities "
+            "WHERE topic = ? ORDER BY path",
+            [(*v, target.path) for v in values])
+        subscriptions = conn.execute("SELECT path FROM entities WHERE topic = ?", (target.path,)).fetchall()
+        return [(path, len(values)) for (path,) in subscriptions]
 
     def receive(self, entity: str, max_messages: int = 1, max_wait: float = 0.0) -> list[ReceivedMessage]:
         if max_messages < 1:
@@ -503,19 +505,24 @@ class SqliteMessaging(Messaging):
 
     # -- helpers ----------------------------------------------------------------------------------
 
-    def _signal(self, wake_key: str) -> None:
+    def _signal(self, wake_key: str, count: int | None = None) -> None:
         """Wake the receivers waiting on wake_key (after the commit, so they see the rows): this
         process's, and through `forward` those of the processes it knows."""
-        self.wake(wake_key)
+        self.wake(wake_key, count)
         if self.forward is not None:
-            self.forward(wake_key)
+            self.forward(wake_key, count)
 
-    def wake(self, wake_key: str) -> None:
-        """Wake this process's receivers waiting on wake_key."""
+    def wake(self, wake_key: str, count: int | None = None) -> None:
+        """Wake up to `count` of this process's receivers waiting on wake_key (None: all of them).
+        Waking one receiver per message sent, not every thread that waits, spares the others a look
+        at the file for nothing; one that is not woken still looks at its next poll."""
         wake = self._wake_of(wake_key)
         with wake:
             self._generations[wake_key] = self._generations.get(wake_key, 0) + 1
-            wake.notify_all()
+            if count is None:
+                wake.notify_all()
+            else:
+                wake.notify(count)
 
     def _wake_of(self, wake_key: str) -> threading.Condition:
         """The condition receivers of wake_key wait on (all share one lock, so `_generations` is guarded)."""
