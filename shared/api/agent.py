@@ -250,15 +250,21 @@ async def assignment(svc: Services, req: ApiRequest) -> ApiResponse:
     deadline = asyncio.get_running_loop().time() + max(wait, 0.0)
     while True:
         with svc.wakeups.listening(node.id) as waiter:  # before the reads: no wake-up slips between
-            node = await asyncio.to_thread(authenticate, svc, req)
-            held = await asyncio.to_thread(held_attempt, svc, node)
-            left = deadline - asyncio.get_running_loop().time()
+            final = deadline - asyncio.get_running_loop().time() <= 0
+            answer = await asyncio.to_thread(_look, svc, req, running, final)  # one hop: the reads together
             if svc.wakeups.closed:  # the host is stopping: the agent asks again after a pause
                 raise errors.ServiceUnavailable("The control plane is stopping.")
-            if held != running or left <= 0:
-                current = await asyncio.to_thread(current_assignment, svc, node)
-                return ok(AssignmentAnswer(state=node.state, assignment=current).to_wire(reveal_secrets=True))
-            await waiter.wait(min(left, STORE_RECHECK_SECONDS))
+            if answer is not None:
+                return ok(answer.to_wire(reveal_secrets=True))
+            await waiter.wait(min(deadline - asyncio.get_running_loop().time(), STORE_RECHECK_SECONDS))
+
+
+def _look(svc: Services, req: ApiRequest, running: tuple[str, int] | None, final: bool) -> AssignmentAnswer | None:
+    """The answer to give now: when what the node should run is not what it runs, or on the last look."""
+    node = authenticate(svc, req)
+    if held_attempt(svc, node) == running and not final:
+        return None
+    return AssignmentAnswer(state=node.state, assignment=current_assignment(svc, node))
 
 
 def _wait_seconds(svc: Services, req: ApiRequest) -> float:
