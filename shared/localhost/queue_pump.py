@@ -7,10 +7,8 @@ message can never succeed (PoisonMessage).
 Like the Functions host's prefetch and auto-complete, a pump thread locks up to PREFETCH messages
 in one receive, runs the function on each in turn and completes the ones that succeeded together:
 two queue writes for a batch instead of two per message. Once half a lock has passed, what succeeded
-is completed and the messages still waiting have their locks renewed. Only from the embedded queues:
-through Service Bus's SDK a receive of several leaves link credit open, and messages the broker sends
-afterwards wait in that receiver's buffer while their locks run (test_all_azure_adapters.py lost a job
-event that way), so there the pump takes one message at a time."""
+is completed and the messages still waiting have their locks renewed. (The Service Bus adapter hands
+over one message per receive; see its receive.)"""
 
 from __future__ import annotations
 
@@ -23,7 +21,6 @@ from typing import Any
 
 from azure.functions.servicebus import ServiceBusMessage
 
-from shared.adapters.local.sqlite_messaging import SqliteMessaging
 from shared.localhost.functions_index import IndexedFunction
 from shared.ports.clock import Clock, SystemClock
 from shared.ports.messaging import Messaging, PoisonMessage, ReceivedMessage, subscription_path
@@ -84,8 +81,7 @@ class QueuePump:
     def _pump(self, function: IndexedFunction) -> None:
         queue = entity_of(function)
         assert queue is not None
-        batches = isinstance(self.messaging, SqliteMessaging) and function.name not in ONE_AT_A_TIME
-        prefetch = PREFETCH if batches else 1
+        prefetch = 1 if function.name in ONE_AT_A_TIME else PREFETCH
         while not self._stop.is_set():
             try:
                 received = self.messaging.receive(queue, prefetch, max_wait=POLL_SECONDS)
