@@ -30,6 +30,12 @@ POLL_SECONDS = 0.5  # how long one receive waits; bounds how fast the pump notic
 PREFETCH = 16  # messages one receive may lock for one pump thread
 # Functions that wait on the network take one message at a time, so one slow endpoint holds back no other.
 ONE_AT_A_TIME = frozenset({"WebHookDelivery"})
+# Functions whose work per message is a few store reads run on one thread per instance: the messages
+# that arrive while it works are taken together by its next receive, so a burst of job events costs
+# two queue writes per batch. With a thread per waiting message each receive got one event, and the
+# fan-out threads cost more than the creates' own events (py-spy, bench/api_throughput.py).
+ONE_THREAD = frozenset({"JobEventsFanOut"})
+BATCH_GATHER_SECONDS = 0.02  # after a short batch, such a thread waits this long before its next receive
 
 
 def trigger_message(message: ReceivedMessage) -> ServiceBusMessage:
@@ -54,7 +60,7 @@ def entity_of(function: IndexedFunction) -> str | None:
 
 
 class QueuePump:
-    """`concurrency` threads per queue-triggered function, until `stop()`."""
+    """`concurrency` threads per queue-triggered function (one for those in ONE_THREAD), until `stop()`."""
 
     def __init__(self, messaging: Messaging, functions: list[IndexedFunction], concurrency: int = 4,
                  clock: Clock | None = None) -> None:
@@ -67,7 +73,7 @@ class QueuePump:
 
     def start(self) -> None:
         for function in self.functions:
-            for n in range(self.concurrency):
+            for n in range(1 if function.name in ONE_THREAD else self.concurrency):
                 thread = threading.Thread(target=self._pump, args=(function,), name=f"pump-{function.name}-{n}",
                                           daemon=True)
                 thread.start()
@@ -90,6 +96,8 @@ class QueuePump:
                 self._stop.wait(POLL_SECONDS)
                 continue
             self._run_batch(function, queue, received)
+            if function.name in ONE_THREAD and 0 < len(received) < prefetch:
+                self._stop.wait(BATCH_GATHER_SECONDS)  # let the next events gather: one receive takes them
 
     def _run_batch(self, function: IndexedFunction, queue: str, received: list[ReceivedMessage]) -> None:
         waiting = list(received)

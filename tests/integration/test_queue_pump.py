@@ -77,3 +77,45 @@ def test_a_batch_is_completed_together_and_a_half_spent_lock_is_renewed_first(tm
     finally:
         pump.stop()
         messaging.close()
+
+
+def test_the_event_fan_out_runs_on_one_thread_that_takes_a_burst_together(tmp_path: Path) -> None:
+    """A burst of job events is fanned out by one thread per instance, several events per receive,
+    while other functions keep their `concurrency` threads."""
+    messaging = SqliteMessaging(tmp_path / "m.db")
+    for queue in ("events", "work"):
+        messaging.create_queue(queue, EntityOptions(lock_duration=timedelta(seconds=30)))
+    threads: dict[str, set[str]] = {"events": set(), "work": set()}
+    batches: list[int] = []
+
+    def handler_of(queue: str):  # type: ignore[no-untyped-def]
+        def handler(msg: func.ServiceBusMessage) -> None:
+            threads[queue].add(threading.current_thread().name)
+            time.sleep(0.01)
+        return handler
+
+    functions = [IndexedFunction(name="JobEventsFanOut", trigger_type="serviceBusTrigger",
+                                 func=handler_of("events"), queue_name="events"),
+                 IndexedFunction(name="Work", trigger_type="serviceBusTrigger", func=handler_of("work"),
+                                 queue_name="work")]
+    receive = messaging.receive
+
+    def counting_receive(entity: str, max_messages: int = 1, max_wait: float = 0.0):  # type: ignore[no-untyped-def]
+        got = receive(entity, max_messages, max_wait)
+        if entity == "events" and got:
+            batches.append(len(got))
+        return got
+
+    messaging.receive = counting_receive  # type: ignore[method-assign]
+    messaging.send("events", [OutgoingMessage(str(n).encode()) for n in range(40)])
+    messaging.send("work", [OutgoingMessage(str(n).encode()) for n in range(40)])
+    pump = QueuePump(messaging, functions, concurrency=4)
+    pump.start()
+    try:
+        wait_until(lambda: messaging.count("events") == 0 and messaging.count("work") == 0)
+        assert threads["events"] == {"pump-JobEventsFanOut-0"}
+        assert sum(batches) == 40 and max(batches) > 1
+        assert len(threads["work"]) > 1
+    finally:
+        pump.stop()
+        messaging.close()
