@@ -28,7 +28,7 @@ import json
 import logging
 import uuid
 from datetime import timedelta
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from shared.documents.base import JsonObject, edit, query
@@ -140,6 +140,22 @@ def flush(svc: Services, doc: Outboxed, stored: JsonObject | None = None) -> Non
         log.warning("job events of %s not published yet (%s: %s); the outbox timer retries",
                     doc.id, type(exc).__name__, exc)
         return
+    _forget_sent(svc, doc, outbox, stored)
+
+
+def send_with(svc: Services, doc: JobDocument, batches: Sequence[tuple[str, Sequence[OutgoingMessage]]]) -> None:
+    """Send `batches` and the document's outbox together (`Messaging.send_each`: one write on the
+    embedded queues), then empty the outbox. A failed send raises, as `send_each` does; a failure
+    to empty the outbox is left to `sweep`, as in `flush`."""
+    outbox: list[JobEvent] = list(doc.outbox)
+    svc.messaging.send_each([*batches, (JOB_EVENTS_TOPIC, [message(e) for e in outbox])] if outbox else batches)
+    if outbox:
+        _forget_sent(svc, doc, outbox, None)
+
+
+def _forget_sent(svc: Services, doc: Outboxed, outbox: Sequence[JobEvent | JsonObject],
+                 stored: JsonObject | None) -> None:
+    """Remove the events just sent from the stored outbox of `doc`. Never raises."""
     sent = {_event_id(e) for e in outbox}
 
     def remove(current: Outboxed) -> bool:

@@ -69,12 +69,16 @@ def publish_job(messaging: Messaging, job: JobDocument) -> None:
 
 def publish_jobs(messaging: Messaging, jobs: list[JobDocument]) -> None:
     """Put queued jobs of one lane at its back, in this order, in one send."""
-    if not jobs:
-        return
-    messaging.send(lane(jobs[0].cluster_uid, jobs[0].priority), [
+    if jobs:
+        messaging.send(*entries(jobs))
+
+
+def entries(jobs: list[JobDocument]) -> tuple[str, list[OutgoingMessage]]:
+    """The lane of these queued jobs (all of one lane) and their messages, in this order: a send."""
+    return lane(jobs[0].cluster_uid, jobs[0].priority), [
         OutgoingMessage(LaneEntry(job=job.id, pk=job.pk, attempt=job.attempt).encode(),
                         message_id=message_id(job), application_properties=dict(job.trace_context))
-        for job in jobs])
+        for job in jobs]
 
 
 def message_id(job: JobDocument) -> str:

@@ -13,7 +13,7 @@ from shared.documents.base import JsonObject, read
 from shared.documents.resources import ClusterDocument, JobDocument, JobResource, JobResourceProperties
 from shared.ids import CLUSTER, JOB, ResourceRef
 from shared.models import JobBaseProperties, JobCreateParameters, tool_type_of
-from shared.ports.messaging import EntityNotFound
+from shared.ports.messaging import EntityNotFound, MessagingError
 from shared.scheduler import largest_size
 from shared.vm_sizes import lookup
 
@@ -73,12 +73,32 @@ def new_job(svc: Services, ref: ResourceRef, params: JobBaseProperties, cluster:
 
 
 def enqueue_and_announce(svc: Services, job: JobDocument) -> JobDocument:
-    """A new job joins its lane, then its creation event goes out (unless a transition, such as
-    failing a job its cluster can never hold, already sent it with its own)."""
-    written = enqueue(svc, job)
-    if written is job:
+    """A new job joins its lane and its creation event goes out, in one send; unless its cluster
+    can never hold it: a transition then fails it, and sends the creation event with its own."""
+    if job.state != job_runs.QUEUED:  # failed by its create (cluster_too_small)
         events.flush(svc, job)
-    return written
+        return job
+    cluster = read(svc.store, ClusterDocument, job.cluster_pk, job.cluster)
+    if cluster is None:
+        return job_runs.fail_job(svc, job, "ClusterNotFound", "The job's cluster no longer exists.") or _flushed(svc, job)
+    if too_small := cluster_too_small(cluster, job.props.node_count):
+        return job_runs.fail_job(svc, job, "ClusterTooSmall", too_small) or _flushed(svc, job)
+    try:
+        events.send_with(svc, job, [lanes.entries([job])])
+    except MessagingError:  # the lane or the topic is missing or down: each on its own, as far as it goes
+        try:
+            lanes.publish_job(svc.messaging, job)
+        except EntityNotFound:  # a cluster created a moment ago: its pool manager's first round makes the
+            return _flushed(svc, job)  # lanes and publishes every queued job (it was signalled by the cluster's create)
+        events.flush(svc, job)
+    if dispatcher.could_act(svc, cluster):  # read after publishing: see could_act
+        lanes.signal(svc.messaging, job.cluster, job.cluster_pk)
+    return job
+
+
+def _flushed(svc: Services, job: JobDocument) -> JobDocument:
+    events.flush(svc, job)
+    return job
 
 
 def cluster_too_small(cluster: ClusterDocument, node_count: int) -> str | None:
@@ -87,24 +107,6 @@ def cluster_too_small(cluster: ClusterDocument, node_count: int) -> str | None:
     if node_count > limit:
         return f"The job needs {node_count} nodes but its cluster can have at most {limit}."
     return None
-
-
-def enqueue(svc: Services, job: JobDocument) -> JobDocument:
-    """A new job joins its cluster's lane, unless the cluster can never hold it."""
-    if job.state != job_runs.QUEUED:  # failed by its create (cluster_too_small)
-        return job
-    cluster = read(svc.store, ClusterDocument, job.cluster_pk, job.cluster)
-    if cluster is None:
-        return job_runs.fail_job(svc, job, "ClusterNotFound", "The job's cluster no longer exists.") or job
-    if too_small := cluster_too_small(cluster, job.props.node_count):
-        return job_runs.fail_job(svc, job, "ClusterTooSmall", too_small) or job
-    try:
-        lanes.publish_job(svc.messaging, job)
-    except EntityNotFound:  # a cluster created a moment ago: its pool manager's first round makes the
-        return job          # lanes and publishes every queued job (it was signalled by the cluster's create)
-    if dispatcher.could_act(svc, cluster):  # read after publishing: see could_act
-        lanes.signal(svc.messaging, job.cluster, job.cluster_pk)
-    return job
 
 
 def cluster_of(svc: Services, job: ResourceRef, cluster_id: str) -> ClusterDocument:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from shared import cluster_work, lane_repair, lanes, nodes
+from shared import cluster_work, events, lane_repair, lanes, nodes
 from shared.adapters.local.sqlite_messaging import SqliteMessaging
 from shared.adapters.local.sqlite_store import SqliteStateStore
 from shared.api import clusters, experiments, jobs, workspaces
@@ -23,6 +23,7 @@ from shared.composition import Services
 from shared.documents.resources import ClusterDocument
 from shared.documents.resources import JobDocument
 from shared.ports.clock import ManualClock
+from shared.ports.messaging import subscription_path
 from shared.resources import CONTAINERS, R
 from shared.settings import Settings
 from shared.wakeups import Wakeups
@@ -366,3 +367,27 @@ def test_a_job_created_before_its_new_cluster_has_lanes_is_queued_and_published_
         nodes.set_state(svc.store, node.pk, node.node_id, "idle", svc.clock.now())
     dispatch(svc)
     assert state(svc, "early") == "running"
+
+
+def test_a_new_jobs_lane_entry_and_creation_event_go_in_one_send(svc: Services) -> None:
+    """One queue write for both (one transaction on the embedded queues), and the outbox is emptied."""
+    for topic, (options, subscriptions) in lanes.STATIC_TOPICS.items():
+        svc.messaging.create_topic(topic, options)
+        for name, sub_options in subscriptions.items():
+            svc.messaging.create_subscription(topic, name, sub_options)
+    make_cluster(svc, {"manual": {"targetNodeCount": 1}})
+    sends: list[list[str]] = []
+    send_each = svc.messaging.send_each
+
+    def recorded(batches):  # type: ignore[no-untyped-def]
+        sends.append([entity for entity, _ in batches])
+        send_each(batches)
+
+    svc.messaging.send_each = recorded  # type: ignore[method-assign]
+    submit(svc, "a")
+    lane = lanes.lane(uid(svc), "normal")
+    assert sends[0] == [lane, events.JOB_EVENTS_TOPIC]
+    assert svc.messaging.count(lane) == 1
+    fanned = svc.messaging.receive(subscription_path(events.JOB_EVENTS_TOPIC, events.WEBHOOKS_SUBSCRIPTION), 5)
+    assert [json.loads(m.body)["type"] for m in fanned] == ["Microsoft.BatchAI.JobQueued"]
+    assert not job(svc, "a").get("outbox") and not job(svc, "a").get("outboxPending")

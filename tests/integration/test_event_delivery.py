@@ -227,11 +227,20 @@ def test_a_failed_publish_stays_in_the_outbox_until_the_timer_sends_it_once(bus:
             raise MessagingError("the topic is unreachable")
         real_send(entity, messages)
 
+    real_send_each = bus.messaging.send_each
+
+    def each_down(batches: Any) -> None:
+        if any(entity == events.JOB_EVENTS_TOPIC for entity, _ in batches):
+            raise MessagingError("the topic is unreachable")
+        real_send_each(batches)
+
     monkeypatch.setattr(bus.messaging, "send", down)
+    monkeypatch.setattr(bus.messaging, "send_each", each_down)
     run_job(bus)
     left = job(bus, "j")["outbox"]
     assert [e["data"]["state"] for e in left] == ["queued", "running", "succeeded"]
     monkeypatch.setattr(bus.messaging, "send", real_send)
+    monkeypatch.setattr(bus.messaging, "send_each", real_send_each)
     bus.messaging.send(events.JOB_EVENTS_TOPIC, [events.message(left[0])])  # as if a send had arrived, then crashed
     events.sweep(bus)
     events.sweep(bus)
