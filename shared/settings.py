@@ -29,6 +29,9 @@ class Settings(BaseModel):
     # Off for test servers that advertise https:// locations while serving plain HTTP.
     cosmos_endpoint_discovery: bool = True
     max_request_bytes: int = 1024 * 1024
+    # Threads per local host instance that run synchronous HTTP functions (the Functions Python
+    # worker's PYTHON_THREADPOOL_THREAD_COUNT; shared/localhost/http_server.py says why only a few).
+    http_threads: int = Field(default=4, ge=1, le=64)
     default_location: str = "local"
     # Messaging: the embedded SQLite queues, or Azure Service Bus.
     messaging: Literal["sqlite", "servicebus"] = "sqlite"

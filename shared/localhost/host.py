@@ -129,7 +129,7 @@ class LocalHost:
         return self.settings.endpoint_file
 
     async def _serve(self, svc: Services, functions: list[IndexedFunction]) -> None:
-        app = FunctionsHttpApp(Router(functions), self.settings.max_request_bytes)
+        app = FunctionsHttpApp(Router(functions), self.settings.max_request_bytes, self.settings.http_threads)
         config = uvicorn.Config(app, host=self.host, port=self.port, log_level="warning", access_log=False,
                                 log_config=None,  # our own logging (shared/logs.py): its format, its redaction
                                 lifespan="off", http="httptools", loop="asyncio", timeout_graceful_shutdown=5)
@@ -144,6 +144,7 @@ class LocalHost:
         finally:
             for task in (*timers, announce, closing):
                 task.cancel()
+            app.close()
 
     @staticmethod
     async def _end_waits_on_exit(server: uvicorn.Server, svc: Services) -> None:
