@@ -129,7 +129,9 @@ class LocalHost:
         return self.settings.endpoint_file
 
     async def _serve(self, svc: Services, functions: list[IndexedFunction]) -> None:
-        app = FunctionsHttpApp(Router(functions), self.settings.max_request_bytes, self.settings.http_threads)
+        # Handshakes take at most their slots; one thread more answers the creates beyond them (429) at once.
+        app = FunctionsHttpApp(Router(functions), self.settings.max_request_bytes, self.settings.http_threads,
+                               waiting_threads=self.settings.webhook_handshake_concurrency + 1)
         config = uvicorn.Config(app, host=self.host, port=self.port, log_level="warning", access_log=False,
                                 log_config=None,  # our own logging (shared/logs.py): its format, its redaction
                                 lifespan="off", http="httptools", loop="asyncio", timeout_graceful_shutdown=5)

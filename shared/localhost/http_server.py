@@ -29,9 +29,16 @@ DISCARD_BEYOND_LIMIT = 64 * 1024 * 1024
 DISCARD_SECONDS = 30.0
 
 
+# Functions that wait on the network: a subscription's create runs the webhook validation handshake
+# (bounded by BATCHAI_WEBHOOK_HANDSHAKE_CONCURRENCY). They get threads of their own, so endpoints that
+# never answer cannot hold the threads every other request needs.
+WAITING_FUNCTIONS = frozenset({"EventSubscriptions_Create"})
+
+
 class FunctionsHttpApp:
     """Routes each request to its function: synchronous functions run on `threads` worker threads, as
-    the Functions Python worker runs them on PYTHON_THREADPOOL_THREAD_COUNT threads.
+    the Functions Python worker runs them on PYTHON_THREADPOOL_THREAD_COUNT threads, and those in
+    WAITING_FUNCTIONS on `waiting_threads` of their own.
 
     A few threads, not one per waiting request: the functions hold the GIL for most of their time, so
     more threads only take turns, and each turn is a context switch. A plain thread pool, not anyio's,
@@ -39,14 +46,16 @@ class FunctionsHttpApp:
     2 instances): 66-81 with anyio's 40 threads; 38 with one of these, 44-53 with 2, 58-62 with 4.
     Not one: a slow function (a listing of Azure Storage, say) holds one thread, and the rest serve."""
 
-    def __init__(self, router: Router, max_body_bytes: int, threads: int = 4) -> None:
+    def __init__(self, router: Router, max_body_bytes: int, threads: int = 4, waiting_threads: int = 5) -> None:
         self.router = router
         self.max_body_bytes = max_body_bytes
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="http")
+        self._waiting = ThreadPoolExecutor(waiting_threads, thread_name_prefix="http-waiting")
 
     def close(self) -> None:
         """Let the worker threads end once their requests are answered."""
         self._executor.shutdown(wait=False)
+        self._waiting.shutdown(wait=False)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -79,7 +88,8 @@ class FunctionsHttpApp:
             response = await function.func(request)
         else:
             call = functools.partial(contextvars.copy_context().run, function.func, request)  # as asyncio.to_thread
-            response = await asyncio.get_running_loop().run_in_executor(self._executor, call)
+            executor = self._waiting if function.name in WAITING_FUNCTIONS else self._executor
+            response = await asyncio.get_running_loop().run_in_executor(executor, call)
         await _send_response(send, response)
 
     async def _discard_body(self, scope: Scope, receive: Receive) -> None:

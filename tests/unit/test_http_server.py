@@ -10,7 +10,7 @@ import azure.functions as func
 import httpx
 
 from shared.localhost.functions_index import IndexedFunction
-from shared.localhost.http_server import FunctionsHttpApp
+from shared.localhost.http_server import WAITING_FUNCTIONS, FunctionsHttpApp
 from shared.localhost.router import Router
 
 
@@ -43,3 +43,41 @@ def test_synchronous_functions_run_on_at_most_the_configured_threads() -> None:
         app.close()
     assert most == 2
     assert names and all(name.startswith("http") for name in names)
+
+
+def test_functions_that_wait_on_the_network_never_hold_the_threads_of_the_others() -> None:
+    """Webhook handshakes to an endpoint that never answers hold their own threads only."""
+    release = threading.Event()
+
+    def waiting(req: func.HttpRequest) -> func.HttpResponse:
+        release.wait(10)
+        return func.HttpResponse("waited", status_code=200)
+
+    def quick(req: func.HttpRequest) -> func.HttpResponse:
+        return func.HttpResponse("quick", status_code=200)
+
+    name = sorted(WAITING_FUNCTIONS)[0]
+    app = FunctionsHttpApp(Router([
+        IndexedFunction(name=name, trigger_type="httpTrigger", func=waiting, route="wait/{n}", methods=("PUT",)),
+        IndexedFunction(name="Quick", trigger_type="httpTrigger", func=quick, route="quick", methods=("GET",)),
+    ]), 1024, threads=2, waiting_threads=2)
+
+    async def requests() -> tuple[str, list[str]]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://h") as client:
+            held = [asyncio.create_task(client.put(f"/wait/{n}")) for n in range(6)]
+            await asyncio.sleep(0.1)
+            answer = await asyncio.wait_for(client.get("/quick"), 5)
+            release.set()
+            return answer.text, [a.text for a in await asyncio.gather(*held)]
+
+    try:
+        assert asyncio.run(requests()) == ("quick", ["waited"] * 6)
+    finally:
+        release.set()
+        app.close()
+
+
+def test_the_waiting_functions_are_functions_of_the_app() -> None:
+    from shared.localhost.functions_index import index, load_app
+
+    assert WAITING_FUNCTIONS <= {f.name for f in index(load_app())}
