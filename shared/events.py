@@ -147,7 +147,7 @@ def send_with(svc: Services, doc: JobDocument, batches: Sequence[tuple[str, Sequ
     """Send `batches` and the document's outbox together (`Messaging.send_each`: one write on the
     embedded queues), then empty the outbox. A failed send raises, as `send_each` does; a failure
     to empty the outbox is left to `sweep`, as in `flush`."""
-    outbox: list[JobEvent] = list(doc.outbox)
+    outbox = doc.outbox
     svc.messaging.send_each([*batches, (JOB_EVENTS_TOPIC, [message(e) for e in outbox])] if outbox else batches)
     if outbox:
         _forget_sent(svc, doc, outbox, None)

@@ -76,8 +76,7 @@ def enqueue_and_announce(svc: Services, job: JobDocument) -> JobDocument:
     """A new job joins its lane and its creation event goes out, in one send; unless its cluster
     can never hold it: a transition then fails it, and sends the creation event with its own."""
     if job.state != job_runs.QUEUED:  # failed by its create (cluster_too_small)
-        events.flush(svc, job)
-        return job
+        return _flushed(svc, job)
     cluster = read(svc.store, ClusterDocument, job.cluster_pk, job.cluster)
     if cluster is None:
         return job_runs.fail_job(svc, job, "ClusterNotFound", "The job's cluster no longer exists.") or _flushed(svc, job)
@@ -97,6 +96,7 @@ def enqueue_and_announce(svc: Services, job: JobDocument) -> JobDocument:
 
 
 def _flushed(svc: Services, job: JobDocument) -> JobDocument:
+    """The job, its outbox sent on its own (see events.flush)."""
     events.flush(svc, job)
     return job
 
