@@ -83,6 +83,12 @@ class Api:
         sweep = self.sweep(name)
         return sweep if sweep["properties"]["executionState"] != "running" else None
 
+    def final_jobs(self) -> dict[str, dict[str, Any]] | None:
+        """The experiment's jobs by name, once none of them is still queued, running or terminating."""
+        jobs = {j["name"]: j for j in self.http.get(f"{EXP}/jobs").raise_for_status().json()["value"]}
+        ended = all(j["properties"]["executionState"] in ("succeeded", "failed") for j in jobs.values())
+        return jobs if ended else None
+
     def job(self, name: str) -> dict[str, Any]:
         return self.http.get(f"{EXP}/jobs/{name}").raise_for_status().json()
 
@@ -139,7 +145,8 @@ def test_a_bayesian_sweep_of_the_spirals_survives_a_host_sigkill(tmp_path: Path)
         assert [t["number"] for t in trials] == list(range(16))  # no trial lost, none asked twice
         for number, old in before.items():  # what was recorded before the kill is kept
             assert trials[number]["parameters"] == old["parameters"]
-        jobs = {j["name"]: j for j in api.http.get(f"{EXP}/jobs").json()["value"]}
+        # The sweep ends with its last round; a trial that round stopped has its job still terminating.
+        jobs = wait_until("every trial's job to end", lambda: api.final_jobs(), 120, 0.5)
         assert sorted(jobs) == [f"spirals-{n:04d}" for n in range(16)]  # one job per trial
         for trial in trials:
             params = trial["parameters"]
