@@ -69,7 +69,7 @@ class LocalHost:
         functions = index(load_app(self.app_module))
         peers = None
         if not alone:  # one invocation per timer period across the instances; wake-ups reach them all
-            functions = [singleton_timer(f, svc.store, svc.clock) if f.trigger_type == "timerTrigger" else f
+            functions = [singleton_timer(f, svc.store, svc.clock, self.settings) if f.trigger_type == "timerTrigger" else f
                          for f in functions]
             peers = PeerWakeups(svc.wakeups, self.settings.data_dir, svc.messaging).start()
         pump = QueuePump(svc.messaging, functions, clock=svc.clock)

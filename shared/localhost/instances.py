@@ -36,7 +36,7 @@ from shared.documents import base as documents
 from shared.documents.nodes import TimerLease
 from shared.composition import build_services
 from shared.localhost.functions_index import IndexedFunction
-from shared.localhost.timers import next_fire
+from shared.localhost.timers import next_fire, resolve_schedule
 from shared.nodes import parse_time, stamp
 from shared.ports.clock import Clock
 from shared.ports.state_store import Conflict, PreconditionFailed, StateStore
@@ -73,10 +73,11 @@ def claim_timer(store: StateStore, clock: Clock, name: str, schedule: str) -> bo
     return True
 
 
-def singleton_timer(function: IndexedFunction, store: StateStore, clock: Clock) -> IndexedFunction:
-    """The timer function, run only by the instance that claims its period."""
+def singleton_timer(function: IndexedFunction, store: StateStore, clock: Clock, settings: Settings) -> IndexedFunction:
+    """The timer function, run only by the instance that claims its period (its schedule read as
+    run_timer reads it: "%BATCHAI_...%" is that setting's value)."""
     assert function.schedule is not None
-    schedule, inner = function.schedule, function.func
+    schedule, inner = resolve_schedule(function.schedule, settings), function.func
 
     def fire(request: Any) -> Any:
         if claim_timer(store, clock, function.name, schedule):

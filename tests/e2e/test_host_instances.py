@@ -84,6 +84,24 @@ def test_local_down_stops_the_supervisor_its_instances_and_nodes(tmp_path: Path)
         wait_until("the node to stop", lambda: not alive(agent), timeout=30)
 
 
+def test_two_instances_run_the_timers_a_dead_nodes_agent_is_replaced(tmp_path: Path) -> None:
+    """The reconcile timer (its schedule an app setting) runs in one of the instances: a node whose
+    agent dies is seen and replaced, and no timer fails."""
+    data_dir = tmp_path / "state"
+    with running_host(data_dir, workers=2, timeout=120) as host:
+        with httpx.Client(base_url=host.endpoint, params=Q, timeout=30, headers=host.headers) as http:
+            http.put(WS, json={"location": "local"}).raise_for_status()
+            one_node_cluster(http)
+            wait_until("the node's agent", lambda: len(agent_pids(data_dir)) == 1, timeout=90)
+            [agent] = agent_pids(data_dir)
+            os.killpg(agent, signal.SIGKILL)
+            wait_until("a new node in its place", lambda: [p for p in agent_pids(data_dir) if p != agent], timeout=60)
+            wait_until("the new node to be idle", lambda: http.get(CLUSTER).json()["properties"]["nodeStateCounts"]
+                       ["idleNodeCount"] == 1, timeout=60)
+        failed = [line for line in host.output if "timer function" in line and "failed" in line]
+        assert not failed, failed
+
+
 def test_a_second_host_on_the_same_folder_is_refused_and_harms_nothing(tmp_path: Path) -> None:
     """Started beside a running host (alone or supervised), another host on the same folder would take
     the deployment's start and stop for its own; it is refused, and the first host's node, endpoint

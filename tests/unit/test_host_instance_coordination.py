@@ -8,9 +8,11 @@ import socket
 from pathlib import Path
 
 from shared.adapters.local.sqlite_store import SqliteStateStore
-from shared.localhost.instances import PeerWakeups, claim_timer
+from shared.localhost.functions_index import IndexedFunction
+from shared.localhost.instances import PeerWakeups, claim_timer, singleton_timer
 from shared.ports.clock import ManualClock
 from shared.resources import CONTAINERS
+from shared.settings import Settings, app_setting_reference
 from shared.wakeups import Wakeups
 
 
@@ -24,6 +26,25 @@ def test_a_timer_period_is_claimed_by_one_instance_and_passes_on_when_its_holder
     clock.advance(1.7)  # most of the period has passed: the next firing is anyone's
     assert claim_timer(store, clock, "Reconcile", every_2s)
     assert not claim_timer(store, clock, "Reconcile", every_2s)
+    store.close()
+
+
+def test_a_timer_whose_schedule_names_an_app_setting_fires_once_per_period_across_instances(tmp_path: Path) -> None:
+    """The app's timers read their schedules from app settings ("%BATCHAI_RECONCILE_SCHEDULE%"):
+    each instance's wrapper reads the setting, as the single host's timer loop does."""
+    store, clock = SqliteStateStore(tmp_path / "state.sqlite3"), ManualClock()
+    store.open(CONTAINERS)
+    settings = Settings(data_dir=tmp_path, reconcile_schedule="*/2 * * * * *")
+    fired: list[str] = []
+    timer = IndexedFunction(name="ReconcileClusters", trigger_type="timerTrigger", func=lambda _: fired.append("x"),
+                            schedule=app_setting_reference("reconcile_schedule"))
+    a, b = (singleton_timer(timer, store, clock, settings) for _ in range(2))
+    a.func(None)
+    b.func(None)  # a moment later, in the other instance: this period is taken
+    assert fired == ["x"]
+    clock.advance(1.7)
+    b.func(None)
+    assert fired == ["x", "x"]
     store.close()
 
 
