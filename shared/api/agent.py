@@ -97,13 +97,18 @@ def _made(svc: Services, cluster: ClusterDocument, node_id: str) -> bool:
         return False
 
 
+def _claimed_node(req: ApiRequest) -> tuple[str, str]:
+    """The (cluster uid, node id) the caller says it is (not yet checked); 401 when it says none."""
+    uid, _, node_id = req.headers.get(NODE_HEADER, "").partition("|")
+    if not uid or not node_id or not req.headers.get(CREDENTIAL_HEADER, ""):
+        raise Unauthorized("The node's credential is missing.", target=NODE_HEADER)
+    return uid, node_id
+
+
 def authenticate(svc: Services, req: ApiRequest) -> NodeDocument:
     """The calling node's document; 401 without a valid credential, 410 for a removed node."""
-    key = req.headers.get(NODE_HEADER, "")
+    uid, node_id = _claimed_node(req)
     secret = req.headers.get(CREDENTIAL_HEADER, "")
-    uid, _, node_id = key.partition("|")
-    if not uid or not node_id or not secret:
-        raise Unauthorized("The node's credential is missing.", target=NODE_HEADER)
     doc = nodes.read(svc.store, uid, node_id)
     if doc is None:
         raise Gone("The node is no longer part of its cluster.", target=NODE_HEADER)
@@ -244,12 +249,14 @@ def _running(req: ApiRequest) -> tuple[str, int] | None:
 async def assignment(svc: Services, req: ApiRequest) -> ApiResponse:
     """Long-poll: answers as soon as what the node should run differs from what it says it runs
     (`running=<job>#<attempt>`), or after `wait` seconds with the same answer."""
-    node = await asyncio.to_thread(authenticate, svc, req)
+    uid, node_id = _claimed_node(req)
     running = _running(req)
     wait = _wait_seconds(svc, req)
     deadline = asyncio.get_running_loop().time() + max(wait, 0.0)
     while True:
-        with svc.wakeups.listening(node.id) as waiter:  # before the reads: no wake-up slips between
+        # Listening before the reads, so no wake-up slips between; on the key the caller claims, which
+        # each look authenticates before anything is answered or waited for.
+        with svc.wakeups.listening(nodes.node_key(uid, node_id)) as waiter:
             final = deadline - asyncio.get_running_loop().time() <= 0
             answer = await asyncio.to_thread(_look, svc, req, running, final)  # one hop: the reads together
             if svc.wakeups.closed:  # the host is stopping: the agent asks again after a pause
