@@ -460,6 +460,7 @@ class AmqpServer:
 
     def start(self) -> AmqpServer:
         _quiet_proton()
+        self._listener.settimeout(ACCEPT_POLL)  # here, not in the loop: a stop may close it before the loop runs
         for target, name in ((self._container.run, "reactor"), (self._accept_loop, "accept")):
             thread = threading.Thread(target=target, name=f"amqp-{name}-{self.port}", daemon=True)
             thread.start()
@@ -492,7 +493,6 @@ class AmqpServer:
         self.stop()
 
     def _accept_loop(self) -> None:
-        self._listener.settimeout(ACCEPT_POLL)
         while not self._stopping.is_set():
             try:
                 sock, peer = self._listener.accept()
