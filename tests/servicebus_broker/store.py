@@ -281,6 +281,14 @@ class Namespace:
         return None
 
     @_locked
+    def acquire_many(self, path: str, count: int) -> list[Delivery]:
+        """Lock up to `count` available messages, first first."""
+        acquired: list[Delivery] = []
+        while len(acquired) < count and (delivery := self.acquire(path)) is not None:
+            acquired.append(delivery)
+        return acquired
+
+    @_locked
     def take(self, path: str) -> Message | None:
         """Receive-and-delete: remove and return the first available message (it counts as a delivery)."""
         delivery = self.acquire(path)

@@ -94,6 +94,9 @@ class AmqpNamespace(Protocol):
     def acquire(self, path: str) -> Acquired | None:
         """Lock the first available message of a queue, subscription or dead-letter queue."""
 
+    def acquire_many(self, path: str, count: int) -> Sequence[Acquired]:
+        """Lock up to `count` available messages at once, first first (fewer when fewer wait)."""
+
     def take(self, path: str) -> StoredMessage | None:
         """Receive-and-delete the first available message."""
 

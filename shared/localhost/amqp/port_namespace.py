@@ -126,19 +126,24 @@ class PortNamespace:
 
     # -- receiving -------------------------------------------------------------------------------------
     def acquire(self, path: str) -> PortAcquired | None:
+        acquired = self.acquire_many(path, 1)
+        return acquired[0] if acquired else None
+
+    def acquire_many(self, path: str, count: int) -> list[PortAcquired]:
+        """One receive of the port for them all (one write on the embedded queues)."""
         key = self._path(path)
         try:
-            received = self.messaging.receive(key, 1, 0.0)
+            received = self.messaging.receive(key, max(1, count), 0.0)
         except port.EntityNotFound as exc:
             raise NotFound(path) from exc
-        if not received:
-            return None
-        message = received[0]
-        token = uuid.uuid4()
-        with self._mutex:
-            self._locks[token] = (key, message)
-        until = message.locked_until.timestamp() if message.locked_until is not None else None
-        return PortAcquired(PortMessage.of(message), token, until)
+        acquired = []
+        for message in received:
+            token = uuid.uuid4()
+            with self._mutex:
+                self._locks[token] = (key, message)
+            until = message.locked_until.timestamp() if message.locked_until is not None else None
+            acquired.append(PortAcquired(PortMessage.of(message), token, until))
+        return acquired
 
     def take(self, path: str) -> PortMessage | None:
         acquired = self.acquire(path)

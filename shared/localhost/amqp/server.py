@@ -40,7 +40,7 @@ from proton._handlers import IOHandler
 from proton._reactor import ApplicationEvent, Container, EventInjector
 
 from shared.localhost.amqp import nodes
-from shared.localhost.amqp.namespace import AmqpNamespace, LockLost, NotFound
+from shared.localhost.amqp.namespace import Acquired, AmqpNamespace, LockLost, NotFound
 from shared.localhost.amqp.paths import covers, entity_path
 from shared.localhost.amqp.wire import (
     DEAD_LETTER_DESCRIPTION,
@@ -57,6 +57,7 @@ CBS_NODE = "$cbs"
 MANAGEMENT_SUFFIX = "/$management"
 TICK_SECONDS = 0.02  # how often the namespace's tick runs and consumers are served
 RECEIVE_CREDIT = 100  # credit kept open on links that clients send on
+DELIVERY_BATCH = 50  # messages locked for a receiver in one go (at most its credit): one write, not one each
 ROUTE_TIMEOUT = 10.0  # how long a new connection may take to send its first bytes
 ACCEPT_POLL = 1.0  # the accept loop looks at the stop flag at least this often
 
@@ -336,35 +337,42 @@ class AmqpHandler(Handler):
             self.consumers.discard(link)
             return
         try:
-            while link.credit > 0 and self._deliver_one(link, info):
-                pass
+            if info.receive_and_delete:
+                while link.credit > 0 and self._deliver_taken(link, info):
+                    pass
+            else:
+                while link.credit > 0:
+                    wanted = min(link.credit, DELIVERY_BATCH)
+                    acquired = self.namespace.acquire_many(info.path, wanted)  # one lock for them all
+                    for one in acquired:
+                        self._deliver_locked(link, one)
+                    if len(acquired) < wanted:
+                        break
         except NotFound:  # deleted under the link
             self._detach(link, NOT_FOUND, f"'{info.path}' was deleted")
         except Exception as exc:  # noqa: BLE001
             _LOG.exception("AMQP server: receiving from %r failed", info.path)
             self._detach(link, INTERNAL_ERROR, f"receiving failed: {exc}")
 
-    def _deliver_one(self, link: Link, info: LinkInfo) -> bool:
-        """Send the next available message on the link; False when there is none."""
-        if info.receive_and_delete:
-            message = self.namespace.take(info.path)
-            if message is None:
-                return False
-            delivery = link.delivery(uuid.uuid4().bytes)  # type: ignore[arg-type]  # proton: tags typed str, sent as bytes
-            link.send(encode_for_delivery(message, None))
-            link.advance()
-            delivery.settle()
-            return True
-        acquired = self.namespace.acquire(info.path)
-        if acquired is None:
+    def _deliver_taken(self, link: Link, info: LinkInfo) -> bool:
+        """Receive-and-delete: send the next available message; False when there is none."""
+        message = self.namespace.take(info.path)
+        if message is None:
             return False
+        delivery = link.delivery(uuid.uuid4().bytes)  # type: ignore[arg-type]  # proton: tags typed str, sent as bytes
+        link.send(encode_for_delivery(message, None))
+        link.advance()
+        delivery.settle()
+        return True
+
+    def _deliver_locked(self, link: Link, acquired: Acquired) -> None:
+        """Send a message locked for this link's client (peek-lock)."""
         assert acquired.lock_token is not None
         # Service Bus lock tokens are .NET GUIDs: the tag holds them in that (little-endian) layout.
         delivery = link.delivery(acquired.lock_token.bytes_le)  # type: ignore[arg-type]  # as above
         delivery.lock_token = acquired.lock_token  # proton reads tags back as UTF-8 text: keep it here
         link.send(encode_for_delivery(acquired.message, acquired.locked_until))
         link.advance()
-        return True
 
     def _detach(self, link: Link, name: symbol, description: str) -> None:
         link.condition = Condition(name, description)
