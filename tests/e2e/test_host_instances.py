@@ -29,6 +29,15 @@ def one_node_cluster(http: httpx.Client) -> None:
         "userAccountSettings": {"adminUserName": "u", "adminUserPassword": "p"}}}).raise_for_status()
 
 
+def one_node_up(http: httpx.Client, data_dir: Path) -> int:
+    """The workspace and its one-node cluster; the node's agent's pid once it runs."""
+    http.put(WS, json={"location": "local"}).raise_for_status()
+    one_node_cluster(http)
+    wait_until("the node's agent", lambda: len(agent_pids(data_dir)) == 1, timeout=90)
+    [agent] = agent_pids(data_dir)
+    return agent
+
+
 def test_two_instances_one_killed_mid_job_the_job_succeeds_exactly_once(tmp_path: Path) -> None:
     data_dir, runs, gate = tmp_path / "state", tmp_path / "runs", tmp_path / "gate"
     with running_host(data_dir, workers=2, timeout=120) as host:
@@ -71,10 +80,7 @@ def test_local_down_stops_the_supervisor_its_instances_and_nodes(tmp_path: Path)
     data_dir = tmp_path / "state"
     with running_host(data_dir, workers=2, timeout=120) as host:
         with httpx.Client(base_url=host.endpoint, params=Q, timeout=30, headers=host.headers) as http:
-            http.put(WS, json={"location": "local"}).raise_for_status()
-            one_node_cluster(http)
-            wait_until("the node's agent", lambda: len(agent_pids(data_dir)) == 1, timeout=90)
-        [agent] = agent_pids(data_dir)
+            agent = one_node_up(http, data_dir)
         down = subprocess.run([sys.executable, "-m", "shared.cli", "local", "down", "--data-dir", str(data_dir)],
                               capture_output=True, text=True, timeout=60)
         assert down.returncode == 0, down.stderr
@@ -90,10 +96,7 @@ def test_two_instances_run_the_timers_a_dead_nodes_agent_is_replaced(tmp_path: P
     data_dir = tmp_path / "state"
     with running_host(data_dir, workers=2, timeout=120) as host:
         with httpx.Client(base_url=host.endpoint, params=Q, timeout=30, headers=host.headers) as http:
-            http.put(WS, json={"location": "local"}).raise_for_status()
-            one_node_cluster(http)
-            wait_until("the node's agent", lambda: len(agent_pids(data_dir)) == 1, timeout=90)
-            [agent] = agent_pids(data_dir)
+            agent = one_node_up(http, data_dir)
             os.killpg(agent, signal.SIGKILL)
             wait_until("a new node in its place", lambda: [p for p in agent_pids(data_dir) if p != agent], timeout=60)
             wait_until("the new node to be idle", lambda: http.get(CLUSTER).json()["properties"]["nodeStateCounts"]
@@ -109,10 +112,7 @@ def test_a_second_host_on_the_same_folder_is_refused_and_harms_nothing(tmp_path:
     data_dir = tmp_path / "state"
     with running_host(data_dir, timeout=60) as host:
         with httpx.Client(base_url=host.endpoint, params=Q, timeout=30, headers=host.headers) as http:
-            http.put(WS, json={"location": "local"}).raise_for_status()
-            one_node_cluster(http)
-            wait_until("the node's agent", lambda: len(agent_pids(data_dir)) == 1, timeout=90)
-            [agent] = agent_pids(data_dir)
+            agent = one_node_up(http, data_dir)
             for workers in ("1", "2"):
                 second = subprocess.run([sys.executable, "-m", "shared.localhost", "up", "--data-dir", str(data_dir),
                                          "--port", "0", "--workers", workers],

@@ -115,9 +115,18 @@ class _Table:
     """A container's table: its quoted name and the paths it keeps in columns (see the module's docstring)."""
 
     def __init__(self, name: str, paths: Sequence[str]) -> None:
+        for path in paths:
+            _json_path(path)  # checks the path
         self.name = name
         self.paths = tuple(paths)
         self.columns = tuple(_column(p) for p in self.paths)
+        listed = "".join(", " + c for c in self.columns)
+        # The statements that name every column, made once.
+        self.insert = (f"INSERT INTO {name} (pk, id, etag, body{listed}) "
+                       f"VALUES (?, ?, ?, ?{', ?' * len(self.columns)})")
+        self.upsert = (self.insert + " ON CONFLICT (pk, id) DO UPDATE SET etag = excluded.etag, body = excluded.body"
+                       + "".join(f", {c} = excluded.{c}" for c in self.columns))
+        self.stored = f"SELECT etag{listed} FROM {name} WHERE pk = ? AND id = ?"
 
     def expression(self, path: str) -> str:
         """The SQL expression of a path's value: its column (`id` and `pk` are the table's own), else
@@ -213,8 +222,6 @@ class SqliteStateStore(StateStore):
                 raise ValueError(f"unsupported container name {spec.name!r}")
             paths = [p for p in dict.fromkeys([*spec.indexed, *(p for ps in spec.lookups for p in ps)])
                      if p not in _KEY_COLUMNS]
-            for path in paths:
-                _json_path(path)  # checks the path
             table = _Table(f'"docs_{spec.name}"', paths)
             conn.execute("BEGIN IMMEDIATE")  # processes opening one file at once make its schema in turn
             try:
@@ -232,11 +239,8 @@ class SqliteStateStore(StateStore):
         table = self._table(container)
         pk, id_, body = _serialise(doc)
         etag = _new_etag()
-        columns = "".join(", " + c for c in table.columns)
-        marks = ", ?" * len(table.columns)
         try:
-            self._conn().execute(f"INSERT INTO {table.name} (pk, id, etag, body{columns}) VALUES (?, ?, ?, ?{marks})",
-                                 (pk, id_, etag, body, *table.values(doc)))
+            self._conn().execute(table.insert, (pk, id_, etag, body, *table.values(doc)))
         except sqlite3.IntegrityError:
             raise Conflict(f"{container}/{pk}/{id_} already exists") from None
         return _document(body, etag)
@@ -256,8 +260,7 @@ class SqliteStateStore(StateStore):
         values = table.values(doc)
         conn = self._conn()
         for _ in range(_REPLACE_TRIES):
-            row = conn.execute(f"SELECT etag{''.join(', ' + c for c in table.columns)} FROM {table.name} "
-                               "WHERE pk = ? AND id = ?", (pk, id_)).fetchone()
+            row = conn.execute(table.stored, (pk, id_)).fetchone()
             if row is None:
                 raise NotFound(f"{container}/{pk}/{id_} does not exist")
             if etag is not None and row[0] != etag:
@@ -276,12 +279,7 @@ class SqliteStateStore(StateStore):
         table = self._table(container)
         pk, id_, body = _serialise(doc)
         etag = _new_etag()
-        columns = "".join(", " + c for c in table.columns)
-        updates = "".join(f", {c} = excluded.{c}" for c in table.columns)
-        self._conn().execute(f"INSERT INTO {table.name} (pk, id, etag, body{columns}) "
-                             f"VALUES (?, ?, ?, ?{', ?' * len(table.columns)}) ON CONFLICT (pk, id) "
-                             f"DO UPDATE SET etag = excluded.etag, body = excluded.body{updates}",
-                             (pk, id_, etag, body, *table.values(doc)))
+        self._conn().execute(table.upsert, (pk, id_, etag, body, *table.values(doc)))
         return _document(body, etag)
 
     def delete(self, container: str, pk: str, id: str, etag: str | None = None) -> None:
